@@ -1,0 +1,90 @@
+"""Coding a sequence of image batches on one ANS stack, with the initial bits accounted for.
+
+Bits-back coding of many images shares one stack: the bits the second image
+gets back were pushed by the first. The stack starts from seed words that
+both sides regenerate (:func:`bbcodec.coding.ans.seed_words`); the untouched
+part of the seed is not stored, so the stored payload is exactly what the
+images cost, initial bits included. The decoder pops the batches in reverse
+order and must end on the seed again.
+
+Accounting (all in bits):
+
+* ``stored``  = payload actually written,
+* ``net``     = growth of the stack over the seed (what bits-back promises, ~ -ELBO),
+* ``initial`` = ``stored - net``: the seed bits the first pops consumed.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from bbcodec.coding.ans import WORD_BITS, AnsStack, seed_words, split_seed
+from bbcodec.coding.bitsback import CODERS
+from bbcodec.errors import CorruptDataError
+
+MAX_BITS_PER_POP = 24  # constriction's probability precision bounds what one symbol can cost
+
+
+@dataclass
+class EncodedChain:
+    payload: np.ndarray          # uint32 words to store
+    untouched_seed_words: int    # seed words at the bottom of the stack, not stored
+    seed_words: int              # length of the seed both sides regenerate
+    stored_bits_after: list = field(default_factory=list)  # stored size after each batch, when tracked
+
+    @property
+    def stored_bits(self) -> int:
+        return WORD_BITS * len(self.payload)
+
+    @property
+    def net_bits(self) -> int:
+        return WORD_BITS * (self.untouched_seed_words + len(self.payload) - self.seed_words)
+
+    @property
+    def initial_bits(self) -> int:
+        return self.stored_bits - self.net_bits
+
+
+def seed_length(model, image_shape) -> int:
+    """Seed words enough for the deepest dip any coder makes into the stack for one batch."""
+    batch = image_shape[0]
+    latent_symbols = batch * int(np.prod(model.latent_shape(image_shape[1:]))) * model.depth
+    return (latent_symbols * MAX_BITS_PER_POP) // WORD_BITS + 4
+
+
+def _latent_like(model, image_shape) -> torch.Tensor:
+    return torch.zeros(image_shape[0], *model.latent_shape(image_shape[1:]))
+
+
+def check_codable(image_shape) -> None:
+    if len(image_shape) != 4 or image_shape[2] % 2 or image_shape[3] % 2:
+        raise ValueError(f"the model codes batches (B, C, H, W) with even H and W, got {tuple(image_shape)}")
+
+
+def encode_chain(model, batches, coder: str = "bitswap", track: bool = False) -> EncodedChain:
+    """Push every batch (uint8 tensors of one shape each) onto one stack, in order."""
+    encode, _ = CODERS[coder]
+    seed = seed_words(max(seed_length(model, b.shape) for b in batches))
+    ans = AnsStack.seeded(seed)
+    sizes = []
+    for batch in batches:
+        check_codable(batch.shape)
+        encode(ans, model, batch)
+        if track:
+            untouched, payload = split_seed(ans.words(), seed)
+            sizes.append(WORD_BITS * len(payload))
+    untouched, payload = split_seed(ans.words(), seed)
+    return EncodedChain(payload, untouched, len(seed), sizes)
+
+
+def decode_chain(model, encoded: EncodedChain, shapes, coder: str = "bitswap") -> list:
+    """Pop the batches of ``shapes`` (the encoder's order) and check the stack ends on the seed."""
+    _, decode = CODERS[coder]
+    seed = seed_words(encoded.seed_words)
+    ans = AnsStack.from_payload(seed, encoded.untouched_seed_words, encoded.payload)
+    batches = [decode(ans, model, _latent_like(model, shape)) for shape in reversed(shapes)]
+    if not np.array_equal(ans.words(), seed):
+        raise CorruptDataError("decoded data does not end on the seed: the file is corrupt or the model differs")
+    return batches[::-1]
