@@ -58,33 +58,47 @@ def _latent_like(model, image_shape) -> torch.Tensor:
     return torch.zeros(image_shape[0], *model.latent_shape(image_shape[1:]))
 
 
+def encode_steps(steps, coder: str = "bitswap", track: bool = False) -> EncodedChain:
+    """Push each ``(model, batch)`` in order onto one seeded stack.
+
+    ``model`` is anything with the coders' interface (depth, posterior,
+    conditional, top_prior, latent_shape); ``batch`` a uint8 tensor (B, C, H, W).
+    """
+    encode, _ = CODERS[coder]
+    seed = seed_words(max(seed_length(model, batch.shape) for model, batch in steps))
+    ans = AnsStack.seeded(seed)
+    sizes = []
+    for model, batch in steps:
+        encode(ans, model, batch)
+        if track:
+            sizes.append(WORD_BITS * len(split_seed(ans.words(), seed)[1]))
+    untouched, payload = split_seed(ans.words(), seed)
+    return EncodedChain(payload, untouched, len(seed), sizes)
+
+
+def decode_steps(steps, encoded: EncodedChain, coder: str = "bitswap") -> list:
+    """Pop the batches of ``steps`` = [(model, batch shape)] (the encoder's order); check the stack ends on the seed."""
+    _, decode = CODERS[coder]
+    seed = seed_words(encoded.seed_words)
+    ans = AnsStack.from_payload(seed, encoded.untouched_seed_words, encoded.payload)
+    batches = [decode(ans, model, _latent_like(model, shape)) for model, shape in reversed(steps)]
+    if not np.array_equal(ans.words(), seed):
+        raise CorruptDataError("decoded data does not end on the seed: the file is corrupt or the model differs")
+    return batches[::-1]
+
+
 def check_codable(image_shape) -> None:
     if len(image_shape) != 4 or image_shape[2] % 2 or image_shape[3] % 2:
         raise ValueError(f"the model codes batches (B, C, H, W) with even H and W, got {tuple(image_shape)}")
 
 
 def encode_chain(model, batches, coder: str = "bitswap", track: bool = False) -> EncodedChain:
-    """Push every batch (uint8 tensors of one shape each) onto one stack, in order."""
-    encode, _ = CODERS[coder]
-    seed = seed_words(max(seed_length(model, b.shape) for b in batches))
-    ans = AnsStack.seeded(seed)
-    sizes = []
+    """Push every batch (uint8 tensors (B, C, H, W), even H and W) onto one stack, in order."""
     for batch in batches:
         check_codable(batch.shape)
-        encode(ans, model, batch)
-        if track:
-            untouched, payload = split_seed(ans.words(), seed)
-            sizes.append(WORD_BITS * len(payload))
-    untouched, payload = split_seed(ans.words(), seed)
-    return EncodedChain(payload, untouched, len(seed), sizes)
+    return encode_steps([(model, batch) for batch in batches], coder, track)
 
 
 def decode_chain(model, encoded: EncodedChain, shapes, coder: str = "bitswap") -> list:
     """Pop the batches of ``shapes`` (the encoder's order) and check the stack ends on the seed."""
-    _, decode = CODERS[coder]
-    seed = seed_words(encoded.seed_words)
-    ans = AnsStack.from_payload(seed, encoded.untouched_seed_words, encoded.payload)
-    batches = [decode(ans, model, _latent_like(model, shape)) for shape in reversed(shapes)]
-    if not np.array_equal(ans.words(), seed):
-        raise CorruptDataError("decoded data does not end on the seed: the file is corrupt or the model differs")
-    return batches[::-1]
+    return decode_steps([(model, shape) for shape in shapes], encoded, coder)

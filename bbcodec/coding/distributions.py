@@ -30,6 +30,7 @@ import torch.nn.functional as F
 
 PIXEL_LEVELS = 256
 OUTER_EDGE = 1e4
+TABLE_CHUNK = 1 << 14  # sub-pixels per probability table (16384 x 256 float64 = 32 MiB)
 
 
 @dataclass(frozen=True)
@@ -128,12 +129,29 @@ class DiscretizedLogistic:
         log_scale = self.log_scale.detach().double().flatten().cpu().view(-1, 1)
         return torch.exp(self._log_mass(levels, mean, log_scale)).numpy()
 
+    def crop(self, channels: slice, height: int, width: int) -> "DiscretizedLogistic":
+        """The same distribution restricted to some channels and the top-left height x width pixels."""
+        index = (slice(None), channels, slice(0, height), slice(0, width))
+        return DiscretizedLogistic(self.mean[index], self.log_scale[index])
+
+    def _chunks(self):
+        """Sub-pixel ranges whose probability tables are built one at a time, to bound memory."""
+        total = self.mean.numel()
+        return [slice(start, min(start + TABLE_CHUNK, total)) for start in range(0, total, TABLE_CHUNK)]
+
+    def _table(self, chunk: slice) -> np.ndarray:
+        return DiscretizedLogistic(self.mean.flatten()[chunk], self.log_scale.flatten()[chunk]).probability_table()
+
     def push(self, ans, x: torch.Tensor) -> None:
+        # Pushing the chunks last-first, each reversed, writes exactly what one encode_reverse of all would.
         symbols = x.detach().flatten().cpu().numpy().astype(np.int32)
-        ans.coder.encode_reverse(symbols, constriction.stream.model.Categorical(perfect=False), self.probability_table())
+        model = constriction.stream.model.Categorical(perfect=False)
+        for chunk in reversed(self._chunks()):
+            ans.coder.encode_reverse(symbols[chunk], model, self._table(chunk))
 
     def pop(self, ans) -> torch.Tensor:
-        symbols = ans.coder.decode(constriction.stream.model.Categorical(perfect=False), self.probability_table())
+        model = constriction.stream.model.Categorical(perfect=False)
+        symbols = np.concatenate([ans.coder.decode(model, self._table(chunk)) for chunk in self._chunks()])
         return torch.from_numpy(symbols.astype(np.uint8)).view(self.mean.shape).to(self.mean.device)
 
     def num_symbols(self) -> int:

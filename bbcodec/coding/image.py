@@ -1,0 +1,104 @@
+"""Coding the pixel planes of one image of any size with an RGB model.
+
+An image's channels are coded in groups: three colour channels together, and
+every other plane (grey, alpha, palette indices) alone. A lone plane is shown
+to the model as grey (the plane repeated three times) and only the middle
+channel's likelihood is coded. Each group is cut into tiles
+(:mod:`bbcodec.tiling`) and all tiles of all groups are coded on one bits-back
+chain, so only the first, one-tile batch pays initial bits.
+
+:class:`TileView` presents the model to the coders for one batch of tiles:
+its inference side sees the tile as the model expects it (three channels), and
+its pixel likelihood is cropped to the tile's real pixels and channels. The
+coders in :mod:`bbcodec.coding.bitsback` need nothing else.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import torch
+
+from bbcodec.coding.chain import EncodedChain, decode_steps, encode_steps
+from bbcodec.tiling import plan
+
+
+@dataclass(frozen=True)
+class CoderSettings:
+    """How an image is coded; stored in the file header and needed to decode."""
+
+    coder: str = "bitswap"
+    tile: int = 64
+    max_batch: int = 16
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+class TileView:
+    """The model as the coders see it for one batch of tiles of ``channels`` (1 or 3) planes."""
+
+    def __init__(self, model, channels: int, height: int, width: int):
+        self.model, self.channels, self.height, self.width = model, channels, height, width
+        self.depth = model.depth
+
+    def _model_input(self, x: torch.Tensor) -> torch.Tensor:
+        return x.expand(-1, 3, -1, -1) if self.channels == 1 else x
+
+    def posterior(self, layer, below):
+        return self.model.posterior(layer, self._model_input(below) if layer == 0 else below)
+
+    def conditional(self, layer, z):
+        dist = self.model.conditional(layer, z)
+        if layer == 0:
+            channels = slice(1, 2) if self.channels == 1 else slice(0, 3)
+            dist = dist.crop(channels, self.height, self.width)
+        return dist
+
+    def top_prior(self, like):
+        return self.model.top_prior(like)
+
+    def latent_shape(self, image_shape):
+        return self.model.latent_shape(image_shape)
+
+
+def plane_groups(channels: int) -> list[slice]:
+    """Channel groups coded together: RGB as one, every other plane alone."""
+    if channels in (3, 4):
+        return [slice(0, 3)] + ([slice(3, 4)] if channels == 4 else [])
+    return [slice(c, c + 1) for c in range(channels)]
+
+
+def _steps(model, height: int, width: int, channels: int, settings: CoderSettings):
+    """(view, group, tile batch) for every batch, in coding order."""
+    for group in plane_groups(channels):
+        planes = group.stop - group.start
+        for batch in plan(height, width, settings.tile, settings.max_batch):
+            yield TileView(model, planes, batch[0].height, batch[0].width), group, batch
+
+
+def _cut(pixels: np.ndarray, group: slice, batch) -> torch.Tensor:
+    tiles = [pixels[t.top:t.top + t.height, t.left:t.left + t.width, group] for t in batch]
+    return torch.from_numpy(np.ascontiguousarray(np.stack(tiles).transpose(0, 3, 1, 2)))
+
+
+def encode_image(model, pixels: np.ndarray, settings: CoderSettings = CoderSettings()) -> EncodedChain:
+    """Code an (H, W, C) uint8 array losslessly; returns the chain's payload and accounting."""
+    height, width, channels = pixels.shape
+    steps = [(view, _cut(pixels, group, batch))
+             for view, group, batch in _steps(model, height, width, channels, settings)]
+    return encode_steps(steps, settings.coder)
+
+
+def decode_image(model, encoded: EncodedChain, height: int, width: int, channels: int,
+                 settings: CoderSettings = CoderSettings()) -> np.ndarray:
+    """Inverse of :func:`encode_image`."""
+    layout = list(_steps(model, height, width, channels, settings))
+    shapes = [(view, (len(batch), group.stop - group.start, batch[0].height, batch[0].width))
+              for view, group, batch in layout]
+    decoded = decode_steps(shapes, encoded, settings.coder)
+    pixels = np.empty((height, width, channels), dtype=np.uint8)
+    for (view, group, batch), tiles in zip(layout, decoded):
+        for t, tile in zip(batch, tiles.numpy()):
+            pixels[t.top:t.top + t.height, t.left:t.left + t.width, group] = tile.transpose(1, 2, 0)
+    return pixels

@@ -1,0 +1,1 @@
+"""The bbcodec command line (click), a thin layer over :mod:`bbcodec`."""
