@@ -87,15 +87,17 @@ def decode_steps(steps, encoded: EncodedChain, coder: str = "bitswap") -> list:
     return batches[::-1]
 
 
-def check_codable(image_shape) -> None:
-    if len(image_shape) != 4 or image_shape[2] % 2 or image_shape[3] % 2:
-        raise ValueError(f"the model codes batches (B, C, H, W) with even H and W, got {tuple(image_shape)}")
+def check_codable(model, image_shape) -> None:
+    stride = model.config.stride
+    if len(image_shape) != 4 or image_shape[2] % stride or image_shape[3] % stride:
+        raise ValueError(f"the model codes batches (B, C, H, W) with H and W multiples of {stride}, "
+                         f"got {tuple(image_shape)}; bbcodec.coding.image codes any size")
 
 
 def encode_chain(model, batches, coder: str = "bitswap", track: bool = False) -> EncodedChain:
-    """Push every batch (uint8 tensors (B, C, H, W), even H and W) onto one stack, in order."""
+    """Push every batch (uint8 tensors (B, C, H, W), H and W multiples of the stride) onto one stack."""
     for batch in batches:
-        check_codable(batch.shape)
+        check_codable(model, batch.shape)
     return encode_steps([(model, batch) for batch in batches], coder, track)
 
 

@@ -21,6 +21,7 @@ class VAEConfig:
     hidden_channels: int = 64
     latent_channels: int = 8
     latent_layers: int = 4
+    stride: int = 2
     blocks_per_net: int = 2
     head_kernel_size: int = 1
     binary_weights: bool = True

@@ -8,8 +8,8 @@ Generative: p(x | z1), p(z1 | z2), ..., p(zL-1 | zL), p(zL) = N(0, I)
 
 Every conditional is a small fully convolutional network: a float stem, a stack
 of residual blocks (binary with ``binary_weights``), and a float head. The first
-inference network halves the resolution and ``p(x | z1)`` restores it, so the
-latents have shape (latent_channels, H/2, W/2) and any even H, W works.
+inference network reduces the resolution by ``stride`` (2 or 4) and ``p(x | z1)``
+restores it, so the latents have shape (latent_channels, H/stride, W/stride).
 
 The model speaks in distributions (:mod:`bbcodec.coding.distributions`), which
 both the training loss and the coders use, so the coder codes exactly what the
@@ -31,26 +31,32 @@ LOG_SCALE_MIN = -7.0
 
 
 class ConditionalNet(nn.Module):
-    """stem (float) -> residual blocks -> head (float); optional /2 down- or x2 up-sampling."""
+    """stem (float) -> residual blocks -> head (float).
 
-    def __init__(self, config: VAEConfig, in_channels: int, out_channels: int, resample: str | None = None):
+    On the pixel side (``stride`` > 1) the stem first folds each stride x stride
+    block of pixels into channels (space-to-depth), and the head unfolds its
+    output back to pixels (depth-to-space), so the latents sit at 1/stride of
+    the image resolution.
+    """
+
+    def __init__(self, config: VAEConfig, in_channels: int, out_channels: int, fold: int = 1, unfold: int = 1):
         super().__init__()
         width = config.hidden_channels
-        pixel_side = resample is not None
-        stem_kernel = 3 if pixel_side else config.head_kernel_size
-        self.stem = WNConv2d(in_channels, width, stem_kernel, stride=2 if resample == "down" else 1)
+        pixel_side = fold > 1 or unfold > 1
+        kernel = 3 if pixel_side else config.head_kernel_size
+        self.fold, self.unfold = fold, unfold
+        self.stem = WNConv2d(in_channels * fold * fold, width, kernel)
         self.blocks = nn.Sequential(*[
             ResidualBlock(width, binary_weights=config.binary_weights, binary_activations=config.binary_activations)
             for _ in range(config.blocks_per_net)
         ])
-        self.upsample = resample == "up"
-        head_out = out_channels * 4 if self.upsample else out_channels
-        head_kernel = 3 if pixel_side else config.head_kernel_size
-        self.head = WNConv2d(width, head_out, head_kernel, init_scale=0.1)
+        self.head = WNConv2d(width, out_channels * unfold * unfold, kernel, init_scale=0.1)
 
     def forward(self, x):
+        if self.fold > 1:
+            x = F.pixel_unshuffle(x, self.fold)
         h = self.head(F.elu(self.blocks(self.stem(x))))
-        return F.pixel_shuffle(h, 2) if self.upsample else h
+        return F.pixel_shuffle(h, self.unfold) if self.unfold > 1 else h
 
 
 class MarkovVAE(nn.Module):
@@ -61,11 +67,11 @@ class MarkovVAE(nn.Module):
         self.config = config
         c, zc = config.image_channels, config.latent_channels
         self.posteriors = nn.ModuleList(
-            [ConditionalNet(config, c, 2 * zc, resample="down")]
+            [ConditionalNet(config, c, 2 * zc, fold=config.stride)]
             + [ConditionalNet(config, zc, 2 * zc) for _ in range(config.latent_layers - 1)]
         )
         self.conditionals = nn.ModuleList(
-            [ConditionalNet(config, zc, 2 * c, resample="up")]
+            [ConditionalNet(config, zc, 2 * c, unfold=config.stride)]
             + [ConditionalNet(config, zc, 2 * zc) for _ in range(config.latent_layers - 1)]
         )
 
@@ -84,9 +90,19 @@ class MarkovVAE(nn.Module):
         return x.float() * (2.0 / 255.0) - 1.0
 
     def posterior(self, layer: int, below: torch.Tensor) -> GridGaussian:
-        """q(z_{layer+1} | below), where below is x (layer 0, uint8) or z_layer."""
-        h = self.pixels_to_input(below) if layer == 0 else below
-        return self._gaussian(self.posteriors[layer](h))
+        """q(z_{layer+1} | below), where below is x (layer 0, uint8) or z_layer.
+
+        An image whose sides are not multiples of the stride is first extended
+        by repeating its last row and column (the likelihood of those extra
+        pixels is never coded: see :meth:`DiscretizedLogistic.crop`).
+        """
+        if layer == 0:
+            below = self.pixels_to_input(below)
+            stride = self.config.stride
+            pad_h, pad_w = -below.shape[2] % stride, -below.shape[3] % stride
+            if pad_h or pad_w:
+                below = F.pad(below, (0, pad_w, 0, pad_h), mode="replicate")
+        return self._gaussian(self.posteriors[layer](below))
 
     def conditional(self, layer: int, z: torch.Tensor):
         """p(below | z_{layer+1}): the pixel likelihood for layer 0, else a latent Gaussian."""
@@ -103,7 +119,8 @@ class MarkovVAE(nn.Module):
     def latent_shape(self, image_shape) -> tuple[int, int, int]:
         """(channels, height, width) of every latent layer for an image of (C, H, W)."""
         _, height, width = image_shape
-        return self.config.latent_channels, (height + 1) // 2, (width + 1) // 2
+        stride = self.config.stride
+        return self.config.latent_channels, -(-height // stride), -(-width // stride)
 
     # -- training ----------------------------------------------------------------
     def forward(self, x: torch.Tensor, free_bits: float = 0.0) -> dict:
