@@ -61,3 +61,55 @@ def random_crops(images: list[torch.Tensor], count: int, size: int, generator: t
         left = int(torch.randint(width - size + 1, (1,), generator=generator))
         crops.append(image[:, top : top + size, left : left + size])
     return torch.stack(crops)
+
+
+class CropSource:
+    """Random crops (or whole images, when they are the crop size) from a set of images of any sizes."""
+
+    def __init__(self, images: list[torch.Tensor], name: str):
+        self.images, self.name = images, name
+
+    def sample(self, generator: torch.Generator, count: int, size: int) -> torch.Tensor:
+        usable = [im for im in self.images if im.shape[1] >= size and im.shape[2] >= size]
+        if not usable:
+            raise ValueError(f"{self.name}: no image is at least {size}x{size}")
+        return random_crops(usable, count, size, generator)
+
+
+def open_sources(specs, channels: int = 3) -> list[CropSource]:
+    """Training sources; single image files given together form one source."""
+    files = [s for s in specs if Path(s).suffix.lower() in IMAGE_SUFFIXES]
+    sources = [open_source(s, channels) for s in specs if s not in files]
+    if files:
+        sources.append(CropSource([load_image(f, channels) for f in files], f"{len(files)} image files"))
+    return sources
+
+
+def open_source(spec: str, channels: int = 3, npz_key: str = "train_x") -> CropSource:
+    """A training source from a folder of images, an .npz array file or an MNIST idx file."""
+    path = Path(spec)
+    if path.is_dir():
+        images = [load_image(p, channels) for p in image_files(path)]
+    elif path.suffix == ".npz":
+        images = list(_match_channels(load_npz(path, npz_key), channels))
+    elif "idx3" in path.name:
+        images = list(_match_channels(load_mnist_images(path), channels))
+    else:
+        raise ValueError(f"{spec}: expected a folder of images, an .npz file or an MNIST idx3 file")
+    if not images:
+        raise ValueError(f"{spec}: no images found")
+    return CropSource(images, str(spec))
+
+
+def _match_channels(batch: torch.Tensor, channels: int) -> torch.Tensor:
+    if batch.shape[1] == channels:
+        return batch
+    if batch.shape[1] == 1 and channels == 3:
+        return batch.expand(-1, 3, -1, -1).contiguous()
+    raise ValueError(f"cannot train a {channels}-channel model on {batch.shape[1]}-channel images")
+
+
+def mixed_batch(sources: list[CropSource], generator: torch.Generator, count: int, size: int) -> torch.Tensor:
+    """A batch drawn evenly from every source."""
+    shares = [count // len(sources) + (i < count % len(sources)) for i in range(len(sources))]
+    return torch.cat([s.sample(generator, n, size) for s, n in zip(sources, shares) if n])

@@ -136,7 +136,7 @@ def train(
         last = step + 1 == cfg.steps
         if (step + 1) % cfg.eval_every == 0 or last:
             record["eval_nelbo"] = evaluate(model, held_out)
-            record["kl"] = [round(float(k), 4) for k in out["kl"]]
+            record["kl"] = [round(float(k), 4) for k in out["kl"].detach()]
         if (step + 1) % cfg.checkpoint_every == 0 or last:
             save_checkpoint(checkpoint, model, optimizer, generator, step + 1, cfg)
         if "eval_nelbo" in record or (step + 1) % 50 == 0:

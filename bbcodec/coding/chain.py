@@ -31,7 +31,7 @@ MAX_BITS_PER_POP = 24  # constriction's probability precision bounds what one sy
 class EncodedChain:
     payload: np.ndarray          # uint32 words to store
     untouched_seed_words: int    # seed words at the bottom of the stack, not stored
-    seed_words: int              # length of the seed both sides regenerate
+    seed_words: int = 0          # length of the seed both sides regenerate (from the batch shapes)
     stored_bits_after: list = field(default_factory=list)  # stored size after each batch, when tracked
 
     @property
@@ -55,7 +55,12 @@ def seed_length(model, image_shape) -> int:
 
 
 def _latent_like(model, image_shape) -> torch.Tensor:
-    return torch.zeros(image_shape[0], *model.latent_shape(image_shape[1:]))
+    return torch.zeros(image_shape[0], *model.latent_shape(image_shape[1:]), device=model.device)
+
+
+def _seed_length(steps) -> int:
+    """The seed both sides use: a pure function of the models and batch shapes."""
+    return max(seed_length(model, tuple(getattr(batch, "shape", batch))) for model, batch in steps)
 
 
 def encode_steps(steps, coder: str = "bitswap", track: bool = False) -> EncodedChain:
@@ -65,7 +70,7 @@ def encode_steps(steps, coder: str = "bitswap", track: bool = False) -> EncodedC
     conditional, top_prior, latent_shape); ``batch`` a uint8 tensor (B, C, H, W).
     """
     encode, _ = CODERS[coder]
-    seed = seed_words(max(seed_length(model, batch.shape) for model, batch in steps))
+    seed = seed_words(_seed_length(steps))
     ans = AnsStack.seeded(seed)
     sizes = []
     for model, batch in steps:
@@ -79,7 +84,7 @@ def encode_steps(steps, coder: str = "bitswap", track: bool = False) -> EncodedC
 def decode_steps(steps, encoded: EncodedChain, coder: str = "bitswap") -> list:
     """Pop the batches of ``steps`` = [(model, batch shape)] (the encoder's order); check the stack ends on the seed."""
     _, decode = CODERS[coder]
-    seed = seed_words(encoded.seed_words)
+    seed = seed_words(_seed_length(steps))
     ans = AnsStack.from_payload(seed, encoded.untouched_seed_words, encoded.payload)
     batches = [decode(ans, model, _latent_like(model, shape)) for model, shape in reversed(steps)]
     if not np.array_equal(ans.words(), seed):

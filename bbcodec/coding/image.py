@@ -19,6 +19,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import torch
 
+from bbcodec.coding.bitsback import CODERS
 from bbcodec.coding.chain import EncodedChain, decode_steps, encode_steps
 from bbcodec.tiling import plan
 
@@ -30,6 +31,12 @@ class CoderSettings:
     coder: str = "bitswap"
     tile: int = 64
     max_batch: int = 16
+
+    def __post_init__(self):
+        if self.coder not in CODERS:
+            raise ValueError(f"unknown coder {self.coder!r} (one of {', '.join(CODERS)})")
+        if not (8 <= self.tile <= 1024 and 1 <= self.max_batch <= 256):
+            raise ValueError(f"tile must be 8..1024 and max_batch 1..256, got {self.tile}, {self.max_batch}")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -61,6 +68,10 @@ class TileView:
     def latent_shape(self, image_shape):
         return self.model.latent_shape(image_shape)
 
+    @property
+    def device(self):
+        return self.model.device
+
 
 def plane_groups(channels: int) -> list[slice]:
     """Channel groups coded together: RGB as one, every other plane alone."""
@@ -77,15 +88,15 @@ def _steps(model, height: int, width: int, channels: int, settings: CoderSetting
             yield TileView(model, planes, batch[0].height, batch[0].width), group, batch
 
 
-def _cut(pixels: np.ndarray, group: slice, batch) -> torch.Tensor:
+def _cut(pixels: np.ndarray, group: slice, batch, device) -> torch.Tensor:
     tiles = [pixels[t.top:t.top + t.height, t.left:t.left + t.width, group] for t in batch]
-    return torch.from_numpy(np.ascontiguousarray(np.stack(tiles).transpose(0, 3, 1, 2)))
+    return torch.from_numpy(np.ascontiguousarray(np.stack(tiles).transpose(0, 3, 1, 2))).to(device)
 
 
 def encode_image(model, pixels: np.ndarray, settings: CoderSettings = CoderSettings()) -> EncodedChain:
     """Code an (H, W, C) uint8 array losslessly; returns the chain's payload and accounting."""
     height, width, channels = pixels.shape
-    steps = [(view, _cut(pixels, group, batch))
+    steps = [(view, _cut(pixels, group, batch, model.device))
              for view, group, batch in _steps(model, height, width, channels, settings)]
     return encode_steps(steps, settings.coder)
 
@@ -99,6 +110,6 @@ def decode_image(model, encoded: EncodedChain, height: int, width: int, channels
     decoded = decode_steps(shapes, encoded, settings.coder)
     pixels = np.empty((height, width, channels), dtype=np.uint8)
     for (view, group, batch), tiles in zip(layout, decoded):
-        for t, tile in zip(batch, tiles.numpy()):
+        for t, tile in zip(batch, tiles.cpu().numpy()):
             pixels[t.top:t.top + t.height, t.left:t.left + t.width, group] = tile.transpose(1, 2, 0)
     return pixels

@@ -79,6 +79,10 @@ class MarkovVAE(nn.Module):
     def depth(self) -> int:
         return self.config.latent_layers
 
+    @property
+    def device(self) -> torch.device:
+        return self.posteriors[0].stem.v.device
+
     # -- the distributions the coders and the loss use --------------------------
     def _gaussian(self, params: torch.Tensor) -> GridGaussian:
         mean, raw_std = params.chunk(2, dim=1)

@@ -1,0 +1,107 @@
+"""Installed codec models: those shipped inside the package and those a user added.
+
+A model is a ``<name>.safetensors`` file (:mod:`bbcodec.models.export`). Files
+refer to models by content hash, never by name or position; names are for
+people. Shipped models load through ``importlib.resources``, so nothing is
+ever downloaded. User models live in ``$BBCODEC_MODELS`` (default
+``~/.local/share/bbcodec/models``).
+"""
+from __future__ import annotations
+
+import functools
+import os
+import shutil
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+from bbcodec.errors import BBCodecError
+from bbcodec.models.export import model_from_bytes, model_hash
+
+DEFAULT_MODEL = "default"
+SUFFIX = ".safetensors"
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    name: str
+    hash: str
+    location: str
+    shipped: bool
+
+
+def user_model_dir() -> Path:
+    return Path(os.environ.get("BBCODEC_MODELS", Path.home() / ".local" / "share" / "bbcodec" / "models"))
+
+
+def _model_files():
+    for item in sorted(resources.files(__name__).iterdir(), key=lambda p: p.name):
+        if item.name.endswith(SUFFIX):
+            yield item.name[: -len(SUFFIX)], item, True
+    folder = user_model_dir()
+    if folder.is_dir():
+        for path in sorted(folder.glob("*" + SUFFIX)):
+            yield path.stem, path, False
+
+
+@functools.lru_cache(maxsize=32)
+def _load_bytes(data: bytes):
+    return model_from_bytes(data), model_hash(data)
+
+
+def load_bytes(data: bytes):
+    """(model, hash) from model file bytes; cached, so a model is built once per process."""
+    return _load_bytes(bytes(data))
+
+
+def installed() -> list[ModelEntry]:
+    """Every installed model, shipped first."""
+    entries = []
+    for name, location, shipped in _model_files():
+        try:
+            digest = load_bytes(location.read_bytes())[1]
+        except BBCodecError:
+            continue  # a damaged user model is skipped here; loading it by name reports why
+        entries.append(ModelEntry(name, digest, str(location), shipped))
+    return entries
+
+
+def load(spec: str = DEFAULT_MODEL):
+    """(model, hash) for a model name, a file path, or a (prefix of a) model hash."""
+    path = Path(spec)
+    if spec.endswith(SUFFIX) and path.is_file():
+        return load_bytes(path.read_bytes())
+    for name, location, _ in _model_files():
+        if name == spec:
+            return load_bytes(location.read_bytes())
+    if len(spec) >= 8:
+        return by_hash(spec)
+    raise BBCodecError(f"unknown model {spec!r} (see `bbcodec models`)")
+
+
+def by_hash(digest: str):
+    """(model, hash) of the installed model whose hash starts with ``digest``."""
+    for _, location, _ in _model_files():
+        try:
+            model, full = load_bytes(location.read_bytes())
+        except BBCodecError:
+            continue
+        if full.startswith(digest.lower()):
+            return model, full
+    raise BBCodecError(f"this file needs model {digest[:16]}, which is not installed (see `bbcodec models`)")
+
+
+def add(path, name: str | None = None) -> ModelEntry:
+    """Install a model file for this user (checked by loading it first)."""
+    data = Path(path).read_bytes()
+    digest = load_bytes(data)[1]
+    name = name or Path(path).name.removesuffix(SUFFIX)
+    folder = user_model_dir()
+    folder.mkdir(parents=True, exist_ok=True)
+    target = folder / (name + SUFFIX)
+    if target.exists() and target.read_bytes() != data:
+        raise BBCodecError(f"a different model named {name!r} is already installed at {target}")
+    tmp = target.with_name(target.name + ".tmp")
+    shutil.copyfile(path, tmp)
+    tmp.replace(target)
+    return ModelEntry(name, digest, str(target), False)
