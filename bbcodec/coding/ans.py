@@ -21,6 +21,8 @@ import hashlib
 import constriction
 import numpy as np
 
+from bbcodec.errors import CorruptDataError
+
 WORD_BITS = 32
 SEED_DOMAIN = b"bbcodec seed words v1"
 
@@ -59,8 +61,11 @@ class AnsStack:
     def from_payload(cls, seed: np.ndarray, untouched: int, payload: np.ndarray) -> "AnsStack":
         """Rebuild the encoder's final stack from the stored payload and the regenerated seed."""
         if not 0 <= untouched <= len(seed):
-            raise ValueError("corrupt payload: seed prefix longer than the seed")
-        return cls(np.concatenate([seed[:untouched], payload.astype(np.uint32)]))
+            raise CorruptDataError("corrupt payload: seed prefix longer than the seed")
+        try:
+            return cls(np.concatenate([seed[:untouched], payload.astype(np.uint32)]))
+        except ValueError as error:  # constriction refuses e.g. a stack whose top word is zero
+            raise CorruptDataError(f"corrupt payload: {error}") from None
 
     def push(self, value, dist) -> None:
         dist.push(self, value)
