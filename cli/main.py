@@ -1,5 +1,9 @@
-"""Entry point of the ``bbcodec`` command."""
+"""Entry point of the ``bbcodec`` command: one thin subcommand per library function."""
 import click
+
+from cli.codec import compress, decompress, info, test_command
+from cli.models import models
+from cli.train import train_command
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -7,6 +11,9 @@ import click
 def main():
     """Lossless image compression with binarized hierarchical VAEs and bits-back ANS."""
 
+
+for command in (compress, decompress, info, test_command, models, train_command):
+    main.add_command(command)
 
 if __name__ == "__main__":
     main()

@@ -1,0 +1,128 @@
+"""The public Python API: compress and decompress images, read file headers.
+
+    import bbcodec
+    data = bbcodec.compress("photo.png")             # bytes of a .bbc file
+    image = bbcodec.decompress(data)                  # bbcodec.imageio.Image, exact pixels
+    bbcodec.imageio.write_image(image, "photo.png")
+    bbcodec.info(data)                                # the header, without decoding
+
+Every file names its model by hash and carries a checksum of the pixels, which
+:func:`decompress` verifies. An image that the model would code larger than
+its raw pixels is stored raw instead (``method: "stored"``), as zstd does.
+"""
+from __future__ import annotations
+
+import hashlib
+
+import numpy as np
+
+from bbcodec import container, imageio, zoo
+from bbcodec.coding.chain import EncodedChain
+from bbcodec.coding.image import CoderSettings, decode_image, encode_image
+from bbcodec.errors import CorruptDataError, UnsupportedImageError
+
+MAX_PIXELS = 1 << 28  # refuse headers that declare more sub-pixels than this (hostile files)
+META_PREFIX = "meta."
+PIXEL_METADATA = {"transparency"}
+
+
+def pixel_checksum(pixels: np.ndarray) -> str:
+    digest = hashlib.blake2b(digest_size=16)
+    digest.update(repr(pixels.shape).encode())
+    digest.update(np.ascontiguousarray(pixels).tobytes())
+    return digest.hexdigest()
+
+
+def _to_image(source) -> imageio.Image:
+    return source if isinstance(source, imageio.Image) else imageio.read_image(source)
+
+
+def compress(source, *, model: str = zoo.DEFAULT_MODEL, settings: CoderSettings = CoderSettings(),
+             strip_metadata: bool = False, device: str = "cpu") -> bytes:
+    """Compress an image (path, bytes, file object or :class:`~bbcodec.imageio.Image`) to .bbc bytes."""
+    image = _to_image(source)
+    net, digest = zoo.load(model)
+    net = net.to(device)
+    pixels = image.pixels
+    encoded = encode_image(net, pixels, settings)
+    header = {
+        "width": image.width, "height": image.height, "channels": image.channels,
+        "mode": image.mode, "palette_mode": image.palette_mode, "source_format": image.format,
+        "model": digest, "pixel_checksum": pixel_checksum(pixels),
+    }
+    sections = {}
+    if encoded.stored_bits // 8 < pixels.nbytes:
+        header.update(method="bits-back", coder=settings.to_dict(), grid_bits=net.config.grid_bits,
+                      untouched_seed_words=encoded.untouched_seed_words)
+        sections["payload"] = encoded.payload.astype("<u4").tobytes()
+    else:
+        header["method"] = "stored"
+        sections["payload"] = pixels.tobytes()
+    if image.palette is not None:
+        sections["palette"] = image.palette
+    # Transparency decides which pixels are visible: it is part of the image, kept even when stripping.
+    kept = {k: v for k, v in image.metadata.items() if not strip_metadata or k in PIXEL_METADATA}
+    sections.update({META_PREFIX + key: value for key, value in kept.items()})
+    return container.to_bytes(container.Container(header, sections))
+
+
+def info(data: bytes) -> dict:
+    """The header of a .bbc file (checked), without decoding the pixels."""
+    header, _ = container.read_header(data)
+    return header
+
+
+def _field(header: dict, key: str, kind):
+    value = header.get(key)
+    if not isinstance(value, kind) or isinstance(value, bool):
+        raise CorruptDataError(f"corrupt .bbc header (field {key!r})")
+    return value
+
+
+def decompress(data: bytes, *, model: str | None = None, device: str = "cpu") -> imageio.Image:
+    """Decode .bbc bytes to an :class:`~bbcodec.imageio.Image`; the pixel checksum is verified."""
+    box = container.from_bytes(data)
+    header = box.header
+    height, width, channels = (_field(header, k, int) for k in ("height", "width", "channels"))
+    if not (0 < height and 0 < width and 0 < channels <= 4 and height * width * channels <= MAX_PIXELS):
+        raise CorruptDataError(f"corrupt .bbc header (implausible size {width}x{height}x{channels})")
+    payload = box.sections.get("payload", b"")
+    method = header.get("method")
+    if method == "stored":
+        if len(payload) != height * width * channels:
+            raise CorruptDataError("corrupt .bbc file (stored pixels have the wrong size)")
+        pixels = np.frombuffer(payload, dtype=np.uint8).reshape(height, width, channels).copy()
+    elif method == "bits-back":
+        pixels = _decode_bits_back(header, payload, height, width, channels, model, device)
+    else:
+        raise CorruptDataError(f"unsupported coding method {method!r}")
+    if pixel_checksum(pixels) != header.get("pixel_checksum"):
+        raise CorruptDataError("decoded pixels do not match the file's checksum")
+    metadata = {k[len(META_PREFIX):]: v for k, v in box.sections.items() if k.startswith(META_PREFIX)}
+    try:
+        return imageio.Image(pixels=pixels, mode=_field(header, "mode", str), palette=box.sections.get("palette"),
+                             palette_mode=header.get("palette_mode"), format=header.get("source_format"),
+                             metadata=metadata)
+    except UnsupportedImageError as error:
+        raise CorruptDataError(f"corrupt .bbc file ({error})") from None
+
+
+def _decode_bits_back(header, payload, height, width, channels, model, device):
+    digest = _field(header, "model", str)
+    net, loaded = zoo.load(model) if model else zoo.by_hash(digest)
+    if loaded != digest:
+        raise CorruptDataError(f"this file was made with model {digest[:16]}, not {loaded[:16]}")
+    try:
+        settings = CoderSettings(**_field(header, "coder", dict))
+    except (TypeError, ValueError):
+        raise CorruptDataError("corrupt .bbc header (coder settings)") from None
+    if len(payload) % 4:
+        raise CorruptDataError("corrupt .bbc file (payload is not whole words)")
+    encoded = EncodedChain(np.frombuffer(payload, dtype="<u4").astype(np.uint32),
+                           _field(header, "untouched_seed_words", int))
+    try:
+        return decode_image(net.to(device), encoded, height, width, channels, settings)
+    except CorruptDataError:
+        raise
+    except Exception as error:  # constriction or shape errors on data that passed the checksums
+        raise CorruptDataError(f"cannot decode payload: {error}") from None

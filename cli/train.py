@@ -1,0 +1,67 @@
+"""``bbcodec train``: train a codec model on images and export it for ``compress -m``."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+import torch
+
+from bbcodec.data import mixed_batch, open_sources
+from bbcodec.models.export import save_model
+from bbcodec.models.presets import PRESETS, preset
+from bbcodec.train import TrainConfig, train
+from cli.common import fail_cleanly
+
+
+@click.command("train")
+@click.argument("data", nargs=-1, required=True)
+@click.option("--preset", "preset_name", type=click.Choice(sorted(PRESETS)), default="small", show_default=True)
+@click.option("--binary/--float", "binary", default=True, show_default=True, help="binary (BWN) or float residual blocks")
+@click.option("--binary-activations", is_flag=True, help="sign activations in the residual blocks")
+@click.option("--latent-layers", type=click.IntRange(1, 16), help="override the preset's number of latent layers")
+@click.option("--steps", type=click.IntRange(1), default=10_000, show_default=True)
+@click.option("--batch-size", type=click.IntRange(1), default=32, show_default=True)
+@click.option("--crop", type=click.IntRange(4), default=32, show_default=True, help="training crop size (pixels)")
+@click.option("--lr", type=float, default=2e-3, show_default=True)
+@click.option("--free-bits", type=float, default=0.05, show_default=True, help="per latent dimension and layer")
+@click.option("--eval", "eval_data", multiple=True, help="held-out data (default: the first DATA)")
+@click.option("--eval-images", type=click.IntRange(1), default=256, show_default=True)
+@click.option("--eval-every", type=click.IntRange(1), default=500, show_default=True)
+@click.option("--out", "out_dir", type=click.Path(file_okay=False), default="runs/train", show_default=True)
+@click.option("--name", default="model", show_default=True, help="exported file: NAME-HASH.safetensors")
+@click.option("--resume", is_flag=True, help="continue from OUT/checkpoint.safetensors")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--threads", type=click.IntRange(0), default=0, help="torch CPU threads (0: default)")
+@fail_cleanly
+def train_command(data, preset_name, binary, binary_activations, latent_layers, steps, batch_size, crop, lr,
+                  free_bits, eval_data, eval_images, eval_every, out_dir, name, resume, seed, threads):
+    """Train a codec model on DATA: folders of images, image files, .npz uint8 arrays, MNIST idx3 files.
+
+    Each batch draws evenly from every source (all image files given count as one source).
+    """
+    changes = {"binary_weights": binary, "binary_activations": binary_activations}
+    if latent_layers:
+        changes["latent_layers"] = latent_layers
+    model_cfg = preset(preset_name, **changes)
+    sources = open_sources(data, model_cfg.image_channels)
+    held_out_sources = open_sources(eval_data, model_cfg.image_channels) if eval_data else sources[:1]
+    held_out = mixed_batch(held_out_sources, torch.Generator().manual_seed(12345), eval_images, crop)
+    cfg = TrainConfig(steps=steps, batch_size=batch_size, lr=lr, free_bits=free_bits, eval_every=eval_every,
+                      checkpoint_every=eval_every, seed=seed, threads=threads)
+
+    def sample_batch(generator, size):
+        return mixed_batch(sources, generator, size, crop)
+
+    def report(record):
+        if "eval_nelbo" in record:
+            click.echo(f"step {record['step']}/{steps}: train {record['train_nelbo']:.3f}, held-out "
+                       f"{record['eval_nelbo']:.3f} bits/dim ({record['seconds']:.0f} s)", err=True)
+
+    model = train(model_cfg, cfg, sample_batch, held_out, out_dir, resume=resume, progress=report)
+    staging = Path(out_dir) / f"{name}.safetensors"
+    digest = save_model(model, staging)
+    final = staging.with_name(f"{name}-{digest[:12]}.safetensors")
+    staging.replace(final)
+    click.echo(str(final))
+    sys.stdout.flush()
