@@ -26,9 +26,18 @@ class VAEConfig:
     head_kernel_size: int = 1
     binary_weights: bool = True
     binary_activations: bool = False
+    pixel_distribution: str = "logistic"  # or "laplace" (coded natively by constriction: fast)
     min_std: float = 0.02
     grid_bits: int = 6
     grid_bound: float = 8.0
+
+    def __post_init__(self):
+        from bbcodec.coding.distributions import PIXEL_DISTRIBUTIONS
+
+        if self.pixel_distribution not in PIXEL_DISTRIBUTIONS:
+            raise ValueError(f"unknown pixel distribution {self.pixel_distribution!r}")
+        if self.stride < 1 or self.latent_layers < 1:
+            raise ValueError("stride and latent_layers must be at least 1")
 
     @property
     def grid(self) -> LatentGrid:

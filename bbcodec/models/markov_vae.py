@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from bbcodec.coding.distributions import DiscretizedLogistic, GridGaussian
+from bbcodec.coding.distributions import PIXEL_DISTRIBUTIONS, GridGaussian
 from bbcodec.models.config import VAEConfig
 from bbcodec.nn import ResidualBlock, WNConv2d
 
@@ -113,7 +113,7 @@ class MarkovVAE(nn.Module):
         params = self.conditionals[layer](z)
         if layer == 0:
             mean, log_scale = params.chunk(2, dim=1)
-            return DiscretizedLogistic(mean, log_scale.clamp_min(LOG_SCALE_MIN))
+            return PIXEL_DISTRIBUTIONS[self.config.pixel_distribution](mean, log_scale.clamp_min(LOG_SCALE_MIN))
         return self._gaussian(params)
 
     def top_prior(self, like: torch.Tensor) -> GridGaussian:
