@@ -38,13 +38,18 @@ def _to_image(source) -> imageio.Image:
 
 
 def compress(source, *, model: str = zoo.DEFAULT_MODEL, settings: CoderSettings = CoderSettings(),
-             strip_metadata: bool = False, device: str = "cpu") -> bytes:
-    """Compress an image (path, bytes, file object or :class:`~bbcodec.imageio.Image`) to .bbc bytes."""
+             strip_metadata: bool = False, device: str = "cpu", progress=None) -> bytes:
+    """Compress an image (path, bytes, file object or :class:`~bbcodec.imageio.Image`) to .bbc bytes.
+
+    ``model`` is a model name, file or hash (:func:`bbcodec.zoo.load`);
+    ``progress(tiles)`` is called as tiles are coded
+    (:func:`bbcodec.coding.image.count_tiles` gives the total).
+    """
     image = _to_image(source)
     net, digest = zoo.load(model)
     net = net.to(device)
     pixels = image.pixels
-    encoded = encode_image(net, pixels, settings)
+    encoded = encode_image(net, pixels, settings, progress)
     header = {
         "width": image.width, "height": image.height, "channels": image.channels,
         "mode": image.mode, "palette_mode": image.palette_mode, "source_format": image.format,
@@ -79,8 +84,11 @@ def _field(header: dict, key: str, kind):
     return value
 
 
-def decompress(data: bytes, *, model: str | None = None, device: str = "cpu") -> imageio.Image:
-    """Decode .bbc bytes to an :class:`~bbcodec.imageio.Image`; the pixel checksum is verified."""
+def decompress(data: bytes, *, model: str | None = None, device: str = "cpu", progress=None) -> imageio.Image:
+    """Decode .bbc bytes to an :class:`~bbcodec.imageio.Image`; the pixel checksum is verified.
+
+    The model is found by the hash in the file unless ``model`` names one.
+    """
     box = container.from_bytes(data)
     header = box.header
     height, width, channels = (_field(header, k, int) for k in ("height", "width", "channels"))
@@ -93,7 +101,7 @@ def decompress(data: bytes, *, model: str | None = None, device: str = "cpu") ->
             raise CorruptDataError("corrupt .bbc file (stored pixels have the wrong size)")
         pixels = np.frombuffer(payload, dtype=np.uint8).reshape(height, width, channels).copy()
     elif method == "bits-back":
-        pixels = _decode_bits_back(header, payload, height, width, channels, model, device)
+        pixels = _decode_bits_back(header, payload, height, width, channels, model, device, progress)
     else:
         raise CorruptDataError(f"unsupported coding method {method!r}")
     if pixel_checksum(pixels) != header.get("pixel_checksum"):
@@ -107,7 +115,7 @@ def decompress(data: bytes, *, model: str | None = None, device: str = "cpu") ->
         raise CorruptDataError(f"corrupt .bbc file ({error})") from None
 
 
-def _decode_bits_back(header, payload, height, width, channels, model, device):
+def _decode_bits_back(header, payload, height, width, channels, model, device, progress):
     digest = _field(header, "model", str)
     net, loaded = zoo.load(model) if model else zoo.by_hash(digest)
     if loaded != digest:
@@ -121,7 +129,7 @@ def _decode_bits_back(header, payload, height, width, channels, model, device):
     encoded = EncodedChain(np.frombuffer(payload, dtype="<u4").astype(np.uint32),
                            _field(header, "untouched_seed_words", int))
     try:
-        return decode_image(net.to(device), encoded, height, width, channels, settings)
+        return decode_image(net.to(device), encoded, height, width, channels, settings, progress)
     except CorruptDataError:
         raise
     except Exception as error:  # constriction or shape errors on data that passed the checksums

@@ -63,11 +63,12 @@ def _seed_length(steps) -> int:
     return max(seed_length(model, tuple(getattr(batch, "shape", batch))) for model, batch in steps)
 
 
-def encode_steps(steps, coder: str = "bitswap", track: bool = False) -> EncodedChain:
+def encode_steps(steps, coder: str = "bitswap", track: bool = False, progress=None) -> EncodedChain:
     """Push each ``(model, batch)`` in order onto one seeded stack.
 
     ``model`` is anything with the coders' interface (depth, posterior,
     conditional, top_prior, latent_shape); ``batch`` a uint8 tensor (B, C, H, W).
+    ``progress(images)``, if given, is called after each batch.
     """
     encode, _ = CODERS[coder]
     seed = seed_words(_seed_length(steps))
@@ -75,18 +76,24 @@ def encode_steps(steps, coder: str = "bitswap", track: bool = False) -> EncodedC
     sizes = []
     for model, batch in steps:
         encode(ans, model, batch)
+        if progress:
+            progress(len(batch))
         if track:
             sizes.append(WORD_BITS * len(split_seed(ans.words(), seed)[1]))
     untouched, payload = split_seed(ans.words(), seed)
     return EncodedChain(payload, untouched, len(seed), sizes)
 
 
-def decode_steps(steps, encoded: EncodedChain, coder: str = "bitswap") -> list:
+def decode_steps(steps, encoded: EncodedChain, coder: str = "bitswap", progress=None) -> list:
     """Pop the batches of ``steps`` = [(model, batch shape)] (the encoder's order); check the stack ends on the seed."""
     _, decode = CODERS[coder]
     seed = seed_words(_seed_length(steps))
     ans = AnsStack.from_payload(seed, encoded.untouched_seed_words, encoded.payload)
-    batches = [decode(ans, model, _latent_like(model, shape)) for model, shape in reversed(steps)]
+    batches = []
+    for model, shape in reversed(steps):
+        batches.append(decode(ans, model, _latent_like(model, shape)))
+        if progress:
+            progress(shape[0])
     if not np.array_equal(ans.words(), seed):
         raise CorruptDataError("decoded data does not end on the seed: the file is corrupt or the model differs")
     return batches[::-1]

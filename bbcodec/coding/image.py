@@ -21,7 +21,7 @@ import torch
 
 from bbcodec.coding.bitsback import CODERS
 from bbcodec.coding.chain import EncodedChain, decode_steps, encode_steps
-from bbcodec.tiling import plan
+from bbcodec.tiling import plan, tiles
 
 
 @dataclass(frozen=True)
@@ -93,21 +93,29 @@ def _cut(pixels: np.ndarray, group: slice, batch, device) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(np.stack(tiles).transpose(0, 3, 1, 2))).to(device)
 
 
-def encode_image(model, pixels: np.ndarray, settings: CoderSettings = CoderSettings()) -> EncodedChain:
-    """Code an (H, W, C) uint8 array losslessly; returns the chain's payload and accounting."""
+def count_tiles(height: int, width: int, channels: int, settings: CoderSettings = CoderSettings()) -> int:
+    """How many tiles an image is coded as (for progress bars)."""
+    return len(plane_groups(channels)) * len(tiles(height, width, settings.tile))
+
+
+def encode_image(model, pixels: np.ndarray, settings: CoderSettings = CoderSettings(), progress=None) -> EncodedChain:
+    """Code an (H, W, C) uint8 array losslessly; returns the chain's payload and accounting.
+
+    ``progress(tiles)``, if given, is called after each batch of tiles.
+    """
     height, width, channels = pixels.shape
     steps = [(view, _cut(pixels, group, batch, model.device))
              for view, group, batch in _steps(model, height, width, channels, settings)]
-    return encode_steps(steps, settings.coder)
+    return encode_steps(steps, settings.coder, progress=progress)
 
 
 def decode_image(model, encoded: EncodedChain, height: int, width: int, channels: int,
-                 settings: CoderSettings = CoderSettings()) -> np.ndarray:
+                 settings: CoderSettings = CoderSettings(), progress=None) -> np.ndarray:
     """Inverse of :func:`encode_image`."""
     layout = list(_steps(model, height, width, channels, settings))
     shapes = [(view, (len(batch), group.stop - group.start, batch[0].height, batch[0].width))
               for view, group, batch in layout]
-    decoded = decode_steps(shapes, encoded, settings.coder)
+    decoded = decode_steps(shapes, encoded, settings.coder, progress=progress)
     pixels = np.empty((height, width, channels), dtype=np.uint8)
     for (view, group, batch), tiles in zip(layout, decoded):
         for t, tile in zip(batch, tiles.cpu().numpy()):
