@@ -13,6 +13,7 @@ its raw pixels is stored raw instead (``method: "stored"``), as zstd does.
 from __future__ import annotations
 
 import hashlib
+from pathlib import Path
 
 import numpy as np
 
@@ -71,9 +72,18 @@ def compress(source, *, model: str = zoo.DEFAULT_MODEL, settings: CoderSettings 
     return container.to_bytes(container.Container(header, sections))
 
 
-def info(data: bytes) -> dict:
-    """The header of a .bbc file (checked), without decoding the pixels."""
-    header, _ = container.read_header(data)
+def _bbc_bytes(source) -> bytes:
+    """The bytes of a .bbc file given as bytes, a path or a binary file object."""
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        return bytes(source)
+    if hasattr(source, "read"):
+        return source.read()
+    return Path(source).read_bytes()
+
+
+def info(source) -> dict:
+    """The header of a .bbc file (bytes, path or file object), checked, without decoding the pixels."""
+    header, _ = container.read_header(_bbc_bytes(source))
     return header
 
 
@@ -84,12 +94,13 @@ def _field(header: dict, key: str, kind):
     return value
 
 
-def decompress(data: bytes, *, model: str | None = None, device: str = "cpu", progress=None) -> imageio.Image:
-    """Decode .bbc bytes to an :class:`~bbcodec.imageio.Image`; the pixel checksum is verified.
+def decompress(source, *, model: str | None = None, device: str = "cpu", progress=None) -> imageio.Image:
+    """Decode a .bbc file (bytes, path or file object) to an :class:`~bbcodec.imageio.Image`.
 
-    The model is found by the hash in the file unless ``model`` names one.
+    The pixel checksum is verified. The model is found by the hash in the file
+    unless ``model`` names one.
     """
-    box = container.from_bytes(data)
+    box = container.from_bytes(_bbc_bytes(source))
     header = box.header
     height, width, channels = (_field(header, k, int) for k in ("height", "width", "channels"))
     if not (0 < height and 0 < width and 0 < channels <= 4 and height * width * channels <= MAX_PIXELS):

@@ -1,7 +1,17 @@
-"""``bbcodec compress``, ``decompress``, ``info`` and ``test``: thin layers over :mod:`bbcodec.api`."""
+"""``bbcodec compress``, ``decompress``, ``info`` and ``test``: thin layers over :mod:`bbcodec.api`.
+
+Conventions are zstd's and xz's: ``compress FILE`` writes ``FILE.bbc`` and
+keeps ``FILE`` (``--rm`` removes it once the output is safely on disk);
+``decompress FILE.bbc`` restores ``FILE``; ``-`` is standard input (and then
+output); existing files are never overwritten without ``-f``, and binary data
+never goes to a terminal without it. Every file is processed even when
+another fails; the exit status is 0 if all succeeded, 1 if any failed, 2 for a
+usage error. Each error is one line on stderr.
+"""
 from __future__ import annotations
 
 import io
+import os
 import sys
 from pathlib import Path
 
@@ -11,9 +21,10 @@ from tqdm import tqdm
 
 from bbcodec import api, imageio, zoo
 from bbcodec.coding.bitsback import CODERS
-from bbcodec.coding.image import CoderSettings
+from bbcodec.coding.image import CoderSettings, count_tiles
 from bbcodec.errors import BBCodecError
-from cli.files import SUFFIX, read_input, write_output
+from cli.common import CLIError, debugging, error_message
+from cli.files import STDIO, SUFFIX, check_stdout, check_target, read_input, write_output
 
 DEVICES = ["cpu", "cuda", "auto"]
 
@@ -24,33 +35,97 @@ def _device(name: str) -> str:
     if name == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
     if name == "cuda" and not torch.cuda.is_available():
-        raise click.UsageError("--device cuda: no CUDA device is available")
+        raise CLIError("--device cuda: no CUDA device is available")
     return name
 
 
-def _check_outputs(files, output, to_stdout):
+def _model(spec: str | None, required: bool) -> str | None:
+    """Check ``-m`` once, before any file: one error line instead of one per file.
+
+    A spec that looks like a path must name an existing ``.safetensors`` file
+    (otherwise the zoo would read it as a name or a hash and report a confusing
+    error). Without ``-m``, compress uses the default model; decompress finds
+    each file's model by the hash in its header.
+    """
+    if spec is None and not required:
+        return None
+    spec = spec or zoo.DEFAULT_MODEL
+    if os.sep in spec or "/" in spec or spec.endswith(zoo.SUFFIX):
+        if not Path(spec).is_file():
+            raise CLIError(f"model file {spec} not found")
+        if not spec.endswith(zoo.SUFFIX):
+            raise CLIError(f"model file {spec}: model files end in {zoo.SUFFIX}")
+    try:
+        zoo.load(spec)
+    except BBCodecError as error:
+        raise CLIError(error_message(error)) from None
+    return spec
+
+
+def _check_outputs(files, output, to_stdout, force):
+    """Usage checks on the whole command line, and the terminal check, before any file is touched.
+
+    Returns (output, to_stdout) with ``-o -`` read as ``-c``."""
+    if output == STDIO:
+        output, to_stdout = None, True
     if output and len(files) > 1:
         raise click.UsageError("-o/--output takes a single input file")
     if output and to_stdout:
         raise click.UsageError("-o and -c cannot be used together")
+    if to_stdout and len(files) > 1:
+        raise click.UsageError("-c/--stdout takes a single input file (one image per stream)")
+    if list(files).count(STDIO) > 1:
+        raise click.UsageError("standard input ('-') can be read only once")
+    if to_stdout or (STDIO in files and not output):
+        check_stdout(force)
+    return output, to_stdout
 
 
-def _run_each(files, action, verbose, quiet, label):
+def _bars_wanted(quiet: bool) -> bool:
+    """Progress bars go to stderr, and only when it is a terminal."""
+    return not quiet and sys.stderr.isatty()
+
+
+class _TileBar:
+    """A progress bar over the tiles of one image (the library reports tiles as it codes them)."""
+
+    def __init__(self, enabled: bool, nested: bool):
+        self.enabled, self.nested, self.bar = enabled, nested, None
+
+    def start(self, name: str, total: int | None):
+        self.close()
+        if self.enabled and total:
+            self.bar = tqdm(total=total, desc=name, unit="tile", file=sys.stderr, leave=False,
+                            position=1 if self.nested else 0)
+        return self.update if self.bar is not None else None
+
+    def update(self, count: int) -> None:
+        self.bar.update(count)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+
+def _run_each(files, action, verbose, quiet, label, tiles: _TileBar | None = None):
     """Run ``action(name)`` for each file; report errors one line each; exit 1 if any failed."""
     failed = 0
-    bar = tqdm(files, desc=label, unit="file", file=sys.stderr,
-               disable=quiet or len(files) < 2 or not sys.stderr.isatty())
+    bar = tqdm(files, desc=label, unit="file", file=sys.stderr, disable=len(files) < 2 or not _bars_wanted(quiet))
     for name in bar:
         try:
             message = action(name)
             if verbose and message:
                 tqdm.write(message, file=sys.stderr)
-        except (BBCodecError, click.ClickException, OSError) as error:
+        except Exception as error:  # every failure is one line; the next file is still processed
+            if debugging():
+                raise
             failed += 1
-            text = error.format_message() if isinstance(error, click.ClickException) else str(error)
-            if isinstance(error, OSError) and error.strerror:
-                text = f"{error.strerror}: {error.filename or name}"
-            click.echo(f"bbcodec: {name}: {text}", err=True)
+            tqdm.write(f"bbcodec: {name}: {error_message(error)}", file=sys.stderr)
+        finally:
+            if tiles is not None:
+                tiles.close()
+    bar.close()
     if failed:
         sys.exit(1)
 
@@ -60,9 +135,8 @@ common_output = [
     click.option("-c", "--stdout", "to_stdout", is_flag=True, help="write to standard output"),
     click.option("-f", "--force", is_flag=True, help="overwrite existing files; allow binary to a terminal"),
     click.option("--rm", "remove", is_flag=True, help="remove the input after the output is safely written"),
-    click.option("-v", "--verbose", is_flag=True),
-    click.option("-q", "--quiet", is_flag=True),
-    click.option("-m", "--model", default=None, help="model name, file or hash (default: the shipped model)"),
+    click.option("-v", "--verbose", is_flag=True, help="one line per file"),
+    click.option("-q", "--quiet", is_flag=True, help="no progress bar"),
     click.option("--device", type=click.Choice(DEVICES), default="cpu", show_default=True),
 ]
 
@@ -75,102 +149,178 @@ def with_options(options):
     return decorate
 
 
+def _target(name: str, output: str | None, to_stdout: bool, default) -> str:
+    if to_stdout or (name == STDIO and not output):
+        return STDIO
+    return output or default()
+
+
 def _finish(name: str, remove: bool, target: str) -> None:
-    if remove and name != "-" and target != "-":
+    """--rm: remove the input, only now that the output is safely written (never with -c or stdin)."""
+    if remove and name != STDIO and target != STDIO:
         Path(name).unlink()
 
 
 @click.command()
 @click.argument("files", nargs=-1, required=True)
 @with_options(common_output)
+@click.option("-m", "--model", default=None, help="model name, .safetensors file or hash (default: the shipped model)")
 @click.option("--coder", type=click.Choice(sorted(CODERS)), default="bitswap", show_default=True)
 @click.option("--tile", type=click.IntRange(8, 1024), default=CoderSettings.tile, show_default=True)
-@click.option("--strip-metadata", is_flag=True, help="drop ICC profile, EXIF and text chunks")
-@click.option("--verify", is_flag=True, help="decode the result and compare before reporting success")
-def compress(files, output, to_stdout, force, remove, verbose, quiet, model, device, coder, tile,
+@click.option("--strip-metadata", is_flag=True, help="drop ICC profile, EXIF and text chunks (transparency is kept)")
+@click.option("--verify", is_flag=True, help="decode the result and compare before writing it")
+def compress(files, output, to_stdout, force, remove, verbose, quiet, device, model, coder, tile,
              strip_metadata, verify):
     """Compress image FILES to FILE.bbc (keeps the inputs; '-' reads standard input)."""
-    _check_outputs(files, output, to_stdout)
+    output, to_stdout = _check_outputs(files, output, to_stdout, force)
     settings = CoderSettings(coder=coder, tile=tile)
     device = _device(device)
+    model = _model(model, required=True)
+    tiles = _TileBar(_bars_wanted(quiet), nested=len(files) > 1)
 
     def one(name):
-        target = "-" if to_stdout or (name == "-" and not output) else output or name + SUFFIX
-        if target != "-" and Path(target).exists() and not force:
-            raise click.ClickException(f"{target} already exists (use -f to overwrite)")
+        target = _target(name, output, to_stdout, lambda: name + SUFFIX)
+        check_target(name, target, force)
         raw = read_input(name)
         image = imageio.read_image(raw)
-        data = api.compress(image, model=model or zoo.DEFAULT_MODEL, settings=settings,
-                            strip_metadata=strip_metadata, device=device)
+        progress = tiles.start(name, count_tiles(image.height, image.width, image.channels, settings))
+        data = api.compress(image, model=model, settings=settings, strip_metadata=strip_metadata, device=device,
+                            progress=progress)
         if verify:
             again = api.decompress(data, model=model, device=device)
             if not (again.pixels.shape == image.pixels.shape and (again.pixels == image.pixels).all()):
                 raise BBCodecError("verification failed: the decoded pixels differ (file not written)")
-        write_output(target, data, force, None if name == "-" else Path(name))
+        write_output(target, data, force, None if name == STDIO else Path(name))
         _finish(name, remove, target)
-        subpixels = image.pixels.size
-        return f"{name}: {len(raw)} -> {len(data)} bytes, {8 * len(data) / subpixels:.3f} bits/sub-pixel"
+        method = api.info(data).get("method")
+        return (f"{name}: {len(raw)} -> {len(data)} bytes, {8 * len(data) / image.pixels.size:.3f} "
+                f"bits/sub-pixel ({method})" + ("" if target == STDIO else f" -> {target}"))
 
-    _run_each(files, one, verbose, quiet, "compress")
+    _run_each(files, one, verbose, quiet, "compress", tiles)
 
 
-def _decompressed_name(name: str, image) -> str:
-    base = name[: -len(SUFFIX)] if name.endswith(SUFFIX) else name + ".out"
-    wanted = imageio.output_format(image)
-    if Path(base).suffix and Image.registered_extensions().get(Path(base).suffix.lower()) != wanted:
-        base = str(Path(base).with_suffix("." + wanted.lower()))
-    return base
+def _tile_count(data: bytes) -> int | None:
+    """Tiles a bits-back file decodes as, from its header (None: no bar; the decoder reports any damage)."""
+    try:
+        header = api.info(data)
+        if header.get("method") != "bits-back":
+            return None
+        return count_tiles(header["width"], header["height"], header["channels"], CoderSettings(**header["coder"]))
+    except Exception:
+        return None
+
+
+def _format_of_name(name: str) -> str | None:
+    return Image.registered_extensions().get(Path(name).suffix.lower())
+
+
+def _decompressed_name(name: str, image: imageio.Image) -> str:
+    """``x.png.bbc`` -> ``x.png``; if the image is written in another format than its source (a JPEG
+    is written as PNG), a known image suffix is replaced (``x.jpg`` -> ``x.png``), another appended."""
+    base = name[: -len(SUFFIX)]
+    written = imageio.output_format(image)
+    if written == image.format:
+        return base
+    if _format_of_name(base):
+        return str(Path(base).with_suffix("." + written.lower()))
+    return f"{base}.{written.lower()}"
+
+
+def _output_format(target: str | None, image: imageio.Image) -> str:
+    """The format to write: the one the ``-o`` target's suffix names (it must store this image exactly),
+    else the image's own (:func:`bbcodec.imageio.output_format`)."""
+    named = _format_of_name(target) if target else None
+    if named is None or named == imageio.output_format(image):
+        return imageio.output_format(image)
+    if named in imageio.LOSSLESS_FORMATS and imageio.output_format(image, named) == named:
+        return named
+    raise CLIError(f"{named} cannot store this {image.mode} image exactly; name the output "
+                   f".{imageio.output_format(image).lower()}")
 
 
 @click.command()
 @click.argument("files", nargs=-1, required=True)
 @with_options(common_output)
-def decompress(files, output, to_stdout, force, remove, verbose, quiet, model, device):
-    """Restore FILES (.bbc) to images with the original name, format and pixels."""
-    _check_outputs(files, output, to_stdout)
+@click.option("-m", "--model", default=None, help="model name, .safetensors file or hash (default: the one the file names)")
+def decompress(files, output, to_stdout, force, remove, verbose, quiet, device, model):
+    """Restore FILES (.bbc) to images with the original name, format and pixels.
+
+    A source format that is not lossless (JPEG) is written as PNG, and the name's suffix follows.
+    """
+    output, to_stdout = _check_outputs(files, output, to_stdout, force)
     device = _device(device)
+    model = _model(model, required=False)
+    tiles = _TileBar(_bars_wanted(quiet), nested=len(files) > 1)
 
     def one(name):
-        image = api.decompress(read_input(name), model=model, device=device)
-        target = "-" if to_stdout or (name == "-" and not output) else output or _decompressed_name(name, image)
+        if not (to_stdout or output or name == STDIO or name.endswith(SUFFIX)):
+            raise CLIError(f"unknown suffix (expected {SUFFIX}; use -o or -c to name the output)")
+        if output or to_stdout or name == STDIO:  # else the name depends on the image's format
+            check_target(name, _target(name, output, to_stdout, None), force)
+        data = read_input(name)
+        image = api.decompress(data, model=model, device=device, progress=tiles.start(name, _tile_count(data)))
+        target = _target(name, output, to_stdout, lambda: _decompressed_name(name, image))
+        check_target(name, target, force)
+        fmt = _output_format(output, image)
         buffer = io.BytesIO()
-        imageio.write_image(image, buffer)
-        write_output(target, buffer.getvalue(), force, None if name == "-" else Path(name))
+        imageio.write_image(image, buffer, format=fmt)
+        write_output(target, buffer.getvalue(), force, None if name == STDIO else Path(name))
         _finish(name, remove, target)
-        return f"{name} -> {target}"
+        return f"{name}: {image.width}x{image.height} {image.mode} -> {'stdout' if target == STDIO else target} ({fmt})"
 
-    _run_each(files, one, verbose, quiet, "decompress")
+    _run_each(files, one, verbose, quiet, "decompress", tiles)
+
+
+def _describe(name: str, data: bytes, header: dict) -> str:
+    """One line from a header whose fields are checked only by the decoder: print what is there."""
+    def number(key):
+        value = header.get(key)
+        return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else None
+
+    width, height, channels = number("width"), number("height"), number("channels")
+    size = f"{width}x{height}" if width and height else "?x?"
+    rate = (f"{8 * len(data) / (width * height * channels):.3f} bits/sub-pixel"
+            if width and height and channels else "? bits/sub-pixel")
+    coder = header.get("coder")
+    coder = coder.get("coder") if isinstance(coder, dict) else None
+    model = header.get("model")
+    line = (f"{name}: {size} {header.get('mode', '?')}, {len(data)} bytes, {rate}, "
+            f"method {header.get('method', '?')}, coder {coder or '-'}, "
+            f"model {model[:16] if isinstance(model, str) else '?'}")
+    return " ".join(line.split())  # one line, whatever strings a damaged header holds
 
 
 @click.command()
 @click.argument("files", nargs=-1, required=True)
 def info(files):
-    """Show the header of .bbc FILES without decoding them."""
+    """Show the header of .bbc FILES without decoding them: size, mode, rate, method, model."""
+    if list(files).count(STDIO) > 1:
+        raise click.UsageError("standard input ('-') can be read only once")
 
     def one(name):
         data = read_input(name)
-        header = api.info(data)
-        subpixels = header["width"] * header["height"] * header["channels"]
-        click.echo(f"{name}: {header['width']}x{header['height']} {header['mode']}, "
-                   f"{len(data)} bytes, {8 * len(data) / subpixels:.3f} bits/sub-pixel, "
-                   f"method {header.get('method')}, coder {header.get('coder', {}).get('coder', '-')}, "
-                   f"model {header['model'][:16]}")
+        click.echo(_describe(name, data, api.info(data)))
 
     _run_each(files, one, False, True, "info")
 
 
 @click.command("test")
 @click.argument("files", nargs=-1, required=True)
-@click.option("-m", "--model", default=None)
+@click.option("-m", "--model", default=None, help="model name, .safetensors file or hash (default: the one the file names)")
 @click.option("--device", type=click.Choice(DEVICES), default="cpu", show_default=True)
-@click.option("-q", "--quiet", is_flag=True)
+@click.option("-q", "--quiet", is_flag=True, help="print only errors")
 def test_command(files, model, device, quiet):
     """Decode .bbc FILES fully and verify their checksums; writes nothing."""
+    if list(files).count(STDIO) > 1:
+        raise click.UsageError("standard input ('-') can be read only once")
     device = _device(device)
+    model = _model(model, required=False)
+    tiles = _TileBar(_bars_wanted(quiet), nested=len(files) > 1)
 
     def one(name):
-        api.decompress(read_input(name), model=model, device=device)
+        data = read_input(name)
+        api.decompress(data, model=model, device=device, progress=tiles.start(name, _tile_count(data)))
         if not quiet:
-            click.echo(f"{name}: OK")
+            tqdm.write(f"{name}: OK", file=sys.stdout)
 
-    _run_each(files, one, False, quiet, "test")
+    _run_each(files, one, False, quiet, "test", tiles)

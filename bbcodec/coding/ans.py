@@ -78,3 +78,6 @@ class AnsStack:
 
     def num_bits(self) -> int:
         return int(self.coder.num_bits())
+
+    def num_words(self) -> int:
+        return int(self.coder.num_words())

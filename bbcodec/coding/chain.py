@@ -92,6 +92,10 @@ def decode_steps(steps, encoded: EncodedChain, coder: str = "bitswap", progress=
     batches = []
     for model, shape in reversed(steps):
         batches.append(decode(ans, model, _latent_like(model, shape)))
+        # The encoder's stack never reached below the untouched seed; a decoder that does
+        # has run out of real data (damaged payload, or a header that claims a larger image).
+        if ans.num_words() < encoded.untouched_seed_words:
+            raise CorruptDataError("compressed data ends early: the file is corrupt or claims too large an image")
         if progress:
             progress(shape[0])
     if not np.array_equal(ans.words(), seed):

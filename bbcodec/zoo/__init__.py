@@ -36,12 +36,13 @@ def user_model_dir() -> Path:
 
 def _model_files():
     for item in sorted(resources.files(__name__).iterdir(), key=lambda p: p.name):
-        if item.name.endswith(SUFFIX):
+        if item.name.endswith(SUFFIX) and item.is_file():
             yield item.name[: -len(SUFFIX)], item, True
     folder = user_model_dir()
     if folder.is_dir():
         for path in sorted(folder.glob("*" + SUFFIX)):
-            yield path.stem, path, False
+            if path.is_file():
+                yield path.stem, path, False
 
 
 @functools.lru_cache(maxsize=32)
@@ -69,7 +70,9 @@ def installed() -> list[ModelEntry]:
 def load(spec: str = DEFAULT_MODEL):
     """(model, hash) for a model name, a file path, or a (prefix of a) model hash."""
     path = Path(spec)
-    if spec.endswith(SUFFIX) and path.is_file():
+    if spec.endswith(SUFFIX) or "/" in spec or os.sep in spec:
+        if not path.is_file():
+            raise BBCodecError(f"model file {spec} not found")
         return load_bytes(path.read_bytes())
     for name, location, _ in _model_files():
         if name == spec:
@@ -96,6 +99,8 @@ def add(path, name: str | None = None) -> ModelEntry:
     data = Path(path).read_bytes()
     digest = load_bytes(data)[1]
     name = name or Path(path).name.removesuffix(SUFFIX)
+    if not name or name.startswith(".") or "/" in name or os.sep in name:
+        raise BBCodecError(f"model name {name!r} must be a plain file name")
     folder = user_model_dir()
     folder.mkdir(parents=True, exist_ok=True)
     target = folder / (name + SUFFIX)

@@ -1,0 +1,665 @@
+"""The ``bbcodec`` command: zstd/xz conventions, exact round trips, refusals, exit codes, no tracebacks.
+
+Most tests run the command in-process with click's CliRunner (click >= 8.2 has no ``mix_stderr``: it always
+captures ``result.stdout`` and ``result.stderr`` apart, and ``result.output`` has both). A few run the real executable in a
+subprocess for what CliRunner cannot show: pipes of binary data, a terminal on stdout, progress bars.
+
+Every test uses a tiny random model file (``-m path``); ``BBCODEC_MODELS`` points at an empty
+temporary folder, and every test runs in its own temporary working directory.
+"""
+from __future__ import annotations
+
+import fcntl
+import io
+import json
+import os
+import pty
+import shutil
+import struct
+import subprocess
+import sys
+import termios
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+from PIL import Image as PILImage
+from PIL import PngImagePlugin
+
+from bbcodec import api, container, imageio
+from bbcodec.models.export import model_hash
+from cli.main import main
+from fixtures.samples import (MODE_CASES, binary_pixels, encoded, make_tiny_model, noise_pixels, pil_from_pixels,
+                              sample_file)
+
+GOLDEN = Path(__file__).resolve().parent / "golden"
+
+
+# -- fixtures and helpers ------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def model_file(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("models") / "tiny.safetensors"
+    make_tiny_model(path, seed=0)
+    return path
+
+
+@pytest.fixture(scope="session")
+def other_model_file(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("models") / "other.safetensors"
+    make_tiny_model(path, seed=1)
+    return path
+
+
+@pytest.fixture(autouse=True)
+def workdir(tmp_path, monkeypatch) -> Path:
+    """Each test in an empty folder, with an empty user model folder outside it."""
+    monkeypatch.setenv("BBCODEC_MODELS", str(tmp_path / "user-models"))
+    monkeypatch.delenv("BBCODEC_DEBUG", raising=False)
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    return work
+
+
+def run(*args, input=None):
+    """Invoke ``bbcodec ARGS`` in-process; fails the test on any traceback or uncaught exception."""
+    result = CliRunner().invoke(main, [str(a) for a in args], input=input)
+    assert "Traceback" not in result.output and "Traceback" not in result.stderr
+    if result.exception is not None and not isinstance(result.exception, SystemExit):
+        raise AssertionError(f"uncaught {result.exception!r}\n{result.output}") from result.exception
+    return result
+
+
+def ok(*args, input=None):
+    result = run(*args, input=input)
+    assert result.exit_code == 0, result.output
+    return result
+
+
+def assert_error(result, name: str | None, *fragments: str) -> str:
+    """Exit status 1 and exactly one line on stderr: ``bbcodec: [NAME: ]message`` containing ``fragments``."""
+    assert result.exit_code == 1, result.output
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1, result.stderr
+    prefix = f"bbcodec: {name}: " if name else "bbcodec: "
+    assert lines[0].startswith(prefix), lines[0]
+    for fragment in fragments:
+        assert fragment in lines[0], lines[0]
+    return lines[0]
+
+
+def assert_usage_error(result, fragment: str) -> None:
+    assert result.exit_code == 2, result.output
+    assert fragment in result.stderr
+
+
+def write_png(path, pixels: np.ndarray, mode: str = "RGB", **options) -> Path:
+    path = Path(path)
+    path.write_bytes(encoded(pil_from_pixels(pixels, mode), "PNG", **options))
+    return path
+
+
+def bits_back_png(path, seed: int = 0) -> Path:
+    """A 32x32 RGB PNG that the tiny model codes with bits-back (under ``--tile 8``)."""
+    return write_png(path, binary_pixels(32, 32, 3, seed=seed))
+
+
+def stored_png(path, seed: int = 0) -> Path:
+    return write_png(path, noise_pixels(9, 7, 3, seed=seed))
+
+
+def pixels_of(path) -> np.ndarray:
+    return imageio.read_image(Path(path)).pixels
+
+
+def listing(folder=".") -> list[str]:
+    return sorted(os.listdir(folder))
+
+
+def compressed(model_file, path, *extra) -> Path:
+    ok("compress", "-m", model_file, "--tile", "8", *extra, path)
+    return Path(f"{path}.bbc")
+
+
+# -- round trips: every mode, odd sizes ------------------------------------------------------------
+
+SIZES = {"1x1": (1, 1), "1x50": (50, 1), "50x1": (1, 50), "31x33": (33, 31), "1000x7": (7, 1000)}  # WxH: (h, w)
+ROUND_TRIPS = [(case, "31x33") for case in MODE_CASES] + [
+    ("1", "1x1"), ("RGBA", "1x1"), ("P+index", "1x1"), ("CMYK-JPEG", "1x1"),
+    ("L", "1x50"), ("RGB", "1x50"), ("P+alphas", "50x1"), ("LA", "50x1"), ("RGBA", "50x1"),
+    ("1", "1000x7"), ("L", "1000x7"), ("RGB", "1000x7"), ("RGBA", "1000x7"), ("P+index", "1000x7"),
+]
+BITS_BACK_EXPECTED = {  # robust margins with 0/255 pixels and --tile 8 (see fixtures.samples)
+    (case, size) for case, size in ROUND_TRIPS
+    if case not in ("1", "CMYK-JPEG") and size in ("31x33", "1000x7")} | {("RGB", "1x50"), ("RGBA", "50x1")}
+
+
+@pytest.mark.parametrize("case, size", ROUND_TRIPS, ids=[f"{c}-{s}" for c, s in ROUND_TRIPS])
+def test_round_trip_every_mode_and_size(model_file, case, size):
+    """compress --rm FILE -> FILE.bbc only; decompress --rm FILE.bbc -> FILE (or .tiff for CMYK JPEG), exact."""
+    data, suffix = sample_file(case, *SIZES[size], seed=len(case))
+    source = Path("image" + suffix)
+    source.write_bytes(data)
+    expected = imageio.read_image(data)
+    ok("compress", "--rm", "-m", model_file, "--tile", "8", source)
+    assert listing() == [source.name + ".bbc"]
+    method = api.info(Path(source.name + ".bbc").read_bytes())["method"]
+    if (case, size) in BITS_BACK_EXPECTED:
+        assert method == "bits-back"
+    ok("decompress", "--rm", "-m", model_file, source.name + ".bbc")
+    restored = "image.tiff" if case == "CMYK-JPEG" else source.name
+    assert listing() == [restored]  # no .bbc left (--rm), no temporary file
+    got = imageio.read_image(Path(restored))
+    assert got.format == ("TIFF" if case == "CMYK-JPEG" else "PNG")
+    assert got.mode == expected.mode and got.pixels.shape == expected.pixels.shape
+    assert np.array_equal(got.pixels, expected.pixels)
+    assert (got.palette, got.palette_mode) == (expected.palette, expected.palette_mode)
+    assert got.metadata.get("transparency") == expected.metadata.get("transparency")
+    if suffix == ".png":  # independent of bbcodec.imageio: Pillow sees the same pixels and palette
+        with PILImage.open(io.BytesIO(data)) as a, PILImage.open(restored) as b:
+            assert a.mode == b.mode and np.array_equal(np.asarray(a), np.asarray(b))
+            assert a.getpalette() == b.getpalette() and a.info.get("transparency") == b.info.get("transparency")
+
+
+def test_colour_under_zero_alpha_survives_the_cli(model_file):
+    pixels = binary_pixels(33, 31, 4, seed=11)
+    assert (pixels[pixels[..., 3] == 0][:, :3] > 0).any()
+    write_png("a.png", pixels, "RGBA")
+    compressed(model_file, "a.png")
+    ok("decompress", "-m", model_file, "-o", "b.png", "a.png.bbc")
+    assert np.array_equal(pixels_of("b.png"), pixels)
+
+
+def test_jpeg_source_decompresses_to_png_name(model_file):
+    pixels = noise_pixels(12, 10, 3, seed=2, high=64) + 100
+    Path("photo.JPG").write_bytes(encoded(pil_from_pixels(pixels, "RGB"), "JPEG", quality=85))
+    expected = pixels_of("photo.JPG")
+    ok("compress", "-m", model_file, "photo.JPG")
+    os.remove("photo.JPG")
+    result = ok("decompress", "-v", "-m", model_file, "photo.JPG.bbc")
+    assert listing() == ["photo.JPG.bbc", "photo.png"]
+    assert "photo.png" in result.stderr
+    assert imageio.read_image(Path("photo.png")).format == "PNG"
+    assert np.array_equal(pixels_of("photo.png"), expected)
+
+
+def test_original_name_is_restored_whatever_its_suffix(model_file):
+    """A lossless source keeps its exact name; a lossy one with an unknown suffix gets .png appended."""
+    stored_png("scan.v2")  # PNG content, odd suffix
+    Path("noext").write_bytes(encoded(pil_from_pixels(noise_pixels(8, 8, 3), "RGB"), "JPEG"))
+    ok("compress", "--rm", "-m", model_file, "scan.v2", "noext")
+    ok("decompress", "--rm", "-m", model_file, "scan.v2.bbc", "noext.bbc")
+    assert listing() == ["noext.png", "scan.v2"]
+
+
+def test_output_next_to_input_in_another_folder(model_file):
+    Path("sub").mkdir()
+    stored_png("sub/x.png")
+    ok("compress", "-m", model_file, "sub/x.png")
+    assert listing("sub") == ["x.png", "x.png.bbc"] and listing() == ["sub"]
+
+
+def test_times_and_permissions_follow_the_input(model_file):
+    path = stored_png("t.png")
+    os.chmod(path, 0o640)
+    os.utime(path, ns=(1_600_000_000_123_456_789, 1_600_000_000_123_456_789))
+    ok("compress", "--rm", "-m", model_file, path)
+    ok("decompress", "--rm", "-m", model_file, "t.png.bbc")
+    stat = os.stat("t.png")
+    assert stat.st_mode & 0o777 == 0o640 and stat.st_mtime_ns == 1_600_000_000_123_456_789
+
+
+# -- options ---------------------------------------------------------------------------------------
+
+
+def test_compress_keeps_input_and_never_overwrites_without_force(model_file):
+    path = bits_back_png("a.png")
+    ok("compress", "-m", model_file, "--tile", "8", path)
+    assert listing() == ["a.png", "a.png.bbc"]
+    Path("a.png.bbc").write_bytes(b"precious")
+    assert_error(run("compress", "-m", model_file, path), "a.png", "a.png.bbc already exists", "-f")
+    assert Path("a.png.bbc").read_bytes() == b"precious"
+    ok("compress", "-f", "-m", model_file, "--tile", "8", path)
+    assert api.info(Path("a.png.bbc").read_bytes())["method"] == "bits-back"
+    assert listing() == ["a.png", "a.png.bbc"]
+
+
+def test_decompress_never_overwrites_without_force(model_file):
+    bbc = compressed(model_file, stored_png("a.png"))
+    Path("a.png").write_bytes(b"precious")
+    assert_error(run("decompress", "-m", model_file, bbc), "a.png.bbc", "a.png already exists")
+    assert Path("a.png").read_bytes() == b"precious"
+    ok("decompress", "--force", "-m", model_file, bbc)
+    assert imageio.read_image(Path("a.png")).pixels.shape == (9, 7, 3)
+
+
+def test_output_option(model_file):
+    path = bits_back_png("a.png")
+    ok("compress", "-m", model_file, "--tile", "8", "-o", "packed", path)
+    assert listing() == ["a.png", "packed"]
+    ok("decompress", "-m", model_file, "--output", "unpacked.png", "packed")  # any name with -o
+    assert np.array_equal(pixels_of("unpacked.png"), pixels_of("a.png"))
+    assert_error(run("compress", "-m", model_file, "-o", "packed", path), "a.png", "packed already exists")
+
+
+def test_output_suffix_chooses_a_lossless_format_or_is_refused(model_file):
+    bbc = compressed(model_file, bits_back_png("a.png"))
+    ok("decompress", "-m", model_file, "-o", "a.tiff", bbc)
+    assert imageio.read_image(Path("a.tiff")).format == "TIFF"
+    assert np.array_equal(pixels_of("a.tiff"), pixels_of("a.png"))
+    assert_error(run("decompress", "-m", model_file, "-o", "a.gif", bbc), "a.png.bbc", "GIF cannot store", ".png")
+    assert not Path("a.gif").exists()
+
+
+@pytest.mark.parametrize("args, fragment", [
+    (["compress", "-o", "x", "a.png", "b.png"], "single input"),
+    (["decompress", "-o", "x", "a.bbc", "b.bbc"], "single input"),
+    (["compress", "-o", "x", "-c", "a.png"], "cannot be used together"),
+    (["compress", "-c", "a.png", "b.png"], "single input"),
+    (["compress", "-", "-"], "only once"),
+    (["compress"], "Missing argument"),
+    (["decompress", "--bogus", "a.bbc"], "No such option"),
+    (["compress", "--device", "tpu", "a.png"], "Invalid value"),
+    (["compress", "--tile", "4", "a.png"], "Invalid value"),
+    (["info", "-", "-"], "only once"),
+], ids=lambda v: " ".join(v) if isinstance(v, list) else None)
+def test_usage_errors_exit_2_and_touch_nothing(args, fragment):
+    stored_png("a.png")
+    assert_usage_error(run(*args), fragment)
+    assert listing() == ["a.png"]
+
+
+def test_stdout_option(model_file):
+    path = bits_back_png("a.png")
+    result = ok("compress", "-c", "-m", model_file, "--tile", "8", path)
+    assert listing() == ["a.png"]
+    assert result.stdout_bytes[:4] == container.MAGIC
+    assert api.info(result.stdout_bytes)["method"] == "bits-back"
+    Path("x.bbc").write_bytes(result.stdout_bytes)
+    image = ok("decompress", "--stdout", "-m", model_file, "x.bbc").stdout_bytes
+    assert listing() == ["a.png", "x.bbc"]
+    assert np.array_equal(imageio.read_image(image).pixels, pixels_of(path))
+    assert ok("compress", "-o", "-", "-m", model_file, "--tile", "8", path).stdout_bytes == result.stdout_bytes
+
+
+def test_stdin_to_stdout_and_to_a_file(model_file):
+    png = bits_back_png("a.png").read_bytes()
+    bbc = ok("compress", "-m", model_file, "--tile", "8", "-", input=png).stdout_bytes
+    assert bbc == ok("compress", "-c", "-m", model_file, "--tile", "8", "a.png").stdout_bytes
+    image = ok("decompress", "-m", model_file, "-", input=bbc).stdout_bytes
+    assert np.array_equal(imageio.read_image(image).pixels, imageio.read_image(png).pixels)
+    ok("compress", "-m", model_file, "-", "-o", "from-stdin.bbc", input=png)
+    ok("decompress", "-m", model_file, "-", "-o", "from-stdin.png", input=bbc)
+    assert listing() == ["a.png", "from-stdin.bbc", "from-stdin.png"]
+    # --rm never removes standard input, nor an input written to stdout
+    ok("compress", "--rm", "-c", "-m", model_file, "a.png")
+    assert Path("a.png").exists()
+
+
+def test_refuses_to_read_binary_from_a_terminal(model_file):
+    class Terminal(io.BytesIO):
+        def isatty(self):
+            return True
+
+    assert_error(run("compress", "-m", model_file, "-", "-o", "x.bbc", input=Terminal(b"")), "-", "terminal")
+    assert listing() == []
+
+
+def test_rm_removes_the_input_only_on_success(model_file, monkeypatch):
+    good, bad = stored_png("good.png"), Path("bad.png")
+    bad.write_text("not an image")
+    taken = stored_png("taken.png")
+    Path("taken.png.bbc").write_bytes(b"precious")
+    result = run("compress", "--rm", "-m", model_file, good, bad, taken)
+    assert result.exit_code == 1 and len(result.stderr.splitlines()) == 2
+    assert listing() == ["bad.png", "good.png.bbc", "taken.png", "taken.png.bbc"]
+    assert Path("taken.png.bbc").read_bytes() == b"precious"
+    # a failed write (disk full) leaves the input, and neither a partial output nor a temporary file
+    stored_png("full.png")
+
+    def disk_full(fd):
+        raise OSError(28, "No space left on device")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(os, "fsync", disk_full)
+        assert_error(run("compress", "--rm", "-m", model_file, "full.png"), "full.png", "No space left", "full.png.bbc")
+    assert listing() == ["bad.png", "full.png", "good.png.bbc", "taken.png", "taken.png.bbc"]
+
+
+def test_failed_decompress_write_leaves_nothing(model_file, monkeypatch):
+    bbc = compressed(model_file, stored_png("a.png"), "--rm")
+
+    def disk_full(fd):
+        raise OSError(28, "No space left on device")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(os, "fsync", disk_full)
+        assert_error(run("decompress", "--rm", "-m", model_file, bbc), "a.png.bbc", "No space left")
+    assert listing() == ["a.png.bbc"]
+
+
+def test_input_and_output_the_same_file_is_refused_even_with_force(model_file):
+    path = stored_png("a.png")
+    before = path.read_bytes()
+    assert_error(run("compress", "-f", "--rm", "-m", model_file, "-o", "a.png", path), "a.png", "input file itself")
+    assert path.read_bytes() == before
+
+
+def test_verbose_quiet_and_default_output(model_file):
+    path = bits_back_png("a.png")
+    result = ok("compress", "-v", "-m", model_file, "--tile", "8", path)
+    assert result.stdout == ""
+    line, = result.stderr.splitlines()
+    assert line.startswith("a.png: ") and "bits/sub-pixel" in line and "bits-back" in line and "a.png.bbc" in line
+    result = ok("decompress", "-v", "-m", model_file, "-o", "b.png", "a.png.bbc")
+    assert "a.png.bbc" in result.stderr and "b.png" in result.stderr
+    result = ok("decompress", "-m", model_file, "-o", "c.png", "a.png.bbc")
+    assert result.output == ""  # silent on success by default (progress bars only on a terminal)
+    result = ok("compress", "-q", "-f", "-m", model_file, path)
+    assert result.output == ""
+    assert_error(run("compress", "-q", "-m", model_file, "missing.png"), "missing.png", "No such file")
+
+
+def test_model_by_name_path_and_errors(model_file):
+    path = stored_png("a.png")
+    assert_error(run("compress", "-m", "nothere.safetensors", path), None, "model file nothere.safetensors not found")
+    assert_error(run("compress", "-m", "dir/model", path), None, "not found")
+    Path("plain").write_bytes(model_file.read_bytes())
+    assert_error(run("compress", "-m", "./plain", path), None, ".safetensors")
+    assert_error(run("compress", "-m", "tiny", path), None, "unknown model 'tiny'")
+    assert_error(run("compress", path), None, "unknown model 'default'")  # no shipped model yet
+    assert listing() == ["a.png", "plain"]
+    ok("models", "add", model_file)
+    ok("compress", "-m", "tiny", path)
+    ok("test", "-m", model_hash(model_file.read_bytes())[:10], "a.png.bbc")
+
+
+def test_one_model_error_line_for_many_files(model_file):
+    stored_png("a.png"), stored_png("b.png")
+    assert_error(run("compress", "-m", "missing.safetensors", "a.png", "b.png"), None, "not found")
+
+
+def test_device_option(model_file):
+    path = bits_back_png("a.png")
+    ok("compress", "--device", "cpu", "-m", model_file, path)
+    ok("decompress", "--device", "auto", "-m", model_file, "-o", "b.png", "a.png.bbc")
+    assert np.array_equal(pixels_of("b.png"), pixels_of(path))
+    if not torch.cuda.is_available():
+        assert_error(run("decompress", "--device", "cuda", "-o", "c.png", "a.png.bbc"), None, "no CUDA device")
+
+
+def test_verify_and_strip_metadata(model_file):
+    info = PngImagePlugin.PngInfo()
+    info.add_text("Title", "kept unless stripped")
+    write_png("a.png", binary_pixels(8, 8, 3), pnginfo=info, transparency=(255, 0, 255))
+    ok("compress", "--verify", "-m", model_file, "-o", "kept.bbc", "a.png")
+    ok("compress", "--strip-metadata", "-m", model_file, "-o", "stripped.bbc", "a.png")
+    ok("decompress", "-m", model_file, "-o", "kept.png", "kept.bbc")
+    ok("decompress", "-m", model_file, "-o", "stripped.png", "stripped.bbc")
+    with PILImage.open("kept.png") as kept, PILImage.open("stripped.png") as stripped:
+        assert kept.text == {"Title": "kept unless stripped"} and not stripped.text
+        assert kept.info["transparency"] == stripped.info["transparency"] == (255, 0, 255)
+
+
+def test_unexpected_errors_are_one_line_too(model_file, monkeypatch):
+    stored_png("a.png")
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(api, "compress", broken)
+    assert_error(run("compress", "-m", model_file, "a.png"), "a.png", "internal error", "RuntimeError: boom")
+    assert listing() == ["a.png"]
+
+
+# -- refusals and partial failure --------------------------------------------------------------------
+
+
+def handmade_png16(width: int = 3, height: int = 2) -> bytes:
+    """A 16-bit RGB PNG built byte by byte (as tests/test_imageio.py does; Pillow cannot write one)."""
+    import zlib
+
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    rows = (b"\0" + bytes(range(width * 6))) * height
+    ihdr = struct.pack(">IIBBBBB", width, height, 16, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b"")
+
+
+REFUSED_INPUTS = {
+    "deep.png": (handmade_png16(), "16-bit"),
+    "notes.txt": (b"just some text\n", "not an image"),
+    "empty.png": (b"", "empty"),
+    "cut.png": (None, "truncated"),
+}
+
+
+@pytest.mark.parametrize("name", REFUSED_INPUTS)
+def test_compress_refusals(model_file, name):
+    data, fragment = REFUSED_INPUTS[name]
+    if data is None:
+        data = stored_png("whole.png").read_bytes()[:60]
+        os.remove("whole.png")
+    Path(name).write_bytes(data)
+    assert_error(run("compress", "--rm", "-m", model_file, name), name, fragment)
+    assert listing() == [name]
+
+
+def test_compress_missing_file_and_directory(model_file):
+    Path("folder").mkdir()
+    result = run("compress", "-m", model_file, "missing.png", "folder")
+    assert result.exit_code == 1
+    assert result.stderr.splitlines() == ["bbcodec: missing.png: No such file or directory: missing.png",
+                                          "bbcodec: folder: Is a directory: folder"]
+
+
+def damaged_copies(bbc: Path) -> dict[str, bytes]:
+    data = bbc.read_bytes()
+    flipped = bytearray(data)
+    flipped[-10] ^= 0xFF
+    return {"flipped.bbc": bytes(flipped), "cut.bbc": data[:-20], "junk.bbc": b"\xbbBBC" + b"\0" * 3,
+            "text.bbc": b"hello"}
+
+
+def test_decompress_refusals(model_file, other_model_file):
+    bbc = compressed(model_file, bits_back_png("a.png"))
+    for name, blob in damaged_copies(bbc).items():
+        Path(name).write_bytes(blob)
+        line = assert_error(run("decompress", "--rm", "-m", model_file, name), name)
+        assert any(word in line for word in ("corrupt", "truncated", "not a .bbc", "checksum")), line
+        assert Path(name).exists() and not Path(name[:-4]).exists()
+    assert_error(run("decompress", bbc), "a.png.bbc", "needs model", "not installed")
+    assert_error(run("decompress", "-m", other_model_file, bbc), "a.png.bbc", "made with model")
+    assert_error(run("decompress", "-m", model_file, "a.png"), "a.png", "unknown suffix")
+    assert listing() == ["a.png", "a.png.bbc", "cut.bbc", "flipped.bbc", "junk.bbc", "text.bbc"]
+
+
+def test_several_files_one_failing(model_file):
+    stored_png("a.png"), stored_png("c.png", seed=1)
+    Path("b.png").write_text("not an image")
+    result = run("compress", "-m", model_file, "a.png", "b.png", "c.png")
+    assert_error(result, "b.png", "not an image")
+    assert listing() == ["a.png", "a.png.bbc", "b.png", "c.png", "c.png.bbc"]
+    for name in ("a.png", "c.png"):
+        os.rename(name, name + ".orig")
+    Path("b.png.bbc").write_bytes(b"garbage")
+    result = run("decompress", "-m", model_file, "a.png.bbc", "b.png.bbc", "c.png.bbc")
+    assert_error(result, "b.png.bbc", "not a .bbc file")
+    assert np.array_equal(pixels_of("a.png"), pixels_of("a.png.orig"))
+    assert np.array_equal(pixels_of("c.png"), pixels_of("c.png.orig"))
+    assert Path("b.png").read_text() == "not an image"  # the failed file wrote nothing
+
+
+# -- info, test, models ------------------------------------------------------------------------------
+
+
+def test_info_shows_the_header_without_decoding(model_file):
+    bbc = compressed(model_file, bits_back_png("a.png"))
+    stored = compressed(model_file, stored_png("s.png"))
+    digest = model_hash(model_file.read_bytes())
+    result = ok("info", bbc, stored)  # no model installed: info never needs one
+    bbc_line, stored_line = result.stdout.splitlines()
+    size = bbc.stat().st_size
+    assert bbc_line == (f"a.png.bbc: 32x32 RGB, {size} bytes, {8 * size / (32 * 32 * 3):.3f} bits/sub-pixel, "
+                        f"method bits-back, coder bitswap, model {digest[:16]}")
+    assert "7x9 RGB" in stored_line and "method stored" in stored_line and "coder -" in stored_line
+    assert ok("info", "-", input=bbc.read_bytes()).stdout == bbc_line.replace("a.png.bbc", "-") + "\n"
+    Path("bad.bbc").write_bytes(b"nope")
+    result = run("info", "bad.bbc", bbc)
+    assert_error(result, "bad.bbc", "not a .bbc file")
+    assert result.stdout == bbc_line + "\n"
+
+
+def test_info_on_a_header_with_odd_fields_is_still_one_line(model_file):
+    bbc = compressed(model_file, bits_back_png("a.png"))
+    box = container.from_bytes(bbc.read_bytes())
+    header = {k: v for k, v in box.header.items() if k != "sections"}
+    header.update(width="wide", coder=7, model=None, method="two\nlines")
+    del header["mode"]
+    Path("odd.bbc").write_bytes(container.to_bytes(container.Container(header, box.sections)))
+    line = ok("info", "odd.bbc").stdout.strip()
+    assert line.startswith("odd.bbc: ?x?") and "\n" not in line
+
+
+def test_test_command_decodes_fully_and_writes_nothing(model_file, other_model_file):
+    bbc = compressed(model_file, bits_back_png("a.png"))
+    stored = compressed(model_file, stored_png("s.png"))
+    before = listing()
+    result = ok("test", "-m", model_file, bbc, stored)
+    assert result.stdout.splitlines() == ["a.png.bbc: OK", "s.png.bbc: OK"]
+    assert ok("test", "-q", "-m", model_file, bbc).output == ""
+    damaged = bytearray(bbc.read_bytes())
+    payload_start = len(damaged) - container.from_bytes(bytes(damaged)).header["sections"][0][1]
+    damaged[payload_start + 5] ^= 1
+    Path("damaged.bbc").write_bytes(bytes(damaged))
+    assert_error(run("test", "-q", "-m", model_file, "damaged.bbc"), "damaged.bbc", "checksum")
+    assert_error(run("test", "-q", "-m", other_model_file, bbc), "a.png.bbc", "made with model")
+    assert_error(run("test", "-q", bbc), "a.png.bbc", "not installed")
+    assert listing() == sorted(before + ["damaged.bbc"])
+
+
+def test_models_list_and_add(model_file, other_model_file, workdir):
+    user_models = workdir.parent / "user-models"
+    result = ok("models")
+    assert result.stdout.startswith("no models installed") and str(user_models) in result.stdout
+    bbc = compressed(model_file, bits_back_png("a.png"))
+    digest = model_hash(model_file.read_bytes())
+    result = ok("models", "add", model_file)
+    assert result.stdout.strip() == f"installed tiny ({digest[:16]}) at {user_models / 'tiny.safetensors'}"
+    ok("models", "add", "--name", "second", other_model_file)
+    lines = ok("models").stdout.splitlines()
+    assert [line.split()[:3] for line in lines] == [["second", model_hash(other_model_file.read_bytes())[:16], "user"],
+                                                    ["tiny", digest[:16], "user"]]
+    ok("decompress", "-o", "b.png", bbc)  # the model is found by the hash in the file
+    assert np.array_equal(pixels_of("b.png"), pixels_of("a.png"))
+    assert_error(run("models", "add", "--name", "tiny", other_model_file), None, "different model named 'tiny'")
+    Path("junk.safetensors").write_bytes(b"\x08" + b"\0" * 7 + b"{}")
+    assert_error(run("models", "add", "junk.safetensors"), None, "model file")
+    assert_usage_error(run("models", "add", "missing.safetensors"), "does not exist")
+    assert_usage_error(run("models", "add", "--name", "../up", model_file), "plain file name")
+    shutil.copy("junk.safetensors", user_models / "broken.safetensors")  # a damaged user model is skipped
+    assert [line.split()[0] for line in ok("models").stdout.splitlines()] == ["second", "tiny"]
+
+
+def test_help_and_version():
+    result = ok("--help")
+    for command in ("compress", "decompress", "info", "test", "models"):
+        assert command in result.stdout
+    assert ok("--version").stdout.strip().endswith("0.1.0")
+    assert "--rm" in ok("compress", "-h").stdout
+
+
+def test_golden_files_pass_the_test_command():
+    manifest = json.loads((GOLDEN / "golden.json").read_text())
+    names = sorted(manifest["files"])
+    result = ok("test", "-m", GOLDEN / manifest["model"], *(GOLDEN / name for name in names))
+    assert result.stdout.splitlines() == [f"{GOLDEN / name}: OK" for name in names]
+
+
+# -- the real executable: pipes, terminals, progress bars ---------------------------------------------
+
+
+def command() -> list[str]:
+    script = Path(sys.executable).parent / "bbcodec"
+    return [str(script)] if script.exists() else [sys.executable, "-m", "cli.main"]
+
+
+def environment(tmp_path) -> dict:
+    env = dict(os.environ, OMP_NUM_THREADS="1", BBCODEC_MODELS=str(tmp_path / "user-models"))
+    env.pop("BBCODEC_DEBUG", None)
+    return env
+
+
+def terminal(columns: int = 100) -> tuple[int, int]:
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, columns, 0, 0))  # tqdm draws nothing at width 0
+    return master, slave
+
+
+def read_all(master: int) -> bytes:
+    out = b""
+    while True:
+        try:
+            chunk = os.read(master, 65536)
+        except OSError:  # EIO once the other side is closed
+            break
+        if not chunk:
+            break
+        out += chunk
+    os.close(master)
+    return out
+
+
+def test_binary_pipe_through_stdin_and_stdout(model_file, tmp_path):
+    png = bits_back_png("a.png").read_bytes()
+    env = environment(tmp_path)
+    first = subprocess.Popen([*command(), "compress", "-m", str(model_file), "--tile", "8", "-"],
+                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    second = subprocess.Popen([*command(), "decompress", "-m", str(model_file), "-"],
+                              stdin=first.stdout, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    first.stdout.close()
+    first.stdin.write(png)
+    first.stdin.close()
+    out, err2 = second.communicate(timeout=120)
+    err1 = first.stderr.read()
+    first.stderr.close()
+    assert first.wait(timeout=120) == 0 and second.returncode == 0, (err1, err2)
+    assert err1 == err2 == b""  # stderr is not a terminal: no progress bar
+    assert np.array_equal(imageio.read_image(out).pixels, imageio.read_image(png).pixels)
+    assert listing() == ["a.png"]
+
+
+def test_refuses_binary_to_a_terminal_unless_forced(model_file, tmp_path):
+    stored_png("a.png")
+    master, slave = terminal()
+    done = subprocess.run([*command(), "compress", "-c", "-m", str(model_file), "a.png"], stdout=slave,
+                          stderr=subprocess.PIPE, env=environment(tmp_path), timeout=120)
+    os.close(slave)
+    assert read_all(master) == b""
+    assert done.returncode == 1
+    assert done.stderr.decode().splitlines() == ["bbcodec: refusing to write binary data to a terminal (use -f to force)"]
+    assert listing() == ["a.png"]
+    master, slave = terminal()
+    done = subprocess.run([*command(), "compress", "-c", "-f", "-m", str(model_file), "a.png"], stdout=slave,
+                          stderr=subprocess.PIPE, env=environment(tmp_path), timeout=120)
+    os.close(slave)
+    shown = read_all(master)
+    assert done.returncode == 0 and done.stderr == b""
+    assert shown.startswith(container.MAGIC) and len(shown) >= Path("a.png").stat().st_size // 2
+
+
+def test_progress_bars_on_a_terminal_only(model_file, tmp_path):
+    bits_back_png("a.png"), bits_back_png("b.png", seed=1)
+    master, slave = terminal()
+    done = subprocess.run([*command(), "compress", "-m", str(model_file), "--tile", "8", "a.png", "b.png"],
+                          stdout=subprocess.PIPE, stderr=slave, env=environment(tmp_path), timeout=120)
+    os.close(slave)
+    shown = read_all(master).decode(errors="replace")
+    assert done.returncode == 0 and done.stdout == b""
+    assert "compress" in shown and "2/2" in shown and "tile" in shown and "Traceback" not in shown
+    assert listing() == ["a.png", "a.png.bbc", "b.png", "b.png.bbc"]
