@@ -82,3 +82,23 @@ def photo_crop() -> torch.Tensor:
         left, top = image.width // 2 - 32, image.height // 2 - 24
         crop = np.asarray(image.crop((left, top, left + 64, top + 48)), dtype=np.uint8)
     return torch.from_numpy(np.ascontiguousarray(crop.transpose(2, 0, 1)))[None]
+
+
+@pytest.fixture(scope="session")
+def model_file(tmp_path_factory) -> Path:
+    """A tiny random model saved as a model file (for the API and the CLI)."""
+    from fixtures.samples import make_tiny_model
+
+    path = tmp_path_factory.mktemp("models") / "tiny.safetensors"
+    make_tiny_model(path, seed=0)
+    return path
+
+
+@pytest.fixture(scope="session")
+def other_model_file(tmp_path_factory) -> Path:
+    """Same architecture as ``model_file``, other weights."""
+    from fixtures.samples import make_tiny_model
+
+    path = tmp_path_factory.mktemp("models") / "other.safetensors"
+    make_tiny_model(path, seed=1)
+    return path

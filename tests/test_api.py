@@ -28,21 +28,6 @@ from fixtures.samples import (BITS_BACK_SETTINGS, binary_pixels, encoded, make_t
 GOLDEN = Path(__file__).resolve().parent / "golden"
 
 
-@pytest.fixture(scope="session")
-def model_file(tmp_path_factory) -> Path:
-    path = tmp_path_factory.mktemp("models") / "tiny.safetensors"
-    make_tiny_model(path, seed=0)
-    return path
-
-
-@pytest.fixture(scope="session")
-def other_model_file(tmp_path_factory) -> Path:
-    """Same architecture as ``model_file``, other weights."""
-    path = tmp_path_factory.mktemp("models") / "other.safetensors"
-    make_tiny_model(path, seed=1)
-    return path
-
-
 @pytest.fixture(autouse=True)
 def user_models(tmp_path, monkeypatch) -> Path:
     folder = tmp_path / "user-models"

@@ -40,20 +40,6 @@ GOLDEN = Path(__file__).resolve().parent / "golden"
 # -- fixtures and helpers ------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="session")
-def model_file(tmp_path_factory) -> Path:
-    path = tmp_path_factory.mktemp("models") / "tiny.safetensors"
-    make_tiny_model(path, seed=0)
-    return path
-
-
-@pytest.fixture(scope="session")
-def other_model_file(tmp_path_factory) -> Path:
-    path = tmp_path_factory.mktemp("models") / "other.safetensors"
-    make_tiny_model(path, seed=1)
-    return path
-
-
 @pytest.fixture(autouse=True)
 def workdir(tmp_path, monkeypatch) -> Path:
     """Each test in an empty folder, with an empty user model folder outside it."""
