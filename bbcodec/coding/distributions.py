@@ -183,42 +183,66 @@ class DiscretizedLaplace:
     evaluates it natively, only at the few CDF values it needs: far faster
     than building a 256-entry table per sub-pixel. Parameters come in the
     model's [-1, 1] pixel units and are converted to pixel units here.
+
+    With ``coupling`` (three maps for an RGB image), the channels are coded in
+    order R, G, B and the mean of a later channel moves linearly with the
+    values of the earlier ones, as in PixelCNN++ (Salimans et al. 2017):
+    mean_G + a*R, mean_B + b*R + c*G, with a, b, c = tanh(coupling). The
+    encoder and the decoder compute each channel's mean with the same call
+    (:meth:`_centre`) on the same values.
     """
 
-    def __init__(self, mean: torch.Tensor, log_scale: torch.Tensor):
-        self.mean, self.log_scale = mean, log_scale
+    def __init__(self, mean: torch.Tensor, log_scale: torch.Tensor, coupling: torch.Tensor | None = None):
+        self.mean, self.log_scale, self.coupling = mean, log_scale, coupling
 
-    def _pixel_units(self):
-        half_range = (PIXEL_LEVELS - 1) / 2.0
-        return (self.mean + 1.0) * half_range, torch.exp(self.log_scale) * half_range
+    def _centre(self, channel: int, x: torch.Tensor) -> torch.Tensor:
+        """Mean of ``channel`` in pixel units, given the earlier channels of ``x``."""
+        mean = self.mean[:, channel]
+        if self.coupling is not None and channel > 0:
+            earlier = x[:, :channel].to(mean.dtype) * (2.0 / (PIXEL_LEVELS - 1)) - 1.0
+            weights = torch.tanh(self.coupling[:, (channel - 1) * channel // 2:][:, :channel])
+            mean = mean + (weights * earlier).sum(dim=1)
+        return (mean + 1.0) * ((PIXEL_LEVELS - 1) / 2.0)
+
+    def _scale(self) -> torch.Tensor:
+        return torch.exp(self.log_scale) * ((PIXEL_LEVELS - 1) / 2.0)
 
     def log_prob(self, x: torch.Tensor) -> torch.Tensor:
         """Log probability (nats) of integer pixels ``x`` (0..255), per sub-pixel."""
-        centre, scale = self._pixel_units()
+        centre = torch.stack([self._centre(c, x) for c in range(self.mean.shape[1])], dim=1)
         value = x.to(centre.dtype)
         far = OUTER_EDGE * PIXEL_LEVELS
         lower = torch.where(x == 0, -far, value - 0.5)
         upper = torch.where(x == PIXEL_LEVELS - 1, far, value + 0.5)
+        scale = self._scale()
         return _laplace_log_bin_mass((lower - centre) / scale, (upper - centre) / scale)
 
     def crop(self, channels: slice, height: int, width: int) -> "DiscretizedLaplace":
+        """Some channels and the top-left pixels; a single channel comes without coupling."""
         index = (slice(None), channels, slice(0, height), slice(0, width))
-        return DiscretizedLaplace(self.mean[index], self.log_scale[index])
+        whole = channels.stop - channels.start == self.mean.shape[1]
+        coupling = self.coupling[:, :, :height, :width] if self.coupling is not None and whole else None
+        return DiscretizedLaplace(self.mean[index], self.log_scale[index], coupling)
 
-    def _coder_args(self):
-        centre, scale = self._pixel_units()
-        model = constriction.stream.model.QuantizedLaplace(0, PIXEL_LEVELS - 1)
-        return (model, centre.detach().double().flatten().cpu().numpy(),
-                scale.detach().double().flatten().cpu().numpy())
+    @staticmethod
+    def _numpy(values: torch.Tensor) -> np.ndarray:
+        return values.detach().double().flatten().cpu().numpy()
 
     def push(self, ans, x: torch.Tensor) -> None:
-        model, centre, scale = self._coder_args()
-        ans.coder.encode_reverse(x.detach().flatten().cpu().numpy().astype(np.int32), model, centre, scale)
+        model = constriction.stream.model.QuantizedLaplace(0, PIXEL_LEVELS - 1)
+        scale = self._scale()
+        for c in reversed(range(self.mean.shape[1])):  # last channel first: the decoder pops R, G, B
+            symbols = x[:, c].detach().flatten().cpu().numpy().astype(np.int32)
+            ans.coder.encode_reverse(symbols, model, self._numpy(self._centre(c, x)), self._numpy(scale[:, c]))
 
     def pop(self, ans) -> torch.Tensor:
-        model, centre, scale = self._coder_args()
-        symbols = ans.coder.decode(model, centre, scale)
-        return torch.from_numpy(symbols.astype(np.uint8)).view(self.mean.shape).to(self.mean.device)
+        model = constriction.stream.model.QuantizedLaplace(0, PIXEL_LEVELS - 1)
+        scale = self._scale()
+        x = torch.zeros(self.mean.shape, dtype=torch.uint8, device=self.mean.device)
+        for c in range(self.mean.shape[1]):
+            symbols = ans.coder.decode(model, self._numpy(self._centre(c, x)), self._numpy(scale[:, c]))
+            x[:, c] = torch.from_numpy(symbols.astype(np.uint8)).view(x[:, c].shape)
+        return x
 
     def num_symbols(self) -> int:
         return self.mean.numel()

@@ -58,9 +58,15 @@ class TileView:
     def conditional(self, layer, z):
         dist = self.model.conditional(layer, z)
         if layer == 0:
-            channels = slice(1, 2) if self.channels == 1 else slice(0, 3)
-            dist = dist.crop(channels, self.height, self.width)
+            dist = dist.crop(self._coded_channels(), self.height, self.width)
         return dist
+
+    def _coded_channels(self) -> slice:
+        """All three for colour; for a lone plane, one channel whose likelihood stands alone:
+        the middle one, or with channel coupling the first (the others depend on it)."""
+        if self.channels == 3:
+            return slice(0, 3)
+        return slice(0, 1) if self.model.config.channel_coupling else slice(1, 2)
 
     def top_prior(self, like):
         return self.model.top_prior(like)

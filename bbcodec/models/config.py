@@ -27,6 +27,7 @@ class VAEConfig:
     binary_weights: bool = True
     binary_activations: bool = False
     pixel_distribution: str = "logistic"  # or "laplace" (coded natively by constriction: fast)
+    channel_coupling: bool = False         # laplace, RGB: G and B means depend on the earlier channels
     min_std: float = 0.02
     grid_bits: int = 6
     grid_bound: float = 8.0
@@ -38,6 +39,8 @@ class VAEConfig:
             raise ValueError(f"unknown pixel distribution {self.pixel_distribution!r}")
         if self.stride < 1 or self.latent_layers < 1:
             raise ValueError("stride and latent_layers must be at least 1")
+        if self.channel_coupling and (self.pixel_distribution != "laplace" or self.image_channels != 3):
+            raise ValueError("channel_coupling needs the laplace pixel distribution and 3 image channels")
 
     @property
     def grid(self) -> LatentGrid:

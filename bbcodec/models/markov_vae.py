@@ -71,7 +71,7 @@ class MarkovVAE(nn.Module):
             + [ConditionalNet(config, zc, 2 * zc) for _ in range(config.latent_layers - 1)]
         )
         self.conditionals = nn.ModuleList(
-            [ConditionalNet(config, zc, 2 * c, unfold=config.stride)]
+            [ConditionalNet(config, zc, 2 * c + (3 if config.channel_coupling else 0), unfold=config.stride)]
             + [ConditionalNet(config, zc, 2 * zc) for _ in range(config.latent_layers - 1)]
         )
 
@@ -112,8 +112,12 @@ class MarkovVAE(nn.Module):
         """p(below | z_{layer+1}): the pixel likelihood for layer 0, else a latent Gaussian."""
         params = self.conditionals[layer](z)
         if layer == 0:
-            mean, log_scale = params.chunk(2, dim=1)
-            return PIXEL_DISTRIBUTIONS[self.config.pixel_distribution](mean, log_scale.clamp_min(LOG_SCALE_MIN))
+            c = self.config.image_channels
+            mean, log_scale, coupling = params[:, :c], params[:, c:2 * c], params[:, 2 * c:]
+            family = PIXEL_DISTRIBUTIONS[self.config.pixel_distribution]
+            if self.config.channel_coupling:
+                return family(mean, log_scale.clamp_min(LOG_SCALE_MIN), coupling)
+            return family(mean, log_scale.clamp_min(LOG_SCALE_MIN))
         return self._gaussian(params)
 
     def top_prior(self, like: torch.Tensor) -> GridGaussian:

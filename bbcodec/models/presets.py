@@ -11,7 +11,7 @@ PRESETS = {
     "small": VAEConfig(hidden_channels=32, latent_channels=8, latent_layers=4, blocks_per_net=1),
     "cifar": VAEConfig(hidden_channels=64, latent_channels=8, latent_layers=4, blocks_per_net=2),
     "photo": VAEConfig(hidden_channels=64, latent_channels=12, latent_layers=4, blocks_per_net=2, stride=4,
-                       pixel_distribution="laplace"),
+                       pixel_distribution="laplace", channel_coupling=True),
     "large": VAEConfig(hidden_channels=128, latent_channels=16, latent_layers=6, blocks_per_net=3, stride=2),
 }
 
