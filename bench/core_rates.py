@@ -98,14 +98,18 @@ def main(argv=None) -> int:
     parser.add_argument("--train-steps", type=int, default=3000)
     parser.add_argument("--images", type=int, default=100)
     parser.add_argument("--threads", type=int, default=0)
-    parser.add_argument("--grid-bits", type=int, nargs="*", default=[4, 5, 6, 7, 8],
-                        help="also code with Bit-Swap on these latent grids (step 2**-bits), same weights")
+    parser.add_argument("--grid", type=float, nargs=2, metavar=("BITS", "BOUND"),
+                        default=[VAEConfig.grid_bits, VAEConfig.grid_bound],
+                        help="the latent grid to code with (step 2**-BITS over [-BOUND, BOUND]); not a trained setting")
+    parser.add_argument("--sweep", default="4:8,5:8,6:8,7:8,8:8,3:4,4:4,5:4,6:4,5:3",
+                        help="also code with Bit-Swap on these BITS:BOUND grids, same weights")
     parser.add_argument("--json", default=str(ROOT / "bench" / "results" / "core_rates.json"))
     args = parser.parse_args(argv)
     if not CIFAR.exists():
         print(f"needs {CIFAR} (the shared data sets)", file=sys.stderr)
         return 2
     model = get_model(args).eval()
+    model.config = model.config.replace(grid_bits=int(args.grid[0]), grid_bound=args.grid[1])
     images = load_npz(CIFAR, "test_x")[: args.images]
     nelbo = mean_nelbo(model, images, 8)
     float_twin = model_size(MarkovVAE(model.config.replace(binary_weights=False)))
@@ -119,12 +123,11 @@ def main(argv=None) -> int:
         "coders": [measure(model, images, coder) for coder in ("bbans", "bitswap")],
         "torch_threads": torch.get_num_threads(),
     }
-    trained_grid = model.config.grid_bits
     sweep = []
-    for bits in args.grid_bits:
-        model.config = model.config.replace(grid_bits=bits)
-        sweep.append({"grid_bits": bits, **measure(model, images, "bitswap")})
-    model.config = model.config.replace(grid_bits=trained_grid)
+    for pair in args.sweep.split(",") if args.sweep else []:
+        bits, bound = pair.split(":")
+        model.config = model.config.replace(grid_bits=int(bits), grid_bound=float(bound))
+        sweep.append({"grid_bits": int(bits), "grid_bound": float(bound), **measure(model, images, "bitswap")})
     results["bitswap_grid_sweep"] = sweep
     Path(args.json).parent.mkdir(parents=True, exist_ok=True)
     Path(args.json).write_text(json.dumps(results, indent=2) + "\n")
@@ -141,7 +144,7 @@ def main(argv=None) -> int:
               f"{r['decode_seconds']:7.2f} {r['failures']}")
     print("Bit-Swap with other latent grids (same weights):")
     for r in sweep:
-        print(f"  grid 2^-{r['grid_bits']}: {r['bpd_with_initial_bits']:.4f} with initial bits, "
+        print(f"  grid 2^-{r['grid_bits']} over +-{r['grid_bound']:g}: {r['bpd_with_initial_bits']:.4f} with initial bits, "
               f"{r['bpd_without_initial_bits']:.4f} without, first image {r['first_image_bpd']:.3f}")
     return 0 if all(r["failures"] == 0 for r in results["coders"] + sweep) else 1
 

@@ -29,8 +29,8 @@ class VAEConfig:
     pixel_distribution: str = "logistic"  # or "laplace" (coded natively by constriction: fast)
     channel_coupling: bool = False         # laplace, RGB: G and B means depend on the earlier channels
     min_std: float = 0.02
-    grid_bits: int = 6
-    grid_bound: float = 8.0
+    grid_bits: int = 5
+    grid_bound: float = 4.0
 
     def __post_init__(self):
         from bbcodec.coding.distributions import PIXEL_DISTRIBUTIONS
