@@ -62,11 +62,10 @@ class TileView:
         return dist
 
     def _coded_channels(self) -> slice:
-        """All three for colour; for a lone plane, one channel whose likelihood stands alone:
-        the middle one, or with channel coupling the first (the others depend on it)."""
+        """All three for colour; for a lone plane, the model's grey channel."""
         if self.channels == 3:
             return slice(0, 3)
-        return slice(0, 1) if self.model.config.channel_coupling else slice(1, 2)
+        return slice(self.model.grey_channel, self.model.grey_channel + 1)
 
     def top_prior(self, like):
         return self.model.top_prior(like)

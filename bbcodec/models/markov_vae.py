@@ -130,31 +130,53 @@ class MarkovVAE(nn.Module):
         stride = self.config.stride
         return self.config.latent_channels, -(-height // stride), -(-width // stride)
 
+    @property
+    def grey_channel(self) -> int:
+        """The channel whose likelihood codes a lone (grey, alpha, index) plane.
+
+        The middle one; with channel coupling the first, since the others depend on it.
+        """
+        return 0 if self.config.channel_coupling else 1
+
     # -- training ----------------------------------------------------------------
     def forward(self, x: torch.Tensor, free_bits: float = 0.0) -> dict:
-        """Negative ELBO of a batch of uint8 images, in bits per sub-pixel.
+        """Negative ELBO of a batch of uint8 images, in bits per coded sub-pixel.
+
+        A grey image in an RGB batch (all three channels equal) is coded as a
+        single plane (:mod:`bbcodec.coding.image`), so only its
+        :attr:`grey_channel` counts, here as in the coder.
 
         Returns ``loss`` (with free bits: each layer's KL is at least
         ``free_bits`` bits per latent dimension, averaged over the batch, as in
         Kingma et al. 2016), ``nelbo`` (the true bound), ``recon`` and the
         per-layer ``kl``.
         """
-        dims = x[0].numel()
-        to_bits = 1.0 / (dims * math.log(2.0))
         below, kls = x, []
         for layer in range(self.depth):
             q = self.posterior(layer, below)
             z = q.rsample()
             if layer == 0:
-                recon = -self.conditional(0, z).log_prob(x).flatten(1).sum(1)
+                recon, dims = self._reconstruction_nats(x, z)
             else:
                 kls[-1] = kls[-1] - self.conditional(layer, z).log_prob(below).flatten(1).sum(1)
             kls.append(q.log_prob(z).flatten(1).sum(1))
             below = z
         kls[-1] = kls[-1] - self.top_prior(below).log_prob(below).flatten(1).sum(1)
-        kl_bits = [k.mean() * to_bits for k in kls]
-        nelbo = recon.mean() * to_bits + sum(kl_bits)
-        latent_dims = below[0].numel()
-        floor = free_bits * latent_dims / dims
-        loss = recon.mean() * to_bits + sum(torch.clamp(k, min=floor) for k in kl_bits)
-        return {"loss": loss, "nelbo": nelbo, "recon": recon.mean() * to_bits, "kl": torch.stack(kl_bits)}
+        to_bits = 1.0 / (dims.sum() * math.log(2.0))
+        kl_bits = [k.sum() * to_bits for k in kls]
+        recon_bits = recon.sum() * to_bits
+        floor = free_bits * below[0].numel() * len(x) / dims.sum()
+        loss = recon_bits + sum(torch.clamp(k, min=floor) for k in kl_bits)
+        return {"loss": loss, "nelbo": recon_bits + sum(kl_bits), "recon": recon_bits, "kl": torch.stack(kl_bits)}
+
+    def _reconstruction_nats(self, x: torch.Tensor, z: torch.Tensor):
+        """-log p(x | z1) per image, and the number of coded sub-pixels per image."""
+        log_prob = self.conditional(0, z).log_prob(x)
+        per_pixel = x[0, 0].numel()
+        if x.shape[1] != 3:
+            return -log_prob.flatten(1).sum(1), torch.full((len(x),), float(x[0].numel()))
+        grey = ((x[:, 0] == x[:, 1]) & (x[:, 1] == x[:, 2])).flatten(1).all(1)
+        colour_nats = -log_prob.flatten(1).sum(1)
+        grey_nats = -log_prob[:, self.grey_channel].flatten(1).sum(1)
+        dims = torch.where(grey, float(per_pixel), float(3 * per_pixel))
+        return torch.where(grey, grey_nats, colour_nats), dims
