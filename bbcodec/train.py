@@ -77,6 +77,13 @@ def save_checkpoint(path: Path, model, optimizer, generator, step: int, train_cf
     tmp.replace(path)
 
 
+def checkpoint_model_config(path: Path) -> VAEConfig:
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="pt") as handle:
+        return VAEConfig.from_json(handle.metadata()["model_config"])
+
+
 def load_checkpoint(path: Path, model, optimizer, generator) -> int:
     """Restore model, optimizer and RNG from a checkpoint; returns the step to continue from."""
     from safetensors import safe_open
@@ -112,12 +119,13 @@ def train(
         torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
     generator = torch.Generator().manual_seed(cfg.seed)
+    checkpoint = out_dir / "checkpoint.safetensors"
+    resuming = resume and checkpoint.exists()
+    if resuming:  # the run continues with the model it started with, whatever the preset says now
+        model_cfg = checkpoint_model_config(checkpoint)
     model = MarkovVAE(model_cfg)
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
-    checkpoint = out_dir / "checkpoint.safetensors"
-    start = 0
-    if resume and checkpoint.exists():
-        start = load_checkpoint(checkpoint, model, optimizer, generator)
+    start = load_checkpoint(checkpoint, model, optimizer, generator) if resuming else 0
     log = (out_dir / "log.jsonl").open("a")
     model.train()
     began = time.time()

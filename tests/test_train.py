@@ -1,0 +1,47 @@
+"""Training: a resumed run continues exactly, with the model it started with."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from bbcodec.models.presets import preset
+from bbcodec.train import TrainConfig, train
+
+IMAGES = torch.randint(0, 256, (64, 3, 8, 8), generator=torch.Generator().manual_seed(0), dtype=torch.uint8)
+
+
+def sample_batch(generator, size):
+    return IMAGES[torch.randint(len(IMAGES), (size,), generator=generator)]
+
+
+def run(out_dir, steps, config, resume=False):
+    cfg = TrainConfig(steps=steps, batch_size=4, eval_every=2, checkpoint_every=2, warmup_steps=2, threads=1)
+    return train(config, cfg, sample_batch, IMAGES[:8], out_dir, resume=resume)
+
+
+class Interrupted(Exception):
+    pass
+
+
+def interrupt_at(step):
+    def progress(record):
+        if record["step"] == step:
+            raise Interrupted
+    return progress
+
+
+def test_resume_gives_the_same_weights_as_an_uninterrupted_run(tmp_path):
+    config = preset("tiny")
+    straight = run(tmp_path / "straight", 4, config)
+    cfg = TrainConfig(steps=4, batch_size=4, eval_every=2, checkpoint_every=2, warmup_steps=2, threads=1)
+    with pytest.raises(Interrupted):  # stopped right after the step-2 checkpoint
+        train(config, cfg, sample_batch, IMAGES[:8], tmp_path / "resumed", progress=interrupt_at(2))
+    resumed = run(tmp_path / "resumed", 4, config, resume=True)
+    for (name, a), (_, b) in zip(straight.state_dict().items(), resumed.state_dict().items()):
+        assert torch.equal(a, b), name
+
+
+def test_resume_keeps_the_checkpoint_model_config(tmp_path):
+    run(tmp_path, 2, preset("tiny"))
+    resumed = run(tmp_path, 3, preset("small"), resume=True)
+    assert resumed.config == preset("tiny")
