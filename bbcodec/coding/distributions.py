@@ -95,8 +95,6 @@ class GridGaussian:
         z = torch.from_numpy(index.astype(np.float32)) * self.grid.step
         return z.view(self.mean.shape).to(self.mean.device)
 
-    def num_symbols(self) -> int:
-        return self.mean.numel()
 
 
 def _log_bin_mass(lower: torch.Tensor, upper: torch.Tensor) -> torch.Tensor:
@@ -167,8 +165,6 @@ class DiscretizedLogistic:
         symbols = np.concatenate([ans.coder.decode(model, self._table(chunk)) for chunk in self._chunks()])
         return torch.from_numpy(symbols.astype(np.uint8)).view(self.mean.shape).to(self.mean.device)
 
-    def num_symbols(self) -> int:
-        return self.mean.numel()
 
 
 def _laplace_log_bin_mass(lower: torch.Tensor, upper: torch.Tensor) -> torch.Tensor:
@@ -254,8 +250,6 @@ class DiscretizedLaplace:
             x[:, c] = torch.from_numpy(symbols.astype(np.uint8)).view(x[:, c].shape)
         return x
 
-    def num_symbols(self) -> int:
-        return self.mean.numel()
 
 
 PIXEL_DISTRIBUTIONS = {"logistic": DiscretizedLogistic, "laplace": DiscretizedLaplace}
