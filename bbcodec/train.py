@@ -84,6 +84,20 @@ def checkpoint_model_config(path: Path) -> VAEConfig:
         return VAEConfig.from_json(handle.metadata()["model_config"])
 
 
+def model_from_checkpoint(path: Path, **config_changes) -> MarkovVAE:
+    """The model of a training checkpoint, e.g. to export it mid-run.
+
+    ``config_changes`` may change coding settings that training does not fix
+    (``grid_bits``, ``grid_bound``); the weights stay as trained.
+    """
+    from safetensors.torch import load_file
+
+    model = MarkovVAE(checkpoint_model_config(path).replace(**config_changes))
+    tensors = load_file(str(path))
+    model.load_state_dict({k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")})
+    return model.eval()
+
+
 def load_checkpoint(path: Path, model, optimizer, generator) -> int:
     """Restore model, optimizer and RNG from a checkpoint; returns the step to continue from."""
     from safetensors import safe_open

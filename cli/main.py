@@ -3,7 +3,7 @@ import click
 
 from cli.codec import compress, decompress, info, test_command
 from cli.models import models
-from cli.train import train_command
+from cli.train import export_command, train_command
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -12,7 +12,7 @@ def main():
     """Lossless image compression with binarized hierarchical VAEs and bits-back ANS."""
 
 
-for command in (compress, decompress, info, test_command, models, train_command):
+for command in (compress, decompress, info, test_command, models, train_command, export_command):
     main.add_command(command)
 
 if __name__ == "__main__":

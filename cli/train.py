@@ -10,7 +10,7 @@ import torch
 from bbcodec.data import mixed_batch, open_sources
 from bbcodec.models.export import save_model
 from bbcodec.models.presets import PRESETS, preset
-from bbcodec.train import TrainConfig, train
+from bbcodec.train import TrainConfig, model_from_checkpoint, train
 from cli.common import fail_cleanly
 
 
@@ -65,3 +65,16 @@ def train_command(data, preset_name, binary, binary_activations, latent_layers, 
     staging.replace(final)
     click.echo(str(final))
     sys.stdout.flush()
+
+
+@click.command("export")
+@click.argument("checkpoint", type=click.Path(exists=True, dir_okay=False))
+@click.option("-o", "--output", required=True, help="model file to write (.safetensors)")
+@click.option("--grid-bits", type=click.IntRange(1, 12), help="code latents on a grid of step 2^-BITS")
+@click.option("--grid-bound", type=click.FloatRange(0.5, 64), help="... over [-BOUND, BOUND]")
+@fail_cleanly
+def export_command(checkpoint, output, grid_bits, grid_bound):
+    """Export a training CHECKPOINT as a codec model file for `compress -m`."""
+    changes = {k: v for k, v in (("grid_bits", grid_bits), ("grid_bound", grid_bound)) if v is not None}
+    digest = save_model(model_from_checkpoint(Path(checkpoint), **changes), output)
+    click.echo(f"{output} {digest[:16]}")

@@ -1,6 +1,7 @@
 """Training: a resumed run continues exactly, with the model it started with."""
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
@@ -45,3 +46,21 @@ def test_resume_keeps_the_checkpoint_model_config(tmp_path):
     run(tmp_path, 2, preset("tiny"))
     resumed = run(tmp_path, 3, preset("small"), resume=True)
     assert resumed.config == preset("tiny")
+
+
+def test_export_a_checkpoint_then_compress_and_decompress(tmp_path):
+    from click.testing import CliRunner
+
+    import bbcodec
+    from cli.main import main
+
+    run(tmp_path, 2, preset("tiny"))
+    exported = tmp_path / "exported.safetensors"
+    result = CliRunner().invoke(main, ["export", str(tmp_path / "checkpoint.safetensors"), "-o", str(exported),
+                                       "--grid-bits", "4", "--grid-bound", "4"])
+    assert result.exit_code == 0, result.output
+    assert bbcodec.load_model(str(exported))[0].config.grid_bits == 4
+    pixels = np.repeat(np.arange(0, 256, 4, dtype=np.uint8)[None, :, None], 40, axis=0).repeat(3, axis=2)
+    image = bbcodec.Image(pixels=pixels, mode="RGB", palette=None, palette_mode=None, format="PNG", metadata={})
+    data = bbcodec.compress(image, model=str(exported))
+    assert np.array_equal(bbcodec.decompress(data, model=str(exported)).pixels, pixels)
