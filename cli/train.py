@@ -10,6 +10,7 @@ import torch
 from bbcodec.data import mixed_batch, open_sources
 from bbcodec.models.export import save_model
 from bbcodec.models.presets import PRESETS, preset
+from bbcodec.plot import plot_training
 from bbcodec.train import TrainConfig, model_from_checkpoint, train
 from cli.common import fail_cleanly
 
@@ -59,6 +60,8 @@ def train_command(data, preset_name, binary, binary_activations, latent_layers, 
                        f"{record['eval_nelbo']:.3f} bits/dim ({record['seconds']:.0f} s)", err=True)
 
     model = train(model_cfg, cfg, sample_batch, held_out, out_dir, resume=resume, progress=report)
+    if not plot_training(Path(out_dir) / "log.jsonl", Path(out_dir) / "training.png", title=f"{name} ({preset_name})"):
+        click.echo("no training plot: matplotlib is not installed (pip install 'bbcodec[plot]')", err=True)
     staging = Path(out_dir) / f"{name}.safetensors"
     digest = save_model(model, staging)
     final = staging.with_name(f"{name}-{digest[:12]}.safetensors")

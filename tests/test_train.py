@@ -64,3 +64,12 @@ def test_export_a_checkpoint_then_compress_and_decompress(tmp_path):
     image = bbcodec.Image(pixels=pixels, mode="RGB", palette=None, palette_mode=None, format="PNG", metadata={})
     data = bbcodec.compress(image, model=str(exported))
     assert np.array_equal(bbcodec.decompress(data, model=str(exported)).pixels, pixels)
+
+
+def test_training_writes_a_curve_plot(tmp_path):
+    pytest.importorskip("matplotlib")
+    from bbcodec.plot import plot_training
+
+    run(tmp_path, 4, preset("tiny"))
+    assert plot_training(tmp_path / "log.jsonl", tmp_path / "training.png")
+    assert (tmp_path / "training.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
