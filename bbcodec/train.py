@@ -11,13 +11,16 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable
 
 import torch
+import torch.distributed as dist
 from safetensors.torch import load_file, save_file
+from torch.nn.parallel import DistributedDataParallel
 
 from bbcodec.models.config import VAEConfig
 from bbcodec.models.markov_vae import MarkovVAE
@@ -63,10 +66,8 @@ def _clip_binary_weights(model) -> None:
             module.clip_()
 
 
-def save_checkpoint(path: Path, model, optimizer, generator, step: int, train_cfg: TrainConfig) -> None:
+def save_checkpoint(path: Path, model, optimizer, step: int, train_cfg: TrainConfig) -> None:
     tensors = {f"model.{k}": v.detach().contiguous() for k, v in model.state_dict().items()}
-    tensors["rng.torch"] = torch.get_rng_state()
-    tensors["rng.batches"] = generator.get_state()
     for index, state in optimizer.state_dict()["state"].items():
         for key, value in state.items():
             tensors[f"optim.{index}.{key}"] = torch.as_tensor(value).contiguous()
@@ -98,8 +99,8 @@ def model_from_checkpoint(path: Path, **config_changes) -> MarkovVAE:
     return model.eval()
 
 
-def load_checkpoint(path: Path, model, optimizer, generator) -> int:
-    """Restore model, optimizer and RNG from a checkpoint; returns the step to continue from."""
+def load_checkpoint(path: Path, model, optimizer) -> int:
+    """Restore model and optimizer from a checkpoint; returns the step to continue from."""
     from safetensors import safe_open
 
     tensors = load_file(str(path))
@@ -112,9 +113,26 @@ def load_checkpoint(path: Path, model, optimizer, generator) -> int:
             _, index, key = name.split(".", 2)
             state["state"].setdefault(int(index), {})[key] = value
     optimizer.load_state_dict(state)
-    torch.set_rng_state(tensors["rng.torch"])
-    generator.set_state(tensors["rng.batches"])
     return int(metadata["step"])
+
+
+def _step_seed(cfg: TrainConfig, rank: int, step: int) -> int:
+    """Every (run seed, process, step) draws its own batch and noise, so a resumed run
+    needs no random state from the checkpoint and continues exactly."""
+    return (cfg.seed * 1_000_003 + rank * 100_003 + step) % (2**63)
+
+
+def is_main_process() -> bool:
+    """False in the ranks > 0 of a torchrun job: they neither log nor write files."""
+    return int(os.environ.get("RANK", "0")) == 0
+
+
+def _start_distributed() -> tuple[int, int]:
+    """(rank, world size); under torchrun, joins the process group (NCCL on GPU, gloo on CPU)."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world > 1 and not dist.is_initialized():
+        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+    return (dist.get_rank(), world) if world > 1 else (0, 1)
 
 
 def train(
@@ -126,33 +144,45 @@ def train(
     resume: bool = False,
     progress: Callable[[dict], None] | None = None,
 ) -> MarkovVAE:
-    """Train a model on batches from ``sample_batch(generator, size)``; logs and checkpoints in ``out_dir``."""
+    """Train a model on batches from ``sample_batch(generator, size)``; logs and checkpoints in ``out_dir``.
+
+    Under ``torchrun`` each process trains on its own batches and
+    DistributedDataParallel averages the gradients; rank 0 alone evaluates,
+    logs and writes checkpoints.
+    """
+    rank, world = _start_distributed()
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    if rank == 0:
+        out_dir.mkdir(parents=True, exist_ok=True)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
-    generator = torch.Generator().manual_seed(cfg.seed)
+    generator = torch.Generator()
     checkpoint = out_dir / "checkpoint.safetensors"
     resuming = resume and checkpoint.exists()
     if resuming:  # the run continues with the model it started with, whatever the preset says now
         model_cfg = checkpoint_model_config(checkpoint)
     model = MarkovVAE(model_cfg)
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
-    start = load_checkpoint(checkpoint, model, optimizer, generator) if resuming else 0
-    log = (out_dir / "log.jsonl").open("a")
+    start = load_checkpoint(checkpoint, model, optimizer) if resuming else 0
+    step_model = DistributedDataParallel(model) if world > 1 else model
+    log = (out_dir / "log.jsonl").open("a") if rank == 0 else None
     model.train()
     began = time.time()
     for step in range(start, cfg.steps):
         for group in optimizer.param_groups:
             group["lr"] = learning_rate(step, cfg)
-        out = model(sample_batch(generator, cfg.batch_size), free_bits=cfg.free_bits)
+        generator.manual_seed(_step_seed(cfg, rank, step))
+        torch.manual_seed(_step_seed(cfg, rank, step))
+        out = step_model(sample_batch(generator, cfg.batch_size), free_bits=cfg.free_bits)
         optimizer.zero_grad(set_to_none=True)
         out["loss"].backward()
         grad_norm = float(torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip))
         if math.isfinite(grad_norm):
             optimizer.step()
             _clip_binary_weights(model)
+        if rank != 0:
+            continue
         record = {"step": step + 1, "train_nelbo": float(out["nelbo"].detach()), "lr": group["lr"],
                   "grad_norm": grad_norm, "seconds": round(time.time() - began, 1)}
         last = step + 1 == cfg.steps
@@ -160,11 +190,12 @@ def train(
             record["eval_nelbo"] = evaluate(model, held_out)
             record["kl"] = [round(float(k), 4) for k in out["kl"].detach()]
         if (step + 1) % cfg.checkpoint_every == 0 or last:
-            save_checkpoint(checkpoint, model, optimizer, generator, step + 1, cfg)
+            save_checkpoint(checkpoint, model, optimizer, step + 1, cfg)
         if "eval_nelbo" in record or (step + 1) % 50 == 0:
             log.write(json.dumps(record) + "\n")
             log.flush()
         if progress:
             progress(record)
-    log.close()
+    if log:
+        log.close()
     return model.eval()

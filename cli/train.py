@@ -11,7 +11,7 @@ from bbcodec.data import mixed_batch, open_sources
 from bbcodec.models.export import save_model
 from bbcodec.models.presets import PRESETS, preset
 from bbcodec.plot import plot_training
-from bbcodec.train import TrainConfig, model_from_checkpoint, train
+from bbcodec.train import TrainConfig, is_main_process, model_from_checkpoint, train
 from cli.common import fail_cleanly
 
 
@@ -40,6 +40,7 @@ def train_command(data, preset_name, binary, binary_activations, latent_layers, 
     """Train a codec model on DATA: folders of images, image files, .npz uint8 arrays, MNIST idx3 files.
 
     Each batch draws evenly from every source (all image files given count as one source).
+    Several processes: torchrun --nproc_per_node N $(which bbcodec) train ...
     """
     changes = {"binary_weights": binary, "binary_activations": binary_activations}
     if latent_layers:
@@ -60,6 +61,8 @@ def train_command(data, preset_name, binary, binary_activations, latent_layers, 
                        f"{record['eval_nelbo']:.3f} bits/dim ({record['seconds']:.0f} s)", err=True)
 
     model = train(model_cfg, cfg, sample_batch, held_out, out_dir, resume=resume, progress=report)
+    if not is_main_process():
+        return
     if not plot_training(Path(out_dir) / "log.jsonl", Path(out_dir) / "training.png", title=f"{name} ({preset_name})"):
         click.echo("no training plot: matplotlib is not installed (pip install 'bbcodec[plot]')", err=True)
     staging = Path(out_dir) / f"{name}.safetensors"
