@@ -143,10 +143,12 @@ def train(
     out_dir,
     resume: bool = False,
     progress: Callable[[dict], None] | None = None,
+    init_from: MarkovVAE | None = None,
 ) -> MarkovVAE:
     """Train a model on batches from ``sample_batch(generator, size)``; logs and checkpoints in ``out_dir``.
 
-    Under ``torchrun`` each process trains on its own batches and
+    ``init_from`` starts a new run (step 0, fresh optimizer) from a model's
+    weights. Under ``torchrun`` each process trains on its own batches and
     DistributedDataParallel averages the gradients; rank 0 alone evaluates,
     logs and writes checkpoints.
     """
@@ -162,7 +164,11 @@ def train(
     resuming = resume and checkpoint.exists()
     if resuming:  # the run continues with the model it started with, whatever the preset says now
         model_cfg = checkpoint_model_config(checkpoint)
+    elif init_from is not None:  # a new run that starts from these weights (and their config)
+        model_cfg = init_from.config
     model = MarkovVAE(model_cfg)
+    if init_from is not None and not resuming:
+        model.load_state_dict(init_from.state_dict())
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     start = load_checkpoint(checkpoint, model, optimizer) if resuming else 0
     step_model = DistributedDataParallel(model) if world > 1 else model

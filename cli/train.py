@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 import torch
 
+from bbcodec import zoo
 from bbcodec.data import mixed_batch, open_sources
 from bbcodec.models.export import save_model
 from bbcodec.models.presets import PRESETS, preset
@@ -32,11 +33,12 @@ from cli.common import fail_cleanly
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), default="runs/train", show_default=True)
 @click.option("--name", default="model", show_default=True, help="exported file: NAME-HASH.safetensors")
 @click.option("--resume", is_flag=True, help="continue from OUT/checkpoint.safetensors")
+@click.option("--init-from", help="start a new run from these weights (a model name, file or hash)")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--threads", type=click.IntRange(0), default=0, help="torch CPU threads (0: default)")
 @fail_cleanly
 def train_command(data, preset_name, binary, binary_activations, latent_layers, steps, batch_size, crop, lr,
-                  free_bits, eval_data, eval_images, eval_every, out_dir, name, resume, seed, threads):
+                  free_bits, eval_data, eval_images, eval_every, out_dir, name, resume, init_from, seed, threads):
     """Train a codec model on DATA: folders of images, image files, .npz uint8 arrays, MNIST idx3 files.
 
     Each batch draws evenly from every source (all image files given count as one source).
@@ -60,7 +62,8 @@ def train_command(data, preset_name, binary, binary_activations, latent_layers, 
             click.echo(f"step {record['step']}/{steps}: train {record['train_nelbo']:.3f}, held-out "
                        f"{record['eval_nelbo']:.3f} bits/dim ({record['seconds']:.0f} s)", err=True)
 
-    model = train(model_cfg, cfg, sample_batch, held_out, out_dir, resume=resume, progress=report)
+    start = zoo.load(init_from)[0] if init_from else None
+    model = train(model_cfg, cfg, sample_batch, held_out, out_dir, resume=resume, progress=report, init_from=start)
     if not is_main_process():
         return
     if not plot_training(Path(out_dir) / "log.jsonl", Path(out_dir) / "training.png", title=f"{name} ({preset_name})"):

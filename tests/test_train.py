@@ -73,3 +73,12 @@ def test_training_writes_a_curve_plot(tmp_path):
     run(tmp_path, 4, preset("tiny"))
     assert plot_training(tmp_path / "log.jsonl", tmp_path / "training.png")
     assert (tmp_path / "training.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_init_from_starts_a_new_run_from_the_weights(tmp_path):
+    first = run(tmp_path / "first", 2, preset("tiny"))
+    cfg = TrainConfig(steps=1, batch_size=4, eval_every=1, checkpoint_every=1, warmup_steps=1, lr=1e-9, threads=1)
+    second = train(preset("small"), cfg, sample_batch, IMAGES[:8], tmp_path / "second", init_from=first)
+    assert second.config == first.config
+    close = [torch.allclose(a, b, atol=1e-6) for a, b in zip(first.state_dict().values(), second.state_dict().values())]
+    assert all(close)  # one step at a tiny learning rate barely moves the weights it started from
