@@ -6,6 +6,7 @@ from pathlib import Path
 
 import click
 import torch
+from tqdm import tqdm
 
 from bbcodec import zoo
 from bbcodec.data import mixed_batch, open_sources
@@ -57,13 +58,18 @@ def train_command(data, preset_name, binary, binary_activations, latent_layers, 
     def sample_batch(generator, size):
         return mixed_batch(sources, generator, size, crop)
 
+    bar = tqdm(total=steps, desc="train", unit="step", file=sys.stderr, disable=not sys.stderr.isatty())
+
     def report(record):
+        bar.n = record["step"]
+        bar.set_postfix(nelbo=f"{record['train_nelbo']:.3f}", refresh=True)
         if "eval_nelbo" in record:
-            click.echo(f"step {record['step']}/{steps}: train {record['train_nelbo']:.3f}, held-out "
-                       f"{record['eval_nelbo']:.3f} bits/dim ({record['seconds']:.0f} s)", err=True)
+            bar.write(f"step {record['step']}/{steps}: train {record['train_nelbo']:.3f}, held-out "
+                      f"{record['eval_nelbo']:.3f} bits/dim ({record['seconds']:.0f} s)", file=sys.stderr)
 
     start = zoo.load(init_from)[0] if init_from else None
     model = train(model_cfg, cfg, sample_batch, held_out, out_dir, resume=resume, progress=report, init_from=start)
+    bar.close()
     if not is_main_process():
         return
     if not plot_training(Path(out_dir) / "log.jsonl", Path(out_dir) / "training.png", title=f"{name} ({preset_name})"):
