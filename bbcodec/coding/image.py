@@ -5,7 +5,7 @@ every other plane (grey, alpha, palette indices) alone. A lone plane is shown
 to the model as grey (the plane repeated three times) and only the middle
 channel's likelihood is coded. Each group is cut into tiles
 (:mod:`bbcodec.tiling`) and all tiles of all groups are coded on one bits-back
-chain, so only the first, one-tile batch pays initial bits.
+chain, so that later tiles get back bits that earlier tiles pushed.
 
 :class:`TileView` presents the model to the coders for one batch of tiles:
 its inference side sees the tile as the model expects it (three channels), and
