@@ -2,8 +2,8 @@
 
 An image's channels are coded in groups: three colour channels together, and
 every other plane (grey, alpha, palette indices) alone. A lone plane is shown
-to the model as grey (the plane repeated three times) and only the middle
-channel's likelihood is coded. Each group is cut into tiles
+to the model as grey (the plane repeated three times) and only the likelihood
+of the model's grey channel is coded. Each group is cut into tiles
 (:mod:`bbcodec.tiling`) and all tiles of all groups are coded on one bits-back
 chain, so that later tiles get back bits that earlier tiles pushed.
 
