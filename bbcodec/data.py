@@ -68,12 +68,14 @@ class CropSource:
 
     def __init__(self, images: list[torch.Tensor], name: str):
         self.images, self.name = images, name
+        self._usable: dict[int, list[torch.Tensor]] = {}  # crop size -> images that large, found once
 
     def sample(self, generator: torch.Generator, count: int, size: int) -> torch.Tensor:
-        usable = [im for im in self.images if im.shape[1] >= size and im.shape[2] >= size]
-        if not usable:
+        if size not in self._usable:
+            self._usable[size] = [im for im in self.images if im.shape[1] >= size and im.shape[2] >= size]
+        if not self._usable[size]:
             raise ValueError(f"{self.name}: no image is at least {size}x{size}")
-        return random_crops(usable, count, size, generator)
+        return random_crops(self._usable[size], count, size, generator)
 
 
 def open_sources(specs, channels: int = 3) -> list[CropSource]:

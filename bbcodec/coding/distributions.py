@@ -145,26 +145,25 @@ class DiscretizedLogistic:
         index = (slice(None), channels, slice(0, height), slice(0, width))
         return DiscretizedLogistic(self.mean[index], self.log_scale[index])
 
-    def _chunks(self):
-        """Sub-pixel ranges whose probability tables are built one at a time, to bound memory."""
-        total = self.mean.numel()
-        return [slice(start, min(start + TABLE_CHUNK, total)) for start in range(0, total, TABLE_CHUNK)]
-
-    def _table(self, chunk: slice) -> np.ndarray:
-        return DiscretizedLogistic(self.mean.flatten()[chunk], self.log_scale.flatten()[chunk]).probability_table()
+    def _tables(self, last_first: bool = False):
+        """(sub-pixel range, its probability table), one table at a time to bound memory."""
+        mean, log_scale = self.mean.flatten(), self.log_scale.flatten()  # once, not per chunk
+        starts = range(0, mean.numel(), TABLE_CHUNK)
+        for start in reversed(starts) if last_first else starts:
+            chunk = slice(start, start + TABLE_CHUNK)
+            yield chunk, DiscretizedLogistic(mean[chunk], log_scale[chunk]).probability_table()
 
     def push(self, ans, x: torch.Tensor) -> None:
         # Pushing the chunks last-first, each reversed, writes exactly what one encode_reverse of all would.
         symbols = x.detach().flatten().cpu().numpy().astype(np.int32)
         model = constriction.stream.model.Categorical(perfect=False)
-        for chunk in reversed(self._chunks()):
-            ans.coder.encode_reverse(symbols[chunk], model, self._table(chunk))
+        for chunk, table in self._tables(last_first=True):
+            ans.coder.encode_reverse(symbols[chunk], model, table)
 
     def pop(self, ans) -> torch.Tensor:
         model = constriction.stream.model.Categorical(perfect=False)
-        symbols = np.concatenate([ans.coder.decode(model, self._table(chunk)) for chunk in self._chunks()])
+        symbols = np.concatenate([ans.coder.decode(model, table) for _, table in self._tables()])
         return torch.from_numpy(symbols.astype(np.uint8)).view(self.mean.shape).to(self.mean.device)
-
 
 
 def _laplace_log_bin_mass(lower: torch.Tensor, upper: torch.Tensor) -> torch.Tensor:
