@@ -39,12 +39,17 @@ def _to_image(source) -> imageio.Image:
 
 
 def compress(source, *, model: str = zoo.DEFAULT_MODEL, settings: CoderSettings = CoderSettings(),
-             strip_metadata: bool = False, device: str = "cpu", progress=None) -> bytes:
+             strip_metadata: bool = False, device: str = "cpu", progress=None, stats: dict | None = None) -> bytes:
     """Compress an image (path, bytes, file object or :class:`~bbcodec.imageio.Image`) to .bbc bytes.
 
     ``model`` is a model name, file or hash (:func:`bbcodec.zoo.load`);
     ``progress(tiles)`` is called as tiles are coded
     (:func:`bbcodec.coding.image.count_tiles` gives the total).
+    ``stats``, if given, is filled with the coder's accounting, in bits:
+    ``method``, ``payload_bits`` (what the file stores), ``net_bits`` (the
+    stack's growth, what bits-back promises) and ``initial_bits`` (the seed
+    bits the first pops consumed), all for the bits-back code even when the
+    file falls back to stored pixels.
     """
     image = _to_image(source)
     net, digest = zoo.load(model)
@@ -64,6 +69,9 @@ def compress(source, *, model: str = zoo.DEFAULT_MODEL, settings: CoderSettings 
     else:
         header["method"] = "stored"
         sections["payload"] = pixels.tobytes()
+    if stats is not None:
+        stats.update(method=header["method"], payload_bits=encoded.stored_bits,
+                     net_bits=encoded.net_bits, initial_bits=encoded.initial_bits)
     if image.palette is not None:
         sections["palette"] = image.palette
     # Transparency decides which pixels are visible: it is part of the image, kept even when stripping.

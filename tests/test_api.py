@@ -367,3 +367,12 @@ def test_golden_files_decode_exactly(golden_manifest, name):
     assert image.palette == (bytes.fromhex(expected["palette"]) if expected["palette"] else None)
     assert {k: v.hex() for k, v in image.metadata.items()} == expected["metadata"]
     assert api.pixel_checksum(pixels) == header["pixel_checksum"]
+
+
+def test_compress_reports_the_coders_accounting(model_file):
+    pixels = np.random.default_rng(5).integers(0, 256, (20, 24, 3), dtype=np.uint8)
+    stats = {}
+    bbcodec.compress(imageio.Image(pixels=pixels, mode="RGB"), model=str(model_file), stats=stats)
+    assert stats["method"] in ("bits-back", "stored")
+    assert stats["payload_bits"] == stats["net_bits"] + stats["initial_bits"]
+    assert stats["net_bits"] > 0 and stats["initial_bits"] >= 0
