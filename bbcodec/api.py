@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from bbcodec import container, imageio, zoo
+from bbcodec.coding.ans import ENTROPY_CODER
 from bbcodec.coding.chain import EncodedChain
 from bbcodec.coding.image import CoderSettings, decode_image, encode_image
 from bbcodec.errors import CorruptDataError, UnsupportedImageError
@@ -55,6 +56,7 @@ def compress(source, *, model: str = zoo.DEFAULT_MODEL, settings: CoderSettings 
     net, digest = zoo.load(model)
     net = net.to(device)
     pixels = image.pixels
+    settings = settings.resolve(net)
     encoded = encode_image(net, pixels, settings, progress)
     header = {
         "width": image.width, "height": image.height, "channels": image.channels,
@@ -64,7 +66,7 @@ def compress(source, *, model: str = zoo.DEFAULT_MODEL, settings: CoderSettings 
     sections = {}
     if encoded.stored_bits // 8 < pixels.nbytes:
         header.update(method="bits-back", coder=settings.to_dict(), grid_bits=net.config.grid_bits,
-                      untouched_seed_words=encoded.untouched_seed_words)
+                      untouched_seed_words=encoded.untouched_seed_words, entropy_coder=ENTROPY_CODER)
         sections["payload"] = encoded.payload.astype("<u4").tobytes()
     else:
         header["method"] = "stored"
@@ -139,10 +141,16 @@ def _decode_bits_back(header, payload, height, width, channels, model, device, p
     net, loaded = zoo.load(model) if model else zoo.by_hash(digest)
     if loaded != digest:
         raise CorruptDataError(f"this file was made with model {digest[:16]}, not {loaded[:16]}")
+    coder = {"arithmetic": "float", **_field(header, "coder", dict)}  # files from before the field: float
     try:
-        settings = CoderSettings(**_field(header, "coder", dict))
+        settings = CoderSettings(**coder)
     except (TypeError, ValueError):
         raise CorruptDataError("corrupt .bbc header (coder settings)") from None
+    if settings.arithmetic == "auto":
+        raise CorruptDataError("corrupt .bbc header (coder settings)")
+    made_with = header.get("entropy_coder", ENTROPY_CODER)
+    if made_with != ENTROPY_CODER:
+        raise CorruptDataError(f"this file needs {made_with} to decode; this installation has {ENTROPY_CODER}")
     if len(payload) % 4:
         raise CorruptDataError("corrupt .bbc file (payload is not whole words)")
     encoded = EncodedChain(np.frombuffer(payload, dtype="<u4").astype(np.uint32),

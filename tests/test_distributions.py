@@ -95,7 +95,7 @@ def test_discretized_logistic_chunked_coding_equals_one_table(rng):
 
 def random_laplace(rng, shape, log_scale):
     mean = torch.rand(shape, generator=rng) * 2 - 1
-    return DiscretizedLaplace(mean, torch.full(shape, float(log_scale)))
+    return DiscretizedLaplace(mean, torch.full(shape, float(np.exp(log_scale))))
 
 
 def sample_laplace_pixels(dist: DiscretizedLaplace) -> torch.Tensor:
@@ -131,7 +131,7 @@ def test_discretized_laplace_log_prob_is_what_constriction_codes(rng):
 def test_discretized_laplace_sums_to_one_with_finite_gradients(rng):
     mean = (torch.rand(1, 40, 1, 1, generator=rng) * 4 - 2).requires_grad_()
     log_scale = (torch.rand(1, 40, 1, 1, generator=rng) * 10 - 8).requires_grad_()
-    dist = DiscretizedLaplace(mean, log_scale)
+    dist = DiscretizedLaplace(mean, log_scale.exp())
     levels = torch.arange(256).view(256, 1, 1, 1).expand(256, 40, 1, 1)
     total = dist.log_prob(levels).exp().sum(0)
     assert torch.allclose(total, torch.ones_like(total), atol=1e-4)
@@ -143,8 +143,8 @@ def test_coupled_laplace_roundtrip_and_rate(rng):
     """RGB with channel coupling: exact round trip, and the coded size is the model's -log2 P."""
     shape = (2, 3, 32, 32)
     mean = torch.rand(shape, generator=rng) * 2 - 1
-    coupling = torch.randn(shape, generator=rng)
-    dist = DiscretizedLaplace(mean, torch.full(shape, -3.0), coupling)
+    coupling = torch.rand(shape, generator=rng) * 2 - 1
+    dist = DiscretizedLaplace(mean, torch.full(shape, float(np.exp(-3.0))), coupling)
     pixels = sample_laplace_pixels(dist)
     grown = check_roundtrip([dist], [pixels])
     model_bits = -float(dist.log_prob(pixels).sum()) / np.log(2)
@@ -154,8 +154,8 @@ def test_coupled_laplace_roundtrip_and_rate(rng):
 def test_coupling_moves_later_channel_means_only(rng):
     shape = (1, 3, 4, 4)
     mean = torch.zeros(shape)
-    coupled = DiscretizedLaplace(mean, torch.zeros(shape), torch.ones(shape))
-    plain = DiscretizedLaplace(mean, torch.zeros(shape))
+    coupled = DiscretizedLaplace(mean, torch.ones(shape), torch.full(shape, 0.5))
+    plain = DiscretizedLaplace(mean, torch.ones(shape))
     pixels = torch.full(shape, 255, dtype=torch.uint8)
     assert torch.equal(coupled._centre(0, pixels), plain._centre(0, pixels))
     assert (coupled._centre(1, pixels) > plain._centre(1, pixels)).all()

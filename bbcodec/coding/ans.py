@@ -17,6 +17,7 @@ again, which is a free end-to-end integrity check.
 from __future__ import annotations
 
 import hashlib
+import importlib.metadata
 
 import constriction
 import numpy as np
@@ -24,6 +25,9 @@ import numpy as np
 from bbcodec.errors import CorruptDataError
 
 WORD_BITS = 32
+# What a decoder needs to rebuild the coder's quantized probabilities: constriction's
+# quantization may change between minor versions, so files record the one they used.
+ENTROPY_CODER = "constriction " + ".".join(importlib.metadata.version("constriction").split(".")[:2])
 SEED_DOMAIN = b"bbcodec seed words v1"
 
 

@@ -189,28 +189,31 @@ class DiscretizedLaplace:
     than building a 256-entry table per sub-pixel. Parameters come in the
     model's [-1, 1] pixel units and are converted to pixel units here.
 
-    With ``coupling`` (three maps for an RGB image), the channels are coded in
-    order R, G, B and the mean of a later channel moves linearly with the
-    values of the earlier ones, as in PixelCNN++ (Salimans et al. 2017):
-    mean_G + a*R, mean_B + b*R + c*G, with a, b, c = tanh(coupling). The
+    ``mean`` and ``scale`` are in the model's [-1, 1] units. With
+    ``coupling`` weights (three maps a, b, c for an RGB image, each in
+    [-1, 1]), the channels are coded in order R, G, B and the mean of a later
+    channel moves linearly with the values of the earlier ones, as in
+    PixelCNN++ (Salimans et al. 2017): mean_G + a*R, mean_B + b*R + c*G. The
     encoder and the decoder compute each channel's mean with the same call
-    (:meth:`_centre`) on the same values.
+    (:meth:`_centre`) on the same values. The network's transforms (exp of a
+    log-scale, tanh of the coupling) are the model's business, so that the
+    exact path (:mod:`bbcodec.exact`) can supply its own.
     """
 
-    def __init__(self, mean: torch.Tensor, log_scale: torch.Tensor, coupling: torch.Tensor | None = None):
-        self.mean, self.log_scale, self.coupling = mean, log_scale, coupling
+    def __init__(self, mean: torch.Tensor, scale: torch.Tensor, coupling: torch.Tensor | None = None):
+        self.mean, self.scale, self.coupling = mean, scale, coupling
 
     def _centre(self, channel: int, x: torch.Tensor) -> torch.Tensor:
         """Mean of ``channel`` in pixel units, given the earlier channels of ``x``."""
         mean = self.mean[:, channel]
         if self.coupling is not None and channel > 0:
             earlier = x[:, :channel].to(mean.dtype) * (2.0 / (PIXEL_LEVELS - 1)) - 1.0
-            weights = torch.tanh(self.coupling[:, (channel - 1) * channel // 2:][:, :channel])
+            weights = self.coupling[:, (channel - 1) * channel // 2:][:, :channel]
             mean = mean + (weights * earlier).sum(dim=1)
         return (mean + 1.0) * ((PIXEL_LEVELS - 1) / 2.0)
 
     def _scale(self) -> torch.Tensor:
-        return torch.exp(self.log_scale) * ((PIXEL_LEVELS - 1) / 2.0)
+        return self.scale * ((PIXEL_LEVELS - 1) / 2.0)
 
     def log_prob(self, x: torch.Tensor) -> torch.Tensor:
         """Log probability (nats) of integer pixels ``x`` (0..255), per sub-pixel."""
@@ -227,7 +230,7 @@ class DiscretizedLaplace:
         index = (slice(None), channels, slice(0, height), slice(0, width))
         whole = channels.stop - channels.start == self.mean.shape[1]
         coupling = self.coupling[:, :, :height, :width] if self.coupling is not None and whole else None
-        return DiscretizedLaplace(self.mean[index], self.log_scale[index], coupling)
+        return DiscretizedLaplace(self.mean[index], self.scale[index], coupling)
 
     @staticmethod
     def _numpy(values: torch.Tensor) -> np.ndarray:

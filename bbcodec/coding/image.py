@@ -14,32 +14,61 @@ coders in :mod:`bbcodec.coding.bitsback` need nothing else.
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 import torch
 
 from bbcodec.coding.bitsback import CODERS
 from bbcodec.coding.chain import EncodedChain, decode_steps, encode_steps
+from bbcodec.exact.model import exact_model, supports_exact
 from bbcodec.tiling import plan, tiles
+
+
+ARITHMETIC = ("exact", "float")
 
 
 @dataclass(frozen=True)
 class CoderSettings:
-    """How an image is coded; stored in the file header and needed to decode."""
+    """How an image is coded; stored in the file header and needed to decode.
+
+    ``arithmetic`` is how the network computes the coder's probabilities:
+    ``"exact"`` on integers (:mod:`bbcodec.exact`: the same bits on every
+    device, thread count and batch split), ``"float"`` in the model's own
+    float32 (the decoder must then run on the same kind of device and
+    software as the encoder), or ``"auto"``: exact where the model supports
+    it. Files store the resolved choice (:meth:`resolve`); files written
+    before the field existed are float.
+    """
 
     coder: str = "bitswap"
     tile: int = 64
     max_batch: int = 16
+    arithmetic: str = "auto"
 
     def __post_init__(self):
         if self.coder not in CODERS:
             raise ValueError(f"unknown coder {self.coder!r} (one of {', '.join(CODERS)})")
         if not (8 <= self.tile <= 1024 and 1 <= self.max_batch <= 256):
             raise ValueError(f"tile must be 8..1024 and max_batch 1..256, got {self.tile}, {self.max_batch}")
+        if self.arithmetic not in ARITHMETIC + ("auto",):
+            raise ValueError(f"unknown arithmetic {self.arithmetic!r} (one of {', '.join(ARITHMETIC)}, auto)")
+
+    def resolve(self, model) -> "CoderSettings":
+        """These settings with ``arithmetic`` decided for ``model``."""
+        if self.arithmetic != "auto":
+            return self
+        return replace(self, arithmetic="exact" if supports_exact(model) else "float")
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+def coding_model(model, arithmetic: str):
+    """The model as the coder runs it: its exact integer version, or itself (float)."""
+    if arithmetic == "auto":
+        raise ValueError("resolve the arithmetic before coding (CoderSettings.resolve)")
+    return exact_model(model) if arithmetic == "exact" else model
 
 
 class TileView:
@@ -109,6 +138,7 @@ def encode_image(model, pixels: np.ndarray, settings: CoderSettings = CoderSetti
     ``progress(tiles)``, if given, is called after each batch of tiles.
     """
     height, width, channels = pixels.shape
+    model = coding_model(model, settings.resolve(model).arithmetic)
     steps = [(view, _cut(pixels, group, batch, model.device))
              for view, group, batch in _steps(model, height, width, channels, settings)]
     return encode_steps(steps, settings.coder, progress=progress)
@@ -117,6 +147,7 @@ def encode_image(model, pixels: np.ndarray, settings: CoderSettings = CoderSetti
 def decode_image(model, encoded: EncodedChain, height: int, width: int, channels: int,
                  settings: CoderSettings = CoderSettings(), progress=None) -> np.ndarray:
     """Inverse of :func:`encode_image`."""
+    model = coding_model(model, settings.resolve(model).arithmetic)
     layout = list(_steps(model, height, width, channels, settings))
     shapes = [(view, (len(batch), group.stop - group.start, batch[0].height, batch[0].width))
               for view, group, batch in layout]

@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from bbcodec.coding.distributions import PIXEL_DISTRIBUTIONS, GridGaussian
+from bbcodec.coding.distributions import DiscretizedLaplace, DiscretizedLogistic, GridGaussian
 from bbcodec.models.config import VAEConfig
 from bbcodec.nn import ResidualBlock, WNConv2d
 
@@ -114,10 +114,10 @@ class MarkovVAE(nn.Module):
         if layer == 0:
             c = self.config.image_channels
             mean, log_scale, coupling = params[:, :c], params[:, c:2 * c], params[:, 2 * c:]
-            family = PIXEL_DISTRIBUTIONS[self.config.pixel_distribution]
-            if self.config.channel_coupling:
-                return family(mean, log_scale.clamp_min(LOG_SCALE_MIN), coupling)
-            return family(mean, log_scale.clamp_min(LOG_SCALE_MIN))
+            log_scale = log_scale.clamp_min(LOG_SCALE_MIN)
+            if self.config.pixel_distribution == "logistic":
+                return DiscretizedLogistic(mean, log_scale)
+            return DiscretizedLaplace(mean, torch.exp(log_scale), torch.tanh(coupling) if self.config.channel_coupling else None)
         return self._gaussian(params)
 
     def top_prior(self, like: torch.Tensor) -> GridGaussian:
