@@ -1,6 +1,7 @@
 """Entry point of the ``bbcodec`` command: one thin subcommand per library function."""
 import click
 
+from cli.bench import bench
 from cli.codec import compress, decompress, info, test_command
 from cli.models import models
 from cli.train import export_command, train_command
@@ -12,7 +13,7 @@ def main():
     """Lossless image compression with binarized hierarchical VAEs and bits-back ANS."""
 
 
-for command in (compress, decompress, info, test_command, models, train_command, export_command):
+for command in (compress, decompress, info, test_command, models, train_command, export_command, bench):
     main.add_command(command)
 
 if __name__ == "__main__":

@@ -1,0 +1,123 @@
+"""``bbcodec bench``: bbcodec's real file sizes and speed next to the classical lossless codecs.
+
+A thin layer over :mod:`bbcodec.benchmark`. Exit status 0 when every file of
+every codec decoded to exactly its pixels, 1 when any did not (each failure is
+reported on stderr as ``LOSSLESS FAILURE: ...``) or on an error, 2 for usage.
+"""
+from __future__ import annotations
+
+import sys
+
+import click
+from tqdm import tqdm
+
+from bbcodec import benchmark, zoo
+from bbcodec.coding.bitsback import CODERS
+from bbcodec.coding.image import CoderSettings
+from cli.codec import DEVICES, _device, _model
+from cli.common import CLIError, fail_cleanly
+
+CODEC_HELP = ("classical codecs, comma-separated, from: " + ", ".join(benchmark.ALL_KEYS)
+              + "; or 'default' (all but avif), 'all', 'none'")
+
+
+@click.command("bench")
+@click.argument("paths", nargs=-1)
+@click.option("-m", "--model", "models", multiple=True,
+              help="bbcodec model (name, file or hash); repeat for several [default: default]")
+@click.option("--codecs", default="default", show_default=True, help=CODEC_HELP)
+@click.option("--chain", is_flag=True, help="also code each set of equal-sized images as ONE bits-back chain")
+@click.option("--chain-batch", type=click.IntRange(1, 4096), default=1, show_default=True,
+              help="images per chain step at most (steps grow 1, 2, 4, ...)")
+@click.option("--limit", type=click.IntRange(1), help="the first N images of each set only")
+@click.option("--npz-key", help="array in .npz files [default: test_x, or the only one]")
+@click.option("--coder", type=click.Choice(sorted(CODERS)), default="bitswap", show_default=True)
+@click.option("--tile", type=click.IntRange(8, 1024), default=CoderSettings().tile, show_default=True)
+@click.option("--device", type=click.Choice(DEVICES), default="cpu", show_default=True)
+@click.option("--threads", type=click.IntRange(0), default=0, help="torch CPU threads (0: torch's default)")
+@click.option("--json", "json_path", type=click.Path(dir_okay=False), help="write the results as JSON")
+@click.option("--plot", "plot_path", type=click.Path(dir_okay=False), help="write a bar chart (PNG)")
+@click.option("--markdown", "markdown_path", type=click.Path(dir_okay=False), help="write a Markdown report")
+@click.option("--from-json", "from_json", multiple=True, type=click.Path(exists=True, dir_okay=False),
+              help="measure nothing: report on earlier --json results (repeatable; with --markdown, --plot)")
+@click.option("--title", default="bbcodec bench results", show_default=True, help="title of the Markdown report")
+@click.option("--preamble", type=click.Path(exists=True, dir_okay=False),
+              help="text file put under the Markdown report's title")
+@click.option("--keep", "keep_dir", type=click.Path(file_okay=False), help="keep the .bbc files in this folder")
+@click.option("-q", "--quiet", is_flag=True, help="no progress bars")
+@fail_cleanly
+def bench(paths, models, codecs, chain, chain_batch, limit, npz_key, coder, tile, device, threads, json_path,
+          plot_path, markdown_path, from_json, title, preamble, keep_dir, quiet):
+    """Measure bbcodec against PNG, WebP, JPEG XL, JPEG 2000, ... on PATHS, with real files.
+
+    Each PATH is a set: a folder of images, a quoted glob of image files, an
+    .npz array of uint8 images, or an MNIST idx3 file; NAME=PATH names the set.
+    Image files listed one by one form one set. Every file of every codec is
+    decoded and compared with the pixels. Prints a table; --json, --plot and
+    --markdown write the results.
+
+    \b
+    bbcodec bench 'photos=data/photos/04[1-9].png' data/waterloo --json out.json --plot out.png
+    bbcodec bench mnist=t10k-images-idx3-ubyte.gz --chain --limit 100
+    """
+    if from_json:
+        if paths:
+            raise click.UsageError("--from-json reports on earlier results: give no PATH")
+        reports = [benchmark.read_json(p) for p in from_json]
+        _write(reports, None, plot_path, markdown_path, title, preamble)
+        for report in reports:
+            click.echo(benchmark.format_table(report))
+        return
+    if not paths:
+        raise click.UsageError("give at least one PATH (or --from-json)")
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
+    try:
+        keys = benchmark.parse_codec_keys(codecs)
+    except ValueError as error:
+        raise click.BadParameter(str(error), param_hint="--codecs") from None
+    specs = [_model(spec, required=True) for spec in (models or (zoo.DEFAULT_MODEL,))]
+    device = _device(device)
+    sets = benchmark.open_sets(paths, limit=limit, npz_key=npz_key)
+    chosen, notes = benchmark.classical_codecs(keys)
+    for note in notes:
+        click.echo(f"bbcodec: note: {note}", err=True)
+    bars = {}
+
+    def progress(name, done, total):
+        if quiet or not sys.stderr.isatty():
+            return
+        bar = bars.get(name) or bars.setdefault(name, tqdm(total=total, desc=name, unit="image", leave=False))
+        bar.update(done - bar.n)
+        if done == total:
+            bar.close()
+
+    def partial(report):  # each set's results are saved as soon as they are measured
+        if json_path:
+            benchmark.write_json(report, json_path)
+        if not quiet:
+            click.echo(f"bbcodec: measured {report.sets[-1].name}", err=True)
+
+    report = benchmark.run(sets, specs, chosen, chain=chain, chain_batch=chain_batch, device=device,
+                           settings=CoderSettings(coder=coder, tile=tile), workdir=keep_dir, notes=notes,
+                           command=benchmark.command_line(), progress=progress, on_set=partial)
+    _write([report], json_path, plot_path, markdown_path, title, preamble)
+    click.echo(benchmark.format_table(report))
+    if report.failures:
+        for failure in report.failures:
+            click.echo(f"bbcodec: LOSSLESS FAILURE: {failure}", err=True)
+        raise CLIError(f"{len(report.failures)} file(s) did not decode to their exact pixels")
+
+
+def _write(reports, json_path, plot_path, markdown_path, title, preamble):
+    if json_path:
+        benchmark.write_json(reports[0], json_path)
+    if plot_path and not benchmark.plot(reports, plot_path):
+        click.echo("bbcodec: note: no chart: matplotlib is not installed (pip install 'bbcodec[plot]')", err=True)
+    if markdown_path:
+        from pathlib import Path
+
+        text = Path(preamble).read_text() if preamble else ""
+        Path(markdown_path).write_text(benchmark.markdown(reports, title, text))
