@@ -176,6 +176,7 @@ class ExactMarkovVAE:
         self.conditionals = [ExactConditionalNet(net, *latent, binary_activations) for net in model.conditionals]
         self._device = torch.device("cpu")
         self._float_model = model
+        self.max_images = None  # run the networks on at most this many images at a time (memory)
 
     @property
     def config(self):
@@ -225,12 +226,18 @@ class ExactMarkovVAE:
         std = _from_units(softplus, SOFTPLUS.output_bits) + self.model_config.min_std
         return GridGaussian(_from_units(mean, ACT_BITS), std, self.grid)
 
+    def _run(self, net: ExactConditionalNet, inputs: torch.Tensor) -> torch.Tensor:
+        """``net(inputs)``; every image's result is the same whatever the split into parts."""
+        if not self.max_images or len(inputs) <= self.max_images:
+            return net(inputs)
+        return torch.cat([net(part) for part in inputs.split(self.max_images)])
+
     def posterior(self, layer: int, below: torch.Tensor) -> GridGaussian:
         inputs = self._pixels(below) if layer == 0 else self._grid_index(below)
-        return self._gaussian(self.posteriors[layer](inputs))
+        return self._gaussian(self._run(self.posteriors[layer], inputs))
 
     def conditional(self, layer: int, z: torch.Tensor):
-        params = self.conditionals[layer](self._grid_index(z))
+        params = self._run(self.conditionals[layer], self._grid_index(z))
         if layer > 0:
             return self._gaussian(params)
         c = self.model_config.image_channels

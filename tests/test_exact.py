@@ -1,0 +1,201 @@
+"""The exact inference path (bbcodec.exact): identical bits whatever the threads, batch split or code path."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+import bbcodec
+from bbcodec import container, imageio
+from bbcodec.coding.image import CoderSettings, decode_image, encode_image
+from bbcodec.errors import BBCodecError, CorruptDataError
+from bbcodec.exact import tables
+from bbcodec.exact.model import ACT_LIMIT, ExactArithmeticError, ExactConv, exact_model
+from bbcodec.models.config import VAEConfig
+from conftest import REPO_ROOT, make_model, shared_data_dir
+
+LAPLACE = VAEConfig(hidden_channels=16, latent_channels=4, latent_layers=3, blocks_per_net=1,
+                    pixel_distribution="laplace", channel_coupling=True)
+EXACT = CoderSettings(tile=16, max_batch=4, arithmetic="exact")
+
+
+@pytest.fixture(params=[2, 4], ids=["stride2", "stride4"])
+def laplace_model(request):
+    return make_model(seed=3, config=LAPLACE.replace(stride=request.param))
+
+
+def smooth_pixels(height: int, width: int, channels: int = 3, seed: int = 0) -> np.ndarray:
+    """Gradients plus noise: something between flat and random."""
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[:height, :width]
+    base = (y * 3 + x * 2)[..., None] + np.arange(channels) * 40
+    return ((base + rng.integers(0, 20, (height, width, channels))) % 256).astype(np.uint8)
+
+
+# -- the lookup tables: two independent builds agree ----------------------------------------------
+@pytest.mark.parametrize("name", sorted(tables.SPECS))
+def test_tables_match_correctly_rounded_decimal_arithmetic(name):
+    assert np.array_equal(tables.table(name), tables.reference_table(name))
+    # float64 functions err by ~1e-8 here; an entry could only differ between machines near a tie
+    assert tables.tie_margin(name) > 1e-6
+
+
+# -- the integer network: an independent int64 implementation agrees ---------------------------------
+def reference_conv(conv: ExactConv, x: np.ndarray) -> np.ndarray:
+    """ExactConv in NumPy int64 with floor division: shifted slices instead of unfold + matmul."""
+    out_channels = conv.weights.shape[0]
+    k, pad = conv.kernel_size, conv.padding
+    weights = conv.weights.numpy().astype(np.int64).reshape(out_channels, -1, k, k)
+    padded = np.pad(x, ((0, 0), (0, 0), (pad, pad), (pad, pad)))
+    height, width = x.shape[2:]
+    sums = np.zeros((len(x), out_channels, height, width), dtype=np.int64)
+    for i in range(k):
+        for j in range(k):
+            sums += np.einsum("oc,bchw->bohw", weights[:, :, i, j], padded[:, :, i:i + height, j:j + width])
+    multiplier = conv.multiplier.numpy().astype(np.int64)
+    offset = conv.offset.numpy().astype(np.int64)
+    return np.clip((sums * multiplier + offset) // (1 << conv.shift), -ACT_LIMIT, ACT_LIMIT)
+
+
+def reference_elu(x: np.ndarray) -> np.ndarray:
+    spec = tables.ELU_NEGATIVE
+    negative = tables.reference_table(spec.name)[np.clip(x, spec.lo, spec.hi) - spec.lo]
+    return np.where(x >= 0, x, negative)
+
+
+def reference_net(net, x: np.ndarray) -> np.ndarray:
+    if net.fold > 1:
+        x = F.pixel_unshuffle(torch.from_numpy(x), net.fold).numpy()
+    h = reference_conv(net.stem, x)
+    for conv1, conv2 in net.blocks:
+        h = np.clip(h + reference_conv(conv2, reference_elu(reference_conv(conv1, reference_elu(h)))),
+                    -ACT_LIMIT, ACT_LIMIT)
+    h = reference_conv(net.head, reference_elu(h))
+    return F.pixel_shuffle(torch.from_numpy(h), net.unfold).numpy() if net.unfold > 1 else h
+
+
+def test_integer_networks_match_an_independent_int64_implementation(laplace_model):
+    exact = exact_model(laplace_model)
+    rng = np.random.default_rng(0)
+    pixels = rng.integers(0, 256, (3, 3, 16, 16)).astype(np.int64) * 2 - 255
+    got = exact.posteriors[0](torch.from_numpy(pixels).double())
+    assert torch.equal(got, torch.from_numpy(reference_net(exact.posteriors[0], pixels)).double())
+    latent_shape = (3, LAPLACE.latent_channels, 16 // laplace_model.config.stride, 16 // laplace_model.config.stride)
+    index = rng.integers(-exact.grid.max_index, exact.grid.max_index + 1, latent_shape).astype(np.int64)
+    for net in exact.posteriors[1:] + exact.conditionals:
+        got = net(torch.from_numpy(index).double())
+        assert torch.equal(got, torch.from_numpy(reference_net(net, index)).double())
+
+
+def test_every_value_is_a_whole_number_within_the_activation_range(laplace_model):
+    exact = exact_model(laplace_model)
+    pixels = torch.from_numpy(smooth_pixels(16, 16)).permute(2, 0, 1)[None]
+    params = exact.posteriors[0](exact._pixels(pixels))
+    assert torch.equal(params, params.round()) and params.abs().max() <= ACT_LIMIT
+
+
+# -- the same bits whatever the batch split, order or thread count -------------------------------------
+def distribution_tensors(dist) -> list[torch.Tensor]:
+    return [t for t in (getattr(dist, name, None) for name in ("mean", "std", "scale", "coupling")) if t is not None]
+
+
+def test_each_images_probabilities_do_not_depend_on_its_batch(laplace_model):
+    exact = exact_model(laplace_model)
+    batch = torch.from_numpy(np.stack([smooth_pixels(16, 16, seed=s) for s in range(4)])).permute(0, 3, 1, 2)
+    together = exact.posterior(0, batch)
+    reordered = exact.posterior(0, batch.flip(0))
+    for i in range(4):
+        alone = exact.posterior(0, batch[i:i + 1])
+        for a, b, c in zip(distribution_tensors(together), distribution_tensors(alone), distribution_tensors(reordered)):
+            assert torch.equal(a[i:i + 1], b) and torch.equal(a[i:i + 1], c[3 - i:4 - i])
+    z = together.mean[:, :, :, :].clone()
+    z = torch.round(z / exact.grid.step) * exact.grid.step
+    whole = exact.conditional(0, z)
+    for i in range(4):
+        part = exact.conditional(0, z[i:i + 1])
+        for a, b in zip(distribution_tensors(whole), distribution_tensors(part)):
+            assert torch.equal(a[i:i + 1], b)
+
+
+def test_files_are_byte_identical_for_any_thread_count_and_network_batch_split(laplace_model):
+    pixels = smooth_pixels(40, 36)
+    exact = exact_model(laplace_model)
+    payloads = []
+    for threads, max_images in ((1, None), (2, None), (1, 1), (2, 3)):
+        torch.set_num_threads(threads)
+        exact.max_images = max_images
+        try:
+            payloads.append(encode_image(laplace_model, pixels, EXACT).payload.tobytes())
+        finally:
+            torch.set_num_threads(1)
+            exact.max_images = None
+    assert all(p == payloads[0] for p in payloads)
+    assert np.array_equal(decode_image(laplace_model, encode_image(laplace_model, pixels, EXACT), 40, 36, 3, EXACT), pixels)
+
+
+@pytest.mark.parametrize("shape", [(1, 1, 3), (17, 5, 1), (33, 40, 3), (20, 20, 4)], ids=str)
+def test_exact_round_trips(laplace_model, shape):
+    pixels = smooth_pixels(*shape[:2], channels=shape[2], seed=sum(shape))
+    encoded = encode_image(laplace_model, pixels, EXACT)
+    assert np.array_equal(decode_image(laplace_model, encoded, *shape, EXACT), pixels)
+
+
+def test_float_and_exact_files_differ_and_each_decodes_only_as_itself(laplace_model):
+    pixels = smooth_pixels(32, 32)
+    float_settings = CoderSettings(tile=16, max_batch=4, arithmetic="float")
+    as_float, as_exact = encode_image(laplace_model, pixels, float_settings), encode_image(laplace_model, pixels, EXACT)
+    assert as_float.payload.tobytes() != as_exact.payload.tobytes()
+    assert np.array_equal(decode_image(laplace_model, as_float, 32, 32, 3, float_settings), pixels)
+    try:  # the header's arithmetic field is what keeps a decoder from this
+        wrong = decode_image(laplace_model, as_exact, 32, 32, 3, float_settings)
+    except CorruptDataError:
+        return
+    assert not np.array_equal(wrong, pixels)
+
+
+# -- the file format ---------------------------------------------------------------------------------------
+def resigned(data: bytes, **changes) -> bytes:
+    box = container.from_bytes(data)
+    box.header.update(changes)
+    box.header.pop("sections")
+    return container.to_bytes(box)
+
+
+def test_files_record_the_arithmetic_and_the_entropy_coder():
+    image = imageio.Image(imageio.read_image(REPO_ROOT / "data" / "chelsea.png").pixels[:64, :80].copy(), "RGB")
+    data = bbcodec.compress(image)  # the default model codes a photo well below raw size
+    header = bbcodec.info(data)
+    assert header["method"] == "bits-back"
+    assert header["coder"]["arithmetic"] == "exact" and header["entropy_coder"].startswith("constriction ")
+    assert np.array_equal(bbcodec.decompress(data).pixels, image.pixels)
+    with pytest.raises(CorruptDataError, match="needs constriction 0.1 to decode"):
+        bbcodec.decompress(resigned(data, entropy_coder="constriction 0.1"))
+    with pytest.raises(CorruptDataError, match="coder settings"):
+        bbcodec.decompress(resigned(data, coder=dict(header["coder"], arithmetic="auto")))
+
+
+def test_auto_arithmetic_is_exact_where_supported_and_float_elsewhere(tiny_model, laplace_model):
+    assert CoderSettings().resolve(laplace_model).arithmetic == "exact"
+    assert CoderSettings().resolve(tiny_model).arithmetic == "float"  # logistic pixels
+    with pytest.raises(ExactArithmeticError, match="laplace"):
+        encode_image(tiny_model, smooth_pixels(8, 8), CoderSettings(arithmetic="exact"))
+    assert issubclass(ExactArithmeticError, BBCodecError)
+
+
+# -- the trained default model: exact costs little -----------------------------------------------------------
+def test_exact_path_rate_is_close_to_the_float_path_on_a_photo():
+    photos = shared_data_dir("photos")
+    net, _ = bbcodec.zoo.load("default")
+    pixels = np.asarray(imageio.read_image(photos / "041.png").pixels[:128, :128]).copy()
+    bits = {a: encode_image(net, pixels, CoderSettings(arithmetic=a)).net_bits for a in ("float", "exact")}
+    assert abs(bits["exact"] / bits["float"] - 1) < 0.02, bits
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
+def test_encode_on_cuda_decode_on_cpu_and_back(laplace_model):
+    pixels = smooth_pixels(48, 40)
+    for encoder, decoder in (("cuda", "cpu"), ("cpu", "cuda")):
+        encoded = encode_image(laplace_model.to(encoder), pixels, EXACT)
+        assert np.array_equal(decode_image(laplace_model.to(decoder), encoded, 48, 40, 3, EXACT), pixels)
+    laplace_model.to("cpu")
