@@ -52,7 +52,7 @@ import torch
 
 from bbcodec import api, classical, imageio, zoo
 from bbcodec.coding.chain import decode_steps, encode_steps
-from bbcodec.coding.image import CoderSettings, TileView, plane_groups
+from bbcodec.coding.image import CoderSettings, TileView, coding_model, plane_groups
 from bbcodec.data import IMAGE_SUFFIXES, image_files, load_mnist_images
 from bbcodec.errors import BBCodecError
 from bbcodec.tiling import batch_sizes, plan
@@ -362,7 +362,8 @@ class ModelResult(CodecResult):
 
     * ``nelbo_bits``: the model's −ELBO on the coded tiles (one posterior sample);
     * ``discretization_bits``: the bits-back code's net cost minus the −ELBO
-      (latents coded on a grid, probabilities quantized by the coder);
+      (latents coded on a grid, probabilities quantized by the coder, and,
+      with exact arithmetic, the integer network's approximation of the float one);
     * ``initial_bits``: the seed bits the first bits-back pops consumed;
     * ``fallback_bits``: raw pixels stored minus the bits-back payload, for
       the files stored raw because bits-back would have been larger (<= 0);
@@ -555,7 +556,9 @@ def _nelbo_nats(view, x: torch.Tensor) -> float:
 
 
 def image_nelbo_bits(model, pixels: np.ndarray, settings: CoderSettings = CoderSettings()) -> float:
-    """The model's −ELBO, in bits, of an (H, W, C) image on exactly the tiles and planes the coder codes."""
+    """The model's −ELBO, in bits, of an (H, W, C) image on exactly the tiles and planes the coder codes.
+
+    This is the trained (float) model's bound, whatever arithmetic the coder uses."""
     height, width, channels = pixels.shape
     nats = 0.0
     for group in plane_groups(channels):
@@ -621,27 +624,35 @@ def chain_steps(model, images: list[np.ndarray], batch: int, device: str):
     return steps
 
 
-def measure_chain(spec: str, images: list[np.ndarray], batch: int, device: str, coder: str = "bitswap",
-                  progress=None) -> ChainResult:
-    """Code all ``images`` (equal sizes) on one chain, decode it and check every image."""
+def measure_chain(spec: str, images: list[np.ndarray], batch: int, device: str,
+                  settings: CoderSettings = CoderSettings(), progress=None) -> ChainResult:
+    """Code all ``images`` (equal sizes) on one chain, decode it and check every image.
+
+    The chain is coded with the files' coder and arithmetic (``settings``);
+    its −ELBO is the model's own (float) bound on the same batches.
+    """
     model, digest = zoo.load(spec)
     model = model.to(device)
-    steps = chain_steps(model, images, batch, device)
-    result = ChainResult(f"bbcodec {model_label(spec)}", digest, coder, batch, len(images),
-                         int(sum(im.size for im in images)))
+    settings = settings.resolve(model)
+    coder = coding_model(model, settings.arithmetic)
+    steps = chain_steps(coder, images, batch, device)
+    result = ChainResult(f"bbcodec {model_label(spec)}", digest, f"{settings.coder}, {settings.arithmetic}", batch,
+                         len(images), int(sum(im.size for im in images)))
     start = time.perf_counter()
-    encoded = encode_steps(steps, coder, progress=progress)
+    encoded = encode_steps(steps, settings.coder, progress=progress)
     result.encode_seconds = time.perf_counter() - start
     start = time.perf_counter()
     try:
-        decoded = decode_steps([(view, tuple(x.shape)) for view, x in steps], encoded, coder, progress=progress)
+        decoded = decode_steps([(view, tuple(x.shape)) for view, x in steps], encoded, settings.coder,
+                               progress=progress)
         result.exact = all(torch.equal(d.cpu(), x.cpu()) for d, (_, x) in zip(decoded, steps))
     except BBCodecError:
         result.exact = False
     result.decode_seconds = time.perf_counter() - start
     result.stored_bits, result.net_bits = encoded.stored_bits, encoded.net_bits
     result.initial_bits = encoded.initial_bits
-    result.nelbo_bits = sum(_nelbo_nats(view, x) for view, x in steps) / math.log(2.0)
+    result.nelbo_bits = sum(_nelbo_nats(TileView(model, view.channels, view.height, view.width), x)
+                            for view, x in steps) / math.log(2.0)
     return result
 
 
@@ -662,6 +673,10 @@ def _shapes(images: list[np.ndarray]) -> str:
         return f"{w}x{h}x{c}"
     pixels = [im.shape[0] * im.shape[1] for im in images]
     return f"mixed, {min(pixels) / 1e6:.2g}-{max(pixels) / 1e6:.2g} Mpixel"
+
+
+MAX_CHAIN_PIXELS = 256 * 256
+"""Chains are for small images (each image is one step, whole); larger ones are coded as tiled files."""
 
 
 def run(sets: list[ImageSet], models=(zoo.DEFAULT_MODEL,), codecs: list[Codec] | None = None, *,
@@ -689,7 +704,8 @@ def run(sets: list[ImageSet], models=(zoo.DEFAULT_MODEL,), codecs: list[Codec] |
             out = SetResult(image_set.name, image_set.source, image_set.kind, len(image_set.images),
                             image_set.subpixels, _shapes(image_set.images), notes=list(image_set.notes))
             model_results = [ModelResult(f"bbcodec {model_label(spec)}", f"bbcodec:{model_label(spec)}",
-                                         f"model {hashes[spec][:12]}, {settings.coder}, tile {settings.tile}",
+                                         f"model {hashes[spec][:12]}, {settings.coder}, tile {settings.tile}, "
+                                         f"{settings.resolve(zoo.load(spec)[0]).arithmetic} arithmetic",
                                          model_hash=hashes[spec]) for spec in models]
             codec_results = [CodecResult(c.name, c.key, c.settings) for c in codecs]
             for number, (pixels, label) in enumerate(zip(image_set.images, image_set.labels)):
@@ -707,11 +723,15 @@ def run(sets: list[ImageSet], models=(zoo.DEFAULT_MODEL,), codecs: list[Codec] |
                     progress(image_set.name, number + 1, len(image_set.images))
             out.codecs = model_results + codec_results
             if chain:
-                if not image_set.same_shape:
-                    out.notes.append("chain not measured: the images differ in size")
+                height, width = image_set.images[0].shape[:2]
+                if len(image_set.images) < 2 or not image_set.same_shape:
+                    out.notes.append("chain not measured: it needs two or more images of one size")
+                elif height * width > MAX_CHAIN_PIXELS:
+                    out.notes.append(f"chain not measured: images over {MAX_CHAIN_PIXELS:,} pixels are coded "
+                                     f"as tiles (the files)")
                 else:
                     for spec in models:
-                        result = measure_chain(spec, image_set.images, chain_batch, device, settings.coder)
+                        result = measure_chain(spec, image_set.images, chain_batch, device, settings)
                         if not result.exact:
                             report.failures.append(f"{image_set.name}: chain of {result.images} images: "
                                                    f"bbcodec {model_label(spec)}: decoded images differ")
@@ -826,8 +846,9 @@ def markdown(reports, title: str = "bbcodec bench results", preamble: str = "") 
                          f"{'yes' if ch.exact else 'NO'} |")
     lines += ["", "## bbcodec: where the bits of the files go (bits per sub-pixel)", "",
               "file = −ELBO + discretization + initial bits + stored fallback + container. −ELBO: the model's "
-              "bound on the coded tiles (one posterior sample); discretization: the bits-back code's net cost "
-              "above it; initial bits: seed bits consumed by the first pops; stored fallback: the saving of "
+              "bound on the coded tiles (one posterior sample, the float model); discretization: the bits-back "
+              "code's net cost above it (latent grid, the coder's quantized probabilities, integer arithmetic); "
+              "initial bits: seed bits consumed by the first pops; stored fallback: the saving of "
               "files stored raw because bits-back would have been larger; container: header and checksums.", "",
               "| set | model | −ELBO | discretization | initial bits | stored fallback | container | file | "
               "files stored raw |", "|---|---|---:|---:|---:|---:|---:|---:|---:|"]

@@ -33,6 +33,8 @@ CODEC_HELP = ("classical codecs, comma-separated, from: " + ", ".join(benchmark.
 @click.option("--npz-key", help="array in .npz files [default: test_x, or the only one]")
 @click.option("--coder", type=click.Choice(sorted(CODERS)), default="bitswap", show_default=True)
 @click.option("--tile", type=click.IntRange(8, 1024), default=CoderSettings().tile, show_default=True)
+@click.option("--arithmetic", type=click.Choice(["auto", "exact", "float"]), default="auto", show_default=True,
+              help="how the network computes the coder's probabilities (as for compress)")
 @click.option("--device", type=click.Choice(DEVICES), default="cpu", show_default=True)
 @click.option("--threads", type=click.IntRange(0), default=0, help="torch CPU threads (0: torch's default)")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False), help="write the results as JSON")
@@ -46,8 +48,8 @@ CODEC_HELP = ("classical codecs, comma-separated, from: " + ", ".join(benchmark.
 @click.option("--keep", "keep_dir", type=click.Path(file_okay=False), help="keep the .bbc files in this folder")
 @click.option("-q", "--quiet", is_flag=True, help="no progress bars")
 @fail_cleanly
-def bench(paths, models, codecs, chain, chain_batch, limit, npz_key, coder, tile, device, threads, json_path,
-          plot_path, markdown_path, from_json, title, preamble, keep_dir, quiet):
+def bench(paths, models, codecs, chain, chain_batch, limit, npz_key, coder, tile, arithmetic, device, threads,
+          json_path, plot_path, markdown_path, from_json, title, preamble, keep_dir, quiet):
     """Measure bbcodec against PNG, WebP, JPEG XL, JPEG 2000, ... on PATHS, with real files.
 
     Each PATH is a set: a folder of images, a quoted glob of image files, an
@@ -100,9 +102,10 @@ def bench(paths, models, codecs, chain, chain_batch, limit, npz_key, coder, tile
         if not quiet:
             click.echo(f"bbcodec: measured {report.sets[-1].name}", err=True)
 
+    settings = CoderSettings(coder=coder, tile=tile, arithmetic=arithmetic)
     report = benchmark.run(sets, specs, chosen, chain=chain, chain_batch=chain_batch, device=device,
-                           settings=CoderSettings(coder=coder, tile=tile), workdir=keep_dir, notes=notes,
-                           command=benchmark.command_line(), progress=progress, on_set=partial)
+                           settings=settings, workdir=keep_dir, notes=notes, command=benchmark.command_line(),
+                           progress=progress, on_set=partial)
     _write([report], json_path, plot_path, markdown_path, title, preamble)
     click.echo(benchmark.format_table(report))
     if report.failures:
