@@ -1,4 +1,4 @@
-"""Training curves as a picture: −ELBO (training and held-out) and the KL of each latent layer.
+"""Training curves as a picture: −ELBO (training, held-out, moving average) and the KL of each latent layer.
 
 Reads the JSON-lines log that :func:`bbcodec.train.train` writes. Needs
 matplotlib (``pip install "bbcodec[plot]"``); :func:`plot_training` says so
@@ -29,6 +29,10 @@ def plot_training(log_path, png_path, title: str | None = None) -> bool:
     rate.plot([r["step"] for r in records], [r["train_nelbo"] for r in records], lw=0.8, alpha=0.6,
               label="training batch")
     rate.plot([r["step"] for r in evals], [r["eval_nelbo"] for r in evals], "o-", label="held-out")
+    averaged = [r for r in evals if "eval_nelbo_ema" in r]
+    if averaged:
+        rate.plot([r["step"] for r in averaged], [r["eval_nelbo_ema"] for r in averaged], "s--",
+                  label="held-out, moving average of the weights")
     rate.set(xlabel="step", ylabel="−ELBO, bits per sub-pixel", title=title or "−ELBO")
     rate.grid(alpha=0.3)
     rate.legend()

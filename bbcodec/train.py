@@ -4,8 +4,11 @@ Adam with an exponentially decaying learning rate, free bits (Kingma et al.
 2016) so that no latent layer collapses early, gradient-norm clipping, and,
 for binary weight-normalized layers, clipping of the real-valued weights to
 [-1, 1] after each step (Bird, Kingma & Barber 2021). The held-out −ELBO in
-bits per sub-pixel is measured at intervals. Checkpoints are safetensors
-files (no pickle) written atomically, and ``resume`` continues from one.
+bits per sub-pixel is measured at intervals. With ``ema_decay`` an
+exponential moving average of the weights (PyTorch's ``AveragedModel``) is
+kept, evaluated beside the raw weights and returned as the trained model.
+Checkpoints are safetensors files (no pickle) written atomically, and
+``resume`` continues from one.
 """
 from __future__ import annotations
 
@@ -21,6 +24,7 @@ import torch
 import torch.distributed as dist
 from safetensors.torch import load_file, save_file
 from torch.nn.parallel import DistributedDataParallel
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from bbcodec.models.config import VAEConfig
 from bbcodec.models.markov_vae import MarkovVAE
@@ -40,6 +44,7 @@ class TrainConfig:
     checkpoint_every: int = 500
     seed: int = 0
     threads: int = 0                   # 0: torch's default
+    ema_decay: float = 0.0             # 0: no moving average of the weights
 
 
 def learning_rate(step: int, cfg: TrainConfig) -> float:
@@ -66,8 +71,10 @@ def _clip_binary_weights(model) -> None:
             module.clip_()
 
 
-def save_checkpoint(path: Path, model, optimizer, step: int, train_cfg: TrainConfig) -> None:
+def save_checkpoint(path: Path, model, optimizer, step: int, train_cfg: TrainConfig, ema=None) -> None:
     tensors = {f"model.{k}": v.detach().contiguous() for k, v in model.state_dict().items()}
+    if ema is not None:
+        tensors.update({f"ema.{k}": v.detach().contiguous() for k, v in ema.state_dict().items()})
     for index, state in optimizer.state_dict()["state"].items():
         for key, value in state.items():
             tensors[f"optim.{index}.{key}"] = torch.as_tensor(value).contiguous()
@@ -89,24 +96,28 @@ def model_from_checkpoint(path: Path, **config_changes) -> MarkovVAE:
     """The model of a training checkpoint, e.g. to export it mid-run.
 
     ``config_changes`` may change coding settings that training does not fix
-    (``grid_bits``, ``grid_bound``); the weights stay as trained.
+    (``grid_bits``, ``grid_bound``); the weights stay as trained (their
+    moving average, where the run kept one).
     """
     from safetensors.torch import load_file
 
     model = MarkovVAE(checkpoint_model_config(path).replace(**config_changes))
     tensors = load_file(str(path))
-    model.load_state_dict({k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")})
+    prefix = "ema.module." if any(k.startswith("ema.module.") for k in tensors) else "model."
+    model.load_state_dict({k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)})
     return model.eval()
 
 
-def load_checkpoint(path: Path, model, optimizer) -> int:
-    """Restore model and optimizer from a checkpoint; returns the step to continue from."""
+def load_checkpoint(path: Path, model, optimizer, ema=None) -> int:
+    """Restore model, optimizer (and moving average) from a checkpoint; returns the step to continue from."""
     from safetensors import safe_open
 
     tensors = load_file(str(path))
     with safe_open(str(path), framework="pt") as handle:
         metadata = handle.metadata()
     model.load_state_dict({k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")})
+    if ema is not None:
+        ema.load_state_dict({k[len("ema."):]: v for k, v in tensors.items() if k.startswith("ema.")})
     state = optimizer.state_dict()
     for name, value in tensors.items():
         if name.startswith("optim."):
@@ -170,7 +181,8 @@ def train(
     if init_from is not None and not resuming:
         model.load_state_dict(init_from.state_dict())
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
-    start = load_checkpoint(checkpoint, model, optimizer) if resuming else 0
+    ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema_decay)) if cfg.ema_decay else None
+    start = load_checkpoint(checkpoint, model, optimizer, ema) if resuming else 0
     step_model = DistributedDataParallel(model) if world > 1 else model
     log = (out_dir / "log.jsonl").open("a") if rank == 0 else None
     model.train()
@@ -187,6 +199,8 @@ def train(
         if math.isfinite(grad_norm):
             optimizer.step()
             _clip_binary_weights(model)
+            if ema is not None:
+                ema.update_parameters(model)
         if rank != 0:
             continue
         record = {"step": step + 1, "train_nelbo": float(out["nelbo"].detach()), "lr": group["lr"],
@@ -194,9 +208,11 @@ def train(
         last = step + 1 == cfg.steps
         if (step + 1) % cfg.eval_every == 0 or last:
             record["eval_nelbo"] = evaluate(model, held_out)
+            if ema is not None:
+                record["eval_nelbo_ema"] = evaluate(ema.module, held_out)
             record["kl"] = [round(float(k), 4) for k in out["kl"].detach()]
         if (step + 1) % cfg.checkpoint_every == 0 or last:
-            save_checkpoint(checkpoint, model, optimizer, step + 1, cfg)
+            save_checkpoint(checkpoint, model, optimizer, step + 1, cfg, ema)
         if "eval_nelbo" in record or (step + 1) % 50 == 0:
             log.write(json.dumps(record) + "\n")
             log.flush()
@@ -204,4 +220,4 @@ def train(
             progress(record)
     if log:
         log.close()
-    return model.eval()
+    return (ema.module if ema is not None else model).eval()

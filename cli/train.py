@@ -35,11 +35,13 @@ from cli.common import fail_cleanly
 @click.option("--name", default="model", show_default=True, help="exported file: NAME-HASH.safetensors")
 @click.option("--resume", is_flag=True, help="continue from OUT/checkpoint.safetensors")
 @click.option("--init-from", help="start a new run from these weights (a model name, file or hash)")
+@click.option("--ema", "ema_decay", type=click.FloatRange(0, 1, max_open=True), default=0.0, show_default=True,
+              help="keep a moving average of the weights with this decay (e.g. 0.999) and export it")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--threads", type=click.IntRange(0), default=0, help="torch CPU threads (0: default)")
 @fail_cleanly
 def train_command(data, preset_name, binary, binary_activations, latent_layers, steps, batch_size, crop, lr,
-                  free_bits, eval_data, eval_images, eval_every, out_dir, name, resume, init_from, seed, threads):
+                  free_bits, eval_data, eval_images, eval_every, out_dir, name, resume, init_from, ema_decay, seed, threads):
     """Train a codec model on DATA: folders of images, image files, .npz uint8 arrays, MNIST idx3 files.
 
     Each batch draws evenly from every source (all image files given count as one source).
@@ -53,7 +55,7 @@ def train_command(data, preset_name, binary, binary_activations, latent_layers, 
     held_out_sources = open_sources(eval_data, model_cfg.image_channels) if eval_data else sources[:1]
     held_out = mixed_batch(held_out_sources, torch.Generator().manual_seed(12345), eval_images, crop)
     cfg = TrainConfig(steps=steps, batch_size=batch_size, lr=lr, free_bits=free_bits, eval_every=eval_every,
-                      checkpoint_every=eval_every, seed=seed, threads=threads)
+                      checkpoint_every=eval_every, seed=seed, threads=threads, ema_decay=ema_decay)
 
     def sample_batch(generator, size):
         return mixed_batch(sources, generator, size, crop)

@@ -15,8 +15,9 @@ def sample_batch(generator, size):
     return IMAGES[torch.randint(len(IMAGES), (size,), generator=generator)]
 
 
-def run(out_dir, steps, config, resume=False):
-    cfg = TrainConfig(steps=steps, batch_size=4, eval_every=2, checkpoint_every=2, warmup_steps=2, threads=1)
+def run(out_dir, steps, config, resume=False, ema_decay=0.0):
+    cfg = TrainConfig(steps=steps, batch_size=4, eval_every=2, checkpoint_every=2, warmup_steps=2, threads=1,
+                      ema_decay=ema_decay)
     return train(config, cfg, sample_batch, IMAGES[:8], out_dir, resume=resume)
 
 
@@ -31,13 +32,15 @@ def interrupt_at(step):
     return progress
 
 
-def test_resume_gives_the_same_weights_as_an_uninterrupted_run(tmp_path):
+@pytest.mark.parametrize("ema_decay", [0.0, 0.9], ids=["raw", "ema"])
+def test_resume_gives_the_same_weights_as_an_uninterrupted_run(tmp_path, ema_decay):
     config = preset("tiny")
-    straight = run(tmp_path / "straight", 4, config)
-    cfg = TrainConfig(steps=4, batch_size=4, eval_every=2, checkpoint_every=2, warmup_steps=2, threads=1)
+    straight = run(tmp_path / "straight", 4, config, ema_decay=ema_decay)
+    cfg = TrainConfig(steps=4, batch_size=4, eval_every=2, checkpoint_every=2, warmup_steps=2, threads=1,
+                      ema_decay=ema_decay)
     with pytest.raises(Interrupted):  # stopped right after the step-2 checkpoint
         train(config, cfg, sample_batch, IMAGES[:8], tmp_path / "resumed", progress=interrupt_at(2))
-    resumed = run(tmp_path / "resumed", 4, config, resume=True)
+    resumed = run(tmp_path / "resumed", 4, config, resume=True, ema_decay=ema_decay)
     for (name, a), (_, b) in zip(straight.state_dict().items(), resumed.state_dict().items()):
         assert torch.equal(a, b), name
 
@@ -82,3 +85,15 @@ def test_init_from_starts_a_new_run_from_the_weights(tmp_path):
     assert second.config == first.config
     close = [torch.allclose(a, b, atol=1e-6) for a, b in zip(first.state_dict().values(), second.state_dict().values())]
     assert all(close)  # one step at a tiny learning rate barely moves the weights it started from
+
+
+def test_moving_average_is_what_training_returns_and_exports(tmp_path):
+    from bbcodec.train import model_from_checkpoint
+
+    averaged = run(tmp_path / "ema", 4, preset("tiny"), ema_decay=0.5)
+    raw = run(tmp_path / "raw", 4, preset("tiny"))
+    assert any(not torch.equal(a, b) for a, b in zip(averaged.state_dict().values(), raw.state_dict().values()))
+    exported = model_from_checkpoint(tmp_path / "ema" / "checkpoint.safetensors")
+    for (name, a), b in zip(averaged.state_dict().items(), exported.state_dict().values()):
+        assert torch.equal(a, b), name
+    assert "eval_nelbo_ema" in (tmp_path / "ema" / "log.jsonl").read_text()
