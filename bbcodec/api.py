@@ -16,6 +16,7 @@ import hashlib
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from bbcodec import container, imageio, zoo
 from bbcodec.coding.ans import ENTROPY_CODER
@@ -33,6 +34,19 @@ def pixel_checksum(pixels: np.ndarray) -> str:
     digest.update(repr(pixels.shape).encode())
     digest.update(np.ascontiguousarray(pixels).tobytes())
     return digest.hexdigest()
+
+
+def float_platform(device) -> str:
+    """Where float arithmetic ran: the device type and the torch version."""
+    return f"{torch.device(device).type}, torch {torch.__version__}"
+
+
+def _platform_hint(header: dict, device) -> str:
+    """Why a float-arithmetic file may fail here, if it was coded elsewhere."""
+    made_on = header.get("float_platform")
+    if isinstance(made_on, str) and made_on != float_platform(device):
+        return f" (it was coded with float arithmetic on {made_on}: decode it there)"
+    return ""
 
 
 def _to_image(source) -> imageio.Image:
@@ -67,6 +81,8 @@ def compress(source, *, model: str = zoo.DEFAULT_MODEL, settings: CoderSettings 
     if encoded.stored_bits // 8 < pixels.nbytes:
         header.update(method="bits-back", coder=settings.to_dict(), grid_bits=net.config.grid_bits,
                       untouched_seed_words=encoded.untouched_seed_words, entropy_coder=ENTROPY_CODER)
+        if settings.arithmetic == "float":  # only this kind of machine is sure to reproduce the probabilities
+            header["float_platform"] = float_platform(device)
         sections["payload"] = encoded.payload.astype("<u4").tobytes()
     else:
         header["method"] = "stored"
@@ -126,7 +142,7 @@ def decompress(source, *, model: str | None = None, device: str = "cpu", progres
     else:
         raise CorruptDataError(f"unsupported coding method {method!r}")
     if pixel_checksum(pixels) != header.get("pixel_checksum"):
-        raise CorruptDataError("decoded pixels do not match the file's checksum")
+        raise CorruptDataError("decoded pixels do not match the file's checksum" + _platform_hint(header, device))
     metadata = {k[len(META_PREFIX):]: v for k, v in box.sections.items() if k.startswith(META_PREFIX)}
     try:
         return imageio.Image(pixels=pixels, mode=_field(header, "mode", str), palette=box.sections.get("palette"),
@@ -157,7 +173,7 @@ def _decode_bits_back(header, payload, height, width, channels, model, device, p
                            _field(header, "untouched_seed_words", int))
     try:
         return decode_image(net.to(device), encoded, height, width, channels, settings, progress)
-    except CorruptDataError:
-        raise
+    except CorruptDataError as error:
+        raise CorruptDataError(str(error) + _platform_hint(header, device)) from None
     except Exception as error:  # constriction or shape errors on data that passed the checksums
-        raise CorruptDataError(f"cannot decode payload: {error}") from None
+        raise CorruptDataError(f"cannot decode payload: {error}{_platform_hint(header, device)}") from None

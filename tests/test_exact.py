@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 
 import bbcodec
-from bbcodec import container, imageio
+from bbcodec import api, container, imageio
 from bbcodec.coding.image import CoderSettings, decode_image, encode_image
 from bbcodec.errors import BBCodecError, CorruptDataError
 from bbcodec.exact import tables
@@ -199,3 +199,14 @@ def test_encode_on_cuda_decode_on_cpu_and_back(laplace_model):
         encoded = encode_image(laplace_model.to(encoder), pixels, EXACT)
         assert np.array_equal(decode_image(laplace_model.to(decoder), encoded, 48, 40, 3, EXACT), pixels)
     laplace_model.to("cpu")
+
+
+def test_a_float_file_that_fails_elsewhere_says_where_it_was_coded():
+    image = imageio.Image(imageio.read_image(REPO_ROOT / "data" / "chelsea.png").pixels[:64, :80].copy(), "RGB")
+    data = bbcodec.compress(image, settings=CoderSettings(arithmetic="float"))
+    header = bbcodec.info(data)
+    assert header["float_platform"] == api.float_platform("cpu")
+    elsewhere = resigned(data, float_platform="cuda, torch 9.9", untouched_seed_words=header["untouched_seed_words"] + 1)
+    with pytest.raises(CorruptDataError, match="coded with float arithmetic on cuda, torch 9.9"):
+        bbcodec.decompress(elsewhere)
+    assert "float_platform" not in bbcodec.info(bbcodec.compress(image))  # exact files decode anywhere
