@@ -809,12 +809,34 @@ def _codec_names(reports) -> list[str]:
     return names
 
 
-def markdown(reports, title: str = "bbcodec bench results", preamble: str = "") -> str:
-    """A Markdown report of one or more runs: rates, chains, overhead split, speeds, commands."""
+def _summary(reports) -> list[str]:
+    """Who measured what, where: the opening paragraph of the Markdown report."""
+    files = sum(c.images for r in reports for s in r.sets for c in s.codecs)
+    chained = sum(ch.images for r in reports for s in r.sets for ch in s.chains)
+    failures = sum(len(r.failures) for r in reports)
+    dates = sorted({r.environment.get("date", "?") for r in reports})
+    machines = sorted({r.environment.get("machine", "?") for r in reports})
+    devices = sorted({r.environment.get("device_name", "?") for r in reports})
+    gpu = "a CUDA GPU was available" if any(r.environment.get("cuda_available") for r in reports) else "no GPU"
+    loads = [str(r.environment.get("load_average")) for r in reports if r.environment.get("load_average")]
+    verdict = (f"all {files:,} files and {chained:,} chained images decoded to exactly their pixels" if not failures
+               else f"**{failures} LOSSLESS FAILURE(S)**, listed under Runs")
+    return [f"Measured with `bbcodec bench` on {', '.join(dates)}. Machine: {'; '.join(machines)}, {gpu}; "
+            f"measured on {'; '.join(devices)}. Every size is that of a real file (a whole file format, header "
+            f"included; bbcodec's written to disk and measured there), and every file was decoded again and "
+            f"compared with the pixels: {verdict}. Speeds are wall-clock times of one process"
+            + (f" on a machine shared with other jobs (load average at the start of each run: {', '.join(loads)}), "
+               "so they are indicative" if loads else "") + "."]
+
+
+def markdown(reports, title: str = "bbcodec bench results", preamble: str = "", made_by: str = "") -> str:
+    """A Markdown report of one or more runs: rates, chains, overhead split, speeds, commands.
+
+    ``made_by``: the command that wrote the report, recorded under Runs."""
     reports = list(reports)
     names = _codec_names(reports)
     sets = [s for r in reports for s in r.sets]
-    lines = [f"# {title}", ""]
+    lines = [f"# {title}", ""] + _summary(reports) + [""]
     if preamble:
         lines += [preamble.strip(), ""]
     lines += ["## Bits per sub-pixel (lower is better; real files, every one decoded and checked)", "",
@@ -871,7 +893,7 @@ def markdown(reports, title: str = "bbcodec bench results", preamble: str = "") 
         for c in s.codecs:
             settings.setdefault(c.codec, c.settings)
     lines += ["", "## Codecs", ""] + [f"- {n}: {settings[n]}" for n in names]
-    lines += ["", "## Runs", ""]
+    lines += ["", "## Runs (the commands that measured, from the repository root)", ""]
     for report in reports:
         env = report.environment
         versions = ", ".join(f"{k} {v}" for k, v in env.get("versions", {}).items() if v)
@@ -884,6 +906,8 @@ def markdown(reports, title: str = "bbcodec bench results", preamble: str = "") 
         lines += [f"  - LOSSLESS FAILURE: {f}" for f in report.failures]
         if notes or report.failures:
             lines.append("")
+    if made_by:
+        lines += ["This page was written from the runs' JSON by:", "", "```sh", made_by, "```", ""]
     return "\n".join(lines).rstrip() + "\n"
 
 

@@ -123,4 +123,5 @@ def _write(reports, json_path, plot_path, markdown_path, title, preamble):
         from pathlib import Path
 
         text = Path(preamble).read_text() if preamble else ""
-        Path(markdown_path).write_text(benchmark.markdown(reports, title, text))
+        made_by = benchmark.command_line() if json_path is None else ""
+        Path(markdown_path).write_text(benchmark.markdown(reports, title, text, made_by))
