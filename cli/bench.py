@@ -43,13 +43,12 @@ CODEC_HELP = ("classical codecs, comma-separated, from: " + ", ".join(benchmark.
 @click.option("--from-json", "from_json", multiple=True, type=click.Path(exists=True, dir_okay=False),
               help="measure nothing: report on earlier --json results (repeatable; with --markdown, --plot)")
 @click.option("--title", default="bbcodec bench results", show_default=True, help="title of the Markdown report")
-@click.option("--preamble", type=click.Path(exists=True, dir_okay=False),
-              help="text file put under the Markdown report's title")
+@click.option("--note", "notes_given", multiple=True, help="a remark for the Markdown report (repeatable)")
 @click.option("--keep", "keep_dir", type=click.Path(file_okay=False), help="keep the .bbc files in this folder")
 @click.option("-q", "--quiet", is_flag=True, help="no progress bars")
 @fail_cleanly
 def bench(paths, models, codecs, chain, chain_batch, limit, npz_key, coder, tile, arithmetic, device, threads,
-          json_path, plot_path, markdown_path, from_json, title, preamble, keep_dir, quiet):
+          json_path, plot_path, markdown_path, from_json, title, notes_given, keep_dir, quiet):
     """Measure bbcodec against PNG, WebP, JPEG XL, JPEG 2000, ... on PATHS, with real files.
 
     Each PATH is a set: a folder of images, a quoted glob of image files, an
@@ -66,7 +65,7 @@ def bench(paths, models, codecs, chain, chain_batch, limit, npz_key, coder, tile
         if paths:
             raise click.UsageError("--from-json reports on earlier results: give no PATH")
         reports = [benchmark.read_json(p) for p in from_json]
-        _write(reports, None, plot_path, markdown_path, title, preamble)
+        _write(reports, None, plot_path, markdown_path, title, notes_given)
         for report in reports:
             click.echo(benchmark.format_table(report))
         return
@@ -106,7 +105,7 @@ def bench(paths, models, codecs, chain, chain_batch, limit, npz_key, coder, tile
     report = benchmark.run(sets, specs, chosen, chain=chain, chain_batch=chain_batch, device=device,
                            settings=settings, workdir=keep_dir, notes=notes, command=benchmark.command_line(),
                            progress=progress, on_set=partial)
-    _write([report], json_path, plot_path, markdown_path, title, preamble)
+    _write([report], json_path, plot_path, markdown_path, title, notes_given)
     click.echo(benchmark.format_table(report))
     if report.failures:
         for failure in report.failures:
@@ -114,7 +113,7 @@ def bench(paths, models, codecs, chain, chain_batch, limit, npz_key, coder, tile
         raise CLIError(f"{len(report.failures)} file(s) did not decode to their exact pixels")
 
 
-def _write(reports, json_path, plot_path, markdown_path, title, preamble):
+def _write(reports, json_path, plot_path, markdown_path, title, notes):
     if json_path:
         benchmark.write_json(reports[0], json_path)
     if plot_path and not benchmark.plot(reports, plot_path):
@@ -122,6 +121,6 @@ def _write(reports, json_path, plot_path, markdown_path, title, preamble):
     if markdown_path:
         from pathlib import Path
 
-        text = Path(preamble).read_text() if preamble else ""
+        text = "\n".join(f"- {note}" for note in notes)
         made_by = benchmark.command_line() if json_path is None else ""
         Path(markdown_path).write_text(benchmark.markdown(reports, title, text, made_by))

@@ -112,9 +112,10 @@ def test_bench_limit_npz_key_and_from_json(model_file, npz, workdir):
     assert result.exit_code == 0, result.output
     report = json.loads((workdir / "a.json").read_text())
     assert report["sets"][0]["images"] == 2 and report["sets"][0]["subpixels"] == 2 * 8 * 8 * 3
-    again = run("--from-json", "a.json", "--markdown", "a.md")
+    again = run("--from-json", "a.json", "--markdown", "a.md", "--note", "a remark")
     assert again.exit_code == 0, again.output
-    assert "PNG" in (workdir / "a.md").read_text()
+    text = (workdir / "a.md").read_text()
+    assert "PNG" in text and "- a remark" in text and "bbcodec bench --from-json a.json" in text
     assert benchmark.read_json(workdir / "a.json").sets[0].codecs[0].bits_per_subpixel == pytest.approx(
         report["sets"][0]["codecs"][0]["bits_per_subpixel"])
 
