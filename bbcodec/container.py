@@ -15,9 +15,21 @@ Sections carry the ANS payload and metadata (ICC profile, EXIF, text chunks)
 byte for byte. Everything is checked before it is used: a file that is
 truncated, altered or from an unknown version raises CorruptDataError with a
 one-line message.
+
+Work limits. A header decides how much work decoding takes (the image size and
+the tiling), and a hostile header costs its author nothing. :func:`from_bytes`
+therefore refuses a bits-back file whose tiling would take more than
+:data:`MAX_TILE_BATCHES` network passes or put more than
+:data:`MAX_BATCH_PIXELS` pixels in one pass (the decoder's memory grows with
+it); the pixel count itself is limited by the API. The command line never
+writes such a file (it checks with :func:`work_limit_problem` before coding
+and picks the batch size so that a pass stays within the limit). They are
+module attributes that a program may raise to read an unusual file, as
+Pillow's ``MAX_IMAGE_PIXELS``.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import struct
 import zlib
@@ -28,7 +40,30 @@ from bbcodec.errors import CorruptDataError
 MAGIC = b"\xbbBBC"
 FORMAT_VERSION = 1
 MAX_HEADER_BYTES = 1 << 20
+MAX_TILE_BATCHES = 1 << 15
+"""Most network passes (batches of tiles) a bits-back file may ask of the decoder, all planes together.
+The default tiling (64x64 tiles, batches of up to 16) of a 2^26-pixel RGBA image takes about 2,100."""
+MAX_BATCH_PIXELS = 1 << 20
+"""Most pixels in one pass (tile height x tile width x tiles in the batch), e.g. 16 tiles of 256x256 or
+one of 1024x1024 (the default: 16 of 64x64). A pass of this size decodes in about 1 s with the default
+model and 25 s with a logistic-pixel model such as ``mnist``, in under 1 GB."""
 _PREFIX = struct.Struct("<4sBI")
+
+
+class WorkLimitError(CorruptDataError):
+    """A file whose header asks for more decoding work than the limits allow (see the module doc)."""
+
+
+@contextlib.contextmanager
+def limits_lifted():
+    """Within this block, :func:`from_bytes` reads files over the work limits (for files one trusts)."""
+    global MAX_TILE_BATCHES, MAX_BATCH_PIXELS
+    saved = MAX_TILE_BATCHES, MAX_BATCH_PIXELS
+    MAX_TILE_BATCHES = MAX_BATCH_PIXELS = 1 << 62
+    try:
+        yield
+    finally:
+        MAX_TILE_BATCHES, MAX_BATCH_PIXELS = saved
 
 
 @dataclass
@@ -72,7 +107,7 @@ def read_header(data: bytes) -> tuple[dict, int]:
         raise CorruptDataError("corrupt .bbc header (checksum mismatch)")
     try:
         header = json.loads(header_bytes)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: arrays nested thousands deep
         raise CorruptDataError("corrupt .bbc header (not JSON)") from None
     if not isinstance(header, dict) or not isinstance(header.get("sections"), list):
         raise CorruptDataError("corrupt .bbc header (no section table)")
@@ -80,13 +115,22 @@ def read_header(data: bytes) -> tuple[dict, int]:
 
 
 def from_bytes(data: bytes) -> Container:
+    """Parse and check a whole file: header, every section's size and CRC, and the work limits."""
     header, offset = read_header(data)
+    if not _plain_strings(header):
+        raise CorruptDataError("corrupt .bbc header (text longer than a line, control characters or deep "
+                               "nesting: bbcodec writes none of these)")
+    problem = _header_work_problem(header)
+    if problem:
+        raise WorkLimitError(f"refusing to decode: {problem}")
     sections = {}
     for entry in header["sections"]:
         if not (isinstance(entry, list) and len(entry) == 3 and isinstance(entry[0], str)
-                and all(isinstance(v, int) and v >= 0 for v in entry[1:])):
+                and all(_is_int(v) and v >= 0 for v in entry[1:])):
             raise CorruptDataError("corrupt .bbc header (bad section entry)")
         name, size, crc = entry
+        if name in sections:
+            raise CorruptDataError(f"corrupt .bbc header (section {name!r} twice)")
         chunk = data[offset:offset + size]
         if len(chunk) != size:
             raise CorruptDataError(f"truncated .bbc file (section {name!r})")
@@ -97,3 +141,88 @@ def from_bytes(data: bytes) -> Container:
     if offset != len(data):
         raise CorruptDataError("corrupt .bbc file (trailing bytes)")
     return Container(header, sections)
+
+
+MAX_TEXT = 200
+
+
+def _plain_strings(value, depth: int = 0) -> bool:
+    """Every string in a header (keys too) is short and printable: bbcodec writes nothing else there, and
+    the decoder's messages quote these strings."""
+    if isinstance(value, str):
+        return len(value) <= MAX_TEXT and value.isprintable()
+    if isinstance(value, dict):
+        return all(_plain_strings(k, depth) and _plain_strings(v, depth + 1) for k, v in value.items())
+    if isinstance(value, list):
+        return depth < 3 and all(_plain_strings(v, depth + 1) for v in value)
+    return True
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _batch_sizes(count: int, max_batch: int) -> tuple[int, int]:
+    """(number of batches, largest batch) of :func:`bbcodec.tiling.batch_sizes`, without listing them."""
+    batches = largest = 0
+    size = 1
+    while count > 0 and size < max_batch:  # 1, 2, 4, ... below max_batch
+        take = min(size, count)
+        batches, largest, count, size = batches + 1, max(largest, take), count - take, size * 2
+    if count > 0:
+        batches += -(-count // max_batch)
+        largest = max(largest, min(max_batch, count))
+    return batches, largest
+
+
+def tiling_work(height: int, width: int, channels: int, tile: int, max_batch: int) -> tuple[int, int]:
+    """(network passes, most pixels in one pass) to code an image, as :mod:`bbcodec.coding.image` tiles it.
+
+    Counted from the sizes alone (an image of 2^26 pixels has a million 8x8 tiles): the tiles of each
+    shape are batched 1, 2, 4, ... up to ``max_batch`` (:func:`bbcodec.tiling.plan`), and RGB is one plane
+    group, every other plane its own (:func:`bbcodec.coding.image.plane_groups`).
+    """
+    full_rows, last_row = divmod(height, tile)
+    full_cols, last_col = divmod(width, tile)
+    shapes = [(tile, tile, full_rows * full_cols), (tile, last_col, full_rows * bool(last_col)),
+              (last_row, tile, bool(last_row) * full_cols), (last_row, last_col, bool(last_row and last_col))]
+    groups = {3: 1, 4: 2}.get(channels, channels)
+    passes = pixels = 0
+    for tile_height, tile_width, count in shapes:
+        if count:
+            batches, largest = _batch_sizes(count, max_batch)
+            passes += batches
+            pixels = max(pixels, tile_height * tile_width * largest)
+    return groups * passes, pixels
+
+
+def work_limit_problem(height: int, width: int, channels: int, tile: int, max_batch: int) -> str | None:
+    """Why coding an image this way would exceed :data:`MAX_TILE_BATCHES` or :data:`MAX_BATCH_PIXELS`, or None."""
+    passes, pixels = tiling_work(height, width, channels, tile, max_batch)
+    if passes > MAX_TILE_BATCHES:
+        return (f"{width}x{height} pixels in {tile}x{tile} tiles take {passes} network passes, more than "
+                f"the limit of {MAX_TILE_BATCHES} (bbcodec.container.MAX_TILE_BATCHES); use larger tiles")
+    if pixels > MAX_BATCH_PIXELS:
+        return (f"batches of {max_batch} {tile}x{tile} tiles put {pixels} pixels in one network pass, more "
+                f"than the limit of {MAX_BATCH_PIXELS} (bbcodec.container.MAX_BATCH_PIXELS); use smaller tiles")
+    return None
+
+
+def batch_limit(tile: int, max_batch: int) -> int:
+    """The largest batch size up to ``max_batch`` that keeps a pass of ``tile`` x ``tile`` tiles in the limit."""
+    return max(1, min(max_batch, MAX_BATCH_PIXELS // (tile * tile)))
+
+
+def _header_work_problem(header: dict) -> str | None:
+    """The work limits for a bits-back header whose fields are well formed (the API checks the fields)."""
+    if header.get("method") != "bits-back" or not isinstance(header.get("coder"), dict):
+        return None
+    coder = header["coder"]
+    values = [header.get("height"), header.get("width"), header.get("channels"), coder.get("tile"),
+              coder.get("max_batch")]
+    if not all(_is_int(v) and v > 0 for v in values):
+        return None
+    height, width, channels, tile, max_batch = values
+    if height * width > 1 << 40 or tile < 2:
+        return None  # the API refuses these sizes and tiles with its own message
+    return work_limit_problem(height, width, channels, tile, max_batch)

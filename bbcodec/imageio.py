@@ -150,6 +150,9 @@ def _validate(image: Image) -> None:
         _refuse(f"a {image.mode} image needs {CHANNELS[image.mode]} planes, not shape {pixels.shape}")
     if image.mode == "1" and pixels.max() > 1:
         _refuse("a mode 1 image has only pixel values 0 and 1")
+    if image.format is not None and not (isinstance(image.format, str) and image.format.isprintable()
+                                         and len(image.format) <= 16):
+        _refuse("an image's source format is a short format name such as 'PNG'")
     if image.mode in ("P", "PA"):
         _validate_palette(image)
     elif image.palette is not None or image.palette_mode is not None:
@@ -165,7 +168,7 @@ def _validate_transparency(image: Image) -> None:
         _refuse(f"a {image.mode} image cannot have a transparency entry")
     try:
         value = _transparency(image)
-    except ValueError:  # bad JSON or hex
+    except (ValueError, RecursionError):  # bad JSON or hex; arrays nested thousands deep
         value = None
     if image.mode == "RGB":
         ok = isinstance(value, tuple) and len(value) == 3 and all(isinstance(v, int) for v in value)
@@ -173,6 +176,43 @@ def _validate_transparency(image: Image) -> None:
         ok = isinstance(value, int) or (image.mode == "P" and isinstance(value, bytes))
     if not ok:
         _refuse(f"unusable transparency entry for a {image.mode} image")
+
+
+def _is_number(value, low: float, high: float) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and low <= value < high
+
+
+def _is_text_chunks(value) -> bool:
+    def chunk(text) -> bool:
+        if isinstance(text, dict):
+            return set(text) == {"text", "lang", "tkey"} and all(isinstance(v, str) for v in text.values())
+        return isinstance(text, str)
+    return isinstance(value, dict) and all(chunk(v) for v in value.values())
+
+
+_PNG_UNITS = 100000  # PNG stores gamma and chromaticity as 32-bit integers in these units
+_METADATA_CHECKS = {
+    "dpi": lambda v: isinstance(v, list) and len(v) == 2 and all(_is_number(d, 1e-9, 1e9) for d in v),
+    "gamma": lambda v: _is_number(v, 0, 2**32 / _PNG_UNITS),
+    "srgb": lambda v: isinstance(v, int) and not isinstance(v, bool) and 0 <= v < 256,
+    "chromaticity": lambda v: isinstance(v, list) and len(v) == 8 and all(_is_number(c, 0, 2**32 / _PNG_UNITS)
+                                                                           for c in v),
+    "text": _is_text_chunks,
+}
+"""The metadata stored as JSON, and what a value must be for the writers to store it (what reading makes)."""
+
+
+def _metadata_problem(metadata: dict[str, bytes]) -> str | None:
+    """What is wrong with the JSON metadata that a writer would use, or None."""
+    for key, check in _METADATA_CHECKS.items():
+        if key in metadata:
+            try:
+                value = json.loads(metadata[key])
+            except (ValueError, RecursionError):  # not JSON, not UTF-8, or nested thousands deep
+                return f"damaged {key} metadata (not JSON)"
+            if not check(value):
+                return f"damaged {key} metadata (not what an image file stores)"
+    return None
 
 
 def _validate_palette(image: Image) -> None:
@@ -496,14 +536,19 @@ def write_image(image: Image, target, format: str | None = None, strip_metadata:
 def encode(image: Image, fmt: str, strip_metadata: bool = False) -> bytes:
     """The bytes of ``image`` in format ``fmt`` (unchecked; :func:`write_image` checks them)."""
     metadata = {} if strip_metadata else {k: v for k, v in image.metadata.items() if k in FORMAT_METADATA[fmt]}
+    problem = _metadata_problem(metadata)
+    if problem:
+        _refuse(f"cannot write this {image.mode} image as {fmt}: {problem}")
     buffer = io.BytesIO()
     try:
         options = _SAVE_OPTIONS[fmt](image, metadata)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             to_pil(image).save(buffer, fmt, **options)
-    except (ValueError, TypeError, KeyError, AttributeError, OSError, struct.error) as error:
-        _refuse(f"cannot write this {image.mode} image as {fmt}: {error}")  # e.g. damaged metadata
+    except BBCodecError:
+        raise
+    except Exception as error:  # damaged metadata: bad JSON (even nested too deep), wrong types, huge numbers
+        _refuse(f"cannot write this {image.mode} image as {fmt}: {error or type(error).__name__}")
     return buffer.getvalue()
 
 

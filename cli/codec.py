@@ -7,9 +7,18 @@ output); existing files are never overwritten without ``-f``, and binary data
 never goes to a terminal without it. Every file is processed even when
 another fails; the exit status is 0 if all succeeded, 1 if any failed, 2 for a
 usage error. Each error is one line on stderr.
+
+Safety (see also :mod:`cli.files`): outputs appear whole or not at all and get
+the input's permissions and times; ``--verify`` decodes a compressed file and
+compares it with the image before writing it, and ``--rm`` always does so, and
+reads the written output back, before it removes an input; a file whose header
+asks for more work than :mod:`bbcodec.container`'s limits is refused unless
+``--no-limits``; SIGINT, SIGTERM and SIGHUP remove temporary files before the
+process ends.
 """
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import sys
@@ -19,12 +28,12 @@ import click
 from PIL import Image
 from tqdm import tqdm
 
-from bbcodec import api, imageio, zoo
+from bbcodec import api, container, imageio, zoo
 from bbcodec.coding.bitsback import CODERS
-from bbcodec.coding.image import CoderSettings, count_tiles
+from bbcodec.coding.image import CoderSettings
 from bbcodec.errors import BBCodecError
-from cli.common import CLIError, debugging, error_message
-from cli.files import STDIO, SUFFIX, check_stdout, check_target, read_input, write_output
+from cli.common import CLIError, debugging, error_message, interruptible
+from cli.files import STDIO, SUFFIX, check_stdout, check_target, read_input, verify_written, write_output
 
 DEVICES = ["cpu", "cuda", "auto"]
 
@@ -92,8 +101,11 @@ class _TileBar:
     def __init__(self, enabled: bool, nested: bool):
         self.enabled, self.nested, self.bar = enabled, nested, None
 
-    def start(self, name: str, total: int | None):
+    def start(self, name: str, total):
+        """A bar for ``name``; ``total`` (or a function giving it, called only if a bar is drawn) counts tiles."""
         self.close()
+        if self.enabled and callable(total):
+            total = total()
         if self.enabled and total:
             self.bar = tqdm(total=total, desc=name, unit="tile", file=sys.stderr, leave=False,
                             position=1 if self.nested else 0)
@@ -108,24 +120,30 @@ class _TileBar:
             self.bar = None
 
 
-def _run_each(files, action, verbose, quiet, label, tiles: _TileBar | None = None):
-    """Run ``action(name)`` for each file; report errors one line each; exit 1 if any failed."""
+def _run_each(files, action, verbose, quiet, label, tiles: _TileBar | None = None, no_limits: bool = False):
+    """Run ``action(name)`` for each file; report errors one line each; exit 1 if any failed.
+
+    A termination signal stops the run after cleaning up (:func:`cli.common.interruptible`)."""
     failed = 0
     bar = tqdm(files, desc=label, unit="file", file=sys.stderr, disable=len(files) < 2 or not _bars_wanted(quiet))
-    for name in bar:
-        try:
-            message = action(name)
-            if verbose and message:
-                tqdm.write(message, file=sys.stderr)
-        except Exception as error:  # every failure is one line; the next file is still processed
-            if debugging():
-                raise
-            failed += 1
-            tqdm.write(f"bbcodec: {name}: {error_message(error)}", file=sys.stderr)
-        finally:
-            if tiles is not None:
-                tiles.close()
-    bar.close()
+    with interruptible(), (container.limits_lifted() if no_limits else contextlib.nullcontext()):
+        for name in bar:
+            try:
+                message = action(name)
+                if verbose and message:
+                    tqdm.write(message, file=sys.stderr)
+            except Exception as error:  # every failure is one line; the next file is still processed
+                if debugging():
+                    raise
+                failed += 1
+                text = error_message(error)
+                if isinstance(error, container.WorkLimitError):
+                    text += " (--no-limits decodes it if you trust the file)"
+                tqdm.write(f"bbcodec: {name}: {text}", file=sys.stderr)
+            finally:
+                if tiles is not None:
+                    tiles.close()
+        bar.close()
     if failed:
         sys.exit(1)
 
@@ -155,10 +173,21 @@ def _target(name: str, output: str | None, to_stdout: bool, default) -> str:
     return output or default()
 
 
-def _finish(name: str, remove: bool, target: str) -> None:
-    """--rm: remove the input, only now that the output is safely written (never with -c or stdin)."""
+def _finish(name: str, remove: bool, target: str, data: bytes) -> None:
+    """--rm: remove the input, only now that the output is safely written and reads back as written
+    (never with -c or stdin)."""
     if remove and name != STDIO and target != STDIO:
+        verify_written(Path(target), data)
         Path(name).unlink()
+
+
+def _same_image(a: imageio.Image, b: imageio.Image) -> bool:
+    return (a.mode == b.mode and a.pixels.shape == b.pixels.shape and bool((a.pixels == b.pixels).all())
+            and a.palette == b.palette and a.palette_mode == b.palette_mode)
+
+
+no_limits_option = click.option("--no-limits", is_flag=True,
+                                help="decode files over the work limits (only files you trust)")
 
 
 @click.command()
@@ -168,12 +197,15 @@ def _finish(name: str, remove: bool, target: str) -> None:
 @click.option("--coder", type=click.Choice(sorted(CODERS)), default="bitswap", show_default=True)
 @click.option("--tile", type=click.IntRange(8, 1024), default=CoderSettings.tile, show_default=True)
 @click.option("--strip-metadata", is_flag=True, help="drop ICC profile, EXIF and text chunks (transparency is kept)")
-@click.option("--verify", is_flag=True, help="decode the result and compare before writing it")
+@click.option("--verify/--no-verify", default=False, show_default=True,
+              help="decode the result and compare it with the image before writing it (about doubles the "
+                   "time; always done with --rm)")
 def compress(files, output, to_stdout, force, remove, verbose, quiet, device, model, coder, tile,
              strip_metadata, verify):
     """Compress image FILES to FILE.bbc (keeps the inputs; '-' reads standard input)."""
     output, to_stdout = _check_outputs(files, output, to_stdout, force)
-    settings = CoderSettings(coder=coder, tile=tile)
+    # Batches as large as the decoder's work limit allows (only very large tiles need smaller ones).
+    settings = CoderSettings(coder=coder, tile=tile, max_batch=container.batch_limit(tile, CoderSettings.max_batch))
     device = _device(device)
     model = _model(model, required=True)
     tiles = _TileBar(_bars_wanted(quiet), nested=len(files) > 1)
@@ -183,15 +215,22 @@ def compress(files, output, to_stdout, force, remove, verbose, quiet, device, mo
         check_target(name, target, force)
         raw = read_input(name)
         image = imageio.read_image(raw)
-        progress = tiles.start(name, count_tiles(image.height, image.width, image.channels, settings))
+        problem = container.work_limit_problem(image.height, image.width, image.channels, settings.tile,
+                                               settings.max_batch)
+        if problem:  # never write a file that decoders refuse by default
+            raise BBCodecError(problem)
+        progress = tiles.start(name, _tile_total(image.height, image.width, image.channels, settings.tile))
         data = api.compress(image, model=model, settings=settings, strip_metadata=strip_metadata, device=device,
                             progress=progress)
-        if verify:
-            again = api.decompress(data, model=model, device=device)
-            if not (again.pixels.shape == image.pixels.shape and (again.pixels == image.pixels).all()):
-                raise BBCodecError("verification failed: the decoded pixels differ (file not written)")
+        if verify or (remove and name != STDIO and target != STDIO):
+            try:
+                again = api.decompress(data, model=model, device=device)
+            except BBCodecError as error:
+                raise BBCodecError(f"verification failed: {error_message(error)} (nothing written)") from None
+            if not _same_image(again, image):
+                raise BBCodecError("verification failed: the decoded image differs (nothing written)")
         write_output(target, data, force, None if name == STDIO else Path(name))
-        _finish(name, remove, target)
+        _finish(name, remove, target, data)
         method = api.info(data).get("method")
         return (f"{name}: {len(raw)} -> {len(data)} bytes, {8 * len(data) / image.pixels.size:.3f} "
                 f"bits/sub-pixel ({method})" + ("" if target == STDIO else f" -> {target}"))
@@ -199,15 +238,27 @@ def compress(files, output, to_stdout, force, remove, verbose, quiet, device, mo
     _run_each(files, one, verbose, quiet, "compress", tiles)
 
 
-def _tile_count(data: bytes) -> int | None:
-    """Tiles a bits-back file decodes as, from its header (None: no bar; the decoder reports any damage)."""
-    try:
-        header = api.info(data)
-        if header.get("method") != "bits-back":
+def _tile_total(height: int, width: int, channels: int, tile: int) -> int:
+    """Tiles an image is coded as (:func:`bbcodec.coding.image.count_tiles`, counted without listing them)."""
+    groups = {3: 1, 4: 2}.get(channels, channels)
+    return groups * -(-height // tile) * -(-width // tile)
+
+
+def _tile_count(data: bytes):
+    """A function giving the tiles a bits-back file decodes as, from its header (None: no bar; the decoder
+    reports any damage). Only headers within the decoder's limits are counted."""
+    def count() -> int | None:
+        try:
+            header = api.info(data)
+            coder = header.get("coder")
+            values = [header.get(k) for k in ("height", "width", "channels")] + [coder.get("tile"), coder.get("max_batch")]
+            if (header.get("method") != "bits-back" or not all(type(v) is int and 0 < v < 1 << 31 for v in values)
+                    or container.work_limit_problem(*values)):
+                return None
+            return _tile_total(*values[:4])
+        except Exception:
             return None
-        return count_tiles(header["width"], header["height"], header["channels"], CoderSettings(**header["coder"]))
-    except Exception:
-        return None
+    return count
 
 
 def _format_of_name(name: str) -> str | None:
@@ -242,7 +293,8 @@ def _output_format(target: str | None, image: imageio.Image) -> str:
 @click.argument("files", nargs=-1, required=True)
 @with_options(common_output)
 @click.option("-m", "--model", default=None, help="model name, .safetensors file or hash (default: the one the file names)")
-def decompress(files, output, to_stdout, force, remove, verbose, quiet, device, model):
+@no_limits_option
+def decompress(files, output, to_stdout, force, remove, verbose, quiet, device, model, no_limits):
     """Restore FILES (.bbc) to images with the original name, format and pixels.
 
     A source format that is not lossless (JPEG) is written as PNG, and the name's suffix follows.
@@ -263,12 +315,12 @@ def decompress(files, output, to_stdout, force, remove, verbose, quiet, device, 
         check_target(name, target, force)
         fmt = _output_format(output, image)
         buffer = io.BytesIO()
-        imageio.write_image(image, buffer, format=fmt)
+        imageio.write_image(image, buffer, format=fmt)  # read back and compared with the decoded image
         write_output(target, buffer.getvalue(), force, None if name == STDIO else Path(name))
-        _finish(name, remove, target)
+        _finish(name, remove, target, buffer.getvalue())
         return f"{name}: {image.width}x{image.height} {image.mode} -> {'stdout' if target == STDIO else target} ({fmt})"
 
-    _run_each(files, one, verbose, quiet, "decompress", tiles)
+    _run_each(files, one, verbose, quiet, "decompress", tiles, no_limits)
 
 
 def _describe(name: str, data: bytes, header: dict) -> str:
@@ -309,8 +361,9 @@ def info(files):
 @click.option("-m", "--model", default=None, help="model name, .safetensors file or hash (default: the one the file names)")
 @click.option("--device", type=click.Choice(DEVICES), default="cpu", show_default=True)
 @click.option("-q", "--quiet", is_flag=True, help="print only errors")
-def test_command(files, model, device, quiet):
-    """Decode .bbc FILES fully and verify their checksums; writes nothing."""
+@no_limits_option
+def test_command(files, model, device, quiet, no_limits):
+    """Decode .bbc FILES fully, verify their checksums and that decompress can write them; writes nothing."""
     if list(files).count(STDIO) > 1:
         raise click.UsageError("standard input ('-') can be read only once")
     device = _device(device)
@@ -319,8 +372,9 @@ def test_command(files, model, device, quiet):
 
     def one(name):
         data = read_input(name)
-        api.decompress(data, model=model, device=device, progress=tiles.start(name, _tile_count(data)))
+        image = api.decompress(data, model=model, device=device, progress=tiles.start(name, _tile_count(data)))
+        imageio.write_image(image, io.BytesIO())  # what decompress would write, checked and dropped
         if not quiet:
             tqdm.write(f"{name}: OK", file=sys.stdout)
 
-    _run_each(files, one, False, quiet, "test", tiles)
+    _run_each(files, one, False, quiet, "test", tiles, no_limits)

@@ -3,12 +3,20 @@
 Errors print as ``bbcodec: <message>`` on stderr and exit with status 1; usage
 errors are click's (status 2). An unexpected exception (a bug) is reported the
 same way, as one line naming its type; set ``BBCODEC_DEBUG=1`` to get the
-traceback instead.
+traceback instead. A message is cut to :data:`MAX_MESSAGE` characters (a
+damaged file can hold a megabyte-long "method" name).
+
+:func:`interruptible` turns SIGTERM and SIGHUP into an exception, as Python
+does with SIGINT, so that ``finally`` blocks remove temporary files; the
+process then prints one line and dies by the same signal, as gzip does.
 """
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
+import signal
+import sys
 
 import click
 
@@ -26,17 +34,64 @@ def debugging() -> bool:
     return os.environ.get("BBCODEC_DEBUG", "") not in ("", "0")
 
 
+MAX_MESSAGE = 300
+
+
+class Interrupted(BaseException):
+    """A termination signal arrived (a BaseException: no ``except Exception`` swallows it)."""
+
+    def __init__(self, signum: int):
+        super().__init__(signum)
+        self.signum = signum
+
+
+def _raise_interrupted(signum, frame):
+    raise Interrupted(signum)
+
+
+@contextlib.contextmanager
+def interruptible():
+    """Run a command so that SIGINT, SIGTERM and SIGHUP unwind it (cleaning up) and then end the process
+    with one line on stderr and death by that signal (status 128 + N to a shell)."""
+    signals = [signal.SIGTERM, signal.SIGHUP]
+    try:
+        saved = {signum: signal.signal(signum, _raise_interrupted) for signum in signals}
+    except ValueError:  # not the main thread (an embedding program): leave its signals alone
+        yield
+        return
+    try:
+        yield
+    except (Interrupted, KeyboardInterrupt) as stop:
+        signum = stop.signum if isinstance(stop, Interrupted) else signal.SIGINT
+        click.echo(f"bbcodec: interrupted by {signal.Signals(signum).name}", err=True)
+        sys.stderr.flush()
+        signal.signal(signum, signal.SIG_DFL)
+        os.kill(os.getpid(), signum)
+        raise SystemExit(128 + signum) from None  # if the signal is blocked or ignored
+    finally:
+        for signum, handler in saved.items():
+            signal.signal(signum, handler)
+
+
 def error_message(error: BaseException) -> str:
-    """One line for the user, whatever the exception."""
+    """One line for the user, whatever the exception, at most :data:`MAX_MESSAGE` characters."""
+    text = _message_text(error)
+    text = " ".join(text.split())
+    return text if len(text) <= MAX_MESSAGE else text[: MAX_MESSAGE - 1] + "…"
+
+
+def _message_text(error: BaseException) -> str:
     if isinstance(error, click.ClickException):
         text = error.format_message()
     elif isinstance(error, OSError) and error.strerror:
         text = f"{error.strerror}: {error.filename}" if error.filename else error.strerror
     elif isinstance(error, (BBCodecError, ValueError, OSError)):
         text = str(error) or type(error).__name__
+    elif isinstance(error, MemoryError):
+        text = "out of memory"
     else:
         text = f"internal error ({type(error).__name__}: {error}); please report it"
-    return " ".join(text.split())
+    return text
 
 
 def fail_cleanly(command):

@@ -1,8 +1,20 @@
-"""Where outputs go and how they are written: never over an existing file unasked, never half-written."""
+"""Where outputs go and how they are written: never over an existing file unasked, never half-written.
+
+An output file is written under a hidden temporary name beside its target
+(``.NAME.XXXXXXXX.tmp``, readable by its owner only), flushed to disk, given
+the input's permission bits and times (as gzip does), and only then linked or
+renamed to its final name, so that the final name holds either nothing or the
+whole file. If the process is stopped (an error, Ctrl-C, SIGTERM or SIGHUP),
+the temporary file is removed; only SIGKILL or a power cut, which no process
+can answer, can leave a hidden temporary file behind (gzip leaves a partial
+output under the final name then). Inputs are read whole, only from regular
+files (or standard input), and at most :data:`MAX_INPUT_BYTES` of them.
+"""
 from __future__ import annotations
 
 import contextlib
 import os
+import stat
 import sys
 import tempfile
 from pathlib import Path
@@ -11,6 +23,8 @@ from cli.common import CLIError
 
 SUFFIX = ".bbc"
 STDIO = "-"
+MAX_INPUT_BYTES = 1 << 30
+"""Largest input read (1 GiB): an uncompressed 2^26-pixel RGBA image is 256 MiB."""
 
 
 def _sync_directory(folder: Path) -> None:
@@ -44,9 +58,7 @@ def atomic_write(path: Path, data: bytes, like: Path | None = None, overwrite: b
             out.flush()
             os.fsync(out.fileno())
         if like is not None:
-            stat = like.stat()
-            os.chmod(tmp_name, stat.st_mode & 0o7777)
-            os.utime(tmp_name, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+            copy_attributes(like, tmp_name)
         if overwrite:
             os.replace(tmp_name, path)
         else:
@@ -58,6 +70,26 @@ def atomic_write(path: Path, data: bytes, like: Path | None = None, overwrite: b
         raise CLIError(f"cannot write {path}: {error.strerror or error}") from None
     finally:
         Path(tmp_name).unlink(missing_ok=True)
+
+
+def copy_attributes(source: Path, target: str) -> None:
+    """The source's permission bits (not set-id bits), access and modification times, and, where allowed,
+    its group and owner: what gzip gives its output."""
+    info = source.stat()
+    with contextlib.suppress(OSError):  # only root may give a file away; a group change may be refused too
+        os.chown(target, info.st_uid if os.geteuid() == 0 else -1, info.st_gid)
+    os.chmod(target, stat.S_IMODE(info.st_mode) & 0o777)
+    os.utime(target, ns=(info.st_atime_ns, info.st_mtime_ns))
+
+
+def verify_written(path: Path, data: bytes) -> None:
+    """Read ``path`` back and compare it with ``data`` (before an input is removed)."""
+    try:
+        same = Path(path).read_bytes() == data
+    except OSError as error:
+        raise CLIError(f"cannot read back {path}: {error.strerror or error}") from None
+    if not same:
+        raise CLIError(f"{path} does not read back as written; the input is kept")
 
 
 def _link_new(tmp_name: str, path: Path) -> None:
@@ -73,11 +105,30 @@ def _link_new(tmp_name: str, path: Path) -> None:
 
 
 def read_input(name: str) -> bytes:
+    """The whole input: standard input ("-", never a terminal) or a regular file of at most MAX_INPUT_BYTES."""
     if name == STDIO:
         if sys.stdin.isatty():
             raise CLIError("refusing to read binary data from a terminal")
-        return sys.stdin.buffer.read()
-    return Path(name).read_bytes()
+        data = sys.stdin.buffer.read(MAX_INPUT_BYTES + 1)
+    else:
+        # Open without blocking (a FIFO would wait for a writer), then check what was opened.
+        handle = os.open(name, os.O_RDONLY | os.O_NONBLOCK)
+        try:
+            info = os.fstat(handle)
+            if stat.S_ISDIR(info.st_mode):
+                raise IsADirectoryError(21, "Is a directory", name)
+            if not stat.S_ISREG(info.st_mode):
+                raise CLIError("not a regular file (a device, pipe or socket); use '-' to read standard input")
+            if info.st_size > MAX_INPUT_BYTES:
+                raise CLIError(f"file too large ({info.st_size} bytes, the limit is {MAX_INPUT_BYTES})")
+        except BaseException:
+            os.close(handle)
+            raise
+        with open(handle, "rb") as file:
+            data = file.read(MAX_INPUT_BYTES + 1)
+    if len(data) > MAX_INPUT_BYTES:
+        raise CLIError(f"input too large (more than {MAX_INPUT_BYTES} bytes)")
+    return data
 
 
 def check_stdout(force: bool) -> None:

@@ -16,7 +16,7 @@ from importlib import resources
 from pathlib import Path
 
 from bbcodec.errors import BBCodecError
-from bbcodec.models.export import model_from_bytes, model_hash
+from bbcodec.models.export import MAX_MODEL_BYTES, model_from_bytes, model_hash
 
 DEFAULT_MODEL = "default"
 SUFFIX = ".safetensors"
@@ -50,6 +50,17 @@ def _load_bytes(data: bytes):
     return model_from_bytes(data), model_hash(data)
 
 
+def _read(location) -> bytes:
+    """A model file's bytes, refusing one too large to be a model before reading it."""
+    try:
+        size = location.stat().st_size if isinstance(location, Path) else None
+        if size is not None and size > MAX_MODEL_BYTES:
+            raise BBCodecError(f"model file {location} too large ({size} bytes, the limit is {MAX_MODEL_BYTES})")
+        return location.read_bytes()
+    except OSError as error:
+        raise BBCodecError(f"cannot read model file {location}: {error.strerror or error}") from None
+
+
 def load_bytes(data: bytes):
     """(model, hash) from model file bytes; cached, so a model is built once per process."""
     return _load_bytes(bytes(data))
@@ -60,7 +71,7 @@ def installed() -> list[ModelEntry]:
     entries = []
     for name, location, shipped in _model_files():
         try:
-            digest = load_bytes(location.read_bytes())[1]
+            digest = load_bytes(_read(location))[1]
         except BBCodecError:
             continue  # a damaged user model is skipped here; loading it by name reports why
         entries.append(ModelEntry(name, digest, str(location), shipped))
@@ -73,10 +84,10 @@ def load(spec: str = DEFAULT_MODEL):
     if spec.endswith(SUFFIX) or "/" in spec or os.sep in spec:
         if not path.is_file():
             raise BBCodecError(f"model file {spec} not found")
-        return load_bytes(path.read_bytes())
+        return load_bytes(_read(path))
     for name, location, _ in _model_files():
         if name == spec:
-            return load_bytes(location.read_bytes())
+            return load_bytes(_read(location))
     if len(spec) >= 8:
         return by_hash(spec)
     raise BBCodecError(f"unknown model {spec!r} (see `bbcodec models`)")
@@ -86,7 +97,7 @@ def by_hash(digest: str):
     """(model, hash) of the installed model whose hash starts with ``digest``."""
     for _, location, _ in _model_files():
         try:
-            model, full = load_bytes(location.read_bytes())
+            model, full = load_bytes(_read(location))
         except BBCodecError:
             continue
         if full.startswith(digest.lower()):
@@ -96,7 +107,7 @@ def by_hash(digest: str):
 
 def add(path, name: str | None = None) -> ModelEntry:
     """Install a model file for this user (checked by loading it first)."""
-    data = Path(path).read_bytes()
+    data = _read(Path(path))
     digest = load_bytes(data)[1]
     name = name or Path(path).name.removesuffix(SUFFIX)
     if not name or name.startswith(".") or "/" in name or os.sep in name:

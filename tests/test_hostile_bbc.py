@@ -1,0 +1,479 @@
+"""Corrupt and hostile .bbc files: every one fails with one clear line, quickly, and leaves nothing behind.
+
+The corpus is made here, from a small bits-back file and a stored file made with the tiny test model,
+and from the golden files: truncations at every field boundary and at random points, bit flips in
+the header and in the payload, wrong magic, unknown versions, lying sizes (100000x100000 and others),
+an empty file, files of another model, and header fields or sections edited and re-signed (CRCs
+recomputed) so that the parser and the decoder, not only the CRCs, are tested. Most cases run through
+the API the way ``bbcodec decompress`` uses it; a representative subset runs through the real command
+in a subprocess under an address-space limit. A sample of the mutations of ``bench/fuzz_bbc.py``
+(which runs 10,000 and more) runs here too.
+"""
+from __future__ import annotations
+
+import importlib.util
+import io
+import json
+import os
+import resource
+import signal
+import subprocess
+import sys
+import time
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import bbcodec
+from bbcodec import api, container, imageio
+from bbcodec.coding.image import CoderSettings
+from bbcodec.errors import BBCodecError, CorruptDataError
+from fixtures.samples import BITS_BACK_SETTINGS, binary_pixels, noise_pixels
+
+ROOT = Path(__file__).resolve().parents[1]
+GOLDEN = ROOT / "tests" / "golden"
+CASE_SECONDS = 20  # a hang guard per case, far above what any case takes
+
+
+def load_fuzzer():
+    spec = importlib.util.spec_from_file_location("fuzz_bbc", ROOT / "bench" / "fuzz_bbc.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+fuzz = load_fuzzer()
+
+
+@pytest.fixture(autouse=True)
+def user_models(tmp_path, monkeypatch, model_file) -> Path:
+    """The tiny test model and the golden model installed, so that files find their model by hash."""
+    folder = tmp_path / "user-models"
+    folder.mkdir()
+    (folder / "tiny.safetensors").write_bytes(model_file.read_bytes())
+    (folder / "golden.safetensors").write_bytes((GOLDEN / "tiny.safetensors").read_bytes())
+    monkeypatch.setenv("BBCODEC_MODELS", str(folder))
+    monkeypatch.delenv("BBCODEC_DEBUG", raising=False)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def base_files(model_file) -> dict[str, bytes]:
+    """name -> .bbc bytes: two files made here with the tiny model, and the golden files."""
+    bits_back = bbcodec.compress(imageio.Image(binary_pixels(32, 32, 3, seed=21), "RGB"), model=str(model_file),
+                                 settings=BITS_BACK_SETTINGS)
+    stored = bbcodec.compress(imageio.Image(noise_pixels(9, 7, 3, seed=22), "RGB", format="PNG",
+                                            metadata={"text": b'{"a":"b"}'}), model=str(model_file))
+    assert api.info(bits_back)["method"] == "bits-back" and api.info(stored)["method"] == "stored"
+    files = {"made-bits-back.bbc": bits_back, "made-stored.bbc": stored}
+    files.update({path.name: path.read_bytes() for path in sorted(GOLDEN.glob("*.bbc"))})
+    return files
+
+
+class Hang(BaseException):
+    pass
+
+
+def _alarm(signum, frame):
+    raise Hang()
+
+
+def decode_like_the_cli(data: bytes) -> float:
+    """Decode and write the way ``bbcodec decompress`` does; returns the seconds taken (hang guard)."""
+    previous = signal.signal(signal.SIGALRM, _alarm)
+    signal.alarm(CASE_SECONDS)
+    start = time.perf_counter()
+    try:
+        fuzz.decode_like_the_cli(data)
+    except Hang:
+        pytest.fail(f"no answer within {CASE_SECONDS} s")
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
+    return time.perf_counter() - start
+
+
+def assert_refused(data: bytes, *fragments: str, label: str = "") -> str:
+    """A BBCodecError (CorruptDataError for damage) whose message is one line, or a test failure."""
+    with pytest.raises(BBCodecError) as caught:
+        decode_like_the_cli(data)
+        pytest.fail(f"{label}: decoded")
+    message = str(caught.value)
+    assert message and "\n" not in message and len(message) < 400, (label, message)
+    for fragment in fragments:
+        assert fragment in message, (label, message)
+    return message
+
+
+def resigned(data: bytes, header_changes=None, section_changes=None, drop=()) -> bytes:
+    box = container.from_bytes(data)
+    header = {k: v for k, v in box.header.items() if k != "sections"}
+    header.update(header_changes or {})
+    sections = {k: v for k, v in box.sections.items() if k not in drop}
+    sections.update(section_changes or {})
+    return container.to_bytes(container.Container(header, sections))
+
+
+def flip(data: bytes, index: int, bit: int = 0) -> bytes:
+    out = bytearray(data)
+    out[index] ^= 1 << bit
+    return bytes(out)
+
+
+# -- the corpus ------------------------------------------------------------------------------------------
+
+
+def raw_damage(data: bytes, rng: np.random.Generator) -> dict[str, bytes]:
+    """Damage that the container's framing and CRCs must catch."""
+    header, offset = container.read_header(data)
+    cases = {f"cut-at-{cut}": data[:cut] for cut in fuzz.boundaries(data)}
+    cases.update({f"cut-random-{cut}": data[:cut] for cut in rng.integers(0, len(data), 6)})
+    cases.update({f"flip-header-{i}": flip(data, int(i), int(b))
+                  for i, b in zip(rng.integers(0, offset, 8), rng.integers(0, 8, 8))})
+    cases.update({f"flip-payload-{i}": flip(data, int(i), int(b))
+                  for i, b in zip(rng.integers(offset, len(data), 8), rng.integers(0, 8, 8))})
+    cases.update({
+        "empty": b"",
+        "magic-png": b"\x89PNG" + data[4:],
+        "magic-zeros": b"\0\0\0\0" + data[4:],
+        "version-0": data[:4] + b"\x00" + data[5:],
+        "version-2": data[:4] + b"\x02" + data[5:],
+        "version-255": data[:4] + b"\xff" + data[5:],
+        "header-size-huge": data[:5] + (0xFFFFFFFF).to_bytes(4, "little") + data[9:],
+        "header-size-zero": data[:5] + bytes(4) + data[9:],
+        "header-size-one-more": data[:5] + (offset - 12).to_bytes(4, "little") + data[9:],
+        "trailing-byte": data + b"\0",
+        "doubled": data + data,
+        "magic-only": container.MAGIC,
+        "text": b"hello, world\n",
+        "png-file": b"\x89PNG\r\n\x1a\n" + bytes(40),
+    })
+    return cases
+
+
+def resigned_damage(data: bytes, other_model_hash: str) -> dict[str, bytes]:
+    """Header and section edits with every CRC recomputed: only the parser and decoder can see them."""
+    header = container.from_bytes(data).header
+    payload = container.from_bytes(data).sections["payload"]
+    cases = {
+        "lying-100000x100000": resigned(data, {"width": 100000, "height": 100000}),
+        "lying-65536x65536": resigned(data, {"width": 65536, "height": 65536}),
+        "lying-8192x8192-rgba": resigned(data, {"width": 8192, "height": 8192, "channels": 4, "mode": "RGBA"}),
+        "lying-4096x4096": resigned(data, {"width": 4096, "height": 4096}),
+        "lying-1x100000000": resigned(data, {"width": 1, "height": 100_000_000}),
+        "lying-zero-width": resigned(data, {"width": 0}),
+        "lying-negative": resigned(data, {"height": -32}),
+        "lying-float": resigned(data, {"width": 32.0}),
+        "lying-huge-int": resigned(data, {"width": 10 ** 40}),
+        "lying-channels-5": resigned(data, {"channels": 5}),
+        "lying-channels-0": resigned(data, {"channels": 0}),
+        "mode-unknown": resigned(data, {"mode": "HSV"}),
+        "mode-for-other-planes": resigned(data, {"mode": "L"}),
+        "mode-palette-without-palette": resigned(data, {"mode": "P", "channels": 1}),
+        "method-unknown": resigned(data, {"method": "zstd"}),
+        "method-missing": resigned(data, {"method": None}),
+        "checksum-wrong": resigned(data, {"pixel_checksum": "0" * 32}),
+        "checksum-missing": resigned(data, {"pixel_checksum": None}),
+        "model-other": resigned(data, {"model": other_model_hash}),
+        "model-unknown": resigned(data, {"model": "ab" * 32}),
+        "model-empty": resigned(data, {"model": ""}),
+        "source-format-int": resigned(data, {"source_format": 5}),
+        "source-format-list": resigned(data, {"source_format": ["PNG"]}),
+        "newline-in-method": resigned(data, {"method": "bits\nback"}),
+        "megabyte-method": resigned(data, {"method": "x" * 500_000}),
+        "nested-width": resigned(data, {"width": [[[[[[[[32]]]]]]]]}),
+        "payload-empty": resigned(data, section_changes={"payload": b""}),
+        "payload-odd-length": resigned(data, section_changes={"payload": payload[:-1]}),
+        "payload-zero-top-word": resigned(data, section_changes={"payload": payload[:-4] + bytes(4)}),
+        "payload-junk": resigned(data, section_changes={"payload": np.random.default_rng(5).bytes(4000)}),
+        "payload-missing": resigned(data, drop=("payload",)),
+        "palette-junk": resigned(data, section_changes={"palette": b"\x01\x02"}),
+        "metadata-deep-json": resigned(data, section_changes={"meta.transparency": b"[" * 50000 + b"]" * 50000}),
+        "metadata-text-deep-json": resigned(data, {"source_format": "PNG"},
+                                            {"meta.text": b'{"k":' + b"[" * 50000 + b"]" * 50000 + b"}"}),
+        "metadata-gamma-infinite": resigned(data, {"source_format": "PNG"}, {"meta.gamma": b"1e999"}),
+        "metadata-dpi-junk": resigned(data, {"source_format": "PNG"}, {"meta.dpi": b'"x"'}),
+        "metadata-text-not-dict": resigned(data, {"source_format": "PNG"}, {"meta.text": b"[1,2]"}),
+        "deep-json-header": fuzz.header_blob(b'{"sections":[],"w":' + b"[" * 100000 + b"]" * 100000 + b"}"),
+        "header-not-object": fuzz.header_blob(b"[1,2,3]"),
+        "header-no-sections": fuzz.header_blob(b'{"width":1}'),
+        "header-invalid-utf8": fuzz.header_blob(b'{"sections":[],"a":"\xff\xfe"}'),
+        "section-twice": fuzz.assemble({k: v for k, v in header.items() if k != "sections"},
+                                       [("payload", payload), ("payload", payload)]),
+        "section-size-lies": fuzz.assemble({k: v for k, v in header.items() if k != "sections"},
+                                           [("payload", payload)], table=[["payload", 1 << 50, 0]]),
+        "section-entry-bad": fuzz.assemble({k: v for k, v in header.items() if k != "sections"},
+                                           [("payload", payload)], table=[["payload", True, 0]]),
+    }
+    if header.get("method") == "bits-back":
+        coder = header["coder"]
+        cases.update({
+            "coder-tile-7": resigned(data, {"coder": {**coder, "tile": 7}}),
+            "coder-tile-text": resigned(data, {"coder": {**coder, "tile": "8"}}),
+            "coder-tile-float": resigned(data, {"coder": {**coder, "tile": 8.5}}),
+            "coder-unknown": resigned(data, {"coder": {**coder, "coder": "magic"}}),
+            "coder-extra-field": resigned(data, {"coder": {**coder, "x": 1}}),
+            "coder-not-dict": resigned(data, {"coder": [1]}),
+            "coder-arithmetic-auto": resigned(data, {"coder": {**coder, "arithmetic": "auto"}}),
+            "entropy-coder-other": resigned(data, {"entropy_coder": "constriction 9.9"}),
+            "seed-words-negative": resigned(data, {"untouched_seed_words": -1}),
+            "seed-words-huge": resigned(data, {"untouched_seed_words": 1 << 60}),
+            "seed-words-zero": resigned(data, {"untouched_seed_words": 0}),
+            "work-limit-tiny-tiles": resigned(data, {"width": 8192, "height": 8192, "channels": 1, "mode": "L",
+                                                     "coder": {**coder, "tile": 8, "max_batch": 1}}),
+            "work-limit-huge-batches": resigned(data, {"width": 4096, "height": 4096,
+                                                       "coder": {**coder, "tile": 1024, "max_batch": 16}}),
+            "lying-size-real-seed-prefix": resigned(data, {"width": 2048, "height": 2048}),
+        })
+    return cases
+
+
+def corpus(base_files, other_model_hash) -> dict[str, bytes]:
+    rng = np.random.default_rng(2024)
+    cases = {}
+    for name, data in base_files.items():
+        for case, blob in raw_damage(data, rng).items():
+            cases[f"{name}/{case}"] = blob
+    for name in ("made-bits-back.bbc", "made-stored.bbc", "rgba-bbans.bbc", "palette-alphas.bbc"):
+        for case, blob in resigned_damage(base_files[name], other_model_hash).items():
+            cases[f"{name}/{case}"] = blob
+    return cases
+
+
+@pytest.fixture(scope="module")
+def hostile(base_files, other_model_file) -> dict[str, bytes]:
+    from bbcodec.models.export import model_hash
+
+    return corpus(base_files, model_hash(other_model_file.read_bytes()))
+
+
+# -- through the API -------------------------------------------------------------------------------------
+
+# Stored files need no model: a changed model name leaves them valid, and they must still decode exactly.
+STILL_VALID = {"made-stored.bbc/model-other", "made-stored.bbc/model-unknown", "made-stored.bbc/model-empty",
+               "palette-alphas.bbc/mode-palette-without-palette"}  # it is a palette image
+
+# Lying sizes that the decoder does not catch early today: its check after each batch is undone by the
+# bits that the batch's last step pushes back (see test_lying_size_fails_fast); they are refused, but only
+# after decoding much of the claimed image. Here until the fix proposed in bench/README.md is in.
+DECODER_GAP = {"rgba-bbans.bbc/lying-size-real-seed-prefix", "palette-alphas.bbc/lying-4096x4096",
+               "palette-alphas.bbc/lying-size-real-seed-prefix"}
+
+
+def test_base_files_decode(base_files):
+    for data in base_files.values():
+        decode_like_the_cli(data)
+
+
+def test_every_hostile_file_is_refused_with_one_line(hostile, base_files):
+    """Every case raises a BBCodecError with a one-line message within the hang guard, or is one of the few
+    edits that leave a valid file, which then decodes to the original pixels."""
+    assert len(hostile) > 400
+    for name, data in hostile.items():
+        if name in DECODER_GAP:
+            continue
+        if name in STILL_VALID:
+            original = bbcodec.decompress(base_files[name.split("/")[0]])
+            assert np.array_equal(bbcodec.decompress(data).pixels, original.pixels)
+            continue
+        assert_refused(data, label=name)
+
+
+def test_damage_is_corrupt_data_error(hostile):
+    """Damage is CorruptDataError (what callers catch for "this file is damaged"); the other BBCodecErrors are
+    a model that is not installed, and damaged metadata, which only writing the image refuses."""
+    for name, data in hostile.items():
+        if name in STILL_VALID or name in DECODER_GAP:
+            continue
+        with pytest.raises(BBCodecError) as caught:
+            decode_like_the_cli(data)
+        if "not installed" in str(caught.value):
+            continue
+        if "/metadata-" in name:  # intact pixels with damaged metadata: decompress or writing refuses
+            assert isinstance(caught.value, CorruptDataError) or str(caught.value).startswith("cannot write"), \
+                (name, caught.value)
+        else:
+            assert isinstance(caught.value, CorruptDataError), (name, caught.value)
+
+
+@pytest.mark.parametrize("case, fragment", [
+    ("cut-at-0", "not a .bbc file"),
+    ("empty", "not a .bbc file"),
+    ("magic-png", "bad magic"),
+    ("version-2", "version 2"),
+    ("header-size-huge", "implausible size"),
+    ("lying-100000x100000", "network passes"),
+    ("lying-1x100000000", "network passes"),
+    ("lying-zero-width", "implausible size"),
+    ("work-limit-tiny-tiles", "network passes"),
+    ("work-limit-huge-batches", "pixels in one network pass"),
+    ("lying-size-real-seed-prefix", "ends early"),
+    ("model-other", "needs model"),
+    ("model-unknown", "not installed"),
+    ("deep-json-header", "not JSON"),
+    ("megabyte-method", "bbcodec writes none"),
+    ("newline-in-method", "bbcodec writes none"),
+    ("source-format-int", "format"),
+    ("metadata-deep-json", "transparency"),
+    ("metadata-gamma-infinite", "gamma"),
+    ("section-twice", "twice"),
+    ("entropy-coder-other", "constriction 9.9"),
+])
+def test_messages_say_what_is_wrong(hostile, case, fragment):
+    assert_refused(hostile[f"made-bits-back.bbc/{case}"], fragment)
+
+
+def test_a_file_from_another_model(base_files, other_model_file):
+    """Decoded with another model, or naming another (installed) model: refused, never other pixels."""
+    data = base_files["made-bits-back.bbc"]
+    with pytest.raises(CorruptDataError, match="made with model"):
+        bbcodec.decompress(data, model=str(other_model_file))
+    golden_hash = json.loads((GOLDEN / "golden.json").read_text())["model_hash"]
+    assert_refused(resigned(data, {"model": golden_hash}))  # the golden model decodes the payload: garbage
+
+
+def test_work_limits_can_be_lifted_for_a_trusted_file(base_files):
+    data = resigned(base_files["made-bits-back.bbc"], {"width": 4096, "height": 4096,
+                                                        "coder": {**api.info(base_files["made-bits-back.bbc"])["coder"],
+                                                                  "tile": 1024, "max_batch": 16}})
+    with pytest.raises(container.WorkLimitError):
+        container.from_bytes(data)
+    with container.limits_lifted():
+        container.from_bytes(data)  # parsed; decoding it would then be refused by the payload itself
+    with pytest.raises(container.WorkLimitError):
+        container.from_bytes(data)
+
+
+def test_work_count_matches_the_tiling():
+    """The limits count passes arithmetically (a 2^26-pixel image has a million 8x8 tiles); the count must be
+    exactly what the image coder does."""
+    from bbcodec.coding.image import plane_groups
+    from bbcodec.tiling import plan
+
+    rng = np.random.default_rng(3)
+    for _ in range(300):
+        height, width = (int(v) for v in rng.integers(1, 300, 2))
+        tile, max_batch, channels = int(rng.choice([8, 16, 24, 64, 100])), int(rng.integers(1, 20)), int(rng.integers(1, 5))
+        batches = plan(height, width, tile, max_batch)
+        expected = (len(batches) * len(plane_groups(channels)),
+                    max(len(b) * b[0].height * b[0].width for b in batches))
+        assert container.tiling_work(height, width, channels, tile, max_batch) == expected
+
+
+def test_default_tiling_of_the_largest_image_is_within_the_limits():
+    assert container.work_limit_problem(8192, 8192, 4, CoderSettings.tile, CoderSettings.max_batch) is None
+    assert container.work_limit_problem(8192, 8192, 4, 32, 16) is None
+    for tile in (8, 16, 64, 256, 512, 1024):
+        batch = container.batch_limit(tile, 16)
+        assert container.work_limit_problem(1024, 1024, 3, tile, batch) is None
+
+
+def test_a_fuzz_sample(model_file):
+    """400 mutations from bench/fuzz_bbc.py (it runs 10,000 and more), all refused with one line or decoded.
+
+    The mutation that combines a lying size with a lying seed prefix is left to the benchmark: today it
+    can take as long as decoding the image it claims (see test_lying_size_fails_fast)."""
+    seeds = fuzz.seed_files(GOLDEN / "tiny.safetensors", with_default=False)
+    hashes = [api.info(seeds["rgb-bitswap.bbc"])["model"], "0" * 64]
+    mutate = fuzz.Mutator(seeds, hashes, np.random.default_rng(7))
+    mutate.KINDS = [kind for kind in fuzz.Mutator.KINDS if kind != "lying-geometry"]
+    outcomes = {}
+    for _ in range(400):
+        kind, seed, data = mutate()
+        if claims_another_size(data, seeds[seed]):
+            continue
+        try:
+            decode_like_the_cli(data)
+            outcome = "decoded"
+        except BBCodecError as error:
+            assert str(error) and "\n" not in str(error), (kind, seed, str(error))
+            outcome = "refused"
+        outcomes[outcome] = outcomes.get(outcome, 0) + 1
+    assert outcomes.get("refused", 0) > 250
+
+
+GAP_REASON = ("bbcodec/coding: a decoder pop does not notice that the payload has run dry, and the check after "
+              "each batch is undone by the bits the batch pushes back (fix proposed in bench/README.md)")
+
+
+def claims_another_size(data: bytes, seed: bytes) -> bool:
+    """A bits-back file whose size or tiling fields differ from its seed's: the decoder gap's territory."""
+    try:
+        header, original = container.read_header(data)[0], container.read_header(seed)[0]
+    except CorruptDataError:
+        return False
+    keys = ("width", "height", "channels", "coder", "untouched_seed_words")
+    return header.get("method") == "bits-back" and any(header.get(k) != original.get(k) for k in keys)
+
+
+@pytest.mark.xfail(strict=False, reason=GAP_REASON)
+@pytest.mark.parametrize("case", ["no-seed-prefix", "palette-alphas.bbc/lying-size-real-seed-prefix"])
+def test_lying_size_fails_fast(base_files, hostile, case):
+    """A small file that claims a larger image should fail as soon as its payload runs out, not after
+    decoding the whole claimed image (seconds here; for a 2^26-pixel RGBA claim with a seed prefix of 0
+    words, about two hours with the logistic-pixel ``mnist`` model)."""
+    if case == "no-seed-prefix":
+        coder = {**api.info(base_files["made-bits-back.bbc"])["coder"], "tile": 64, "max_batch": 16}
+        data = resigned(base_files["made-bits-back.bbc"], {"width": 512, "height": 512, "channels": 1, "mode": "L",
+                                                            "untouched_seed_words": 0, "coder": coder})
+    else:
+        data = hostile[case]
+    previous = signal.signal(signal.SIGALRM, _alarm)
+    signal.setitimer(signal.ITIMER_REAL, 2.0)
+    try:
+        with pytest.raises(CorruptDataError):
+            bbcodec.decompress(data)
+    except Hang:
+        pytest.fail("still decoding after 2 s")
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+# -- through the command, in a subprocess ------------------------------------------------------------------
+
+CLI_CASES = ["made-bits-back.bbc/" + case for case in (
+    "empty", "cut-at-9", "flip-payload-", "magic-png", "version-255", "header-size-huge", "lying-100000x100000",
+    "lying-4096x4096", "work-limit-tiny-tiles", "lying-size-real-seed-prefix", "model-other", "model-unknown",
+    "deep-json-header", "megabyte-method", "payload-junk", "payload-zero-top-word", "metadata-deep-json",
+    "metadata-gamma-infinite", "source-format-int", "section-size-lies", "seed-words-huge")] + [
+    "made-stored.bbc/lying-8192x8192-rgba", "made-stored.bbc/checksum-wrong", "rgba-bbans.bbc/coder-tile-float",
+    "palette-alphas.bbc/palette-junk"]
+MEMORY_LIMIT = 3 << 30
+
+
+def _limit_memory():
+    resource.setrlimit(resource.RLIMIT_AS, (MEMORY_LIMIT, MEMORY_LIMIT))
+
+
+def test_the_command_refuses_each_with_one_line_and_leaves_nothing(hostile, tmp_path, user_models):
+    """``bbcodec decompress`` over a representative subset, in one process under a 3 GiB address-space
+    limit: exit status 1, exactly one stderr line per file naming it, no traceback, no output, no
+    temporary file; then ``bbcodec test`` over the same files."""
+    work = tmp_path / "work"
+    work.mkdir()
+    names = []
+    for index, case in enumerate(CLI_CASES):
+        if case not in hostile:  # a case with a random suffix: take the first of its kind
+            case = next(name for name in hostile if name.startswith(case))
+        name = f"{index:02d}-{case.split('/')[1]}.png.bbc"
+        (work / name).write_bytes(hostile[case])
+        names.append(name)
+    before = {name: (work / name).read_bytes() for name in names}
+    env = dict(os.environ, OMP_NUM_THREADS="1", BBCODEC_MODELS=str(user_models), PYTHONPATH=str(ROOT))
+    env.pop("BBCODEC_DEBUG", None)
+    for command in (["decompress", "--rm"], ["test"]):
+        start = time.perf_counter()
+        done = subprocess.run([sys.executable, "-m", "cli.main", *command, *names], cwd=work, env=env,
+                              capture_output=True, text=True, timeout=300, preexec_fn=_limit_memory)
+        assert time.perf_counter() - start < 300
+        assert done.returncode == 1, done.stderr
+        assert "Traceback" not in done.stderr and done.stdout == ""
+        lines = done.stderr.splitlines()
+        assert len(lines) == len(names), done.stderr
+        for name, line in zip(names, lines):
+            assert line.startswith(f"bbcodec: {name}: ") and len(line) < 450, line
+        assert sorted(os.listdir(work)) == sorted(names)  # no output, no temporary file, inputs kept
+        assert all((work / name).read_bytes() == data for name, data in before.items())
