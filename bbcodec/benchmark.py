@@ -40,7 +40,6 @@ import glob
 import math
 import os
 import platform
-import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -966,11 +965,3 @@ def plot(reports, path) -> bool:
     figure.savefig(path, dpi=100)
     plt.close(figure)
     return True
-
-
-def command_line(argv=None) -> str:
-    """The command as typed, for the record (``bbcodec bench ...``)."""
-    import shlex
-
-    argv = sys.argv[1:] if argv is None else argv
-    return "bbcodec " + " ".join(shlex.quote(a) for a in argv)

@@ -103,7 +103,7 @@ def bench(paths, models, codecs, chain, chain_batch, limit, npz_key, coder, tile
 
     settings = CoderSettings(coder=coder, tile=tile, arithmetic=arithmetic)
     report = benchmark.run(sets, specs, chosen, chain=chain, chain_batch=chain_batch, device=device,
-                           settings=settings, workdir=keep_dir, notes=notes, command=benchmark.command_line(),
+                           settings=settings, workdir=keep_dir, notes=notes, command=_command_line(),
                            progress=progress, on_set=partial)
     _write([report], json_path, plot_path, markdown_path, title, notes_given)
     click.echo(benchmark.format_table(report))
@@ -122,5 +122,25 @@ def _write(reports, json_path, plot_path, markdown_path, title, notes):
         from pathlib import Path
 
         text = "\n".join(f"- {note}" for note in notes)
-        made_by = benchmark.command_line() if json_path is None else ""
+        made_by = _command_line() if json_path is None else ""
         Path(markdown_path).write_text(benchmark.markdown(reports, title, text, made_by))
+
+
+def _command_line() -> str:
+    """This command as it could be typed again: its arguments, then every option not left at its default."""
+    import shlex
+
+    ctx = click.get_current_context()
+    words, options = ["bbcodec", "bench"], []
+    for param in ctx.command.params:
+        value = ctx.params.get(param.name)
+        if isinstance(param, click.Argument):
+            words += list(value)
+        elif value not in (None, False, ()) and value != param.default and param.name != "help":
+            flag = param.opts[-1] if param.opts[-1].startswith("--") else param.opts[0]
+            if param.is_flag:
+                options.append(flag)
+            else:
+                for item in value if param.multiple else [value]:
+                    options += [flag, str(item)]
+    return " ".join(shlex.quote(w) for w in words + options)

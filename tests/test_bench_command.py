@@ -115,7 +115,7 @@ def test_bench_limit_npz_key_and_from_json(model_file, npz, workdir):
     again = run("--from-json", "a.json", "--markdown", "a.md", "--note", "a remark")
     assert again.exit_code == 0, again.output
     text = (workdir / "a.md").read_text()
-    assert "PNG" in text and "- a remark" in text and "bbcodec bench --from-json a.json" in text
+    assert "PNG" in text and "- a remark" in text and "--from-json a.json" in text
     assert benchmark.read_json(workdir / "a.json").sets[0].codecs[0].bits_per_subpixel == pytest.approx(
         report["sets"][0]["codecs"][0]["bits_per_subpixel"])
 
