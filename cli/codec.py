@@ -33,7 +33,8 @@ from bbcodec.coding.bitsback import CODERS
 from bbcodec.coding.image import CoderSettings
 from bbcodec.errors import BBCodecError
 from cli.common import CLIError, debugging, error_message, interruptible
-from cli.files import STDIO, SUFFIX, check_stdout, check_target, read_input, verify_written, write_output
+from cli.files import (STDIO, SUFFIX, check_stdout, check_target, input_stat, read_input, verify_written,
+                       write_output)
 
 DEVICES = ["cpu", "cuda", "auto"]
 
@@ -177,7 +178,11 @@ def _finish(name: str, remove: bool, target: str, data: bytes) -> None:
     """--rm: remove the input, only now that the output is safely written and reads back as written
     (never with -c or stdin)."""
     if remove and name != STDIO and target != STDIO:
-        verify_written(Path(target), data)
+        try:
+            verify_written(Path(target), data)
+        except CLIError:
+            Path(target).unlink(missing_ok=True)  # it is not what was meant to be written
+            raise
         Path(name).unlink()
 
 
@@ -213,6 +218,7 @@ def compress(files, output, to_stdout, force, remove, verbose, quiet, device, mo
     def one(name):
         target = _target(name, output, to_stdout, lambda: name + SUFFIX)
         check_target(name, target, force)
+        like = input_stat(name)
         raw = read_input(name)
         image = imageio.read_image(raw)
         problem = container.work_limit_problem(image.height, image.width, image.channels, settings.tile,
@@ -229,7 +235,7 @@ def compress(files, output, to_stdout, force, remove, verbose, quiet, device, mo
                 raise BBCodecError(f"verification failed: {error_message(error)} (nothing written)") from None
             if not _same_image(again, image):
                 raise BBCodecError("verification failed: the decoded image differs (nothing written)")
-        write_output(target, data, force, None if name == STDIO else Path(name))
+        write_output(target, data, force, like)
         _finish(name, remove, target, data)
         method = api.info(data).get("method")
         return (f"{name}: {len(raw)} -> {len(data)} bytes, {8 * len(data) / image.pixels.size:.3f} "
@@ -309,6 +315,7 @@ def decompress(files, output, to_stdout, force, remove, verbose, quiet, device, 
             raise CLIError(f"unknown suffix (expected {SUFFIX}; use -o or -c to name the output)")
         if output or to_stdout or name == STDIO:  # else the name depends on the image's format
             check_target(name, _target(name, output, to_stdout, None), force)
+        like = input_stat(name)
         data = read_input(name)
         image = api.decompress(data, model=model, device=device, progress=tiles.start(name, _tile_count(data)))
         target = _target(name, output, to_stdout, lambda: _decompressed_name(name, image))
@@ -316,7 +323,7 @@ def decompress(files, output, to_stdout, force, remove, verbose, quiet, device, 
         fmt = _output_format(output, image)
         buffer = io.BytesIO()
         imageio.write_image(image, buffer, format=fmt)  # read back and compared with the decoded image
-        write_output(target, buffer.getvalue(), force, None if name == STDIO else Path(name))
+        write_output(target, buffer.getvalue(), force, like)
         _finish(name, remove, target, buffer.getvalue())
         return f"{name}: {image.width}x{image.height} {image.mode} -> {'stdout' if target == STDIO else target} ({fmt})"
 

@@ -37,14 +37,15 @@ def _sync_directory(folder: Path) -> None:
             os.close(handle)
 
 
-def atomic_write(path: Path, data: bytes, like: Path | None = None, overwrite: bool = False) -> None:
+def atomic_write(path: Path, data: bytes, like: os.stat_result | None = None, overwrite: bool = False) -> None:
     """Write ``data`` to a temporary file beside ``path``, flush it to disk, then move it into place.
 
     An interrupted or failed run leaves neither a partial ``path`` nor the
     temporary file. Without ``overwrite`` an existing ``path`` is refused, also
     one that appeared while the data was being computed (the file is linked into
-    place, which fails if the name exists). With ``like``, the new file gets that
-    file's permission bits and times, as gzip does.
+    place, which fails if the name exists). With ``like`` (the input's :func:`input_stat`, taken
+    before reading it, since reading changes its access time), the new file gets that file's
+    permission bits and times, as gzip does.
     """
     path = Path(path)
     folder = path.parent
@@ -72,10 +73,14 @@ def atomic_write(path: Path, data: bytes, like: Path | None = None, overwrite: b
         Path(tmp_name).unlink(missing_ok=True)
 
 
-def copy_attributes(source: Path, target: str) -> None:
+def input_stat(name: str) -> os.stat_result | None:
+    """The input's attributes before it is read (None for standard input)."""
+    return None if name == STDIO else os.stat(name)
+
+
+def copy_attributes(info: os.stat_result, target: str) -> None:
     """The source's permission bits (not set-id bits), access and modification times, and, where allowed,
     its group and owner: what gzip gives its output."""
-    info = source.stat()
     with contextlib.suppress(OSError):  # only root may give a file away; a group change may be refused too
         os.chown(target, info.st_uid if os.geteuid() == 0 else -1, info.st_gid)
     os.chmod(target, stat.S_IMODE(info.st_mode) & 0o777)
@@ -89,7 +94,7 @@ def verify_written(path: Path, data: bytes) -> None:
     except OSError as error:
         raise CLIError(f"cannot read back {path}: {error.strerror or error}") from None
     if not same:
-        raise CLIError(f"{path} does not read back as written; the input is kept")
+        raise CLIError(f"{path} does not read back as written: removed it and kept the input")
 
 
 def _link_new(tmp_name: str, path: Path) -> None:
@@ -156,7 +161,7 @@ def check_target(name: str, target: str, force: bool) -> None:
         raise CLIError(f"{target} already exists (use -f to overwrite)")
 
 
-def write_output(target: str, data: bytes, force: bool, like: Path | None = None) -> None:
+def write_output(target: str, data: bytes, force: bool, like: os.stat_result | None = None) -> None:
     """Write to a path or to stdout ("-"); refuses an existing file without ``force``."""
     if target == STDIO:
         check_stdout(force)
