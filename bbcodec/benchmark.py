@@ -828,10 +828,12 @@ def _summary(reports) -> list[str]:
                "so they are indicative" if loads else "") + "."]
 
 
-def markdown(reports, title: str = "bbcodec bench results", preamble: str = "", made_by: str = "") -> str:
+def markdown(reports, title: str = "bbcodec bench results", preamble: str = "", made_by: str = "",
+             chart: str = "") -> str:
     """A Markdown report of one or more runs: rates, chains, overhead split, speeds, commands.
 
-    ``made_by``: the command that wrote the report, recorded under Runs."""
+    ``made_by``: the command that wrote the report, recorded under Runs;
+    ``chart``: a link to the bar chart (:func:`plot`), shown under the rates."""
     reports = list(reports)
     names = _codec_names(reports)
     sets = [s for r in reports for s in r.sets]
@@ -852,6 +854,8 @@ def markdown(reports, title: str = "bbcodec bench results", preamble: str = "", 
                 text += " (FAILED)"
             cells.append(f"**{text}**" if c and c.bits_per_subpixel == best else text)
         lines.append(f"| {s.name} | {s.images:,} | {s.subpixels:,} | " + " | ".join(cells) + " |")
+    if chart:
+        lines += ["", f"![bits per sub-pixel and throughput per codec]({chart})"]
     chains = [(s, ch) for s in sets for ch in s.chains]
     if chains:
         lines += ["", "## One chain per set (the papers' count: all images on one bits-back chain, payload only)", "",

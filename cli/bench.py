@@ -6,7 +6,9 @@ reported on stderr as ``LOSSLESS FAILURE: ...``) or on an error, 2 for usage.
 """
 from __future__ import annotations
 
+import os
 import sys
+from pathlib import Path
 
 import click
 from tqdm import tqdm
@@ -116,14 +118,14 @@ def bench(paths, models, codecs, chain, chain_batch, limit, npz_key, coder, tile
 def _write(reports, json_path, plot_path, markdown_path, title, notes):
     if json_path:
         benchmark.write_json(reports[0], json_path)
-    if plot_path and not benchmark.plot(reports, plot_path):
+    charted = bool(plot_path) and benchmark.plot(reports, plot_path)
+    if plot_path and not charted:
         click.echo("bbcodec: note: no chart: matplotlib is not installed (pip install 'bbcodec[plot]')", err=True)
     if markdown_path:
-        from pathlib import Path
-
         text = "\n".join(f"- {note}" for note in notes)
         made_by = _command_line() if json_path is None else ""
-        Path(markdown_path).write_text(benchmark.markdown(reports, title, text, made_by))
+        chart = os.path.relpath(plot_path, os.path.dirname(os.path.abspath(markdown_path))) if charted else ""
+        Path(markdown_path).write_text(benchmark.markdown(reports, title, text, made_by, chart.replace(os.sep, "/")))
 
 
 def _command_line() -> str:

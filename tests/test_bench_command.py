@@ -102,7 +102,7 @@ def test_bench_reports_real_file_sizes_split_and_chains(model_file, folder, npz,
         assert chain["stored_bits"] == chain["net_bits"] + chain["initial_bits"]
     assert (workdir / "out.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     text = (workdir / "out.md").read_text()
-    assert "| pngs | 4 |" in text and "One chain per set" in text and "bbcodec bench" in text
+    assert "| pngs | 4 |" in text and "(out.png)" in text and "One chain per set" in text and "bbcodec bench" in text
     assert "bbcodec tiny" in result.stdout and "verified" in result.stdout
 
 
