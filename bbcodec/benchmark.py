@@ -852,7 +852,8 @@ def markdown(reports, title: str = "bbcodec bench results", preamble: str = "", 
             text = _f(c.bits_per_subpixel) if c else "-"
             if c and c.failures:
                 text += " (FAILED)"
-            cells.append(f"**{text}**" if c and c.bits_per_subpixel == best else text)
+            bold = c and len(s.codecs) > 1 and c.bits_per_subpixel == best
+            cells.append(f"**{text}**" if bold else text)
         lines.append(f"| {s.name} | {s.images:,} | {s.subpixels:,} | " + " | ".join(cells) + " |")
     if chart:
         lines += ["", f"![bits per sub-pixel and throughput per codec]({chart})"]
