@@ -43,10 +43,10 @@ def test_tables_match_correctly_rounded_decimal_arithmetic(name):
 
 # -- the integer network: an independent int64 implementation agrees ---------------------------------
 def reference_conv(conv: ExactConv, x: np.ndarray) -> np.ndarray:
-    """ExactConv in NumPy int64 with floor division: shifted slices instead of unfold + matmul."""
+    """ExactConv in NumPy int64 with floor division and einsum over shifted slices."""
     out_channels = conv.weights.shape[0]
     k, pad = conv.kernel_size, conv.padding
-    weights = conv.weights.numpy().astype(np.int64).reshape(out_channels, -1, k, k)
+    weights = conv.weights.numpy().astype(np.int64)
     padded = np.pad(x, ((0, 0), (0, 0), (pad, pad), (pad, pad)))
     height, width = x.shape[2:]
     sums = np.zeros((len(x), out_channels, height, width), dtype=np.int64)

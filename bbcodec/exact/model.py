@@ -89,15 +89,17 @@ class ExactConv:
         largest_sum = sum_bound * int(np.abs(multiplier).max()) + int(np.abs(offset).max())
         if self.shift < 1 or largest_sum >= SUM_LIMIT:
             raise ExactArithmeticError("a layer's weights are too large for exact arithmetic")
-        self.weights = torch.from_numpy(weights.reshape(len(weights), -1))
-        self.weights32 = self.weights.float()
+        self.weights = torch.from_numpy(weights)   # (out, in, k, k) whole numbers
+        # one (out, in) matrix per kernel position, in float64 and float32
+        self.taps = self.weights.permute(2, 3, 0, 1).reshape(-1, *weights.shape[:2]).contiguous()
+        self.taps32 = self.taps.float()
         self.row_l1 = float(np.abs(weights).reshape(len(weights), -1).sum(axis=1).max())
         self.multiplier = torch.from_numpy(multiplier).view(1, -1, 1, 1)
         self.offset = torch.from_numpy(offset).view(1, -1, 1, 1)
 
     def to(self, device) -> "ExactConv":
-        self.weights, self.weights32, self.multiplier, self.offset = (
-            t.to(device) for t in (self.weights, self.weights32, self.multiplier, self.offset))
+        self.taps, self.taps32, self.multiplier, self.offset = (
+            t.to(device) for t in (self.taps, self.taps32, self.multiplier, self.offset))
         return self
 
     def _sums(self, x: torch.Tensor) -> torch.Tensor:
@@ -107,21 +109,33 @@ class ExactConv:
         On the CPU, when this input's sums are provably below 2**24, float32
         gives the same integers faster; on a GPU float32 is avoided, since
         TF32 may be enabled behind its back.
+
+        A k x k convolution is the sum of k*k matrix products, one per kernel
+        position, each on a shifted window of the zero-padded input. With the
+        padded rows laid end to end, a window is one contiguous stretch of
+        them (it also covers the padding columns between rows, whose results
+        are dropped), so no input is copied.
         """
         batch, channels, height, width = x.shape
         fast = x.device.type == "cpu" and float(x.abs().max()) * self.row_l1 < FLOAT32_EXACT
-        weights = self.weights32 if fast else self.weights
+        taps = self.taps32 if fast else self.taps
         x = x.float() if fast else x
         if self.kernel_size == 1:
-            columns = x.reshape(batch, channels, height * width)
-        else:
-            columns = F.unfold(x, self.kernel_size, padding=self.padding)   # (B, fan_in, H*W)
-        return torch.matmul(weights, columns).double().view(batch, -1, height, width)
+            return torch.matmul(taps[0], x.reshape(batch, channels, -1)).double().view(batch, -1, height, width)
+        k, pad = self.kernel_size, self.padding
+        padded_width = width + 2 * pad
+        rows = F.pad(x, (pad, pad, pad, pad)).reshape(batch, channels, -1)
+        length = (height - 1) * padded_width + width     # from the first to the last output position
+        sums = torch.zeros(batch, len(taps[0]), length, dtype=x.dtype, device=x.device)
+        for position, tap in enumerate(taps):
+            start = (position // k) * padded_width + position % k
+            sums.baddbmm_(tap.expand(batch, -1, -1), rows[:, :, start:start + length])
+        sums = F.pad(sums, (0, height * padded_width - length)).view(batch, -1, height, padded_width)
+        return sums[..., :width].double()
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        sums = self._sums(x)
-        scaled = torch.floor((sums * self.multiplier + self.offset) * 2.0 ** -self.shift)
-        return scaled.clamp(-ACT_LIMIT, ACT_LIMIT)
+        sums = self._sums(x)   # a new tensor: rescaled in place
+        return sums.mul_(self.multiplier).add_(self.offset).mul_(2.0 ** -self.shift).floor_().clamp_(-ACT_LIMIT, ACT_LIMIT)
 
 
 def exact_elu(x: torch.Tensor) -> torch.Tensor:
