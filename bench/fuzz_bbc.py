@@ -25,14 +25,22 @@ in its output format (``bbcodec.write_image``). The outcome is ``decoded``, or
 another exception (``CRASH``), a message of several lines, or more than
 ``--timeout`` seconds (``TIMEOUT``, raised by an interval timer). Each case's
 wall time and peak resident memory (``VmHWM``, reset before each case through
-``/proc/self/clear_refs``) are recorded. A sample of the cases then goes
+``/proc/self/clear_refs``; memory that an earlier case freed but the allocator
+kept still counts, so these are upper bounds) are recorded, and the slowest and
+most memory-hungry cases run again, each alone in a fresh process, for exact
+figures (``fresh_process``). A sample of the cases then goes
 through the real command in subprocesses, under an address-space limit: one
 ``bbcodec test`` over many files, and single ``bbcodec decompress`` runs that
 must exit with status 1 and one stderr line and leave no output file.
 
-    OMP_NUM_THREADS=1 nice -n 10 python bench/fuzz_bbc.py [--cases 12000] [--seed 0] [--cli 200]
+    OMP_NUM_THREADS=1 nice -n 10 python bench/fuzz_bbc.py [--cases 12000] [--seed 0] [--cli 300]
+    OMP_NUM_THREADS=1 nice -n 10 python bench/fuzz_bbc.py --proposed-exhaustion-check
 
-Writes ``bench/results/fuzz_bbc.json``; exits 1 if any case failed.
+Writes ``bench/results/fuzz_bbc.json``; exits 1 if any case failed. With
+``--proposed-exhaustion-check`` the decoder check proposed for
+``bbcodec/coding/ans.py`` (bench/README.md) is patched in at run time, and the
+result goes into that file's ``with_proposed_exhaustion_check`` entry, beside
+the result of the code as it is (its command-line sample runs the code as it is).
 """
 from __future__ import annotations
 
@@ -111,8 +119,6 @@ def _crc(data: bytes) -> int:
 
 def assemble(header: dict, sections: list[tuple[str, bytes]], table=None, version: int | None = None) -> bytes:
     """A .bbc file from a header (``table`` overrides its section table) with a valid header CRC."""
-    from bbcodec import container
-
     header = dict(header)
     header["sections"] = table if table is not None else [[n, len(d), _crc(d)] for n, d in sections]
     text = json.dumps(header, sort_keys=True, separators=(",", ":")).encode()
@@ -123,7 +129,8 @@ def header_blob(text: bytes, version: int | None = None) -> bytes:
     from bbcodec import container
 
     version = container.FORMAT_VERSION if version is None else version
-    return container.MAGIC + bytes([version]) + len(text).to_bytes(4, "little") + text + _crc(text).to_bytes(4, "little")
+    size, crc = len(text).to_bytes(4, "little"), _crc(text).to_bytes(4, "little")
+    return container.MAGIC + bytes([version]) + size + text + crc
 
 
 def boundaries(data: bytes) -> list[int]:
@@ -552,6 +559,51 @@ def cli_sample(cases: list[tuple[str, str, bytes]], model_dir: Path, timeout: fl
     return summary
 
 
+# -- a case alone in a fresh process -----------------------------------------------------------------------
+
+
+def fresh_process(data: bytes, timeout: float, extra: list[str]) -> dict:
+    """Run one case alone (``--one``): its outcome, wall seconds and the process's peak resident memory."""
+    with tempfile.NamedTemporaryFile(suffix=".bbc", delete=False) as handle:
+        handle.write(data)
+    try:
+        done = subprocess.run([sys.executable, str(Path(__file__).resolve()), "--one", handle.name,
+                               "--timeout", str(timeout), *extra], capture_output=True, text=True,
+                              timeout=timeout + 300)
+        return json.loads(done.stdout.strip().splitlines()[-1])
+    except (subprocess.TimeoutExpired, ValueError, IndexError) as error:
+        return {"outcome": "NO-ANSWER", "message": type(error).__name__}
+    finally:
+        os.unlink(handle.name)
+
+
+def run_one(path: Path, timeout: float, with_default: bool) -> None:
+    """``--one FILE``: one case in this fresh process; prints its record as JSON."""
+    import torch
+
+    torch.set_num_threads(1)
+    signal.signal(signal.SIGALRM, _on_alarm)
+    with tempfile.TemporaryDirectory(prefix="bbcodec-fuzz-models-") as models:
+        os.environ["BBCODEC_MODELS"] = models
+        install_models(Path(models))
+        record = run_case(path.read_bytes(), timeout)
+    record["peak_mib"] = round(peak_rss_mib(), 1)  # the whole process: Python, torch and the models included
+    record["seconds"] = round(record["seconds"], 3)
+    record["message"] = record["message"][:200]
+    print(json.dumps(record))
+
+
+def remeasure(cases: list[dict], timeout: float, extra: list[str]) -> dict:
+    runs = []
+    for case in cases:
+        record = fresh_process(case.pop("data"), timeout, extra)
+        runs.append({**case, "fresh": record})
+    fresh = [r["fresh"] for r in runs if "seconds" in r["fresh"]]
+    return {"cases": runs, "worst_seconds": max((r["seconds"] for r in fresh), default=None),
+            "worst_peak_mib": max((r["peak_mib"] for r in fresh), default=None),
+            "outcomes": dict(Counter(r["outcome"] for r in fresh))}
+
+
 # -- main ------------------------------------------------------------------------------------------------
 
 
@@ -599,14 +651,29 @@ def main(argv=None) -> int:
     parser.add_argument("--no-default-model", action="store_true", help="no seed file of the shipped model")
     parser.add_argument("--proposed-exhaustion-check", action="store_true",
                         help="patch in the decoder check proposed in bench/README.md (labelled in the result)")
+    parser.add_argument("--fresh", type=int, default=10, help="slowest and heaviest cases re-run alone")
+    parser.add_argument("--one", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--remeasure", type=Path, metavar="DIR",
+                        help="re-run the saved failures in DIR alone and record them in the result file")
     parser.add_argument("--out", type=Path, default=RESULT)
     args = parser.parse_args(argv)
+    if args.proposed_exhaustion_check:
+        proposed_exhaustion_check()
+    extra = ["--proposed-exhaustion-check"] if args.proposed_exhaustion_check else []
+    if args.one:
+        run_one(args.one, args.timeout, not args.no_default_model)
+        return 0
+    if args.remeasure:
+        cases = [{"saved_as": path.name, "data": path.read_bytes()} for path in sorted(args.remeasure.glob("*.bbc"))]
+        result = json.loads(args.out.read_text())
+        result["fresh_process_failures"] = remeasure(cases[: args.fresh], args.timeout, extra)
+        args.out.write_text(json.dumps(result, indent=1, default=str) + "\n")
+        print(json.dumps({k: v for k, v in result["fresh_process_failures"].items() if k != "cases"}))
+        return 0
 
     import torch
 
     torch.set_num_threads(1)
-    if args.proposed_exhaustion_check:
-        proposed_exhaustion_check()
     signal.signal(signal.SIGALRM, _on_alarm)
     with tempfile.TemporaryDirectory(prefix="bbcodec-fuzz-models-") as models:
         os.environ["BBCODEC_MODELS"] = models
@@ -620,6 +687,7 @@ def main(argv=None) -> int:
         cli_cases, cli_every = [], max(1, args.cases // max(1, args.cli))
         start = time.perf_counter()
         worst_peak = {"peak_mib": 0.0}
+        heavy_time, heavy_memory = [], []
         for index in range(args.cases):
             kind, seed, data = mutate()
             record = run_case(data, args.timeout)
@@ -635,15 +703,21 @@ def main(argv=None) -> int:
             slowest = sorted(slowest + [summary], key=lambda r: -r["seconds"])[:10]
             if record["peak_mib"] > worst_peak["peak_mib"]:
                 worst_peak = summary
+            keep = {**summary, "data": data}
+            heavy_time = sorted(heavy_time + [keep], key=lambda r: -r["seconds"])[: args.fresh]
+            heavy_memory = sorted(heavy_memory + [keep], key=lambda r: -r["peak_mib"])[: args.fresh]
             if outcome not in ("decoded", "refused"):
                 path = crash_dir / f"case{index:05d}-{kind}.bbc"
                 path.write_bytes(data)
                 failures.append({**summary, "saved_as": path.name})
-            if index % cli_every == 0 and len(cli_cases) < args.cli:
+            # The command line sees cases that ended in-process (one that hangs there hangs there too).
+            if outcome in ("decoded", "refused") and index % cli_every == 0 and len(cli_cases) < args.cli:
                 cli_cases.append((kind, seed, data))
             if (index + 1) % 1000 == 0:
                 print(f"{index + 1} cases, {time.perf_counter() - start:.0f} s, {dict(outcomes)}", flush=True)
         in_process_seconds = time.perf_counter() - start
+        chosen = {case["case"]: case for case in heavy_time + heavy_memory}
+        fresh = remeasure(list(chosen.values()), args.timeout, extra) if args.fresh else {}
         cli = cli_sample(cli_cases, Path(models), args.timeout, args.memory_limit_mib << 20, args.cli_singles) \
             if args.cli else {}
     result = {
@@ -665,10 +739,18 @@ def main(argv=None) -> int:
         "slowest_cases": slowest,
         "worst_peak_mib": round(worst_peak["peak_mib"], 1),
         "worst_peak_case": worst_peak,
+        "fresh_process": fresh,
         "cli": cli,
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
+    previous = json.loads(args.out.read_text()) if args.out.exists() else {}
+    if args.proposed_exhaustion_check:
+        result = {**previous, "with_proposed_exhaustion_check": result}
+    elif "with_proposed_exhaustion_check" in previous:
+        result["with_proposed_exhaustion_check"] = previous["with_proposed_exhaustion_check"]
     args.out.write_text(json.dumps(result, indent=1, default=str) + "\n")
+    if args.proposed_exhaustion_check:
+        result = result["with_proposed_exhaustion_check"]
     print(json.dumps({k: result[k] for k in ("cases", "outcomes", "failures", "worst_seconds", "worst_peak_mib")},
                      indent=1))
     if cli:

@@ -57,9 +57,6 @@ def read_idx(path: Path) -> np.ndarray:
 class Items:
     """Every item as (source, name, loader); arrays are loaded once, lazily."""
 
-    def __init__(self):
-        self._arrays = {}
-
     def array(self, key: str) -> np.ndarray:
         if key not in self._arrays:
             if key.startswith("cifar"):
@@ -69,14 +66,25 @@ class Items:
                 self._arrays[key] = read_idx(DATA / MNIST[key])
         return self._arrays[key]
 
-    def __iter__(self):
+    def __init__(self, small_first: bool = False):
+        self._arrays = {}
+        self.small_first = small_first
+
+    def _files(self):
         for folder in FOLDERS:
             for path in sorted((DATA / folder).rglob("*")):
                 if path.is_file():
                     yield folder, str(path.relative_to(DATA)), lambda p=path: p.read_bytes()
+
+    def _arrays_items(self):
         for key, mode in [("cifar-train", "RGB"), ("cifar-test", "RGB"), ("mnist-train", "L"), ("mnist-test", "L")]:
             for index in range(len(self.array(key))):
                 yield key.split("-")[0], f"{key}/{index}", lambda k=key, i=index, m=mode: as_png(self.array(k)[i], m)
+
+    def __iter__(self):
+        parts = [self._arrays_items(), self._files()] if self.small_first else [self._files(), self._arrays_items()]
+        for part in parts:
+            yield from part
 
 
 def as_png(pixels: np.ndarray, mode: str) -> bytes:
@@ -190,6 +198,7 @@ def main(argv=None) -> int:
     parser.add_argument("--state", type=Path, default=DEFAULT_STATE, help="progress file (JSON lines)")
     parser.add_argument("--limit", type=int, default=None, help="stop after this many new items")
     parser.add_argument("--report", action="store_true", help="only rebuild the result file from the state file")
+    parser.add_argument("--small-first", action="store_true", help="the CIFAR and MNIST images before the files")
     args = parser.parse_args(argv)
     if not DATA.is_dir():
         print(f"no data at {DATA}", file=sys.stderr)
@@ -201,7 +210,7 @@ def main(argv=None) -> int:
     start, new = time.perf_counter(), 0
     if not args.report:
         with open(args.state, "a") as out:
-            for source, name, load in Items():
+            for source, name, load in Items(args.small_first):
                 if name in done:
                     continue
                 if args.limit is not None and new >= args.limit:

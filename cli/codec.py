@@ -257,7 +257,8 @@ def _tile_count(data: bytes):
         try:
             header = api.info(data)
             coder = header.get("coder")
-            values = [header.get(k) for k in ("height", "width", "channels")] + [coder.get("tile"), coder.get("max_batch")]
+            values = [header.get(k) for k in ("height", "width", "channels")]
+            values += [coder.get("tile"), coder.get("max_batch")]
             if (header.get("method") != "bits-back" or not all(type(v) is int and 0 < v < 1 << 31 for v in values)
                     or container.work_limit_problem(*values)):
                 return None
@@ -331,10 +332,14 @@ def decompress(files, output, to_stdout, force, remove, verbose, quiet, device, 
 
 
 def _describe(name: str, data: bytes, header: dict) -> str:
-    """One line from a header whose fields are checked only by the decoder: print what is there."""
+    """One line from a header whose fields are checked only by the decoder: print what is there, shortened."""
     def number(key):
         value = header.get(key)
-        return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else None
+        return value if isinstance(value, int) and not isinstance(value, bool) and 0 < value < 1 << 40 else None
+
+    def text(value, limit: int = 24) -> str:
+        value = " ".join(str(value).split())
+        return value if len(value) <= limit else value[: limit - 1] + "…"
 
     width, height, channels = number("width"), number("height"), number("channels")
     size = f"{width}x{height}" if width and height else "?x?"
@@ -343,9 +348,9 @@ def _describe(name: str, data: bytes, header: dict) -> str:
     coder = header.get("coder")
     coder = coder.get("coder") if isinstance(coder, dict) else None
     model = header.get("model")
-    line = (f"{name}: {size} {header.get('mode', '?')}, {len(data)} bytes, {rate}, "
-            f"method {header.get('method', '?')}, coder {coder or '-'}, "
-            f"model {model[:16] if isinstance(model, str) else '?'}")
+    line = (f"{name}: {size} {text(header.get('mode', '?'))}, {len(data)} bytes, {rate}, "
+            f"method {text(header.get('method', '?'))}, coder {text(coder or '-')}, "
+            f"model {text(model[:16], 16) if isinstance(model, str) else '?'}")
     return " ".join(line.split())  # one line, whatever strings a damaged header holds
 
 

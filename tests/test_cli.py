@@ -511,6 +511,19 @@ def test_info_on_a_header_with_odd_fields_is_still_one_line(model_file):
     assert line.startswith("odd.bbc: ?x?") and "\n" not in line
 
 
+def test_info_on_a_header_with_huge_fields_is_a_short_line(model_file):
+    bbc = compressed(model_file, bits_back_png("a.png"))
+    box = container.from_bytes(bbc.read_bytes())
+    header = {k: v for k, v in box.header.items() if k != "sections"}
+    header.update(mode="x" * 100_000, method="y\n" * 1000, width=10 ** 30, model="z" * 5000)
+    Path("huge.bbc").write_bytes(container.to_bytes(container.Container(header, box.sections)))
+    line = ok("info", "huge.bbc").stdout.strip()
+    assert line.startswith("huge.bbc: ?x? ") and "\n" not in line and len(line) < 200, line
+    result = run("decompress", "-m", model_file, "huge.bbc")  # refused by the decoder, also in one short line
+    assert_error(result, "huge.bbc", "corrupt .bbc header")
+    assert len(result.stderr) < 400
+
+
 def test_test_command_decodes_fully_and_writes_nothing(model_file, other_model_file):
     bbc = compressed(model_file, bits_back_png("a.png"))
     stored = compressed(model_file, stored_png("s.png"))

@@ -355,7 +355,8 @@ def test_work_count_matches_the_tiling():
     rng = np.random.default_rng(3)
     for _ in range(300):
         height, width = (int(v) for v in rng.integers(1, 300, 2))
-        tile, max_batch, channels = int(rng.choice([8, 16, 24, 64, 100])), int(rng.integers(1, 20)), int(rng.integers(1, 5))
+        tile, max_batch = int(rng.choice([8, 16, 24, 64, 100])), int(rng.integers(1, 20))
+        channels = int(rng.integers(1, 5))
         batches = plan(height, width, tile, max_batch)
         expected = (len(batches) * len(plane_groups(channels)),
                     max(len(b) * b[0].height * b[0].width for b in batches))
