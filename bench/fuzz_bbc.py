@@ -730,7 +730,7 @@ def main(argv=None) -> int:
         "outcomes": dict(sorted(outcomes.items())),
         "failures": len(failures),
         "failure_list": failures[:50],
-        "failures_saved_in": str(crash_dir) if failures else None,
+        "failures_saved_in": f"<temporary folder>/{crash_dir.name}" if failures else None,
         "outcomes_by_kind": {kind: dict(sorted(c.items())) for kind, c in sorted(by_kind.items())},
         "refusal_messages": dict(families.most_common(40)),
         "in_process_seconds": round(in_process_seconds, 1),
@@ -755,6 +755,8 @@ def main(argv=None) -> int:
                      indent=1))
     if cli:
         print(json.dumps({k: v for k, v in cli.items() if k != "problems"}), "problems:", len(cli["problems"]))
+    if failures:
+        print(f"the failing files are in {crash_dir}")
     ok = not failures and not (cli and cli["problems"])
     if not failures and Path(crash_dir).exists():
         os.rmdir(crash_dir)
