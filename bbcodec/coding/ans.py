@@ -49,9 +49,19 @@ def split_seed(words: np.ndarray, seed: np.ndarray) -> tuple[int, np.ndarray]:
 
 
 class AnsStack:
-    """A stack of bits. ``push(value, dist)`` and ``pop(dist)`` code with a distribution."""
+    """A stack of bits. ``push(value, dist)`` and ``pop(dist)`` code with a distribution.
 
-    def __init__(self, words: np.ndarray | None = None):
+    ``floor_bits``: a pop that leaves fewer bits than this raises
+    CorruptDataError. A decoder's stack mirrors the encoder's, which never had
+    fewer than the seed's last words (:func:`bbcodec.coding.chain.seed_length`
+    leaves a margin), so a decoder that gets there is reading data that is not
+    there: a damaged payload, or a header that claims a larger image. Checking
+    at every pop stops it at once, before the bits a batch pushes back could
+    hide it.
+    """
+
+    def __init__(self, words: np.ndarray | None = None, floor_bits: int = 0):
+        self.floor_bits = floor_bits
         if words is None or len(words) == 0:
             self.coder = constriction.stream.stack.AnsCoder()
         else:
@@ -67,7 +77,7 @@ class AnsStack:
         if not 0 <= untouched <= len(seed):
             raise CorruptDataError("corrupt payload: seed prefix longer than the seed")
         try:
-            return cls(np.concatenate([seed[:untouched], payload.astype(np.uint32)]))
+            return cls(np.concatenate([seed[:untouched], payload.astype(np.uint32)]), floor_bits=WORD_BITS)
         except ValueError as error:  # constriction refuses e.g. a stack whose top word is zero
             raise CorruptDataError(f"corrupt payload: {error}") from None
 
@@ -75,7 +85,10 @@ class AnsStack:
         dist.push(self, value)
 
     def pop(self, dist):
-        return dist.pop(self)
+        value = dist.pop(self)
+        if self.coder.num_valid_bits() < self.floor_bits:
+            raise CorruptDataError("compressed data ends early: the file is corrupt or claims too large an image")
+        return value
 
     def words(self) -> np.ndarray:
         return self.coder.get_compressed()
