@@ -45,8 +45,8 @@ MAX_TILE_BATCHES = 1 << 15
 The default tiling (64x64 tiles, batches of up to 16) of a 2^26-pixel RGBA image takes about 2,100."""
 MAX_BATCH_PIXELS = 1 << 20
 """Most pixels in one pass (tile height x tile width x tiles in the batch), e.g. 16 tiles of 256x256 or
-one of 1024x1024 (the default: 16 of 64x64). A pass of this size decodes in about 1 s with the default
-model and 25 s with a logistic-pixel model such as ``mnist``, in under 1 GB."""
+one of 1024x1024 (the default: 16 of 64x64). A pass of this size takes a few seconds with the default
+model and about 25 s with a logistic-pixel model such as ``mnist``, in under 1 GB (measured on 1 CPU thread)."""
 _PREFIX = struct.Struct("<4sBI")
 
 

@@ -524,6 +524,28 @@ def test_info_on_a_header_with_huge_fields_is_a_short_line(model_file):
     assert len(result.stderr) < 400
 
 
+def test_work_limits_and_no_limits(model_file):
+    """A header that asks for too much work is refused with a hint; --no-limits lets the decoder try (and
+    this forged one then fails on its payload); compress never writes such a file."""
+    bbc = compressed(model_file, bits_back_png("a.png"))
+    box = container.from_bytes(bbc.read_bytes())
+    header = {k: v for k, v in box.header.items() if k != "sections"}
+    header.update(width=4096, height=4096, coder={**header["coder"], "tile": 1024, "max_batch": 16})
+    Path("heavy.bbc").write_bytes(container.to_bytes(container.Container(header, box.sections)))
+    for command in ("decompress", "test"):
+        assert_error(run(command, "-m", model_file, "heavy.bbc"), "heavy.bbc", "network pass", "--no-limits")
+        line = assert_error(run(command, "--no-limits", "-m", model_file, "heavy.bbc"), "heavy.bbc")
+        assert "--no-limits" not in line
+    assert container.MAX_BATCH_PIXELS == 1 << 20  # restored after the command
+
+    seen = []
+    real = api.compress
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(api, "compress", lambda *a, **k: seen.append(k["settings"]) or real(*a, **k))
+        ok("compress", "-m", model_file, "--tile", "1024", "-o", "big.bbc", bits_back_png("b.png"))
+    assert seen[0].max_batch == 1  # batches of 1024x1024 tiles kept within MAX_BATCH_PIXELS
+
+
 def test_test_command_decodes_fully_and_writes_nothing(model_file, other_model_file):
     bbc = compressed(model_file, bits_back_png("a.png"))
     stored = compressed(model_file, stored_png("s.png"))
