@@ -201,16 +201,20 @@ no_limits_option = click.option("--no-limits", is_flag=True,
 @click.option("-m", "--model", default=None, help="model name, .safetensors file or hash (default: the shipped model)")
 @click.option("--coder", type=click.Choice(sorted(CODERS)), default="bitswap", show_default=True)
 @click.option("--tile", type=click.IntRange(8, 1024), default=CoderSettings.tile, show_default=True)
+@click.option("--arithmetic", type=click.Choice(["auto", "exact", "float"]), default="auto", show_default=True,
+              help="exact: integer networks, the file decodes on any device; float: faster, decode on the same "
+                   "kind of machine; auto: exact where the model supports it")
 @click.option("--strip-metadata", is_flag=True, help="drop ICC profile, EXIF and text chunks (transparency is kept)")
 @click.option("--verify/--no-verify", default=False, show_default=True,
               help="decode the result and compare it with the image before writing it (about doubles the "
                    "time; always done with --rm)")
-def compress(files, output, to_stdout, force, remove, verbose, quiet, device, model, coder, tile,
+def compress(files, output, to_stdout, force, remove, verbose, quiet, device, model, coder, tile, arithmetic,
              strip_metadata, verify):
     """Compress image FILES to FILE.bbc (keeps the inputs; '-' reads standard input)."""
     output, to_stdout = _check_outputs(files, output, to_stdout, force)
     # Batches as large as the decoder's work limit allows (only very large tiles need smaller ones).
-    settings = CoderSettings(coder=coder, tile=tile, max_batch=container.batch_limit(tile, CoderSettings.max_batch))
+    settings = CoderSettings(coder=coder, tile=tile, max_batch=container.batch_limit(tile, CoderSettings.max_batch),
+                             arithmetic=arithmetic)
     device = _device(device)
     model = _model(model, required=True)
     tiles = _TileBar(_bars_wanted(quiet), nested=len(files) > 1)

@@ -210,3 +210,20 @@ def test_a_float_file_that_fails_elsewhere_says_where_it_was_coded():
     with pytest.raises(CorruptDataError, match="coded with float arithmetic on cuda, torch 9.9"):
         bbcodec.decompress(elsewhere)
     assert "float_platform" not in bbcodec.info(bbcodec.compress(image))  # exact files decode anywhere
+
+
+@pytest.mark.parametrize("arithmetic", ["exact", "float"])
+def test_command_line_arithmetic_option(tmp_path, monkeypatch, arithmetic):
+    from click.testing import CliRunner
+
+    from cli.main import main
+
+    monkeypatch.chdir(tmp_path)
+    pixels = imageio.read_image(REPO_ROOT / "data" / "chelsea.png").pixels[:40, :48].copy()
+    imageio.write_image(imageio.Image(pixels, "RGB"), tmp_path / "cat.png")
+    result = CliRunner().invoke(main, ["compress", "--arithmetic", arithmetic, "cat.png"])
+    assert result.exit_code == 0, result.output
+    assert bbcodec.info(tmp_path / "cat.png.bbc")["coder"]["arithmetic"] == arithmetic
+    result = CliRunner().invoke(main, ["decompress", "-o", "back.png", "cat.png.bbc"])
+    assert result.exit_code == 0, result.output
+    assert np.array_equal(imageio.read_image(tmp_path / "back.png").pixels, pixels)
