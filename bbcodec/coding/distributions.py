@@ -163,7 +163,8 @@ class DiscretizedLogistic:
     def pop(self, ans) -> torch.Tensor:
         model = constriction.stream.model.Categorical(perfect=False)
         symbols = np.concatenate([ans.coder.decode(model, table) for _, table in self._tables()])
-        return torch.from_numpy(symbols.astype(np.uint8)).view(self.mean.shape).to(self.mean.device)
+        # a copy, so that the small decoded buffer does not pin the tables' heap space until the image ends
+        return torch.from_numpy(symbols.astype(np.uint8)).view(self.mean.shape).clone().to(self.mean.device)
 
 
 def _laplace_log_bin_mass(lower: torch.Tensor, upper: torch.Tensor) -> torch.Tensor:
