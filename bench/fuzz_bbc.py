@@ -34,13 +34,9 @@ through the real command in subprocesses, under an address-space limit: one
 must exit with status 1 and one stderr line and leave no output file.
 
     OMP_NUM_THREADS=1 nice -n 10 python bench/fuzz_bbc.py [--cases 12000] [--seed 0] [--cli 300]
-    OMP_NUM_THREADS=1 nice -n 10 python bench/fuzz_bbc.py --proposed-exhaustion-check
 
-Writes ``bench/results/fuzz_bbc.json``; exits 1 if any case failed. With
-``--proposed-exhaustion-check`` the decoder check proposed for
-``bbcodec/coding/ans.py`` (bench/README.md) is patched in at run time, and the
-result goes into that file's ``with_proposed_exhaustion_check`` entry, beside
-the result of the code as it is (its command-line sample runs the code as it is).
+Writes ``bench/results/fuzz_bbc.json`` (keeping its ``earlier_runs`` entry);
+exits 1 if any case failed.
 """
 from __future__ import annotations
 
@@ -618,28 +614,6 @@ def install_models(folder: Path) -> tuple[Path, list[str]]:
     return model_path, hashes + ["0" * 64, "not-a-hash"]
 
 
-def proposed_exhaustion_check() -> None:
-    """The decoder check proposed for bbcodec/coding/ans.py (see bench/README.md), patched in at run time."""
-    from bbcodec.coding import ans
-    from bbcodec.errors import CorruptDataError
-
-    original = ans.AnsStack.from_payload.__func__
-
-    def from_payload(cls, seed, untouched, payload):
-        stack = original(cls, seed, untouched, payload)
-        stack.decoding = True
-        return stack
-
-    def pop(self, dist):
-        value = dist.pop(self)
-        if getattr(self, "decoding", False) and self.coder.num_valid_bits() < ans.WORD_BITS:
-            raise CorruptDataError("compressed data ends early: the file is corrupt or claims too large an image")
-        return value
-
-    ans.AnsStack.from_payload = classmethod(from_payload)
-    ans.AnsStack.pop = pop
-
-
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--cases", type=int, default=12000)
@@ -649,17 +623,13 @@ def main(argv=None) -> int:
     parser.add_argument("--cli-singles", type=int, default=40, help="of those, single decompress runs")
     parser.add_argument("--memory-limit-mib", type=int, default=3072, help="address-space limit of CLI runs")
     parser.add_argument("--no-default-model", action="store_true", help="no seed file of the shipped model")
-    parser.add_argument("--proposed-exhaustion-check", action="store_true",
-                        help="patch in the decoder check proposed in bench/README.md (labelled in the result)")
     parser.add_argument("--fresh", type=int, default=10, help="slowest and heaviest cases re-run alone")
     parser.add_argument("--one", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--remeasure", type=Path, metavar="DIR",
                         help="re-run the saved failures in DIR alone and record them in the result file")
     parser.add_argument("--out", type=Path, default=RESULT)
     args = parser.parse_args(argv)
-    if args.proposed_exhaustion_check:
-        proposed_exhaustion_check()
-    extra = ["--proposed-exhaustion-check"] if args.proposed_exhaustion_check else []
+    extra = []
     if args.one:
         run_one(args.one, args.timeout, not args.no_default_model)
         return 0
@@ -744,13 +714,9 @@ def main(argv=None) -> int:
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     previous = json.loads(args.out.read_text()) if args.out.exists() else {}
-    if args.proposed_exhaustion_check:
-        result = {**previous, "with_proposed_exhaustion_check": result}
-    elif "with_proposed_exhaustion_check" in previous:
-        result["with_proposed_exhaustion_check"] = previous["with_proposed_exhaustion_check"]
+    if "earlier_runs" in previous:
+        result["earlier_runs"] = previous["earlier_runs"]
     args.out.write_text(json.dumps(result, indent=1, default=str) + "\n")
-    if args.proposed_exhaustion_check:
-        result = result["with_proposed_exhaustion_check"]
     print(json.dumps({k: result[k] for k in ("cases", "outcomes", "failures", "worst_seconds", "worst_peak_mib")},
                      indent=1))
     if cli:

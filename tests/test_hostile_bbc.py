@@ -255,12 +255,6 @@ def hostile(base_files, other_model_file) -> dict[str, bytes]:
 STILL_VALID = {"made-stored.bbc/model-other", "made-stored.bbc/model-unknown", "made-stored.bbc/model-empty",
                "palette-alphas.bbc/mode-palette-without-palette"}  # it is a palette image
 
-# Lying sizes that the decoder does not catch early today: its check after each batch is undone by the
-# bits that the batch's last step pushes back (see test_lying_size_fails_fast); they are refused, but only
-# after decoding much of the claimed image. Here until the fix proposed in bench/README.md is in.
-DECODER_GAP = {"rgba-bbans.bbc/lying-size-real-seed-prefix", "palette-alphas.bbc/lying-4096x4096",
-               "palette-alphas.bbc/lying-size-real-seed-prefix"}
-
 
 def test_base_files_decode(base_files):
     for data in base_files.values():
@@ -272,8 +266,6 @@ def test_every_hostile_file_is_refused_with_one_line(hostile, base_files):
     edits that leave a valid file, which then decodes to the original pixels."""
     assert len(hostile) > 400
     for name, data in hostile.items():
-        if name in DECODER_GAP:
-            continue
         if name in STILL_VALID:
             original = bbcodec.decompress(base_files[name.split("/")[0]])
             assert np.array_equal(bbcodec.decompress(data).pixels, original.pixels)
@@ -285,7 +277,7 @@ def test_damage_is_corrupt_data_error(hostile):
     """Damage is CorruptDataError (what callers catch for "this file is damaged"); the other BBCodecErrors are
     a model that is not installed, and damaged metadata, which only writing the image refuses."""
     for name, data in hostile.items():
-        if name in STILL_VALID or name in DECODER_GAP:
+        if name in STILL_VALID:
             continue
         with pytest.raises(BBCodecError) as caught:
             decode_like_the_cli(data)
