@@ -71,6 +71,9 @@ def compress(source, *, model: str = zoo.DEFAULT_MODEL, settings: CoderSettings 
     net = net.to(device)
     pixels = image.pixels
     settings = settings.resolve(net)
+    problem = container.work_limit_problem(image.height, image.width, image.channels, settings.tile, settings.max_batch)
+    if problem:  # never write a file that the decoder's default limits would refuse
+        raise UnsupportedImageError(problem)
     encoded = encode_image(net, pixels, settings, progress)
     header = {
         "width": image.width, "height": image.height, "channels": image.channels,

@@ -20,7 +20,7 @@ from PIL import PngImagePlugin
 import bbcodec
 from bbcodec import api, container, imageio, zoo
 from bbcodec.coding.image import CoderSettings
-from bbcodec.errors import BBCodecError, CorruptDataError
+from bbcodec.errors import BBCodecError, CorruptDataError, UnsupportedImageError
 from bbcodec.models.export import model_hash
 from fixtures.samples import (BITS_BACK_SETTINGS, binary_pixels, encoded, make_tiny_model, noise_pixels,
                               palette, pil_from_pixels)
@@ -376,3 +376,9 @@ def test_compress_reports_the_coders_accounting(model_file):
     assert stats["method"] in ("bits-back", "stored")
     assert stats["payload_bits"] == stats["net_bits"] + stats["initial_bits"]
     assert stats["net_bits"] > 0 and stats["initial_bits"] >= 0
+
+
+def test_compress_refuses_settings_whose_file_the_decoder_would_refuse(model_file):
+    image = imageio.Image(np.zeros((2048, 2048, 1), dtype=np.uint8), "L")  # refused before any coding
+    with pytest.raises(UnsupportedImageError, match="network passes"):
+        bbcodec.compress(image, model=str(model_file), settings=CoderSettings(tile=8, max_batch=1))
