@@ -9,7 +9,7 @@ stride (at most 3 rows and columns dropped); grey images are given to an RGB
 model as three equal channels and scored on one plane, as the coder codes
 them.
 
-    python bench/zoo_table.py default default-float mnist
+    python bench/zoo_table.py default runs/float-twin/default-float-*.safetensors mnist
 """
 from __future__ import annotations
 
