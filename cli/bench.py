@@ -16,8 +16,7 @@ from tqdm import tqdm
 from bbcodec import benchmark, zoo
 from bbcodec.coding.bitsback import CODERS
 from bbcodec.coding.image import CoderSettings
-from cli.codec import DEVICES, _device, _model
-from cli.common import CLIError, fail_cleanly
+from cli.common import DEVICES, CLIError, fail_cleanly, resolve_device_option, resolve_model_option
 
 CODEC_HELP = ("classical codecs, comma-separated, from: " + ", ".join(benchmark.ALL_KEYS)
               + "; or 'default' (all but avif), 'all', 'none'")
@@ -81,8 +80,8 @@ def bench(paths, models, codecs, chain, chain_batch, limit, npz_key, coder, tile
         keys = benchmark.parse_codec_keys(codecs)
     except ValueError as error:
         raise click.BadParameter(str(error), param_hint="--codecs") from None
-    specs = [_model(spec, required=True) for spec in (models or (zoo.DEFAULT_MODEL,))]
-    device = _device(device)
+    specs = [resolve_model_option(spec, required=True) for spec in (models or (zoo.DEFAULT_MODEL,))]
+    device = resolve_device_option(device)
     sets = benchmark.open_sets(paths, limit=limit, npz_key=npz_key)
     chosen, notes = benchmark.classical_codecs(keys)
     for note in notes:

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import contextlib
 import io
-import os
 import sys
 from pathlib import Path
 
@@ -28,49 +27,14 @@ import click
 from PIL import Image
 from tqdm import tqdm
 
-from bbcodec import api, container, imageio, zoo
+from bbcodec import api, container, imageio
 from bbcodec.coding.bitsback import CODERS
 from bbcodec.coding.image import CoderSettings
 from bbcodec.errors import BBCodecError
-from cli.common import CLIError, debugging, error_message, interruptible
+from cli.common import (DEVICES, CLIError, debugging, error_message, interruptible, resolve_device_option,
+                        resolve_model_option)
 from cli.files import (STDIO, SUFFIX, check_stdout, check_target, input_stat, read_input, verify_written,
                        write_output)
-
-DEVICES = ["cpu", "cuda", "auto"]
-
-
-def _device(name: str) -> str:
-    import torch
-
-    if name == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if name == "cuda" and not torch.cuda.is_available():
-        raise CLIError("--device cuda: no CUDA device is available")
-    return name
-
-
-def _model(spec: str | None, required: bool) -> str | None:
-    """Check ``-m`` once, before any file: one error line instead of one per file.
-
-    A spec that looks like a path must name an existing ``.safetensors`` file
-    (otherwise the zoo would read it as a name or a hash and report a confusing
-    error). Without ``-m``, compress uses the default model; decompress finds
-    each file's model by the hash in its header.
-    """
-    if spec is None and not required:
-        return None
-    spec = spec or zoo.DEFAULT_MODEL
-    if os.sep in spec or "/" in spec or spec.endswith(zoo.SUFFIX):
-        if not Path(spec).is_file():
-            raise CLIError(f"model file {spec} not found")
-        if not spec.endswith(zoo.SUFFIX):
-            raise CLIError(f"model file {spec}: model files end in {zoo.SUFFIX}")
-    try:
-        zoo.load(spec)
-    except BBCodecError as error:
-        raise CLIError(error_message(error)) from None
-    return spec
-
 
 def _check_outputs(files, output, to_stdout, force):
     """Usage checks on the whole command line, and the terminal check, before any file is touched.
@@ -215,8 +179,8 @@ def compress(files, output, to_stdout, force, remove, verbose, quiet, device, mo
     # Batches as large as the decoder's work limit allows (only very large tiles need smaller ones).
     settings = CoderSettings(coder=coder, tile=tile, max_batch=container.batch_limit(tile, CoderSettings.max_batch),
                              arithmetic=arithmetic)
-    device = _device(device)
-    model = _model(model, required=True)
+    device = resolve_device_option(device)
+    model = resolve_model_option(model, required=True)
     tiles = _TileBar(_bars_wanted(quiet), nested=len(files) > 1)
 
     def one(name):
@@ -311,8 +275,8 @@ def decompress(files, output, to_stdout, force, remove, verbose, quiet, device, 
     A source format that is not lossless (JPEG) is written as PNG, and the name's suffix follows.
     """
     output, to_stdout = _check_outputs(files, output, to_stdout, force)
-    device = _device(device)
-    model = _model(model, required=False)
+    device = resolve_device_option(device)
+    model = resolve_model_option(model, required=False)
     tiles = _TileBar(_bars_wanted(quiet), nested=len(files) > 1)
 
     def one(name):
@@ -382,8 +346,8 @@ def test_command(files, model, device, quiet, no_limits):
     """Decode .bbc FILES fully, verify their checksums and that decompress can write them; writes nothing."""
     if list(files).count(STDIO) > 1:
         raise click.UsageError("standard input ('-') can be read only once")
-    device = _device(device)
-    model = _model(model, required=False)
+    device = resolve_device_option(device)
+    model = resolve_model_option(model, required=False)
     tiles = _TileBar(_bars_wanted(quiet), nested=len(files) > 1)
 
     def one(name):

@@ -9,6 +9,10 @@ damaged file can hold a megabyte-long "method" name).
 :func:`interruptible` turns SIGTERM and SIGHUP into an exception, as Python
 does with SIGINT, so that ``finally`` blocks remove temporary files; the
 process then prints one line and dies by the same signal, as gzip does.
+
+:func:`resolve_device_option` and :func:`resolve_model_option` check the
+``--device`` and ``-m`` options of the commands that code images, once,
+before any file.
 """
 from __future__ import annotations
 
@@ -17,9 +21,11 @@ import functools
 import os
 import signal
 import sys
+from pathlib import Path
 
 import click
 
+from bbcodec import zoo
 from bbcodec.errors import BBCodecError
 
 
@@ -109,3 +115,44 @@ def fail_cleanly(command):
             raise CLIError(error_message(error)) from None
 
     return wrapper
+
+
+DEVICES = ["cpu", "cuda", "auto"]
+"""The choices of ``--device``."""
+
+
+def resolve_device_option(name: str) -> str:
+    """The device a ``--device`` choice (one of :data:`DEVICES`) names: ``auto`` is ``cuda`` when a CUDA
+    device is available, else ``cpu``; ``cuda`` without one is a :class:`CLIError`."""
+    import torch
+
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda" and not torch.cuda.is_available():
+        raise CLIError("--device cuda: no CUDA device is available")
+    return name
+
+
+def resolve_model_option(spec: str | None, required: bool) -> str | None:
+    """Check ``-m`` once, before any file: one error line instead of one per file.
+
+    Returns ``spec``, or without one the default model's name when ``required``, else None.
+
+    A spec that looks like a path must name an existing ``.safetensors`` file
+    (otherwise the zoo would read it as a name or a hash and report a confusing
+    error). Without ``-m``, compress uses the default model; decompress finds
+    each file's model by the hash in its header.
+    """
+    if spec is None and not required:
+        return None
+    spec = spec or zoo.DEFAULT_MODEL
+    if os.sep in spec or "/" in spec or spec.endswith(zoo.SUFFIX):
+        if not Path(spec).is_file():
+            raise CLIError(f"model file {spec} not found")
+        if not spec.endswith(zoo.SUFFIX):
+            raise CLIError(f"model file {spec}: model files end in {zoo.SUFFIX}")
+    try:
+        zoo.load(spec)
+    except BBCodecError as error:
+        raise CLIError(error_message(error)) from None
+    return spec

@@ -15,6 +15,7 @@ import pytest
 from click.testing import CliRunner
 
 from bbcodec import benchmark, classical
+from bbcodec.benchmark import measure
 from cli.main import main
 from fixtures.samples import binary_pixels, encoded, noise_pixels, pil_from_pixels
 
@@ -157,14 +158,14 @@ def test_a_lossy_classical_codec_is_a_loud_failure(model_file, npz, workdir, mon
 
 
 def test_a_wrong_bbcodec_decode_is_a_loud_failure(model_file, npz, workdir, monkeypatch):
-    real = benchmark.api.decompress
+    real = measure.api.decompress
 
     def corrupt(*args, **kwargs):
         image = real(*args, **kwargs)
         image.pixels[-1, -1, -1] ^= 1
         return image
 
-    monkeypatch.setattr(benchmark.api, "decompress", corrupt)
+    monkeypatch.setattr(measure.api, "decompress", corrupt)
     result = run(npz, "-m", model_file, "--codecs", "none", "--limit", "1")
     assert result.exit_code == 1
     assert "LOSSLESS FAILURE" in result.stderr and "bbcodec tiny" in result.stderr

@@ -1,0 +1,255 @@
+"""Running the benchmark: every bbcodec model (real files, chains) and classical codec on every set."""
+from __future__ import annotations
+
+import datetime
+import math
+import os
+import platform
+import tempfile
+import time
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+
+from bbcodec import api, imageio, zoo
+from bbcodec.benchmark.codecs import Codec, classical_codecs, measure_classical, same_pixels
+from bbcodec.benchmark.results import ChainResult, CodecResult, ModelResult, Report, SetResult
+from bbcodec.benchmark.sets import ImageSet
+from bbcodec.coding.chain import decode_steps, encode_steps
+from bbcodec.coding.image import CoderSettings, TileView, coding_model, plane_groups
+from bbcodec.errors import BBCodecError
+from bbcodec.tiling import batch_sizes, plan
+
+
+def resolve_device(name: str) -> str:
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda" and not torch.cuda.is_available():
+        raise BBCodecError("device cuda: no CUDA device is available")
+    return name
+
+
+def environment(device: str) -> dict:
+    """Where the measurement ran: machine, device, threads, package versions."""
+    from importlib import metadata
+
+    def version(package):
+        try:
+            return metadata.version(package)
+        except metadata.PackageNotFoundError:
+            return None
+
+    device_name = (torch.cuda.get_device_name() if device == "cuda"
+                   else f"CPU ({platform.machine()}, {os.cpu_count()} logical cores)")
+    return {"date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+            "machine": f"{platform.system()} {platform.machine()}, {os.cpu_count()} logical cores",
+            "device": device, "device_name": device_name, "cuda_available": torch.cuda.is_available(),
+            "torch_threads": torch.get_num_threads(), "python": platform.python_version(),
+            "load_average": [round(x, 2) for x in os.getloadavg()] if hasattr(os, "getloadavg") else None,
+            "versions": {p: version(p) for p in ("bbcodec", "torch", "constriction", "Pillow", "imagecodecs")}}
+
+
+def _image(pixels: np.ndarray) -> imageio.Image:
+    return imageio.Image(pixels=pixels, mode={1: "L", 3: "RGB", 4: "RGBA"}[pixels.shape[2]])
+
+
+@torch.no_grad()
+def _nelbo_nats(view, x: torch.Tensor) -> float:
+    """−ELBO (nats) of a batch under a coder's view of the model, one posterior sample:
+    −log p(x|z1) − Σ log p(z_i|z_i+1) − log p(zL) + Σ log q(z_i|z_i-1)."""
+    below, nats = x, 0.0
+    for layer in range(view.depth):
+        q = view.posterior(layer, below)
+        z = q.rsample()
+        nats += float(q.log_prob(z).double().sum()) - float(view.conditional(layer, z).log_prob(below).double().sum())
+        below = z
+    return nats - float(view.top_prior(below).log_prob(below).double().sum())
+
+
+def image_nelbo_bits(model, pixels: np.ndarray, settings: CoderSettings = CoderSettings()) -> float:
+    """The model's −ELBO, in bits, of an (H, W, C) image on exactly the tiles and planes the coder codes.
+
+    This is the trained (float) model's bound, whatever arithmetic the coder uses."""
+    height, width, channels = pixels.shape
+    nats = 0.0
+    for group in plane_groups(channels):
+        for batch in plan(height, width, settings.tile, settings.max_batch):
+            tiles = [pixels[t.top:t.top + t.height, t.left:t.left + t.width, group] for t in batch]
+            x = torch.from_numpy(np.ascontiguousarray(np.stack(tiles).transpose(0, 3, 1, 2))).to(model.device)
+            view = TileView(model, group.stop - group.start, batch[0].height, batch[0].width)
+            nats += _nelbo_nats(view, x)
+    return nats / math.log(2.0)
+
+
+def measure_model(result: ModelResult, spec: str, pixels: np.ndarray, path: Path, device: str,
+                  settings: CoderSettings) -> str:
+    """Compress one image to a real file, decode the file, check it, account for its size; '' or an error."""
+    stats: dict = {}
+    try:
+        start = time.perf_counter()
+        data = api.compress(_image(pixels), model=spec, settings=settings, strip_metadata=True, device=device,
+                            stats=stats)
+        encode_seconds = time.perf_counter() - start
+    except BBCodecError as failure:
+        result.add(pixels.size, 0, 0.0, 0.0, False)
+        return f"compress: {type(failure).__name__}: {failure}"
+    path.write_bytes(data)
+    size = path.stat().st_size  # the real file's size is what counts
+    written = path.read_bytes()
+    try:
+        start = time.perf_counter()
+        decoded = api.decompress(written, model=spec, device=device)
+        decode_seconds = time.perf_counter() - start
+        exact = same_pixels(decoded.pixels, pixels)
+        error = "" if exact else "decoded pixels differ"
+    except BBCodecError as failure:  # the checksum or the seed check caught a wrong decode
+        decode_seconds, exact, error = 0.0, False, f"{type(failure).__name__}: {failure}"
+    result.add(pixels.size, size, encode_seconds, decode_seconds, exact)
+    model, _ = zoo.load(spec)
+    result.nelbo_bits += image_nelbo_bits(model.to(device), pixels, settings)
+    result.net_bits += stats["net_bits"]
+    result.initial_bits += stats["initial_bits"]
+    result.bits_back_bits += stats["payload_bits"]
+    stored_raw = stats["method"] == "stored"
+    result.payload_bits += 8 * pixels.nbytes if stored_raw else stats["payload_bits"]
+    result.stored_files += stored_raw
+    return error
+
+
+def model_label(spec: str) -> str:
+    """A model's name in tables: its name, or a model file's stem."""
+    return Path(spec).stem if spec.endswith(zoo.SUFFIX) or "/" in spec or os.sep in spec else spec
+
+
+def chain_steps(model, images: list[np.ndarray], batch: int, device: str):
+    """(coder view, uint8 batch (B, C, H, W)) for a chain of equal-sized images: batches of
+    1, 2, 4, ... up to ``batch`` images, each plane group (RGB, alpha, grey) a step of its own."""
+    height, width, channels = images[0].shape
+    steps, start = [], 0
+    for size in batch_sizes(len(images), batch):
+        block = np.stack(images[start:start + size]).transpose(0, 3, 1, 2)
+        start += size
+        for group in plane_groups(channels):
+            x = torch.from_numpy(np.ascontiguousarray(block[:, group])).to(device)
+            steps.append((TileView(model, group.stop - group.start, height, width), x))
+    return steps
+
+
+def measure_chain(spec: str, images: list[np.ndarray], batch: int, device: str,
+                  settings: CoderSettings = CoderSettings(), progress=None) -> ChainResult:
+    """Code all ``images`` (equal sizes) on one chain, decode it and check every image.
+
+    The chain is coded with the files' coder and arithmetic (``settings``);
+    its −ELBO is the model's own (float) bound on the same batches.
+    """
+    model, digest = zoo.load(spec)
+    model = model.to(device)
+    settings = settings.resolve(model)
+    coder = coding_model(model, settings.arithmetic)
+    steps = chain_steps(coder, images, batch, device)
+    result = ChainResult(f"bbcodec {model_label(spec)}", digest, f"{settings.coder}, {settings.arithmetic}", batch,
+                         len(images), int(sum(im.size for im in images)))
+    start = time.perf_counter()
+    encoded = encode_steps(steps, settings.coder, progress=progress)
+    result.encode_seconds = time.perf_counter() - start
+    start = time.perf_counter()
+    try:
+        decoded = decode_steps([(view, tuple(x.shape)) for view, x in steps], encoded, settings.coder,
+                               progress=progress)
+        result.exact = all(torch.equal(d.cpu(), x.cpu()) for d, (_, x) in zip(decoded, steps))
+    except BBCodecError:
+        result.exact = False
+    result.decode_seconds = time.perf_counter() - start
+    result.stored_bits, result.net_bits = encoded.stored_bits, encoded.net_bits
+    result.initial_bits = encoded.initial_bits
+    result.nelbo_bits = sum(_nelbo_nats(TileView(model, view.channels, view.height, view.width), x)
+                            for view, x in steps) / math.log(2.0)
+    return result
+
+
+def _warm_up(models, codecs, device, settings):
+    """One small image through every codec first, so that no measurement pays for loading or first calls."""
+    pixels = np.random.default_rng(0).integers(0, 256, (32, 32, 3), dtype=np.uint8)
+    for spec in models:
+        api.decompress(api.compress(_image(pixels), model=spec, settings=settings, device=device),
+                       model=spec, device=device)
+    for codec in codecs:
+        measure_classical(codec, pixels)
+
+
+def _shapes(images: list[np.ndarray]) -> str:
+    shapes = sorted({im.shape for im in images})
+    if len(shapes) == 1:
+        h, w, c = shapes[0]
+        return f"{w}x{h}x{c}"
+    pixels = [im.shape[0] * im.shape[1] for im in images]
+    return f"mixed, {min(pixels) / 1e6:.2g}-{max(pixels) / 1e6:.2g} Mpixel"
+
+
+MAX_CHAIN_PIXELS = 256 * 256
+"""Chains are for small images (each image is one step, whole); larger ones are coded as tiled files."""
+
+
+def run(sets: list[ImageSet], models=(zoo.DEFAULT_MODEL,), codecs: list[Codec] | None = None, *,
+        chain: bool = False, chain_batch: int = 1, device: str = "cpu",
+        settings: CoderSettings = CoderSettings(), workdir=None, notes=(), command: str = "",
+        seed: int = 0, progress: Callable[[str, int, int], None] | None = None,
+        on_set: Callable[[Report], None] | None = None) -> Report:
+    """Measure every model and codec on every set (see :mod:`bbcodec.benchmark`); returns the :class:`Report`.
+
+    ``workdir`` keeps the ``.bbc`` files (default: a temporary folder, removed).
+    ``progress(set name, images done, images)`` is called as images are done;
+    ``on_set(report)`` after each set (to save partial results).
+    """
+    device = resolve_device(device)
+    codecs = classical_codecs()[0] if codecs is None else list(codecs)
+    torch.manual_seed(seed)
+    report = Report(environment=environment(device), command=command, notes=list(notes))
+    report.environment["coder_settings"] = settings.to_dict()
+    hashes = {spec: zoo.load(spec)[1] for spec in models}
+    _warm_up(models, codecs, device, settings)
+    with tempfile.TemporaryDirectory(prefix="bbcodec-bench-") as temporary:
+        folder = Path(workdir) if workdir else Path(temporary)
+        folder.mkdir(parents=True, exist_ok=True)
+        for index, image_set in enumerate(sets):
+            out = SetResult(image_set.name, image_set.source, image_set.kind, len(image_set.images),
+                            image_set.subpixels, _shapes(image_set.images), notes=list(image_set.notes))
+            model_results = [ModelResult(f"bbcodec {model_label(spec)}", f"bbcodec:{model_label(spec)}",
+                                         f"model {hashes[spec][:12]}, {settings.coder}, tile {settings.tile}, "
+                                         f"{settings.resolve(zoo.load(spec)[0]).arithmetic} arithmetic",
+                                         model_hash=hashes[spec]) for spec in models]
+            codec_results = [CodecResult(c.name, c.key, c.settings) for c in codecs]
+            for number, (pixels, label) in enumerate(zip(image_set.images, image_set.labels)):
+                for spec, result in zip(models, model_results):
+                    path = folder / f"set{index}-{Path(spec).stem}-{number:05d}.bbc"
+                    error = measure_model(result, spec, pixels, path, device, settings)
+                    if error:
+                        report.failures.append(f"{image_set.name}: {label}: bbcodec {model_label(spec)}: {error}")
+                for codec, result in zip(codecs, codec_results):
+                    size, encode_s, decode_s, exact, error = measure_classical(codec, pixels)
+                    result.add(pixels.size, size, encode_s, decode_s, exact)
+                    if not exact:
+                        report.failures.append(f"{image_set.name}: {label}: {codec.name}: {error}")
+                if progress:
+                    progress(image_set.name, number + 1, len(image_set.images))
+            out.codecs = model_results + codec_results
+            if chain:
+                height, width = image_set.images[0].shape[:2]
+                if len(image_set.images) < 2 or not image_set.same_shape:
+                    out.notes.append("chain not measured: it needs two or more images of one size")
+                elif height * width > MAX_CHAIN_PIXELS:
+                    out.notes.append(f"chain not measured: images over {MAX_CHAIN_PIXELS:,} pixels are coded "
+                                     f"as tiles (the files)")
+                else:
+                    for spec in models:
+                        result = measure_chain(spec, image_set.images, chain_batch, device, settings)
+                        if not result.exact:
+                            report.failures.append(f"{image_set.name}: chain of {result.images} images: "
+                                                   f"bbcodec {model_label(spec)}: decoded images differ")
+                        out.chains.append(result)
+            report.sets.append(out)
+            if on_set:
+                on_set(report)
+    return report
