@@ -1,7 +1,8 @@
 """The model table: size and −ELBO of codec models on every measurement set.
 
 For each model: parameters, size as float32, size with binary weights packed
-at one bit, and the −ELBO in bits per sub-pixel (one posterior sample per
+at one bit and the rest as float32, the size of its file (which may store the
+float weights as float16), and the −ELBO in bits per sub-pixel (one posterior sample per
 image, weighted by sub-pixels) on the CIFAR-subset test images (1,000),
 photos 041-049, Waterloo and the MNIST test set (10,000), all from
 ../shared/data. Whole images are used, cut down to a multiple of the model's
@@ -9,7 +10,7 @@ stride (at most 3 rows and columns dropped); grey images are given to an RGB
 model as three equal channels and scored on one plane, as the coder codes
 them.
 
-    python bench/zoo_table.py default runs/float-twin/default-float-*.safetensors mnist
+    python bench/zoo_table.py default default-float mnist
 """
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ from pathlib import Path
 import torch
 
 import bbcodec
+from bbcodec import zoo
 from bbcodec.data import image_files, load_image, load_mnist_images, load_npz
 from bbcodec.models.export import model_size
 
@@ -36,6 +38,12 @@ def image_sets() -> dict:
     waterloo = [load_image(p)[None] for p in image_files(SHARED / "waterloo")]
     return {"CIFAR-subset test (1000)": list(cifar.split(250)), "photos 041-049": photos,
             "Waterloo": waterloo, "MNIST test (10000)": list(mnist.split(1000))}
+
+
+def file_bytes(spec: str) -> int:
+    """Size of the model file a name or path refers to."""
+    named = {entry.name: entry.location for entry in zoo.installed()}
+    return Path(named.get(spec, spec)).stat().st_size
 
 
 @torch.no_grad()
@@ -65,18 +73,18 @@ def main(argv=None) -> int:
         size = model_size(model)
         row = {"model": spec, "hash": digest[:12], "binary_weights": model.config.binary_weights,
                "parameters": size.parameters, "float32_mb": size.float32_bytes / 1e6,
-               "packed_mb": size.packed_bytes / 1e6}
+               "packed_mb": size.packed_bytes / 1e6, "file_mb": file_bytes(spec) / 1e6}
         for name, batches in sets.items():
             row[name] = nelbo(model, batches)
             print(f"{spec}: {name} {row[name]:.3f}", file=sys.stderr, flush=True)
         rows.append(row)
     Path(args.json).write_text(json.dumps(rows, indent=2) + "\n")
     names = list(sets)
-    print("| model | weights | parameters | float32 MB | packed MB | " + " | ".join(names) + " |")
-    print("|---" * (5 + len(names)) + "|")
+    print("| model | weights | parameters | float32 MB | packed MB | file MB | " + " | ".join(names) + " |")
+    print("|---" * (6 + len(names)) + "|")
     for r in rows:
         print(f"| {r['model']} ({r['hash']}) | {'binary' if r['binary_weights'] else 'float'} | {r['parameters']:,} | "
-              f"{r['float32_mb']:.2f} | {r['packed_mb']:.2f} | " + " | ".join(f"{r[n]:.3f}" for n in names) + " |")
+              f"{r['float32_mb']:.2f} | {r['packed_mb']:.2f} | {r['file_mb']:.2f} | " + " | ".join(f"{r[n]:.3f}" for n in names) + " |")
     return 0
 
 

@@ -10,7 +10,7 @@ from tqdm import tqdm
 
 from bbcodec import zoo
 from bbcodec.data import mixed_batch, open_sources
-from bbcodec.models.export import save_model
+from bbcodec.models.export import FLOAT_STORAGE, save_model
 from bbcodec.models.presets import PRESETS, preset
 from bbcodec.plot import plot_training
 from bbcodec.train import TrainConfig, is_main_process, model_from_checkpoint, train
@@ -37,11 +37,14 @@ from cli.common import fail_cleanly
 @click.option("--init-from", help="start a new run from these weights (a model name, file or hash)")
 @click.option("--ema", "ema_decay", type=click.FloatRange(0, 1, max_open=True), default=0.0, show_default=True,
               help="keep a moving average of the weights with this decay (e.g. 0.999) and export it")
+@click.option("--float-storage", type=click.Choice(list(FLOAT_STORAGE)), default="float32", show_default=True,
+              help="store the model's non-binary weights at this precision (float16: half the file)")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--threads", type=click.IntRange(0), default=0, help="torch CPU threads (0: default)")
 @fail_cleanly
 def train_command(data, preset_name, binary, binary_activations, latent_layers, steps, batch_size, crop, lr,
-                  free_bits, eval_data, eval_images, eval_every, out_dir, name, resume, init_from, ema_decay, seed, threads):
+                  free_bits, eval_data, eval_images, eval_every, out_dir, name, resume, init_from, ema_decay, float_storage,
+                  seed, threads):
     """Train a codec model on DATA: folders of images, image files, .npz uint8 arrays, MNIST idx3 files.
 
     Each batch draws evenly from every source (all image files given count as one source).
@@ -77,7 +80,7 @@ def train_command(data, preset_name, binary, binary_activations, latent_layers, 
     if not plot_training(Path(out_dir) / "log.jsonl", Path(out_dir) / "training.png", title=f"{name} ({preset_name})"):
         click.echo("no training plot: matplotlib is not installed (pip install 'bbcodec[plot]')", err=True)
     staging = Path(out_dir) / f"{name}.safetensors"
-    digest = save_model(model, staging)
+    digest = save_model(model, staging, float_storage)
     final = staging.with_name(f"{name}-{digest[:12]}.safetensors")
     staging.replace(final)
     click.echo(str(final))
@@ -89,9 +92,11 @@ def train_command(data, preset_name, binary, binary_activations, latent_layers, 
 @click.option("-o", "--output", required=True, help="model file to write (.safetensors)")
 @click.option("--grid-bits", type=click.IntRange(1, 12), help="code latents on a grid of step 2^-BITS")
 @click.option("--grid-bound", type=click.FloatRange(0.5, 64), help="... over [-BOUND, BOUND]")
+@click.option("--float-storage", type=click.Choice(list(FLOAT_STORAGE)), default="float32", show_default=True,
+              help="store the model's non-binary weights at this precision (float16: half the file)")
 @fail_cleanly
-def export_command(checkpoint, output, grid_bits, grid_bound):
+def export_command(checkpoint, output, grid_bits, grid_bound, float_storage):
     """Export a training CHECKPOINT as a codec model file for `compress -m`."""
     changes = {k: v for k, v in (("grid_bits", grid_bits), ("grid_bound", grid_bound)) if v is not None}
-    digest = save_model(model_from_checkpoint(Path(checkpoint), **changes), output)
+    digest = save_model(model_from_checkpoint(Path(checkpoint), **changes), output, float_storage)
     click.echo(f"{output} {digest[:16]}")

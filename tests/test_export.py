@@ -60,6 +60,41 @@ def test_hash_is_stable_across_a_round_trip(tiny_model):
     assert model_hash(model_to_bytes(model_from_bytes(data))) == model_hash(data)
 
 
+def test_float16_storage_halves_a_float_model_and_reloads_the_rounded_weights(random_images):
+    """float16 files hold each float weight rounded once; reloading widens them exactly, and re-saving is stable."""
+    model = make_model(0, TINY_FLOAT)
+    full, half = model_to_bytes(model), model_to_bytes(model, "float16")
+    assert len(half) < 0.55 * len(full)
+    loaded = model_from_bytes(half)
+    for (name, original), reloaded in zip(model.state_dict().items(), loaded.state_dict().values()):
+        assert reloaded.dtype == torch.float32
+        assert torch.equal(reloaded, original.half().float()), name
+    assert model_hash(model_to_bytes(loaded, "float16")) == model_hash(half) != model_hash(full)
+    batches = [random_images(2)]
+    encoded = encode_chain(loaded, batches, "bitswap")
+    assert torch.equal(decode_chain(model_from_bytes(half), encoded, [batches[0].shape])[0], batches[0])
+
+
+def test_float16_storage_refuses_weights_it_cannot_hold():
+    model = make_model(0, TINY_FLOAT)
+    with torch.no_grad():
+        model.posteriors[0].head.bias[0] = 1e6
+    with pytest.raises(BBCodecError, match="float16 cannot store"):
+        model_to_bytes(model, "float16")
+    with pytest.raises(BBCodecError, match="float storage"):
+        model_to_bytes(model, "bfloat16")
+
+
+def test_config_fields_missing_from_a_file_keep_their_format_meaning(tiny_model):
+    """A file written before a field existed (or before a default changed) means what it meant then."""
+    data = model_to_bytes(tiny_model)
+    fields = json.loads(json.loads(data[8 : 8 + int.from_bytes(data[:8], "little")])["__metadata__"]["config"])
+    del fields["grid_bound"], fields["channel_coupling"]
+    loaded = model_from_bytes(with_metadata(data, config=json.dumps(fields)))
+    assert loaded.config.grid_bound == 4.0 != VAEConfig().grid_bound
+    assert loaded.config.channel_coupling is False
+
+
 def first_binary_conv(model) -> BinaryConv2d:
     return next(m for m in model.modules() if isinstance(m, BinaryConv2d))
 

@@ -30,8 +30,11 @@ from fixtures.samples import binary_pixels, encoded, noise_pixels, pil_from_pixe
 ROOT = Path(__file__).resolve().parents[1]
 
 # Runs ``bbcodec ARGS`` with the first fsync (the output's) stalled after writing a marker file.
+# Ctrl-C raises KeyboardInterrupt as in a terminal, even when the tests run as a background job
+# (whose children start with SIGINT ignored).
 SLOW_FSYNC = """
-import os, sys, time
+import os, signal, sys, time
+signal.signal(signal.SIGINT, signal.default_int_handler)
 marker = sys.argv[1]
 real_fsync = os.fsync
 def stalled(fd):

@@ -51,8 +51,10 @@ def test_resume_keeps_the_checkpoint_model_config(tmp_path):
     assert resumed.config == preset("tiny")
 
 
-def test_export_a_checkpoint_then_compress_and_decompress(tmp_path):
+@pytest.mark.parametrize("float_storage", ["float32", "float16"])
+def test_export_a_checkpoint_then_compress_and_decompress(tmp_path, float_storage):
     from click.testing import CliRunner
+    from safetensors import safe_open
 
     import bbcodec
     from cli.main import main
@@ -60,8 +62,11 @@ def test_export_a_checkpoint_then_compress_and_decompress(tmp_path):
     run(tmp_path, 2, preset("tiny"))
     exported = tmp_path / "exported.safetensors"
     result = CliRunner().invoke(main, ["export", str(tmp_path / "checkpoint.safetensors"), "-o", str(exported),
-                                       "--grid-bits", "4", "--grid-bound", "4"])
+                                       "--grid-bits", "4", "--grid-bound", "4", "--float-storage", float_storage])
     assert result.exit_code == 0, result.output
+    with safe_open(exported, "np") as stored:
+        dtypes = {str(stored.get_tensor(name).dtype) for name in stored.keys()}
+    assert dtypes == {"uint8", float_storage}
     assert bbcodec.load_model(str(exported))[0].config.grid_bits == 4
     pixels = np.repeat(np.arange(0, 256, 4, dtype=np.uint8)[None, :, None], 40, axis=0).repeat(3, axis=2)
     image = bbcodec.Image(pixels=pixels, mode="RGB", palette=None, palette_mode=None, format="PNG", metadata={})

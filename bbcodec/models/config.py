@@ -30,7 +30,7 @@ class VAEConfig:
     channel_coupling: bool = False         # laplace, RGB: G and B means depend on the earlier channels
     min_std: float = 0.02
     grid_bits: int = 5
-    grid_bound: float = 4.0
+    grid_bound: float = 8.0
 
     def __post_init__(self):
         from bbcodec.coding.distributions import PIXEL_DISTRIBUTIONS

@@ -1,7 +1,10 @@
 """Codec model files: one safetensors file with the config and the packed weights.
 
 Binary weights are stored at one bit each (``np.packbits`` of sign(v) >= 0,
-big-endian bit order within a byte); every other tensor is float32. The config
+big-endian bit order within a byte); every other tensor is float32, or
+float16 when the file is written with ``float_storage="float16"`` (half the
+size of a float model; loading widens it to float32 exactly, so the model
+computes with float32 either way and its hash names the rounded weights). The config
 and a format tag sit in the safetensors metadata. A model is identified by the
 SHA-256 of its file bytes, never by a name or a position in a list. Loading
 uses safetensors only: nothing is unpickled.
@@ -43,6 +46,14 @@ CONFIG_LIMITS = {"image_channels": (1, 4), "hidden_channels": (1, 1024), "latent
                  "grid_bits": (0, 12)}
 """Allowed ranges of the integer config fields of a model file (generous: the presets are far inside)."""
 MAX_GRID_POINTS = 1 << 16
+FILE_CONFIG_DEFAULTS = {
+    "image_channels": 3, "hidden_channels": 64, "latent_channels": 8, "latent_layers": 4, "stride": 2,
+    "blocks_per_net": 2, "head_kernel_size": 1, "binary_weights": True, "binary_activations": False,
+    "pixel_distribution": "logistic", "channel_coupling": False, "min_std": 0.02, "grid_bits": 5, "grid_bound": 4.0,
+}
+"""What a config field missing from a model file means, fixed for this format (VAEConfig's defaults may change)."""
+FLOAT_STORAGE = {"float32": (np.float32, "F32"), "float16": (np.float16, "F16")}
+"""How the non-binary tensors of a model file may be stored: numpy dtype and safetensors dtype tag."""
 
 
 @dataclass(frozen=True)
@@ -74,8 +85,11 @@ def model_size(model) -> ModelSize:
     )
 
 
-def model_to_bytes(model: MarkovVAE) -> bytes:
-    """Serialize a model: config in the metadata, binary weights packed."""
+def model_to_bytes(model: MarkovVAE, float_storage: str = "float32") -> bytes:
+    """Serialize a model: config in the metadata, binary weights packed, other tensors as ``float_storage``."""
+    if float_storage not in FLOAT_STORAGE:
+        raise BBCodecError(f"float storage {float_storage!r} is not one of {', '.join(FLOAT_STORAGE)}")
+    dtype = FLOAT_STORAGE[float_storage][0]
     binary = _binary_weight_names(model)
     tensors = {}
     for name, tensor in sorted(model.state_dict().items()):
@@ -83,7 +97,10 @@ def model_to_bytes(model: MarkovVAE) -> bytes:
         if name in binary:
             tensors[name + PACKED_SUFFIX] = np.packbits((array >= 0).reshape(-1))
         else:
-            tensors[name] = np.ascontiguousarray(array, dtype=np.float32)
+            with np.errstate(over="ignore"):  # an overflow becomes inf, refused below
+                tensors[name] = np.ascontiguousarray(array, dtype=dtype)
+            if not np.isfinite(tensors[name]).all():
+                raise BBCodecError(f"{name} holds weights that {float_storage} cannot store")
     return st_save(tensors, metadata={"format": FORMAT, "config": model.config.to_json()})
 
 
@@ -162,21 +179,21 @@ def check_config(text) -> VAEConfig:
     if not isinstance(fields, dict):
         raise BBCodecError("model file: its config is not a JSON object")
     for name, (low, high) in CONFIG_LIMITS.items():
-        value = fields.get(name, low)
+        value = fields.get(name, FILE_CONFIG_DEFAULTS[name])
         if not (isinstance(value, int) and not isinstance(value, bool) and low <= value <= high):
             raise BBCodecError(f"model file: config {name} = {_short(value)}, expected an integer in {low}..{high}")
     for name in ("min_std", "grid_bound"):
-        value = fields.get(name, 1.0)
+        value = fields.get(name, FILE_CONFIG_DEFAULTS[name])
         if not (isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
                 and 0 < value <= 64):
             raise BBCodecError(f"model file: config {name} = {_short(value)}, expected a number in (0, 64]")
     for name in ("binary_weights", "binary_activations", "channel_coupling"):
-        if not isinstance(fields.get(name, False), bool):
+        if not isinstance(fields.get(name, FILE_CONFIG_DEFAULTS[name]), bool):
             raise BBCodecError(f"model file: config {name} = {_short(fields.get(name))}, expected true or false")
     if not isinstance(fields.get("pixel_distribution", ""), str):
         raise BBCodecError("model file: config pixel_distribution is not a name")
     try:
-        config = VAEConfig.from_json(text)
+        config = VAEConfig.from_json(json.dumps({**FILE_CONFIG_DEFAULTS, **fields}))
     except (ValueError, TypeError) as error:
         raise BBCodecError(f"model file: bad config ({_short(error, 120)})") from None
     if 2 * config.grid_bound * 2 ** config.grid_bits + 1 > MAX_GRID_POINTS:
@@ -200,15 +217,15 @@ def _check_tensor_table(header: dict, expected: dict[str, tuple[int, ...]]) -> N
     for name, shape in expected.items():
         packed = name + PACKED_SUFFIX
         if packed in table:
-            name, dtype, want = packed, "U8", ((math.prod(shape) + 7) // 8,)
+            name, dtypes, want = packed, ("U8",), ((math.prod(shape) + 7) // 8,)
         else:
-            dtype, want = "F32", shape
+            dtypes, want = tuple(tag for _, tag in FLOAT_STORAGE.values()), shape
         entry = table.pop(name, None)
         if entry is None:
             raise BBCodecError(f"model file: tensor {_short(name)} is missing")
-        if not isinstance(entry, dict) or entry.get("dtype") != dtype:
+        if not isinstance(entry, dict) or entry.get("dtype") not in dtypes:
             found = entry.get("dtype") if isinstance(entry, dict) else None
-            raise BBCodecError(f"model file: tensor {name} has dtype {_short(found)}, expected {dtype}")
+            raise BBCodecError(f"model file: tensor {name} has dtype {_short(found)}, expected {' or '.join(dtypes)}")
         if not isinstance(entry.get("shape"), list) or tuple(entry["shape"]) != want:
             raise BBCodecError(f"model file: tensor {name} has shape {_short(entry.get('shape'))}, expected "
                                f"{list(want)}")
@@ -233,9 +250,9 @@ def model_hash(data: bytes) -> str:
     return digest.hexdigest()
 
 
-def save_model(model: MarkovVAE, path) -> str:
+def save_model(model: MarkovVAE, path, float_storage: str = "float32") -> str:
     """Write ``path`` atomically; returns the model hash."""
-    data = model_to_bytes(model)
+    data = model_to_bytes(model, float_storage)
     path = Path(path)
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_bytes(data)
