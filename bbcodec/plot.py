@@ -14,8 +14,22 @@ def read_log(path) -> list[dict]:
     return [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
 
 
+def read_stages(paths) -> tuple[list[dict], list[int]]:
+    """The records of runs that continued one another (``--init-from``), steps counted from the first
+    run's start; and the step at which each later run began."""
+    records, starts, offset = [], [], 0
+    for path in paths:
+        if records:
+            starts.append(offset)
+        stage = read_log(path)
+        records += [{**record, "step": record["step"] + offset} for record in stage]
+        offset += max((record["step"] for record in stage), default=0)
+    return records, starts
+
+
 def plot_training(log_path, png_path, title: str | None = None) -> bool:
-    """Write the curves of ``log_path`` to ``png_path``; returns False if matplotlib is not installed."""
+    """Write the curves of ``log_path`` (one log, or a list of logs of runs that continued one
+    another) to ``png_path``; returns False if matplotlib is not installed."""
     try:
         import matplotlib
 
@@ -23,7 +37,7 @@ def plot_training(log_path, png_path, title: str | None = None) -> bool:
         import matplotlib.pyplot as plt
     except ImportError:
         return False
-    records = read_log(log_path)
+    records, starts = read_stages(log_path if isinstance(log_path, (list, tuple)) else [log_path])
     evals = [r for r in records if "eval_nelbo" in r]
     figure, (rate, kl) = plt.subplots(1, 2, figsize=(11, 4), constrained_layout=True)
     rate.plot([r["step"] for r in records], [r["train_nelbo"] for r in records], lw=0.8, alpha=0.6,
@@ -33,7 +47,10 @@ def plot_training(log_path, png_path, title: str | None = None) -> bool:
     if averaged:
         rate.plot([r["step"] for r in averaged], [r["eval_nelbo_ema"] for r in averaged], "s--",
                   label="held-out, moving average of the weights")
-    rate.set(xlabel="step", ylabel="−ELBO, bits per sub-pixel", title=title or "−ELBO")
+    for start in starts:
+        rate.axvline(start, color="grey", lw=0.8, ls=":")
+    rate.set(xlabel="step" + (" (dotted: a run continued from the weights before)" if starts else ""),
+             ylabel="−ELBO, bits per sub-pixel", title=title or "−ELBO")
     rate.grid(alpha=0.3)
     rate.legend()
     if evals and "kl" in evals[0]:

@@ -1,6 +1,7 @@
 """The .bbc Python API (bbcodec.compress / decompress / info): exact round trips, metadata, damage, models.
 
-Every test uses a tiny random model file (``-m path``): there is no shipped default model yet.
+Every test uses a tiny random model file (``-m path``), so that it runs in seconds; the shipped models are
+tested in ``tests/test_zoo.py``.
 ``BBCODEC_MODELS`` points at an empty temporary folder, so no model of the user's is ever seen.
 The golden-file tests at the end decode committed .bbc files with the committed model
 (``tests/golden/``) and must keep passing for as long as the format version is unchanged.

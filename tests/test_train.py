@@ -83,6 +83,15 @@ def test_training_writes_a_curve_plot(tmp_path):
     assert (tmp_path / "training.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+def test_logs_of_continued_runs_are_chained_step_after_step(tmp_path):
+    from bbcodec.plot import read_stages
+
+    for name, steps in (("first.jsonl", (50, 100)), ("second.jsonl", (50, 100, 150))):
+        (tmp_path / name).write_text("".join(f'{{"step": {s}, "train_nelbo": 1.0}}\n' for s in steps))
+    records, starts = read_stages([tmp_path / "first.jsonl", tmp_path / "second.jsonl"])
+    assert [r["step"] for r in records] == [50, 100, 150, 200, 250] and starts == [100]
+
+
 def test_init_from_starts_a_new_run_from_the_weights(tmp_path):
     first = run(tmp_path / "first", 2, preset("tiny"))
     cfg = TrainConfig(steps=1, batch_size=4, eval_every=1, checkpoint_every=1, warmup_steps=1, lr=1e-9, threads=1)
