@@ -34,10 +34,16 @@ def user_model_dir() -> Path:
     return Path(os.environ.get("BBCODEC_MODELS", Path.home() / ".local" / "share" / "bbcodec" / "models"))
 
 
+def _listing_order(item) -> tuple:
+    """The default first, then by name, "mnist" before "mnist-v1"."""
+    name = item.name[: -len(SUFFIX)]
+    return name != DEFAULT_MODEL, name.split("-")
+
+
 def _model_files():
-    for item in sorted(resources.files(__name__).iterdir(), key=lambda p: p.name):
-        if item.name.endswith(SUFFIX) and item.is_file():
-            yield item.name[: -len(SUFFIX)], item, True
+    shipped = [item for item in resources.files(__name__).iterdir() if item.name.endswith(SUFFIX) and item.is_file()]
+    for item in sorted(shipped, key=_listing_order):
+        yield item.name[: -len(SUFFIX)], item, True
     folder = user_model_dir()
     if folder.is_dir():
         for path in sorted(folder.glob("*" + SUFFIX)):

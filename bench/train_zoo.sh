@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# How the shipped models (bbcodec/zoo) were trained and exported, stage by stage.
+#
+#   bash bench/train_zoo.sh default|default-float|mnist      # from the repository root, venv active
+#
+# Each stage is a `bbcodec train` run that writes runs/<stage>/ (log, checkpoint,
+# plot, exported model); a later stage starts from the previous stage's exported
+# weights (--init-from). A stage that was cut off continues with the same command
+# plus --resume. Times on one CPU thread of this project's 2-core machine:
+# default 30 + 37 + 22 minutes, default-float 25 + 7 + 15, mnist 13.
+# The latent grid of each export was chosen by measuring real files
+# (bench/README.md, "The latent grid's bound").
+set -euo pipefail
+D=../shared/data
+NATURAL=("$D"/photos/0[0-3]?.png "$D"/photos/040.png "$D"/usc-sipi/misc "$D"/usc-sipi/textures
+         "$D"/cifar10-subset/cifar10_subset_uint8_nhwc.npz
+         --eval "$D"/photos/041.png --eval "$D"/photos/045.png --eval "$D"/photos/049.png
+         --preset photo --crop 32 --batch-size 32 --threads 1)
+
+natural() {  # natural NAME [--float]: three stages, then the export to bbcodec/zoo/NAME.safetensors
+    local name=$1 kind=${2:-} grid=$3 storage=$4
+    bbcodec train "${NATURAL[@]}" $kind --steps 8000 --out "runs/$name-1" --name "$name-1"
+    bbcodec train "${NATURAL[@]}" $kind --steps 2000 --lr 5e-4 --ema 0.998 --eval-every 250 \
+        --init-from "$(ls "runs/$name-1/$name-1"-*.safetensors)" --out "runs/$name-2" --name "$name-2"
+    bbcodec train "${NATURAL[@]}" $kind --steps 5000 --lr 4e-4 --ema 0.999 --eval-every 500 \
+        --init-from "$(ls "runs/$name-2/$name-2"-*.safetensors)" --out "runs/$name-3" --name "$name-3"
+    bbcodec export "runs/$name-3/checkpoint.safetensors" -o "bbcodec/zoo/$name.safetensors" \
+        --grid-bound "$grid" --float-storage "$storage"
+    python -c "from bbcodec.plot import plot_training as p; import sys; p(sys.argv[1:4], sys.argv[4])" \
+        "runs/$name-1/log.jsonl" "runs/$name-2/log.jsonl" "runs/$name-3/log.jsonl" \
+        "bbcodec/zoo/$name-training.png"
+}
+
+case "${1:-}" in
+    default) natural default "" 6 float32 ;;
+    default-float) natural default-float --float 8 float16 ;;
+    mnist)
+        bbcodec train "$D"/mnist/train-images-idx3-ubyte.gz --eval "$D"/mnist/t10k-images-idx3-ubyte.gz \
+            --preset small --crop 28 --batch-size 64 --steps 3000 --threads 1 --out runs/mnist --name mnist
+        bbcodec export runs/mnist/checkpoint.safetensors -o bbcodec/zoo/mnist.safetensors --grid-bound 8
+        ;;
+    *) echo "usage: bash bench/train_zoo.sh default|default-float|mnist" >&2; exit 2 ;;
+esac
