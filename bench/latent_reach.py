@@ -24,24 +24,21 @@ import torch
 import bbcodec
 from bbcodec.benchmark import open_sets
 from bbcodec.coding.image import TileView
+from bbcodec.models.latent_reach import posterior_reach, share_beyond
 
 BOUNDS = (4.0, 6.0, 8.0)
 
 
-@torch.no_grad()
 def reach(model, images: list[np.ndarray]) -> list[torch.Tensor]:
-    """|mean| + 3 std of every posterior element, per layer, over the images."""
+    """|mean| + 3 std of every posterior element, per layer, over the images, each coded as the coder sees it."""
     stride = model.config.stride
     per_layer = [[] for _ in range(model.depth)]
     for pixels in images:
         height, width = pixels.shape[0] - pixels.shape[0] % stride, pixels.shape[1] - pixels.shape[1] % stride
         planes = pixels[:height, :width, : min(3, pixels.shape[2])]
         x = torch.from_numpy(np.ascontiguousarray(planes)).permute(2, 0, 1)[None]
-        view, below = TileView(model, x.shape[1], height, width), x
-        for layer in range(model.depth):
-            q = view.posterior(layer, below)
-            per_layer[layer].append((q.mean.abs() + 3 * q.std).flatten())
-            below = q.rsample()
+        for layer, values in enumerate(posterior_reach(TileView(model, x.shape[1], height, width), x)):
+            per_layer[layer].append(values)
     return [torch.cat(values) for values in per_layer]
 
 
@@ -57,7 +54,7 @@ def main(argv=None) -> int:
     print("set | layer | " + " | ".join(f"beyond {b:g}" for b in BOUNDS) + " | largest")
     for image_set in open_sets(args.paths, limit=args.limit):
         for layer, values in enumerate(reach(model, image_set.images)):
-            shares = " | ".join(f"{(values > b).float().mean().item():.2%}" for b in BOUNDS)
+            shares = " | ".join(f"{share_beyond([values], b):.2%}" for b in BOUNDS)
             print(f"{image_set.name} | z{layer + 1} | {shares} | {values.max().item():.1f}")
     return 0
 

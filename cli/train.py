@@ -11,6 +11,7 @@ from tqdm import tqdm
 from bbcodec import zoo
 from bbcodec.data import mixed_batch, open_sources
 from bbcodec.models.export import FLOAT_STORAGE, save_model
+from bbcodec.models.latent_reach import grid_advice
 from bbcodec.models.presets import PRESETS, preset
 from bbcodec.plot import plot_training
 from bbcodec.train import TrainConfig, is_main_process, model_from_checkpoint, train
@@ -83,6 +84,9 @@ def train_command(data, preset_name, binary, binary_activations, latent_layers, 
     digest = save_model(model, staging, float_storage)
     final = staging.with_name(f"{name}-{digest[:12]}.safetensors")
     staging.replace(final)
+    advice = grid_advice(model, held_out.to(model.device))
+    if advice:
+        click.echo(f"note: {advice}", err=True)
     click.echo(str(final))
     sys.stdout.flush()
 

@@ -1,6 +1,8 @@
 """Training: a resumed run continues exactly, with the model it started with."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -111,3 +113,24 @@ def test_moving_average_is_what_training_returns_and_exports(tmp_path):
     for (name, a), b in zip(averaged.state_dict().items(), exported.state_dict().values()):
         assert torch.equal(a, b), name
     assert "eval_nelbo_ema" in (tmp_path / "ema" / "log.jsonl").read_text()
+
+
+def test_train_command_trains_exports_and_the_export_compresses(tmp_path):
+    """`bbcodec train` end to end on an .npz: the exported model is named by its hash and codes images."""
+    from click.testing import CliRunner
+
+    import bbcodec
+    from cli.main import main
+
+    images = np.random.default_rng(0).integers(0, 256, (16, 16, 16, 3), dtype=np.uint8)
+    np.savez(tmp_path / "images.npz", train_x=images)
+    result = CliRunner().invoke(main, ["train", str(tmp_path / "images.npz"), "--preset", "tiny", "--steps", "2",
+                                       "--batch-size", "4", "--crop", "8", "--eval-images", "4", "--eval-every", "1",
+                                       "--threads", "1", "--out", str(tmp_path / "run"), "--name", "mine"])
+    assert result.exit_code == 0, result.output
+    exported = Path(result.stdout.strip().splitlines()[-1])
+    model, digest = bbcodec.load_model(str(exported))
+    assert exported.name == f"mine-{digest[:12]}.safetensors" and model.config.hidden_channels == 16
+    image = bbcodec.Image(pixels=images[0], mode="RGB")
+    assert np.array_equal(bbcodec.decompress(bbcodec.compress(image, model=str(exported)), model=str(exported)).pixels,
+                          images[0])

@@ -1,0 +1,52 @@
+"""How far a model's posteriors reach against the bound of its latent grid.
+
+Bits-back coding pops each latent from the posterior discretized on the
+model's :class:`~bbcodec.coding.distributions.LatentGrid`; posterior mass
+beyond the grid's bound is clipped onto its outer points, where a pop gives
+back far fewer bits than the −ELBO counts (the grid's docstring has the
+measured cost). The reach of a posterior element is ``|mean| + 3 std``; a
+model whose reach often passes its bound should be exported with a wider one
+(``bbcodec export --grid-bound``).
+"""
+from __future__ import annotations
+
+import torch
+
+REACH_STDS = 3.0
+WARN_SHARE = 0.005
+"""The share of posterior elements reaching past the bound above which ``bbcodec train`` suggests a wider grid."""
+
+
+@torch.no_grad()
+def posterior_reach(model, x: torch.Tensor) -> list[torch.Tensor]:
+    """``|mean| + 3 std`` of every posterior element, one flat tensor per latent layer.
+
+    ``model`` is anything with the coders' interface (a MarkovVAE, or a
+    :class:`~bbcodec.coding.image.TileView` for grey planes); ``x`` a uint8
+    batch. One posterior sample of each layer feeds the next, as in coding.
+    """
+    reach, below = [], x
+    for layer in range(model.depth):
+        q = model.posterior(layer, below)
+        reach.append((q.mean.abs() + REACH_STDS * q.std).flatten())
+        below = q.rsample()
+    return reach
+
+
+def share_beyond(reach: list[torch.Tensor], bound: float) -> float:
+    """The share of all posterior elements whose reach passes ``bound``."""
+    values = torch.cat(reach)
+    return (values > bound).float().mean().item() if values.numel() else 0.0
+
+
+def grid_advice(model, x: torch.Tensor) -> str | None:
+    """A one-line suggestion when the model's posteriors on ``x`` often reach past its grid's bound, else None."""
+    bound = model.config.grid_bound
+    reach = posterior_reach(model, x)
+    share = share_beyond(reach, bound)
+    if share <= WARN_SHARE:
+        return None
+    wider = max(bound, max(values.max().item() for values in reach))
+    return (f"{share:.1%} of the held-out posteriors reach past the latent grid's bound {bound:g}, which costs rate; "
+            f"try bbcodec export CHECKPOINT --grid-bound {min(64, 2 * bound, -(-wider // 1)):g} and compare the files "
+            f"(bench/latent_reach.py)")
