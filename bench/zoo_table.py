@@ -42,8 +42,7 @@ def image_sets() -> dict:
 
 def file_bytes(spec: str) -> int:
     """Size of the model file a name or path refers to."""
-    named = {entry.name: entry.location for entry in zoo.installed()}
-    return Path(named.get(spec, spec)).stat().st_size
+    return len(zoo.locate(spec).read_bytes())
 
 
 @torch.no_grad()

@@ -139,19 +139,16 @@ def resolve_model_option(spec: str | None, required: bool) -> str | None:
     Returns ``spec``, or without one the default model's name when ``required``, else None.
 
     A spec that looks like a path must name an existing ``.safetensors`` file
-    (otherwise the zoo would read it as a name or a hash and report a confusing
-    error). Without ``-m``, compress uses the default model; decompress finds
+    (:func:`bbcodec.zoo.locate` reads every spec with a slash or that suffix as
+    a path). Without ``-m``, compress uses the default model; decompress finds
     each file's model by the hash in its header.
     """
     if spec is None and not required:
         return None
     spec = spec or zoo.DEFAULT_MODEL
-    if os.sep in spec or "/" in spec or spec.endswith(zoo.SUFFIX):
-        if not Path(spec).is_file():
-            raise CLIError(f"model file {spec} not found")
-        if not spec.endswith(zoo.SUFFIX):
-            raise CLIError(f"model file {spec}: model files end in {zoo.SUFFIX}")
-    try:
+    if ("/" in spec or os.sep in spec) and not spec.endswith(zoo.SUFFIX) and Path(spec).is_file():
+        raise CLIError(f"model file {spec}: model files end in {zoo.SUFFIX}")
+    try:  # a missing file is reported by the zoo
         zoo.load(spec)
     except BBCodecError as error:
         raise CLIError(error_message(error)) from None

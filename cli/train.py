@@ -17,6 +17,10 @@ from bbcodec.plot import plot_training
 from bbcodec.train import TrainConfig, is_main_process, model_from_checkpoint, train
 from cli.common import fail_cleanly
 
+float_storage_option = click.option(
+    "--float-storage", type=click.Choice(list(FLOAT_STORAGE)), default="float32", show_default=True,
+    help="store the model's non-binary weights at this precision (float16: half the file)")
+
 
 @click.command("train")
 @click.argument("data", nargs=-1, required=True)
@@ -38,8 +42,7 @@ from cli.common import fail_cleanly
 @click.option("--init-from", help="start a new run from these weights (a model name, file or hash)")
 @click.option("--ema", "ema_decay", type=click.FloatRange(0, 1, max_open=True), default=0.0, show_default=True,
               help="keep a moving average of the weights with this decay (e.g. 0.999) and export it")
-@click.option("--float-storage", type=click.Choice(list(FLOAT_STORAGE)), default="float32", show_default=True,
-              help="store the model's non-binary weights at this precision (float16: half the file)")
+@float_storage_option
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--threads", type=click.IntRange(0), default=0, help="torch CPU threads (0: default)")
 @fail_cleanly
@@ -96,8 +99,7 @@ def train_command(data, preset_name, binary, binary_activations, latent_layers, 
 @click.option("-o", "--output", required=True, help="model file to write (.safetensors)")
 @click.option("--grid-bits", type=click.IntRange(1, 12), help="code latents on a grid of step 2^-BITS")
 @click.option("--grid-bound", type=click.FloatRange(0.5, 64), help="... over [-BOUND, BOUND]")
-@click.option("--float-storage", type=click.Choice(list(FLOAT_STORAGE)), default="float32", show_default=True,
-              help="store the model's non-binary weights at this precision (float16: half the file)")
+@float_storage_option
 @fail_cleanly
 def export_command(checkpoint, output, grid_bits, grid_bound, float_storage):
     """Export a training CHECKPOINT as a codec model file for `compress -m`."""

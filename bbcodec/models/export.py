@@ -178,22 +178,23 @@ def check_config(text) -> VAEConfig:
         raise BBCodecError("model file: its config is not JSON") from None
     if not isinstance(fields, dict):
         raise BBCodecError("model file: its config is not a JSON object")
+    fields = {**FILE_CONFIG_DEFAULTS, **fields}
     for name, (low, high) in CONFIG_LIMITS.items():
-        value = fields.get(name, FILE_CONFIG_DEFAULTS[name])
+        value = fields[name]
         if not (isinstance(value, int) and not isinstance(value, bool) and low <= value <= high):
             raise BBCodecError(f"model file: config {name} = {_short(value)}, expected an integer in {low}..{high}")
     for name in ("min_std", "grid_bound"):
-        value = fields.get(name, FILE_CONFIG_DEFAULTS[name])
+        value = fields[name]
         if not (isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
                 and 0 < value <= 64):
             raise BBCodecError(f"model file: config {name} = {_short(value)}, expected a number in (0, 64]")
     for name in ("binary_weights", "binary_activations", "channel_coupling"):
-        if not isinstance(fields.get(name, FILE_CONFIG_DEFAULTS[name]), bool):
-            raise BBCodecError(f"model file: config {name} = {_short(fields.get(name))}, expected true or false")
-    if not isinstance(fields.get("pixel_distribution", ""), str):
+        if not isinstance(fields[name], bool):
+            raise BBCodecError(f"model file: config {name} = {_short(fields[name])}, expected true or false")
+    if not isinstance(fields["pixel_distribution"], str):
         raise BBCodecError("model file: config pixel_distribution is not a name")
     try:
-        config = VAEConfig.from_json(json.dumps({**FILE_CONFIG_DEFAULTS, **fields}))
+        config = VAEConfig.from_json(json.dumps(fields))
     except (ValueError, TypeError) as error:
         raise BBCodecError(f"model file: bad config ({_short(error, 120)})") from None
     if 2 * config.grid_bound * 2 ** config.grid_bits + 1 > MAX_GRID_POINTS:

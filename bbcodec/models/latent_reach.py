@@ -10,6 +10,8 @@ model whose reach often passes its bound should be exported with a wider one
 """
 from __future__ import annotations
 
+import math
+
 import torch
 
 REACH_STDS = 3.0
@@ -46,7 +48,7 @@ def grid_advice(model, x: torch.Tensor) -> str | None:
     share = share_beyond(reach, bound)
     if share <= WARN_SHARE:
         return None
-    wider = max(bound, max(values.max().item() for values in reach))
+    largest = max(values.max().item() for values in reach)
+    wider = min(64, 2 * bound, math.ceil(largest))  # at most double, within what model files allow
     return (f"{share:.1%} of the held-out posteriors reach past the latent grid's bound {bound:g}, which costs rate; "
-            f"try bbcodec export CHECKPOINT --grid-bound {min(64, 2 * bound, -(-wider // 1)):g} and compare the files "
-            f"(bench/latent_reach.py)")
+            f"try bbcodec export CHECKPOINT --grid-bound {wider:g} and compare the files (bench/latent_reach.py)")

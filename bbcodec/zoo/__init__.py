@@ -84,16 +84,20 @@ def installed() -> list[ModelEntry]:
     return entries
 
 
+def locate(spec: str):
+    """The file of a model name or a model file path (a path or a package resource), or None for neither."""
+    if spec.endswith(SUFFIX) or "/" in spec or os.sep in spec:
+        if not Path(spec).is_file():
+            raise BBCodecError(f"model file {spec} not found")
+        return Path(spec)
+    return next((location for name, location, _ in _model_files() if name == spec), None)
+
+
 def load(spec: str = DEFAULT_MODEL):
     """(model, hash) for a model name, a file path, or a (prefix of a) model hash."""
-    path = Path(spec)
-    if spec.endswith(SUFFIX) or "/" in spec or os.sep in spec:
-        if not path.is_file():
-            raise BBCodecError(f"model file {spec} not found")
-        return load_bytes(_read(path))
-    for name, location, _ in _model_files():
-        if name == spec:
-            return load_bytes(_read(location))
+    location = locate(spec)
+    if location is not None:
+        return load_bytes(_read(location))
     if len(spec) >= 8:
         return by_hash(spec)
     raise BBCodecError(f"unknown model {spec!r} (see `bbcodec models`)")
