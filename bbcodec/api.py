@@ -16,13 +16,13 @@ import hashlib
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from bbcodec import container, imageio, zoo
 from bbcodec.coding.ans import ENTROPY_CODER
 from bbcodec.coding.chain import EncodedChain
 from bbcodec.coding.image import CoderSettings, decode_image, encode_image
 from bbcodec.errors import CorruptDataError, UnsupportedImageError
+from bbcodec.portability import decode_hint, float_platform
 
 MAX_PIXELS = 1 << 28  # refuse headers that declare more sub-pixels than this (hostile files)
 META_PREFIX = "meta."
@@ -34,19 +34,6 @@ def pixel_checksum(pixels: np.ndarray) -> str:
     digest.update(repr(pixels.shape).encode())
     digest.update(np.ascontiguousarray(pixels).tobytes())
     return digest.hexdigest()
-
-
-def float_platform(device) -> str:
-    """Where float arithmetic ran: the device type and the torch version."""
-    return f"{torch.device(device).type}, torch {torch.__version__}"
-
-
-def _platform_hint(header: dict, device) -> str:
-    """Why a float-arithmetic file may fail here, if it was coded elsewhere."""
-    made_on = header.get("float_platform")
-    if isinstance(made_on, str) and made_on != float_platform(device):
-        return f" (it was coded with float arithmetic on {made_on}: decode it there)"
-    return ""
 
 
 def _to_image(source) -> imageio.Image:
@@ -70,7 +57,7 @@ def compress(source, *, model: str = zoo.DEFAULT_MODEL, settings: CoderSettings 
     net, digest = zoo.load(model)
     net = net.to(device)
     pixels = image.pixels
-    settings = settings.resolve(net)
+    settings = settings.resolve()
     problem = container.work_limit_problem(image.height, image.width, image.channels, settings.tile, settings.max_batch)
     if problem:  # never write a file that the decoder's default limits would refuse
         raise UnsupportedImageError(problem)
@@ -145,7 +132,7 @@ def decompress(source, *, model: str | None = None, device: str = "cpu", progres
     else:
         raise CorruptDataError(f"unsupported coding method {method!r}")
     if pixel_checksum(pixels) != header.get("pixel_checksum"):
-        raise CorruptDataError("decoded pixels do not match the file's checksum" + _platform_hint(header, device))
+        raise CorruptDataError("decoded pixels do not match the file's checksum" + decode_hint(header, device))
     metadata = {k[len(META_PREFIX):]: v for k, v in box.sections.items() if k.startswith(META_PREFIX)}
     try:
         return imageio.Image(pixels=pixels, mode=_field(header, "mode", str), palette=box.sections.get("palette"),
@@ -177,6 +164,6 @@ def _decode_bits_back(header, payload, height, width, channels, model, device, p
     try:
         return decode_image(net.to(device), encoded, height, width, channels, settings, progress)
     except CorruptDataError as error:
-        raise CorruptDataError(str(error) + _platform_hint(header, device)) from None
+        raise CorruptDataError(str(error) + decode_hint(header, device)) from None
     except Exception as error:  # constriction or shape errors on data that passed the checksums
-        raise CorruptDataError(f"cannot decode payload: {error}{_platform_hint(header, device)}") from None
+        raise CorruptDataError(f"cannot decode payload: {error}{decode_hint(header, device)}") from None

@@ -31,6 +31,7 @@ from bbcodec import api, container, imageio
 from bbcodec.coding.bitsback import CODERS
 from bbcodec.coding.image import CoderSettings
 from bbcodec.errors import BBCodecError
+from bbcodec.portability import float_platform, where_it_decodes
 from cli.common import (DEVICES, CLIError, debugging, error_message, interruptible, resolve_device_option,
                         resolve_model_option)
 from cli.files import (STDIO, SUFFIX, check_stdout, check_target, input_stat, read_input, verify_written,
@@ -166,8 +167,8 @@ no_limits_option = click.option("--no-limits", is_flag=True,
 @click.option("--coder", type=click.Choice(sorted(CODERS)), default="bitswap", show_default=True)
 @click.option("--tile", type=click.IntRange(8, 1024), default=CoderSettings.tile, show_default=True)
 @click.option("--arithmetic", type=click.Choice(["auto", "exact", "float"]), default="auto", show_default=True,
-              help="exact: integer networks, the file decodes on any device; float: faster, decode on the same "
-                   "kind of machine; auto: exact where the model supports it")
+              help="exact (auto): integer networks, the file decodes on any machine; float: faster, but the "
+                   "file decodes only on the same kind of machine (CPU, kernels, torch version)")
 @click.option("--strip-metadata", is_flag=True, help="drop ICC profile, EXIF and text chunks (transparency is kept)")
 @click.option("--verify/--no-verify", default=False, show_default=True,
               help="decode the result and compare it with the image before writing it (about doubles the "
@@ -176,6 +177,9 @@ def compress(files, output, to_stdout, force, remove, verbose, quiet, device, mo
              strip_metadata, verify):
     """Compress image FILES to FILE.bbc (keeps the inputs; '-' reads standard input)."""
     output, to_stdout = _check_outputs(files, output, to_stdout, force)
+    if arithmetic == "float":  # a warning even with -q: these files may be unreadable elsewhere
+        click.echo(f"bbcodec: warning: --arithmetic float writes files that decode only on this kind of machine "
+                   f"({float_platform(resolve_device_option(device))})", err=True)
     # Batches as large as the decoder's work limit allows (only very large tiles need smaller ones).
     settings = CoderSettings(coder=coder, tile=tile, max_batch=container.batch_limit(tile, CoderSettings.max_batch),
                              arithmetic=arithmetic)
@@ -318,14 +322,15 @@ def _describe(name: str, data: bytes, header: dict) -> str:
     model = header.get("model")
     line = (f"{name}: {size} {text(header.get('mode', '?'))}, {len(data)} bytes, {rate}, "
             f"method {text(header.get('method', '?'))}, coder {text(coder or '-')}, "
-            f"model {text(model[:16], 16) if isinstance(model, str) else '?'}")
+            f"model {text(model[:16], 16) if isinstance(model, str) else '?'}, "
+            f"decodes on {text(where_it_decodes(header), 120)}")
     return " ".join(line.split())  # one line, whatever strings a damaged header holds
 
 
 @click.command()
 @click.argument("files", nargs=-1, required=True)
 def info(files):
-    """Show the header of .bbc FILES without decoding them: size, mode, rate, method, model."""
+    """Show the header of .bbc FILES without decoding them: size, mode, rate, method, model, where it decodes."""
     if list(files).count(STDIO) > 1:
         raise click.UsageError("standard input ('-') can be read only once")
 

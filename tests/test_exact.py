@@ -1,28 +1,39 @@
 """The exact inference path (bbcodec.exact): identical bits whatever the threads, batch split or code path."""
 from __future__ import annotations
 
+import math
+from fractions import Fraction
+
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 
 import bbcodec
-from bbcodec import api, container, imageio
+from bbcodec import container, imageio
 from bbcodec.coding.image import CoderSettings, decode_image, encode_image
-from bbcodec.errors import BBCodecError, CorruptDataError
+from bbcodec.coding.distributions import DiscretizedLogistic
+from bbcodec.errors import CorruptDataError
 from bbcodec.exact import tables
-from bbcodec.exact.model import ACT_LIMIT, ExactArithmeticError, ExactConv, exact_model
+from bbcodec.exact.logistic import ExactDiscretizedLogistic
+from bbcodec.exact.model import ACT_LIMIT, ExactConv, exact_model
 from bbcodec.models.config import VAEConfig
+from bbcodec.portability import float_platform
 from conftest import REPO_ROOT, make_model, shared_data_dir
+from fixtures.samples import BITS_BACK_SETTINGS, binary_pixels
 
 LAPLACE = VAEConfig(hidden_channels=16, latent_channels=4, latent_layers=3, blocks_per_net=1,
                     pixel_distribution="laplace", channel_coupling=True)
+LOGISTIC = LAPLACE.replace(pixel_distribution="logistic", channel_coupling=False)
 EXACT = CoderSettings(tile=16, max_batch=4, arithmetic="exact")
 
 
-@pytest.fixture(params=[2, 4], ids=["stride2", "stride4"])
-def laplace_model(request):
-    return make_model(seed=3, config=LAPLACE.replace(stride=request.param))
+@pytest.fixture(params=[(LAPLACE, 2), (LAPLACE, 4), (LOGISTIC, 4)], ids=["laplace-stride2", "laplace-stride4",
+                                                                          "logistic-stride4"])
+def pixel_model(request):
+    """A small random model of each pixel likelihood, computed exactly by the tests below."""
+    config, stride = request.param
+    return make_model(seed=3, config=config.replace(stride=stride))
 
 
 def smooth_pixels(height: int, width: int, channels: int = 3, seed: int = 0) -> np.ndarray:
@@ -75,21 +86,21 @@ def reference_net(net, x: np.ndarray) -> np.ndarray:
     return F.pixel_shuffle(torch.from_numpy(h), net.unfold).numpy() if net.unfold > 1 else h
 
 
-def test_integer_networks_match_an_independent_int64_implementation(laplace_model):
-    exact = exact_model(laplace_model)
+def test_integer_networks_match_an_independent_int64_implementation(pixel_model):
+    exact = exact_model(pixel_model)
     rng = np.random.default_rng(0)
     pixels = rng.integers(0, 256, (3, 3, 16, 16)).astype(np.int64) * 2 - 255
     got = exact.posteriors[0](torch.from_numpy(pixels).double())
     assert torch.equal(got, torch.from_numpy(reference_net(exact.posteriors[0], pixels)).double())
-    latent_shape = (3, LAPLACE.latent_channels, 16 // laplace_model.config.stride, 16 // laplace_model.config.stride)
+    latent_shape = (3, LAPLACE.latent_channels, 16 // pixel_model.config.stride, 16 // pixel_model.config.stride)
     index = rng.integers(-exact.grid.max_index, exact.grid.max_index + 1, latent_shape).astype(np.int64)
     for net in exact.posteriors[1:] + exact.conditionals:
         got = net(torch.from_numpy(index).double())
         assert torch.equal(got, torch.from_numpy(reference_net(net, index)).double())
 
 
-def test_every_value_is_a_whole_number_within_the_activation_range(laplace_model):
-    exact = exact_model(laplace_model)
+def test_every_value_is_a_whole_number_within_the_activation_range(pixel_model):
+    exact = exact_model(pixel_model)
     pixels = torch.from_numpy(smooth_pixels(16, 16)).permute(2, 0, 1)[None]
     params = exact.posteriors[0](exact._pixels(pixels))
     assert torch.equal(params, params.round()) and params.abs().max() <= ACT_LIMIT
@@ -100,8 +111,8 @@ def distribution_tensors(dist) -> list[torch.Tensor]:
     return [t for t in (getattr(dist, name, None) for name in ("mean", "std", "scale", "coupling")) if t is not None]
 
 
-def test_each_images_probabilities_do_not_depend_on_its_batch(laplace_model):
-    exact = exact_model(laplace_model)
+def test_each_images_probabilities_do_not_depend_on_its_batch(pixel_model):
+    exact = exact_model(pixel_model)
     batch = torch.from_numpy(np.stack([smooth_pixels(16, 16, seed=s) for s in range(4)])).permute(0, 3, 1, 2)
     together = exact.posterior(0, batch)
     reordered = exact.posterior(0, batch.flip(0))
@@ -118,37 +129,37 @@ def test_each_images_probabilities_do_not_depend_on_its_batch(laplace_model):
             assert torch.equal(a[i:i + 1], b)
 
 
-def test_files_are_byte_identical_for_any_thread_count_and_network_batch_split(laplace_model):
+def test_files_are_byte_identical_for_any_thread_count_and_network_batch_split(pixel_model):
     pixels = smooth_pixels(40, 36)
-    exact = exact_model(laplace_model)
+    exact = exact_model(pixel_model)
     payloads = []
     for threads, max_images in ((1, None), (2, None), (1, 1), (2, 3)):
         torch.set_num_threads(threads)
         exact.max_images = max_images
         try:
-            payloads.append(encode_image(laplace_model, pixels, EXACT).payload.tobytes())
+            payloads.append(encode_image(pixel_model, pixels, EXACT).payload.tobytes())
         finally:
             torch.set_num_threads(1)
             exact.max_images = None
     assert all(p == payloads[0] for p in payloads)
-    assert np.array_equal(decode_image(laplace_model, encode_image(laplace_model, pixels, EXACT), 40, 36, 3, EXACT), pixels)
+    assert np.array_equal(decode_image(pixel_model, encode_image(pixel_model, pixels, EXACT), 40, 36, 3, EXACT), pixels)
 
 
 @pytest.mark.parametrize("shape", [(1, 1, 3), (17, 5, 1), (33, 40, 3), (20, 20, 4)], ids=str)
-def test_exact_round_trips(laplace_model, shape):
+def test_exact_round_trips(pixel_model, shape):
     pixels = smooth_pixels(*shape[:2], channels=shape[2], seed=sum(shape))
-    encoded = encode_image(laplace_model, pixels, EXACT)
-    assert np.array_equal(decode_image(laplace_model, encoded, *shape, EXACT), pixels)
+    encoded = encode_image(pixel_model, pixels, EXACT)
+    assert np.array_equal(decode_image(pixel_model, encoded, *shape, EXACT), pixels)
 
 
-def test_float_and_exact_files_differ_and_each_decodes_only_as_itself(laplace_model):
+def test_float_and_exact_files_differ_and_each_decodes_only_as_itself(pixel_model):
     pixels = smooth_pixels(32, 32)
     float_settings = CoderSettings(tile=16, max_batch=4, arithmetic="float")
-    as_float, as_exact = encode_image(laplace_model, pixels, float_settings), encode_image(laplace_model, pixels, EXACT)
+    as_float, as_exact = encode_image(pixel_model, pixels, float_settings), encode_image(pixel_model, pixels, EXACT)
     assert as_float.payload.tobytes() != as_exact.payload.tobytes()
-    assert np.array_equal(decode_image(laplace_model, as_float, 32, 32, 3, float_settings), pixels)
+    assert np.array_equal(decode_image(pixel_model, as_float, 32, 32, 3, float_settings), pixels)
     try:  # the header's arithmetic field is what keeps a decoder from this
-        wrong = decode_image(laplace_model, as_exact, 32, 32, 3, float_settings)
+        wrong = decode_image(pixel_model, as_exact, 32, 32, 3, float_settings)
     except CorruptDataError:
         return
     assert not np.array_equal(wrong, pixels)
@@ -175,12 +186,53 @@ def test_files_record_the_arithmetic_and_the_entropy_coder():
         bbcodec.decompress(resigned(data, coder=dict(header["coder"], arithmetic="auto")))
 
 
-def test_auto_arithmetic_is_exact_where_supported_and_float_elsewhere(tiny_model, laplace_model):
-    assert CoderSettings().resolve(laplace_model).arithmetic == "exact"
-    assert CoderSettings().resolve(tiny_model).arithmetic == "float"  # logistic pixels
-    with pytest.raises(ExactArithmeticError, match="laplace"):
-        encode_image(tiny_model, smooth_pixels(8, 8), CoderSettings(arithmetic="exact"))
-    assert issubclass(ExactArithmeticError, BBCodecError)
+def test_auto_arithmetic_is_exact_for_logistic_pixels_too():
+    assert CoderSettings().resolve().arithmetic == "exact"
+    image = imageio.Image(binary_pixels(32, 32, 3), "RGB")  # bits-back codes it below its raw size
+    path = REPO_ROOT / "tests" / "golden" / "tiny.safetensors"  # logistic pixels
+    header = bbcodec.info(bbcodec.compress(image, model=str(path), settings=BITS_BACK_SETTINGS))
+    assert header["coder"]["arithmetic"] == "exact" and "float_platform" not in header
+
+
+# -- the exact logistic's probability tables ---------------------------------------------------------------
+def reference_logistic_table(mean: int, scale: int) -> np.ndarray:
+    """One sub-pixel's bin weights from rational arithmetic: the sigmoid argument at each inner edge is
+    ((2k - 254)/255 - mean/2**10) / (scale/2**20), rounded half up to 2**-16, and the decimal sigmoid table
+    is interpolated linearly there, rounding down."""
+    spec, fine_bits = tables.SIGMOID, 6
+    sigmoid = [int(v) for v in tables.reference_table(spec.name)] + [1 << spec.output_bits]
+    cumulative = [0]
+    for k in range(255):
+        argument = (Fraction(2 * k - 254, 255) - Fraction(mean, 1 << 10)) / Fraction(scale, 1 << 20)
+        fine = math.floor(argument * (1 << (tables.INPUT_BITS + fine_bits)) + Fraction(1, 2))
+        fine = min(max(fine, spec.lo << fine_bits), spec.hi << fine_bits) - (spec.lo << fine_bits)
+        low, high = sigmoid[fine >> fine_bits], sigmoid[min((fine >> fine_bits) + 1, spec.hi - spec.lo)]
+        cumulative.append(low + math.floor(Fraction((high - low) * (fine % (1 << fine_bits)), 1 << fine_bits)))
+    cumulative.append(1 << spec.output_bits)
+    return np.diff(cumulative).astype(np.float64)
+
+
+def test_exact_logistic_tables_match_rational_arithmetic():
+    rng = np.random.default_rng(7)
+    means = np.concatenate([[0, -1024, 1024, ACT_LIMIT, -ACT_LIMIT], rng.integers(-1500, 1500, 5)])
+    scales = tables.table("exp")[rng.integers(0, len(tables.table("exp")), len(means))]
+    got = ExactDiscretizedLogistic(torch.tensor(means, dtype=torch.float64),
+                                   torch.tensor(scales, dtype=torch.float64)).probability_table()
+    for row, mean, scale in zip(got, means, scales):
+        assert np.array_equal(row, reference_logistic_table(int(mean), int(scale))), (mean, scale)
+        assert row.sum() == 2 ** tables.SIGMOID.output_bits
+
+
+def test_exact_logistic_tables_are_close_to_the_float_likelihood():
+    rng = np.random.default_rng(8)
+    mean = torch.from_numpy(rng.integers(-1100, 1100, 64).astype(np.float64))
+    log_scale = torch.from_numpy(rng.integers(-7 << 10, 1 << 10, 64).astype(np.float64))
+    exact = ExactDiscretizedLogistic(mean, tables.lookup("exp", log_scale)).probability_table()
+    exact /= exact.sum(axis=1, keepdims=True)
+    reference = DiscretizedLogistic(mean / 1024, log_scale / 1024).probability_table()
+    exact = np.maximum(exact, 2.0 ** -30)  # an empty bin still gets the coder's smallest probability
+    bits_lost = (reference * np.log2(np.maximum(reference, 1e-300) / exact)).sum(axis=1)  # KL divergence
+    assert bits_lost.max() < 1e-4  # bits per sub-pixel; what remains is the exp table's rounding of the scale
 
 
 # -- the trained default model: exact costs little -----------------------------------------------------------
@@ -193,19 +245,19 @@ def test_exact_path_rate_is_close_to_the_float_path_on_a_photo():
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
-def test_encode_on_cuda_decode_on_cpu_and_back(laplace_model):
+def test_encode_on_cuda_decode_on_cpu_and_back(pixel_model):
     pixels = smooth_pixels(48, 40)
     for encoder, decoder in (("cuda", "cpu"), ("cpu", "cuda")):
-        encoded = encode_image(laplace_model.to(encoder), pixels, EXACT)
-        assert np.array_equal(decode_image(laplace_model.to(decoder), encoded, 48, 40, 3, EXACT), pixels)
-    laplace_model.to("cpu")
+        encoded = encode_image(pixel_model.to(encoder), pixels, EXACT)
+        assert np.array_equal(decode_image(pixel_model.to(decoder), encoded, 48, 40, 3, EXACT), pixels)
+    pixel_model.to("cpu")
 
 
 def test_a_float_file_that_fails_elsewhere_says_where_it_was_coded():
     image = imageio.Image(imageio.read_image(REPO_ROOT / "data" / "chelsea.png").pixels[:64, :80].copy(), "RGB")
     data = bbcodec.compress(image, settings=CoderSettings(arithmetic="float"))
     header = bbcodec.info(data)
-    assert header["float_platform"] == api.float_platform("cpu")
+    assert header["float_platform"] == float_platform("cpu")
     elsewhere = resigned(data, float_platform="cuda, torch 9.9", untouched_seed_words=header["untouched_seed_words"] + 1)
     with pytest.raises(CorruptDataError, match="coded with float arithmetic on cuda, torch 9.9"):
         bbcodec.decompress(elsewhere)

@@ -1,8 +1,12 @@
-"""The shipped models: each loads, has its own hash, and decodes the golden file made with it.
+"""The shipped models: each loads, has its own hash, codes in exact arithmetic, and decodes its golden files.
 
 Files name their model by hash, so a shipped model must stay installed for as
 long as files made with it may exist; a new default is added beside the old one
-(``tests/golden/zoo/make_zoo_golden.py`` explains how its golden file is made).
+(``tests/golden/zoo/make_zoo_golden.py`` explains how its golden files are made).
+Golden files are ``HASH.bbc`` and ``HASH-exact.bbc`` (the first 12 hex digits
+of the model hash); every shipped model has at least one in exact arithmetic,
+which decodes on every machine; float files are checked where they were made
+(``fixtures.golden``).
 """
 from __future__ import annotations
 
@@ -13,6 +17,9 @@ import pytest
 
 import bbcodec
 from bbcodec import zoo
+from bbcodec.coding.image import CoderSettings
+from bbcodec.exact.model import exact_model
+from fixtures.golden import check_golden
 
 GOLDEN = Path(__file__).resolve().parent / "golden" / "zoo"
 SHIPPED = [entry for entry in zoo.installed() if entry.shipped]
@@ -24,17 +31,27 @@ def test_the_default_and_every_shipped_model_load_with_distinct_hashes():
     assert len({entry.hash for entry in SHIPPED}) == len(SHIPPED)
 
 
+def golden_files(entry) -> list[Path]:
+    return sorted(GOLDEN.glob(f"{entry.hash[:12]}*.bbc"))
+
+
 @pytest.mark.parametrize("entry", SHIPPED, ids=[entry.name for entry in SHIPPED])
-def test_every_shipped_model_decodes_its_golden_file(entry):
-    golden = GOLDEN / f"{entry.hash[:12]}.bbc"
-    assert golden.exists(), f"no golden file for shipped model {entry.name}: run make_zoo_golden.py {entry.name}"
-    data = golden.read_bytes()
-    header = bbcodec.info(data)
-    assert header["model"] == entry.hash and header["method"] == "bits-back"
-    assert np.array_equal(bbcodec.decompress(data).pixels, np.load(GOLDEN / f"{entry.hash[:12]}.npy"))
+def test_every_shipped_model_has_an_exact_golden_file(entry):
+    arithmetics = [bbcodec.info(path)["coder"]["arithmetic"] for path in golden_files(entry)]
+    assert "exact" in arithmetics, f"no exact golden file for {entry.name}: run make_zoo_golden.py {entry.name}"
 
 
-def test_every_golden_file_has_its_model_shipped():
-    """No model whose files exist may leave the package."""
-    shipped = {entry.hash[:12] for entry in SHIPPED}
-    assert {path.stem for path in GOLDEN.glob("*.bbc")} <= shipped
+@pytest.mark.parametrize("golden", sorted(GOLDEN.glob("*.bbc")), ids=lambda path: path.stem)
+def test_every_golden_file_decodes_with_its_shipped_model(golden):
+    """Exact files on every machine; float files where they were made, else refused saying so."""
+    header = bbcodec.info(golden)
+    assert header["model"] in {entry.hash for entry in SHIPPED}, "no model whose files exist may leave the package"
+    assert header["method"] == "bits-back"
+    check_golden(golden.read_bytes(), np.load(golden.with_suffix(".npy")))
+
+
+@pytest.mark.parametrize("entry", SHIPPED, ids=[entry.name for entry in SHIPPED])
+def test_every_shipped_model_codes_in_exact_arithmetic_by_default(entry):
+    """The default settings are exact, and the model's weights fit the integer path's bounds."""
+    assert CoderSettings().resolve().arithmetic == "exact"
+    exact_model(bbcodec.load_model(entry.name)[0])  # raises ExactArithmeticError if they do not

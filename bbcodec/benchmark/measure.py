@@ -146,7 +146,7 @@ def measure_chain(spec: str, images: list[np.ndarray], batch: int, device: str,
     """
     model, digest = zoo.load(spec)
     model = model.to(device)
-    settings = settings.resolve(model)
+    settings = settings.resolve()
     coder = coding_model(model, settings.arithmetic)
     steps = chain_steps(coder, images, batch, device)
     result = ChainResult(f"bbcodec {model_label(spec)}", digest, f"{settings.coder}, {settings.arithmetic}", batch,
@@ -218,7 +218,7 @@ def run(sets: list[ImageSet], models=(zoo.DEFAULT_MODEL,), codecs: list[Codec] |
                             image_set.subpixels, _shapes(image_set.images), notes=list(image_set.notes))
             model_results = [ModelResult(f"bbcodec {model_label(spec)}", f"bbcodec:{model_label(spec)}",
                                          f"model {hashes[spec][:12]}, {settings.coder}, tile {settings.tile}, "
-                                         f"{settings.resolve(zoo.load(spec)[0]).arithmetic} arithmetic",
+                                         f"{settings.resolve().arithmetic} arithmetic",
                                          model_hash=hashes[spec]) for spec in models]
             codec_results = [CodecResult(c.name, c.key, c.settings) for c in codecs]
             for number, (pixels, label) in enumerate(zip(image_set.images, image_set.labels)):

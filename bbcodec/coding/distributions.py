@@ -111,10 +111,21 @@ def _log_bin_mass(lower: torch.Tensor, upper: torch.Tensor) -> torch.Tensor:
 
 
 class DiscretizedLogistic:
-    """Per-sub-pixel logistic over 256 levels, pixels mapped to [-1, 1] (PixelCNN++ style)."""
+    """Per-sub-pixel logistic over 256 levels, pixels mapped to [-1, 1] (PixelCNN++ style).
+
+    Coding builds one 256-entry probability table per sub-pixel
+    (:meth:`probability_table`); a subclass that computes the table another
+    way (:class:`bbcodec.exact.logistic.ExactDiscretizedLogistic`) inherits
+    the cropping and the chunked coding, which only ever go through
+    :meth:`parameters` and the constructor.
+    """
 
     def __init__(self, mean: torch.Tensor, log_scale: torch.Tensor):
         self.mean, self.log_scale = mean, log_scale
+
+    def parameters(self) -> tuple[torch.Tensor, ...]:
+        """The per-sub-pixel tensors the constructor takes, in its order."""
+        return self.mean, self.log_scale
 
     @staticmethod
     def _edges(levels: torch.Tensor, dtype) -> tuple[torch.Tensor, torch.Tensor]:
@@ -148,15 +159,15 @@ class DiscretizedLogistic:
     def crop(self, channels: slice, height: int, width: int) -> "DiscretizedLogistic":
         """The same distribution restricted to some channels and the top-left height x width pixels."""
         index = (slice(None), channels, slice(0, height), slice(0, width))
-        return DiscretizedLogistic(self.mean[index], self.log_scale[index])
+        return type(self)(*(values[index] for values in self.parameters()))
 
     def _tables(self, last_first: bool = False):
         """(sub-pixel range, its probability table), one table at a time to bound memory."""
-        mean, log_scale = self.mean.flatten(), self.log_scale.flatten()  # once, not per chunk
-        starts = range(0, mean.numel(), TABLE_CHUNK)
+        flat = [values.flatten() for values in self.parameters()]  # once, not per chunk
+        starts = range(0, self.mean.numel(), TABLE_CHUNK)
         for start in reversed(starts) if last_first else starts:
             chunk = slice(start, start + TABLE_CHUNK)
-            yield chunk, DiscretizedLogistic(mean[chunk], log_scale[chunk]).probability_table()
+            yield chunk, type(self)(*(values[chunk] for values in flat)).probability_table()
 
     def push(self, ans, x: torch.Tensor) -> None:
         # Pushing the chunks last-first, each reversed, writes exactly what one encode_reverse of all would.

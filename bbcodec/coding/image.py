@@ -21,7 +21,7 @@ import torch
 
 from bbcodec.coding.bitsback import CODERS
 from bbcodec.coding.chain import EncodedChain, decode_steps, encode_steps
-from bbcodec.exact.model import exact_model, supports_exact
+from bbcodec.exact.model import exact_model
 from bbcodec.tiling import plan, tiles
 
 
@@ -35,10 +35,10 @@ class CoderSettings:
     ``arithmetic`` is how the network computes the coder's probabilities:
     ``"exact"`` on integers (:mod:`bbcodec.exact`: the same bits on every
     device, thread count and batch split), ``"float"`` in the model's own
-    float32 (the decoder must then run on the same kind of device and
-    software as the encoder), or ``"auto"``: exact where the model supports
-    it. Files store the resolved choice (:meth:`resolve`); files written
-    before the field existed are float.
+    float32 (the decoder must then run on the same kind of device, CPU and
+    software as the encoder), or ``"auto"``: exact (every model supports it).
+    Files store the resolved choice (:meth:`resolve`); files written before
+    the field existed are float.
     """
 
     coder: str = "bitswap"
@@ -54,11 +54,9 @@ class CoderSettings:
         if self.arithmetic not in ARITHMETIC + ("auto",):
             raise ValueError(f"unknown arithmetic {self.arithmetic!r} (one of {', '.join(ARITHMETIC)}, auto)")
 
-    def resolve(self, model) -> "CoderSettings":
-        """These settings with ``arithmetic`` decided for ``model``."""
-        if self.arithmetic != "auto":
-            return self
-        return replace(self, arithmetic="exact" if supports_exact(model) else "float")
+    def resolve(self) -> "CoderSettings":
+        """These settings with ``arithmetic`` decided: ``auto`` is exact, for every model."""
+        return self if self.arithmetic != "auto" else replace(self, arithmetic="exact")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -138,7 +136,7 @@ def encode_image(model, pixels: np.ndarray, settings: CoderSettings = CoderSetti
     ``progress(tiles)``, if given, is called after each batch of tiles.
     """
     height, width, channels = pixels.shape
-    model = coding_model(model, settings.resolve(model).arithmetic)
+    model = coding_model(model, settings.resolve().arithmetic)
     steps = [(view, _cut(pixels, group, batch, model.device))
              for view, group, batch in _steps(model, height, width, channels, settings)]
     return encode_steps(steps, settings.coder, progress=progress)
@@ -147,7 +145,7 @@ def encode_image(model, pixels: np.ndarray, settings: CoderSettings = CoderSetti
 def decode_image(model, encoded: EncodedChain, height: int, width: int, channels: int,
                  settings: CoderSettings = CoderSettings(), progress=None) -> np.ndarray:
     """Inverse of :func:`encode_image`."""
-    model = coding_model(model, settings.resolve(model).arithmetic)
+    model = coding_model(model, settings.resolve().arithmetic)
     layout = list(_steps(model, height, width, channels, settings))
     shapes = [(view, (len(batch), group.stop - group.start, batch[0].height, batch[0].width))
               for view, group, batch in layout]

@@ -15,7 +15,9 @@ model that feed the coder on integers only:
   weights of a float layer quantized per output channel to ``WEIGHT_BITS``;
   its per-channel scale and bias become an integer multiplier and offset,
   and the result is rescaled by a power of two and floored;
-* ELU, softplus, exp and tanh are lookup tables (:mod:`bbcodec.exact.tables`).
+* ELU, softplus, exp and tanh are lookup tables (:mod:`bbcodec.exact.tables`);
+* the logistic pixel likelihood builds its probability tables from integers
+  and the exact ``sigmoid`` table (:mod:`bbcodec.exact.logistic`).
 
 The integers are held in float64 tensors. Construction checks that every
 sum a layer can form stays below 2**53, where float64 represents every
@@ -27,7 +29,7 @@ channel coupling), which IEEE 754 rounds the same way everywhere.
 
 The distributions handed to the coders are the ordinary ones
 (:mod:`bbcodec.coding.distributions`) with parameters that are exact
-functions of integers.
+functions of integers, and for logistic pixels the exact table builder.
 """
 from __future__ import annotations
 
@@ -40,6 +42,7 @@ import torch.nn.functional as F
 
 from bbcodec.coding.distributions import PIXEL_LEVELS, DiscretizedLaplace, GridGaussian
 from bbcodec.errors import BBCodecError
+from bbcodec.exact.logistic import ExactDiscretizedLogistic
 from bbcodec.exact.tables import EXP, INPUT_BITS, SOFTPLUS, TANH, lookup
 
 ACT_BITS = INPUT_BITS            # activations: integers in units of 2**-10 (the tables' input unit)
@@ -51,7 +54,7 @@ PIXEL_UNIT = 1.0 / 255.0         # the pixel input 2x - 255 means (2x - 255) / 2
 
 
 class ExactArithmeticError(BBCodecError):
-    """A model that the exact path cannot compute (for example, a logistic pixel likelihood)."""
+    """A model that the exact path cannot compute (weights too large for exact integer sums)."""
 
 
 def _channel_norms(v: np.ndarray) -> np.ndarray:
@@ -188,16 +191,12 @@ class ExactMarkovVAE:
 
     It offers the interface the coders use (``depth``, ``posterior``,
     ``conditional``, ``top_prior``, ``latent_shape``, ``grey_channel``,
-    ``config``, ``device``), so any coder runs on it unchanged. Only the
-    laplace pixel likelihood is supported: its coder takes a mean and a
-    scale, both exact here, where the logistic's 256-entry tables would need
-    exact sigmoids.
+    ``config``, ``device``), so any coder runs on it unchanged, with either
+    pixel likelihood.
     """
 
     def __init__(self, model):
         config = model.config
-        if not supports_exact(model):
-            raise ExactArithmeticError("exact arithmetic needs a model with the laplace pixel distribution")
         self.model_config = config
         self.grid = config.grid
         latent = (self.grid.step, self.grid.max_index)
@@ -272,15 +271,12 @@ class ExactMarkovVAE:
         if layer > 0:
             return self._gaussian(params)
         c = self.model_config.image_channels
+        if self.model_config.pixel_distribution == "logistic":
+            return ExactDiscretizedLogistic(params[:, :c], lookup("exp", params[:, c:2 * c]))
         mean = _from_units(params[:, :c], ACT_BITS)
         scale = _from_units(lookup("exp", params[:, c:2 * c]), EXP.output_bits)
         weights = _from_units(lookup("tanh", params[:, 2 * c:]), TANH.output_bits) if self.model_config.channel_coupling else None
         return DiscretizedLaplace(mean, scale, weights)
-
-
-def supports_exact(model) -> bool:
-    """Whether the exact path can compute ``model`` (its pixel likelihood must be laplace)."""
-    return model.config.pixel_distribution == "laplace"
 
 
 _EXACT_MODELS: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()

@@ -43,14 +43,17 @@ SOFTPLUS = TableSpec("softplus", -12 << INPUT_BITS, 12 << INPUT_BITS, 16)
 EXP = TableSpec("exp", -7 << INPUT_BITS, 2 << INPUT_BITS, 20)
 # tanh(x); beyond +-8 it is +-1 in these units.
 TANH = TableSpec("tanh", -8 << INPUT_BITS, 8 << INPUT_BITS, 16)
+# sigmoid(x), the logistic CDF of the logistic pixel likelihood; beyond +-20 it is within 2**-28 of 0 or 1.
+SIGMOID = TableSpec("sigmoid", -20 << INPUT_BITS, 20 << INPUT_BITS, 30)
 
-SPECS = {spec.name: spec for spec in (ELU_NEGATIVE, SOFTPLUS, EXP, TANH)}
+SPECS = {spec.name: spec for spec in (ELU_NEGATIVE, SOFTPLUS, EXP, TANH, SIGMOID)}
 
 _FLOAT_FUNCTIONS = {
     "elu_negative": np.expm1,
     "softplus": lambda x: np.logaddexp(0.0, x),
     "exp": np.exp,
     "tanh": np.tanh,
+    "sigmoid": lambda x: 0.5 * (1.0 + np.tanh(0.5 * x)),
 }
 
 
@@ -64,6 +67,8 @@ def _decimal_function(name: str, x: decimal.Decimal) -> decimal.Decimal:
     if name == "tanh":
         e = (2 * x).exp()
         return (e - 1) / (e + 1)
+    if name == "sigmoid":
+        return 1 / (1 + (-x).exp())
     raise KeyError(name)
 
 

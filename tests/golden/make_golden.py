@@ -1,4 +1,4 @@
-"""Regenerate the golden .bbc files in this folder. Read this before running it.
+"""Add golden .bbc files to this folder. Read this before running it.
 
     python tests/golden/make_golden.py            # from the repository root
 
@@ -6,19 +6,26 @@ The golden files pin the .bbc format: ``tests/test_api.py`` and ``tests/test_cli
 ``*.bbc`` here with the committed model ``tiny.safetensors`` and compare the pixels exactly with the
 ``*.npy`` files, which is what users' existing files need to keep working.
 
-Run this script ONLY when the format version (``bbcodec.container.FORMAT_VERSION``) is bumped on
-purpose, and commit the new files together with that change. NEVER run it to "fix" a failing golden
+The script writes only the cases of ``CASES`` that have no file yet and adds them to ``golden.json``;
+it never replaces a file. Add a case when the format gains something that existing files do not
+cover, and commit the new files with that change. NEVER delete a file to "fix" a failing golden
 test: a failing golden test means that a change broke the decoding of existing files; fix the
 change instead.
 
-The model file is kept if it exists (delete it to make a new one, which changes every file's model
-hash). Everything else is rewritten: the .bbc files, the expected pixels and ``golden.json``.
+Files coded with float arithmetic decode only on the kind of machine that made them
+(:mod:`bbcodec.portability`): the tests check them exactly where the file's recorded platform is
+this machine's, and elsewhere accept only exact pixels or a refusal that says so. The first files
+(``rgb-bitswap.bbc`` ... ``palette-alphas.bbc``) were coded in float arithmetic before files recorded
+their platform; their ``*-exact.bbc`` twins decode everywhere.
+
+The model file is kept if it exists (deleting it would change every file's model hash).
 """
 from __future__ import annotations
 
 import hashlib
 import json
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -47,16 +54,19 @@ def png(pixels: np.ndarray, mode: str, text: dict | None = None, **options) -> i
 
 
 # name -> (image, coder settings, expected method); small images, a few KB of .bbc each at most
-CASES = {
-    "rgb-bitswap.bbc": (png(binary_pixels(16, 24, 3, seed=1), "RGB"), CoderSettings(tile=8), "bits-back"),
-    "grey-bitswap.bbc": (png(binary_pixels(48, 40, 1, seed=2), "L"), CoderSettings(tile=8), "bits-back"),
-    "rgba-bbans.bbc": (png(binary_pixels(20, 16, 4, seed=3), "RGBA"),
-                       CoderSettings(coder="bbans", tile=8), "bits-back"),
-    "palette-alphas.bbc": (png(binary_pixels(33, 31, 1, seed=4), "P", {"Title": "golden palette"},
-                               transparency=bytes(range(0, 256))), CoderSettings(tile=8), "bits-back"),
-    "stored-rgb.bbc": (png(noise_pixels(6, 8, 3, seed=5), "RGB", {"Comment": "stored raw"}, dpi=(300, 300)),
-                       CoderSettings(), "stored"),
+BITS_BACK_CASES = {
+    "rgb-bitswap": (png(binary_pixels(16, 24, 3, seed=1), "RGB"), CoderSettings(tile=8)),
+    "grey-bitswap": (png(binary_pixels(48, 40, 1, seed=2), "L"), CoderSettings(tile=8)),
+    "rgba-bbans": (png(binary_pixels(20, 16, 4, seed=3), "RGBA"), CoderSettings(coder="bbans", tile=8)),
+    "palette-alphas": (png(binary_pixels(33, 31, 1, seed=4), "P", {"Title": "golden palette"},
+                           transparency=bytes(range(0, 256))), CoderSettings(tile=8)),
 }
+CASES = {f"{name}.bbc": (image, replace(settings, arithmetic="float"), "bits-back")
+         for name, (image, settings) in BITS_BACK_CASES.items()}
+CASES["stored-rgb.bbc"] = (png(noise_pixels(6, 8, 3, seed=5), "RGB", {"Comment": "stored raw"}, dpi=(300, 300)),
+                           CoderSettings(), "stored")
+CASES.update({f"{name}-exact.bbc": (image, replace(settings, arithmetic="exact"), "bits-back")
+              for name, (image, settings) in BITS_BACK_CASES.items()})
 
 
 def main() -> None:
@@ -64,14 +74,18 @@ def main() -> None:
     if not model_path.exists():
         make_tiny_model(model_path, seed=0)
     model_bytes = model_path.read_bytes()
-    manifest = {
+    manifest_path = HERE / "golden.json"
+    manifest = json.loads(manifest_path.read_text()) if manifest_path.exists() else {
         "format_version": container.FORMAT_VERSION,
         "model": MODEL,
         "model_hash": model_hash(model_bytes),
         "model_sha256": hashlib.sha256(model_bytes).hexdigest(),
         "files": {},
     }
+    assert manifest["model_sha256"] == hashlib.sha256(model_bytes).hexdigest(), "the golden model changed"
     for name, (image, settings, method) in CASES.items():
+        if (HERE / name).exists():
+            continue  # golden files are never replaced
         data = bbcodec.compress(image, model=str(model_path), settings=settings)
         header = bbcodec.info(data)
         assert header["method"] == method, f"{name}: {header['method']}, expected {method}"
@@ -89,7 +103,7 @@ def main() -> None:
             "pixel_checksum": api.pixel_checksum(image.pixels),
         }
         print(f"{name}: {image.width}x{image.height} {image.mode}, {len(data)} bytes, {method}")
-    (HERE / "golden.json").write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n")
+    manifest_path.write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n")
 
 
 if __name__ == "__main__":
