@@ -102,7 +102,7 @@ def test_info_reads_the_header_without_a_model(bits_back_file, model_file):
     header = bbcodec.info(data)  # no model installed and none given: info never decodes
     assert (header["width"], header["height"], header["channels"], header["mode"]) == (32, 32, 3, "RGB")
     assert header["model"] == model_hash(model_file.read_bytes())
-    assert header["coder"] == {**BITS_BACK_SETTINGS.to_dict(), "arithmetic": "float"}  # the tiny model is logistic
+    assert header["coder"] == {**BITS_BACK_SETTINGS.to_dict(), "arithmetic": "exact"}  # auto: exact, even for logistic pixels
     assert header["pixel_checksum"] == api.pixel_checksum(image.pixels)
     assert len(data) < image.pixels.nbytes
 
@@ -147,7 +147,7 @@ def test_bits_back_with_other_coder_settings(model_file, settings):
     image = imageio.Image(binary_pixels(40, 36, 3, seed=5), "RGB")
     data = bbcodec.compress(image, model=str(model_file), settings=settings)
     header = bbcodec.info(data)
-    assert header["method"] == "bits-back" and header["coder"] == {**settings.to_dict(), "arithmetic": "float"}
+    assert header["method"] == "bits-back" and header["coder"] == {**settings.to_dict(), "arithmetic": "exact"}
     assert_same_image(bbcodec.decompress(data, model=str(model_file)), image)
 
 

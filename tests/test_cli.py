@@ -31,6 +31,7 @@ from PIL import PngImagePlugin
 import bbcodec
 from bbcodec import api, container, imageio
 from bbcodec.models.export import model_hash
+from bbcodec.portability import float_platform
 from cli.main import main
 from fixtures.golden import must_decode_here
 from fixtures.samples import (MODE_CASES, binary_pixels, encoded, make_tiny_model, noise_pixels, pil_from_pixels,
@@ -493,9 +494,11 @@ def test_info_shows_the_header_without_decoding(model_file):
     bbc_line, stored_line = result.stdout.splitlines()
     size = bbc.stat().st_size
     assert bbc_line == (f"a.png.bbc: 32x32 RGB, {size} bytes, {8 * size / (32 * 32 * 3):.3f} bits/sub-pixel, "
-                        f"method bits-back, coder bitswap, model {digest[:16]}")
+                        f"method bits-back, coder bitswap, model {digest[:16]}, decodes on any machine")
     assert "7x9 RGB" in stored_line and "method stored" in stored_line and "coder -" in stored_line
     assert ok("info", "-", input=bbc.read_bytes()).stdout == bbc_line.replace("a.png.bbc", "-") + "\n"
+    float_file = compressed(model_file, bits_back_png("f.png"), "--arithmetic", "float")
+    assert f"decodes on only where it was made ({float_platform('cpu')}" in ok("info", float_file).stdout
     Path("bad.bbc").write_bytes(b"nope")
     result = run("info", "bad.bbc", bbc)
     assert_error(result, "bad.bbc", "not a .bbc file")
