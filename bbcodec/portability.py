@@ -5,8 +5,9 @@ With ``arithmetic: "exact"`` (:mod:`bbcodec.exact`) they are functions of
 integers, the same on every machine. With ``arithmetic: "float"`` they come
 from float32 kernels whose last bits depend on the device, the CPU's
 instruction set (torch picks AVX-512, AVX2 or plain kernels at run time, and
-so do oneDNN and MKL), and the software versions, so such a file may not
-decode on another machine. The header of a float file records
+so do oneDNN and MKL), the number of threads, and the software versions, so
+such a file may not decode on another machine (``bench/portability.py``:
+every one of four kernel settings and each thread count gave another file). The header of a float file records
 :func:`float_platform`, and a failed decode says where the file was made.
 """
 from __future__ import annotations
@@ -36,7 +37,7 @@ def _cpu_name() -> str:
 
 
 def float_platform(device) -> str:
-    """The kind of machine float arithmetic runs on here: device, CPU and its kernels, torch version.
+    """The kind of machine float arithmetic runs on here: device, CPU, its kernels and threads, torch version.
 
     Two machines that give the same string run the same float kernels (as far
     as this process can tell); a file made on one decodes on the other.
@@ -45,7 +46,8 @@ def float_platform(device) -> str:
     if device.type == "cuda":
         where = f"cuda {torch.cuda.get_device_name(device)}"
     else:
-        where = f"{device.type} {_cpu_name()}, {torch.backends.cpu.get_cpu_capability()} kernels"
+        where = (f"{device.type} {_cpu_name()}, {torch.backends.cpu.get_cpu_capability()} kernels, "
+                 f"{torch.get_num_threads()} thread{'s' if torch.get_num_threads() > 1 else ''}")
     overrides = "".join(f", {name}={os.environ[name]}" for name in KERNEL_SETTINGS if os.environ.get(name))
     return f"{where}{overrides}, torch {torch.__version__}"
 

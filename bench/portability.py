@@ -84,8 +84,8 @@ def encode_worker(folder: Path, threads: int) -> None:
         image = model_image(bbcodec.load_model(name)[0])
         for arithmetic in ARITHMETICS:
             settings = CoderSettings(arithmetic=arithmetic)
-            if image.mode == "L":
-                settings = replace(settings, tile=28)  # one digit per tile
+            if image.mode == "L":  # one digit per tile, one tile per step: later digits get bits back
+                settings = replace(settings, tile=28, max_batch=1)
             start = time.perf_counter()
             data = bbcodec.compress(image, model=name, settings=settings)
             seconds = time.perf_counter() - start
