@@ -26,8 +26,7 @@ from safetensors.torch import load_file, save_file
 from torch.nn.parallel import DistributedDataParallel
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
-from bbcodec.models.config import VAEConfig
-from bbcodec.models.markov_vae import MarkovVAE
+from bbcodec.models.family import LEGACY_FAMILY, CodecModel, build, family
 from bbcodec.nn import BinaryConv2d
 
 
@@ -53,7 +52,7 @@ def learning_rate(step: int, cfg: TrainConfig) -> float:
 
 
 @torch.no_grad()
-def evaluate(model: MarkovVAE, images: torch.Tensor, batch_size: int = 100) -> float:
+def evaluate(model: CodecModel, images: torch.Tensor, batch_size: int = 100) -> float:
     """Mean −ELBO in bits per sub-pixel over ``images`` (one posterior sample each)."""
     was_training = model.training
     model.eval()
@@ -78,21 +77,23 @@ def save_checkpoint(path: Path, model, optimizer, step: int, train_cfg: TrainCon
     for index, state in optimizer.state_dict()["state"].items():
         for key, value in state.items():
             tensors[f"optim.{index}.{key}"] = torch.as_tensor(value).contiguous()
-    metadata = {"step": str(step), "model_config": model.config.to_json(),
+    metadata = {"step": str(step), "model_family": model.family, "model_config": model.config.to_json(),
                 "train_config": json.dumps(asdict(train_cfg))}
     tmp = path.with_name(path.name + ".tmp")
     save_file(tensors, str(tmp), metadata=metadata)
     tmp.replace(path)
 
 
-def checkpoint_model_config(path: Path) -> VAEConfig:
+def checkpoint_model_config(path: Path):
+    """The config of the model a checkpoint holds, of its family (checkpoints before the field: the first)."""
     from safetensors import safe_open
 
     with safe_open(str(path), framework="pt") as handle:
-        return VAEConfig.from_json(handle.metadata()["model_config"])
+        metadata = handle.metadata()
+    return family(metadata.get("model_family", LEGACY_FAMILY)).config_type.from_json(metadata["model_config"])
 
 
-def model_from_checkpoint(path: Path, **config_changes) -> MarkovVAE:
+def model_from_checkpoint(path: Path, **config_changes) -> CodecModel:
     """The model of a training checkpoint, e.g. to export it mid-run.
 
     ``config_changes`` may change coding settings that training does not fix
@@ -101,7 +102,7 @@ def model_from_checkpoint(path: Path, **config_changes) -> MarkovVAE:
     """
     from safetensors.torch import load_file
 
-    model = MarkovVAE(checkpoint_model_config(path).replace(**config_changes))
+    model = build(checkpoint_model_config(path).replace(**config_changes))
     tensors = load_file(str(path))
     prefix = "ema.module." if any(k.startswith("ema.module.") for k in tensors) else "model."
     model.load_state_dict({k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)})
@@ -147,16 +148,17 @@ def _start_distributed() -> tuple[int, int]:
 
 
 def train(
-    model_cfg: VAEConfig,
+    model_cfg,
     cfg: TrainConfig,
     sample_batch: Callable[[torch.Generator, int], torch.Tensor],
     held_out: torch.Tensor,
     out_dir,
     resume: bool = False,
     progress: Callable[[dict], None] | None = None,
-    init_from: MarkovVAE | None = None,
-) -> MarkovVAE:
-    """Train a model on batches from ``sample_batch(generator, size)``; logs and checkpoints in ``out_dir``.
+    init_from: CodecModel | None = None,
+) -> CodecModel:
+    """Train a model of ``model_cfg``'s family on batches from ``sample_batch(generator, size)``; logs and
+    checkpoints in ``out_dir``.
 
     ``init_from`` starts a new run (step 0, fresh optimizer) from a model's
     weights. Under ``torchrun`` each process trains on its own batches and
@@ -177,7 +179,7 @@ def train(
         model_cfg = checkpoint_model_config(checkpoint)
     elif init_from is not None:  # a new run that starts from these weights (and their config)
         model_cfg = init_from.config
-    model = MarkovVAE(model_cfg)
+    model = build(model_cfg)
     if init_from is not None and not resuming:
         model.load_state_dict(init_from.state_dict())
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
@@ -210,7 +212,8 @@ def train(
             record["eval_nelbo"] = evaluate(model, held_out)
             if ema is not None:
                 record["eval_nelbo_ema"] = evaluate(ema.module, held_out)
-            record["kl"] = [round(float(k), 4) for k in out["kl"].detach()]
+            if "kl" in out:  # per-layer KL, where the family reports it
+                record["kl"] = [round(float(k), 4) for k in out["kl"].detach()]
         if (step + 1) % cfg.checkpoint_every == 0 or last:
             save_checkpoint(checkpoint, model, optimizer, step + 1, cfg, ema)
         if "eval_nelbo" in record or (step + 1) % 50 == 0:

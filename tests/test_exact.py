@@ -12,7 +12,7 @@ import torch.nn.functional as F
 import bbcodec
 from bbcodec import container, imageio
 from bbcodec.coding.image import CoderSettings, decode_image, encode_image
-from bbcodec.coding.distributions import DiscretizedLogistic
+from bbcodec.distributions import DiscretizedLogistic
 from bbcodec.errors import CorruptDataError
 from bbcodec.exact import tables
 from bbcodec.exact.logistic import ExactDiscretizedLogistic

@@ -28,7 +28,7 @@ operations on those integers (scaling by powers of two, the pixel mean of
 channel coupling), which IEEE 754 rounds the same way everywhere.
 
 The distributions handed to the coders are the ordinary ones
-(:mod:`bbcodec.coding.distributions`) with parameters that are exact
+(:mod:`bbcodec.distributions`) with parameters that are exact
 functions of integers, and for logistic pixels the exact table builder.
 """
 from __future__ import annotations
@@ -40,7 +40,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from bbcodec.coding.distributions import PIXEL_LEVELS, DiscretizedLaplace, GridGaussian
+from bbcodec.distributions import PIXEL_LEVELS, DiscretizedLaplace, GridGaussian
 from bbcodec.errors import BBCodecError
 from bbcodec.exact.logistic import ExactDiscretizedLogistic
 from bbcodec.exact.tables import EXP, INPUT_BITS, SOFTPLUS, TANH, lookup

@@ -11,7 +11,7 @@ of residual blocks (binary with ``binary_weights``), and a float head. The first
 inference network reduces the resolution by ``stride`` (2 or 4) and ``p(x | z1)``
 restores it, so the latents have shape (latent_channels, H/stride, W/stride).
 
-The model speaks in distributions (:mod:`bbcodec.coding.distributions`), which
+The model speaks in distributions (:mod:`bbcodec.distributions`), which
 both the training loss and the coders use, so the coder codes exactly what the
 model was trained on.
 """
@@ -23,8 +23,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from bbcodec.coding.distributions import DiscretizedLaplace, DiscretizedLogistic, GridGaussian
+from bbcodec.distributions import DiscretizedLaplace, DiscretizedLogistic, GridGaussian
+from bbcodec.exact.model import exact_model
 from bbcodec.models.config import VAEConfig
+from bbcodec.models.family import CodecModel, register
 from bbcodec.nn import ResidualBlock, WNConv2d
 
 LOG_SCALE_MIN = -7.0
@@ -59,12 +61,15 @@ class ConditionalNet(nn.Module):
         return F.pixel_shuffle(h, self.unfold) if self.unfold > 1 else h
 
 
-class MarkovVAE(nn.Module):
+@register
+class MarkovVAE(CodecModel):
     """Hierarchical VAE with a Markov chain of latents (see module docstring)."""
 
+    family = "markov-vae"
+    config_type = VAEConfig
+
     def __init__(self, config: VAEConfig):
-        super().__init__()
-        self.config = config
+        super().__init__(config)
         c, zc = config.image_channels, config.latent_channels
         self.posteriors = nn.ModuleList(
             [ConditionalNet(config, c, 2 * zc, fold=config.stride)]
@@ -79,9 +84,9 @@ class MarkovVAE(nn.Module):
     def depth(self) -> int:
         return self.config.latent_layers
 
-    @property
-    def device(self) -> torch.device:
-        return self.posteriors[0].stem.v.device
+    def exact(self):
+        """This model on integers (:mod:`bbcodec.exact.model`), built once."""
+        return exact_model(self)
 
     # -- the distributions the coders and the loss use --------------------------
     def _gaussian(self, params: torch.Tensor) -> GridGaussian:
