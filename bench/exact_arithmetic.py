@@ -30,7 +30,7 @@ import torch
 
 import bbcodec
 from bbcodec.coding.image import CoderSettings
-from bbcodec.data import image_files, load_npz
+from bbcodec.training.data import image_files, load_npz
 from bbcodec.exact.model import exact_model
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -24,7 +24,7 @@ import torch
 
 import bbcodec
 from bbcodec import classical
-from bbcodec.data import image_files
+from bbcodec.training.data import image_files
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "data"

@@ -58,7 +58,7 @@ def test_the_toy_family_compresses_and_decompresses(toy_file, arithmetic, coder)
 
 
 def test_the_toy_family_trains_through_the_shared_loop(tmp_path):
-    from bbcodec.train import TrainConfig, train
+    from bbcodec.training.loop import TrainConfig, train
 
     images = torch.from_numpy(np.stack([binary_pixels(16, 16, 3, seed=s) for s in range(8)])).permute(0, 3, 1, 2)
     config = TrainConfig(steps=3, batch_size=4, eval_every=3, checkpoint_every=3, warmup_steps=1, threads=1)

@@ -7,8 +7,8 @@ for binary weight-normalized layers, clipping of the real-valued weights to
 bits per sub-pixel is measured at intervals. With ``ema_decay`` an
 exponential moving average of the weights (PyTorch's ``AveragedModel``) is
 kept, evaluated beside the raw weights and returned as the trained model.
-Checkpoints are safetensors files (no pickle) written atomically, and
-``resume`` continues from one.
+Checkpoints (:mod:`bbcodec.training.checkpoints`) are safetensors files (no
+pickle) written atomically, and ``resume`` continues from one.
 """
 from __future__ import annotations
 
@@ -16,17 +16,17 @@ import json
 import math
 import os
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
 import torch
 import torch.distributed as dist
-from safetensors.torch import load_file, save_file
 from torch.nn.parallel import DistributedDataParallel
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
-from bbcodec.models.family import LEGACY_FAMILY, CodecModel, build, family
+from bbcodec.models.family import CodecModel, build
+from bbcodec.training.checkpoints import checkpoint_model_config, load_checkpoint, save_checkpoint
 from bbcodec.nn import BinaryConv2d
 
 
@@ -68,64 +68,6 @@ def _clip_binary_weights(model) -> None:
     for module in model.modules():
         if isinstance(module, BinaryConv2d):
             module.clip_()
-
-
-def save_checkpoint(path: Path, model, optimizer, step: int, train_cfg: TrainConfig, ema=None) -> None:
-    tensors = {f"model.{k}": v.detach().contiguous() for k, v in model.state_dict().items()}
-    if ema is not None:
-        tensors.update({f"ema.{k}": v.detach().contiguous() for k, v in ema.state_dict().items()})
-    for index, state in optimizer.state_dict()["state"].items():
-        for key, value in state.items():
-            tensors[f"optim.{index}.{key}"] = torch.as_tensor(value).contiguous()
-    metadata = {"step": str(step), "model_family": model.family, "model_config": model.config.to_json(),
-                "train_config": json.dumps(asdict(train_cfg))}
-    tmp = path.with_name(path.name + ".tmp")
-    save_file(tensors, str(tmp), metadata=metadata)
-    tmp.replace(path)
-
-
-def checkpoint_model_config(path: Path):
-    """The config of the model a checkpoint holds, of its family (checkpoints before the field: the first)."""
-    from safetensors import safe_open
-
-    with safe_open(str(path), framework="pt") as handle:
-        metadata = handle.metadata()
-    return family(metadata.get("model_family", LEGACY_FAMILY)).config_type.from_json(metadata["model_config"])
-
-
-def model_from_checkpoint(path: Path, **config_changes) -> CodecModel:
-    """The model of a training checkpoint, e.g. to export it mid-run.
-
-    ``config_changes`` may change coding settings that training does not fix
-    (``grid_bits``, ``grid_bound``); the weights stay as trained (their
-    moving average, where the run kept one).
-    """
-    from safetensors.torch import load_file
-
-    model = build(checkpoint_model_config(path).replace(**config_changes))
-    tensors = load_file(str(path))
-    prefix = "ema.module." if any(k.startswith("ema.module.") for k in tensors) else "model."
-    model.load_state_dict({k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)})
-    return model.eval()
-
-
-def load_checkpoint(path: Path, model, optimizer, ema=None) -> int:
-    """Restore model, optimizer (and moving average) from a checkpoint; returns the step to continue from."""
-    from safetensors import safe_open
-
-    tensors = load_file(str(path))
-    with safe_open(str(path), framework="pt") as handle:
-        metadata = handle.metadata()
-    model.load_state_dict({k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")})
-    if ema is not None:
-        ema.load_state_dict({k[len("ema."):]: v for k, v in tensors.items() if k.startswith("ema.")})
-    state = optimizer.state_dict()
-    for name, value in tensors.items():
-        if name.startswith("optim."):
-            _, index, key = name.split(".", 2)
-            state["state"].setdefault(int(index), {})[key] = value
-    optimizer.load_state_dict(state)
-    return int(metadata["step"])
 
 
 def _step_seed(cfg: TrainConfig, rank: int, step: int) -> int:
