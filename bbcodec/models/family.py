@@ -34,6 +34,7 @@ import torch
 from torch import nn
 
 from bbcodec.errors import BBCodecError
+from bbcodec.exact.backend import exact_model
 
 LEGACY_FAMILY = "markov-vae"
 """The family of model files that do not name one (every file before the field existed)."""
@@ -60,8 +61,10 @@ class CodecModel(nn.Module):
 
     A family sets ``family`` (its registered name) and ``config_type`` (a
     frozen dataclass with ``to_json``, ``from_file`` and ``replace``), and
-    implements the coders' interface, :meth:`forward` (the training loss) and
-    :meth:`exact` (the same model in exact integer arithmetic).
+    implements the coders' interface with an arithmetic argument
+    (``posterior(layer, below, ops)``, ``conditional(layer, z, ops)``) and
+    :meth:`forward` (the training loss); :meth:`exact` then gives the same
+    model in exact integer arithmetic.
     """
 
     family: ClassVar[str]
@@ -83,8 +86,13 @@ class CodecModel(nn.Module):
         raise NotImplementedError
 
     def exact(self) -> CodingModel:
-        """This model computed in exact integer arithmetic: the same probabilities on every machine."""
-        raise NotImplementedError(f"the {self.family} family has no exact arithmetic")
+        """This model computed in exact integer arithmetic: the same probabilities on every machine.
+
+        A family whose ``posterior`` and ``conditional`` take an arithmetic
+        (``ops``, :mod:`bbcodec.nn.arithmetic`) and compute only through it
+        gets this for free; its latents must sit on ``config.grid``.
+        """
+        return exact_model(self)
 
 
 FAMILIES: dict[str, type[CodecModel]] = {}
