@@ -11,3 +11,9 @@ class CorruptDataError(BBCodecError):
 
 class UnsupportedImageError(BBCodecError):
     """An image that bbcodec refuses rather than alter."""
+
+
+def shorten(value, limit: int = 60) -> str:
+    """A value from an untrusted file (or an exception), on one line and at most ``limit`` characters, for a message."""
+    text = " ".join(str(value).split()) if isinstance(value, BaseException) else " ".join(repr(value).split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"

@@ -26,11 +26,11 @@ from pathlib import Path
 import torch
 
 from bbcodec.coding.chain import decode_chain, encode_chain
-from bbcodec.data import load_npz
+from bbcodec.training.data import load_npz
 from bbcodec.models.config import VAEConfig
 from bbcodec.models.export import load_model, model_size, save_model
 from bbcodec.models.markov_vae import MarkovVAE
-from bbcodec.train import TrainConfig, train
+from bbcodec.training.loop import TrainConfig, train
 
 ROOT = Path(__file__).resolve().parents[1]
 CIFAR = ROOT.parent / "shared" / "data" / "cifar10-subset" / "cifar10_subset_uint8_nhwc.npz"

@@ -30,8 +30,8 @@ import torch
 
 import bbcodec
 from bbcodec.coding.image import CoderSettings
-from bbcodec.data import image_files, load_npz
-from bbcodec.exact.model import exact_model
+from bbcodec.training.data import image_files, load_npz
+from bbcodec.exact.backend import exact_model
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "data"
@@ -92,7 +92,7 @@ def _configure(side: str) -> str:
     """Set threads and network batching for one side of the CPU-only check; returns the torch device."""
     if side.startswith("cpu, "):
         torch.set_num_threads(2 if "2 threads" in side else 1)
-        exact_model(bbcodec.load_model("default")[0]).max_images = 3 if "3 images" in side else None
+        exact_model(bbcodec.load_model("default")[0]).ops.max_images = 3 if "3 images" in side else None
         return "cpu"
     return side
 

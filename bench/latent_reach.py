@@ -1,7 +1,7 @@
 """How far a model's posteriors reach: is its latent grid's bound wide enough?
 
 Bits-back coding pops each latent from the posterior discretized on the
-model's grid (``bbcodec.coding.distributions.LatentGrid``). Posterior mass
+model's grid (``bbcodec.distributions.LatentGrid``). Posterior mass
 beyond the bound is clipped onto the outer grid points, and those pops give
 back far fewer bits than the −ELBO counts. This prints, for each latent layer,
 the share of posterior elements with |mean| + 3 std beyond several bounds,

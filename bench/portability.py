@@ -55,7 +55,7 @@ ARITHMETICS = ("exact", "float")
 def model_image(model):
     """The image a model is checked on, as a bbcodec Image."""
     from bbcodec import imageio
-    from bbcodec.data import load_mnist_images
+    from bbcodec.training.data import load_mnist_images
 
     if model.config.pixel_distribution == "logistic":
         digits = load_mnist_images(MNIST_TEST)[:16, 0].numpy()               # (16, 28, 28)
@@ -174,7 +174,7 @@ def chain_benchmark(limit: int) -> dict:
 
     from bbcodec.benchmark.measure import measure_chain
     from bbcodec.coding.image import CoderSettings
-    from bbcodec.data import load_mnist_images
+    from bbcodec.training.data import load_mnist_images
 
     torch.set_num_threads(1)
     digits = load_mnist_images(MNIST_TEST)

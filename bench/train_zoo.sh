@@ -26,7 +26,7 @@ natural() {  # natural NAME [--float]: three stages, then the export to bbcodec/
         --init-from "$(ls "runs/$name-2/$name-2"-*.safetensors)" --out "runs/$name-3" --name "$name-3"
     bbcodec export "runs/$name-3/checkpoint.safetensors" -o "bbcodec/zoo/$name.safetensors" \
         --grid-bound "$grid" --float-storage "$storage"
-    python -c "from bbcodec.plot import plot_training as p; import sys; p(sys.argv[1:4], sys.argv[4])" \
+    python -c "from bbcodec.training.plots import plot_training as p; import sys; p(sys.argv[1:4], sys.argv[4])" \
         "runs/$name-1/log.jsonl" "runs/$name-2/log.jsonl" "runs/$name-3/log.jsonl" \
         "bbcodec/zoo/$name-training.png"
 }

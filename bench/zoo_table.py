@@ -23,7 +23,7 @@ import torch
 
 import bbcodec
 from bbcodec import zoo
-from bbcodec.data import image_files, load_image, load_mnist_images, load_npz
+from bbcodec.training.data import image_files, load_image, load_mnist_images, load_npz
 from bbcodec.models.export import model_size
 
 ROOT = Path(__file__).resolve().parents[1]

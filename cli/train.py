@@ -9,12 +9,13 @@ import torch
 from tqdm import tqdm
 
 from bbcodec import zoo
-from bbcodec.data import mixed_batch, open_sources
 from bbcodec.models.export import FLOAT_STORAGE, save_model
 from bbcodec.models.latent_reach import grid_advice
 from bbcodec.models.presets import PRESETS, preset
-from bbcodec.plot import plot_training
-from bbcodec.train import TrainConfig, is_main_process, model_from_checkpoint, train
+from bbcodec.training.checkpoints import model_from_checkpoint
+from bbcodec.training.data import mixed_batch, open_sources
+from bbcodec.training.loop import TrainConfig, is_main_process, train
+from bbcodec.training.plots import plot_training
 from cli.common import fail_cleanly
 
 float_storage_option = click.option(

@@ -9,7 +9,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from test_train import IMAGES, sample_batch  # noqa: E402
 
 from bbcodec.models.presets import preset  # noqa: E402
-from bbcodec.train import TrainConfig, train  # noqa: E402
+from bbcodec.training.loop import TrainConfig, train  # noqa: E402
 
 out = Path(sys.argv[1])
 cfg = TrainConfig(steps=3, batch_size=4, eval_every=3, checkpoint_every=3, warmup_steps=1, threads=1)

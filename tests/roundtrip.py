@@ -1,6 +1,6 @@
 """The one round-trip check that every codec test uses (in the spirit of craystack's ``check_codec``).
 
-A *codec* here is anything with the interface of :mod:`bbcodec.coding.distributions`:
+A *codec* here is anything with the interface of :mod:`bbcodec.distributions`:
 ``push(ans, value)`` and ``pop(ans) -> value`` on an :class:`~bbcodec.coding.ans.AnsStack`.
 """
 from __future__ import annotations

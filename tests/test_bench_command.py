@@ -14,7 +14,8 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from bbcodec import benchmark, classical
+from bbcodec import benchmark
+from bbcodec.benchmark import codecs
 from bbcodec.benchmark import measure
 from cli.main import main
 from fixtures.samples import binary_pixels, encoded, noise_pixels, pil_from_pixels
@@ -141,14 +142,14 @@ def test_classical_codecs_without_imagecodecs(monkeypatch):
 
 
 def test_a_lossy_classical_codec_is_a_loud_failure(model_file, npz, workdir, monkeypatch):
-    real = classical._pil_decode
+    real = codecs.pil_decode
 
     def corrupt(data):
         pixels = real(data).copy()
         pixels[0, 0, 0] ^= 1
         return pixels
 
-    monkeypatch.setattr(classical, "_pil_decode", corrupt)  # PNG and WebP now lose one pixel
+    monkeypatch.setattr(codecs, "pil_decode", corrupt)  # PNG and WebP now lose one pixel
     result = run(npz, "-m", model_file, "--codecs", "png", "--json", "out.json")
     assert result.exit_code == 1
     assert "LOSSLESS FAILURE" in result.stderr and "PNG" in result.stderr

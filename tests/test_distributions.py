@@ -7,7 +7,7 @@ import torch
 from roundtrip import check_roundtrip
 
 from bbcodec.coding.ans import AnsStack, seed_words
-from bbcodec.coding.distributions import TABLE_CHUNK, DiscretizedLaplace, DiscretizedLogistic, GridGaussian, LatentGrid
+from bbcodec.distributions import TABLE_CHUNK, DiscretizedLaplace, DiscretizedLogistic, GridGaussian, LatentGrid
 
 GRID = LatentGrid(bits=6, bound=8.0)
 

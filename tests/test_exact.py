@@ -12,11 +12,11 @@ import torch.nn.functional as F
 import bbcodec
 from bbcodec import container, imageio
 from bbcodec.coding.image import CoderSettings, decode_image, encode_image
-from bbcodec.coding.distributions import DiscretizedLogistic
+from bbcodec.distributions import DiscretizedLogistic
 from bbcodec.errors import CorruptDataError
 from bbcodec.exact import tables
 from bbcodec.exact.logistic import ExactDiscretizedLogistic
-from bbcodec.exact.model import ACT_LIMIT, ExactConv, exact_model
+from bbcodec.exact.backend import ACT_LIMIT, ExactConv, exact_model
 from bbcodec.models.config import VAEConfig
 from bbcodec.portability import float_platform
 from conftest import REPO_ROOT, make_model, shared_data_dir
@@ -75,34 +75,39 @@ def reference_elu(x: np.ndarray) -> np.ndarray:
     return np.where(x >= 0, x, negative)
 
 
-def reference_net(net, x: np.ndarray) -> np.ndarray:
+def reference_net(net, ops, x: np.ndarray) -> np.ndarray:
+    """A MarkovVAE network on integers in NumPy, with the integer weights of the exact backend's layers."""
     if net.fold > 1:
         x = F.pixel_unshuffle(torch.from_numpy(x), net.fold).numpy()
-    h = reference_conv(net.stem, x)
-    for conv1, conv2 in net.blocks:
+    h = reference_conv(ops.exact_conv(net.stem, net.source), x)
+    for block in net.blocks:
+        conv1, conv2 = ops.exact_conv(block.conv1), ops.exact_conv(block.conv2)
         h = np.clip(h + reference_conv(conv2, reference_elu(reference_conv(conv1, reference_elu(h)))),
                     -ACT_LIMIT, ACT_LIMIT)
-    h = reference_conv(net.head, reference_elu(h))
+    h = reference_conv(ops.exact_conv(net.head), reference_elu(h))
     return F.pixel_shuffle(torch.from_numpy(h), net.unfold).numpy() if net.unfold > 1 else h
 
 
 def test_integer_networks_match_an_independent_int64_implementation(pixel_model):
-    exact = exact_model(pixel_model)
+    """The model's own forward code, run by the exact backend, against a NumPy int64 implementation."""
+    ops = exact_model(pixel_model).ops
     rng = np.random.default_rng(0)
     pixels = rng.integers(0, 256, (3, 3, 16, 16)).astype(np.int64) * 2 - 255
-    got = exact.posteriors[0](torch.from_numpy(pixels).double())
-    assert torch.equal(got, torch.from_numpy(reference_net(exact.posteriors[0], pixels)).double())
+    first = pixel_model.posteriors[0]
+    got = first(torch.from_numpy(pixels).double(), ops)
+    assert torch.equal(got, torch.from_numpy(reference_net(first, ops, pixels)).double())
+    grid = pixel_model.config.grid
     latent_shape = (3, LAPLACE.latent_channels, 16 // pixel_model.config.stride, 16 // pixel_model.config.stride)
-    index = rng.integers(-exact.grid.max_index, exact.grid.max_index + 1, latent_shape).astype(np.int64)
-    for net in exact.posteriors[1:] + exact.conditionals:
-        got = net(torch.from_numpy(index).double())
-        assert torch.equal(got, torch.from_numpy(reference_net(net, index)).double())
+    index = rng.integers(-grid.max_index, grid.max_index + 1, latent_shape).astype(np.int64)
+    for net in list(pixel_model.posteriors[1:]) + list(pixel_model.conditionals):
+        got = net(torch.from_numpy(index).double(), ops)
+        assert torch.equal(got, torch.from_numpy(reference_net(net, ops, index)).double())
 
 
 def test_every_value_is_a_whole_number_within_the_activation_range(pixel_model):
-    exact = exact_model(pixel_model)
+    ops = exact_model(pixel_model).ops
     pixels = torch.from_numpy(smooth_pixels(16, 16)).permute(2, 0, 1)[None]
-    params = exact.posteriors[0](exact._pixels(pixels))
+    params = pixel_model.posteriors[0](ops.pixels(pixels), ops)
     assert torch.equal(params, params.round()) and params.abs().max() <= ACT_LIMIT
 
 
@@ -121,7 +126,7 @@ def test_each_images_probabilities_do_not_depend_on_its_batch(pixel_model):
         for a, b, c in zip(distribution_tensors(together), distribution_tensors(alone), distribution_tensors(reordered)):
             assert torch.equal(a[i:i + 1], b) and torch.equal(a[i:i + 1], c[3 - i:4 - i])
     z = together.mean[:, :, :, :].clone()
-    z = torch.round(z / exact.grid.step) * exact.grid.step
+    z = torch.round(z / pixel_model.config.grid.step) * pixel_model.config.grid.step
     whole = exact.conditional(0, z)
     for i in range(4):
         part = exact.conditional(0, z[i:i + 1])
@@ -135,12 +140,12 @@ def test_files_are_byte_identical_for_any_thread_count_and_network_batch_split(p
     payloads = []
     for threads, max_images in ((1, None), (2, None), (1, 1), (2, 3)):
         torch.set_num_threads(threads)
-        exact.max_images = max_images
+        exact.ops.max_images = max_images
         try:
             payloads.append(encode_image(pixel_model, pixels, EXACT).payload.tobytes())
         finally:
             torch.set_num_threads(1)
-            exact.max_images = None
+            exact.ops.max_images = None
     assert all(p == payloads[0] for p in payloads)
     assert np.array_equal(decode_image(pixel_model, encode_image(pixel_model, pixels, EXACT), 40, 36, 3, EXACT), pixels)
 

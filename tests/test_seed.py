@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from bbcodec.coding.ans import AnsStack, seed_words, split_seed
-from bbcodec.coding.distributions import GridGaussian, LatentGrid
+from bbcodec.distributions import GridGaussian, LatentGrid
 
 
 @pytest.mark.parametrize("count", [1, 2, 7, 100])

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from bbcodec.models.presets import preset
-from bbcodec.train import TrainConfig, train
+from bbcodec.training.loop import TrainConfig, train
 
 IMAGES = torch.randint(0, 256, (64, 3, 8, 8), generator=torch.Generator().manual_seed(0), dtype=torch.uint8)
 
@@ -78,7 +78,7 @@ def test_export_a_checkpoint_then_compress_and_decompress(tmp_path, float_storag
 
 def test_training_writes_a_curve_plot(tmp_path):
     pytest.importorskip("matplotlib")
-    from bbcodec.plot import plot_training
+    from bbcodec.training.plots import plot_training
 
     run(tmp_path, 4, preset("tiny"))
     assert plot_training(tmp_path / "log.jsonl", tmp_path / "training.png")
@@ -86,7 +86,7 @@ def test_training_writes_a_curve_plot(tmp_path):
 
 
 def test_logs_of_continued_runs_are_chained_step_after_step(tmp_path):
-    from bbcodec.plot import read_stages
+    from bbcodec.training.plots import read_stages
 
     for name, steps in (("first.jsonl", (50, 100)), ("second.jsonl", (50, 100, 150))):
         (tmp_path / name).write_text("".join(f'{{"step": {s}, "train_nelbo": 1.0}}\n' for s in steps))
@@ -104,7 +104,7 @@ def test_init_from_starts_a_new_run_from_the_weights(tmp_path):
 
 
 def test_moving_average_is_what_training_returns_and_exports(tmp_path):
-    from bbcodec.train import model_from_checkpoint
+    from bbcodec.training.checkpoints import model_from_checkpoint
 
     averaged = run(tmp_path / "ema", 4, preset("tiny"), ema_decay=0.5)
     raw = run(tmp_path / "raw", 4, preset("tiny"))
@@ -134,3 +134,19 @@ def test_train_command_trains_exports_and_the_export_compresses(tmp_path):
     image = bbcodec.Image(pixels=images[0], mode="RGB")
     assert np.array_equal(bbcodec.decompress(bbcodec.compress(image, model=str(exported)), model=str(exported)).pixels,
                           images[0])
+
+
+def test_npz_arrays_are_read_the_same_way_by_train_and_bench(tmp_path):
+    """One loader: the named array, else the preferred one, else the only one; anything else names the arrays."""
+    from bbcodec.benchmark.sets import open_set
+    from bbcodec.training.data import open_source, read_npz
+
+    images = np.random.default_rng(0).integers(0, 256, (5, 8, 8, 3), dtype=np.uint8)
+    np.savez(tmp_path / "one.npz", images=images)
+    np.savez(tmp_path / "two.npz", a=images, b=images[:2])
+    assert np.array_equal(read_npz(tmp_path / "one.npz"), images)
+    assert len(open_source(str(tmp_path / "one.npz")).images) == 5 == len(open_set(str(tmp_path / "one.npz")).images)
+    assert len(read_npz(tmp_path / "two.npz", "b")) == 2
+    for reader in (lambda p: read_npz(p), lambda p: open_source(str(p)), lambda p: open_set(str(p))):
+        with pytest.raises(ValueError, match="holds a, b"):
+            reader(tmp_path / "two.npz")

@@ -32,8 +32,8 @@ Images are measured as they look: palette images are expanded to their
 colours (to grey when the palette is grey), bilevel images become 0/255 grey,
 so every codec gets the same plain planes: grey, RGB or RGBA.
 """
-from bbcodec.benchmark.codecs import (ALL_KEYS, CLASSICAL_KEYS, DEFAULT_KEYS, EXTRA_CODECS, Codec, classical_codecs,
-                                      measure_classical, parse_codec_keys)
+from bbcodec.benchmark.codecs import (ALL_KEYS, DEFAULT_KEYS, Codec, classical_codecs, measure_classical,
+                                      parse_codec_keys)
 from bbcodec.benchmark.measure import (MAX_CHAIN_PIXELS, chain_steps, environment, image_nelbo_bits, measure_chain,
                                        measure_model, model_label, resolve_device, run)
 from bbcodec.benchmark.report import format_table, markdown, plot
@@ -42,7 +42,7 @@ from bbcodec.benchmark.results import (ChainResult, CodecResult, ModelResult, Re
 from bbcodec.benchmark.sets import ImageSet, open_set, open_sets, plain_planes
 
 __all__ = [
-    "ALL_KEYS", "CLASSICAL_KEYS", "DEFAULT_KEYS", "EXTRA_CODECS", "Codec", "classical_codecs", "measure_classical",
+    "ALL_KEYS", "DEFAULT_KEYS", "Codec", "classical_codecs", "measure_classical",
     "parse_codec_keys",
     "ImageSet", "open_set", "open_sets", "plain_planes",
     "ChainResult", "CodecResult", "ModelResult", "Report", "SetResult", "read_json", "report_from_dict", "write_json",

@@ -1,13 +1,21 @@
-"""The classical lossless codecs the benchmark runs beside bbcodec, and measuring one on an image."""
+"""The classical lossless codecs measured beside bbcodec: one registry, and measuring one on an image.
+
+Each codec is an ``encode(pixels) -> bytes`` / ``decode(bytes) -> pixels``
+pair on (H, W, C) uint8 arrays with C in {1, 3, 4}. PNG and WebP come from
+Pillow; the others from the optional ``imagecodecs`` package
+(``pip install "bbcodec[bench]"``). A codec that is not installed is skipped
+with a note, never an error. Every measurement decodes the bytes and checks
+the pixels, so a lossy setting cannot pass as lossless.
+"""
 from __future__ import annotations
 
+import io
 import time
 from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
-
-from bbcodec import classical
+from PIL import Image
 
 
 @dataclass(frozen=True)
@@ -21,17 +29,24 @@ class Codec:
     decode: Callable[[bytes], np.ndarray]
 
 
-CLASSICAL_KEYS = {"PNG": "png", "WebP": "webp", "JPEG XL": "jxl", "JPEG 2000": "j2k"}
-"""Display name (as :mod:`bbcodec.classical` names them) -> command-line key."""
-
-EXTRA_CODECS = {
-    # key: (name, settings, imagecodecs flag)
-    "jxl-e9": ("JPEG XL e9", "imagecodecs/libjxl, lossless, effort 9", "JPEGXL"),
-    "jpegls": ("JPEG-LS", "imagecodecs/CharLS, lossless (near 0)", "JPEGLS"),
-    "jpegxr": ("JPEG XR", "imagecodecs/jxrlib, lossless (level 1.0)", "JPEGXR"),
-    "qoi": ("QOI", "imagecodecs/qoi (grey as RGB)", "QOI"),
-    "avif": ("AVIF", "imagecodecs/libavif, lossless (level 100, speed 0); slow", "AVIF"),
+PILLOW_CODECS = {
+    # key: (name, settings, Pillow format, save options)
+    "png": ("PNG", "Pillow, optimize, level 9", "PNG", {"optimize": True, "compress_level": 9}),
+    "webp": ("WebP", "Pillow, lossless, method 6, quality 100", "WEBP",
+             {"lossless": True, "method": 6, "quality": 100, "exact": True}),
 }
+IMAGECODECS_CODECS = {
+    # key: (name, settings, imagecodecs flag and function prefix, encode options)
+    "jxl": ("JPEG XL", "imagecodecs/libjxl, lossless, effort 7", "jpegxl", {"lossless": True, "effort": 7}),
+    "jxl-e9": ("JPEG XL e9", "imagecodecs/libjxl, lossless, effort 9", "jpegxl", {"lossless": True, "effort": 9}),
+    "j2k": ("JPEG 2000", "imagecodecs/OpenJPEG, reversible", "jpeg2k", {"level": 0, "reversible": True}),
+    "jpegls": ("JPEG-LS", "imagecodecs/CharLS, lossless (near 0)", "jpegls", {"level": 0}),
+    "jpegxr": ("JPEG XR", "imagecodecs/jxrlib, lossless (level 1.0)", "jpegxr", {"level": 1.0}),
+    "qoi": ("QOI", "imagecodecs/qoi (grey as RGB)", "qoi", {}),
+    "avif": ("AVIF", "imagecodecs/libavif, lossless (level 100, speed 0); slow", "avif", {"level": 100, "speed": 0}),
+}
+NO_GREY = {"qoi"}
+"""Codecs without a grey mode: a lone plane is given to them as three equal channels."""
 
 ALL_KEYS = ["png", "webp", "jxl", "jxl-e9", "j2k", "jpegls", "jpegxr", "qoi", "avif"]
 DEFAULT_KEYS = [k for k in ALL_KEYS if k != "avif"]
@@ -46,23 +61,31 @@ def _hwc(array: np.ndarray) -> np.ndarray:
     return array[..., None] if array.ndim == 2 else array
 
 
-def _extra_codec(key: str, imagecodecs) -> Codec:
-    name, settings, _ = EXTRA_CODECS[key]
-    ic = imagecodecs
+def pil_decode(data: bytes) -> np.ndarray:
+    with Image.open(io.BytesIO(data)) as image:
+        return _hwc(np.asarray(image))
+
+
+def _pillow_codec(key: str) -> Codec:
+    name, settings, fmt, options = PILLOW_CODECS[key]
 
     def encode(pixels: np.ndarray) -> bytes:
-        if key == "jxl-e9":
-            return ic.jpegxl_encode(_plane(pixels), lossless=True, effort=9)
-        if key == "jpegls":
-            return ic.jpegls_encode(_plane(pixels), level=0)
-        if key == "jpegxr":
-            return ic.jpegxr_encode(_plane(pixels), level=1.0)
-        if key == "qoi":  # QOI has no grey: a lone plane goes as three equal channels
-            return ic.qoi_encode(np.ascontiguousarray(np.repeat(pixels, 3, axis=2)) if pixels.shape[2] == 1 else pixels)
-        return ic.avif_encode(_plane(pixels), level=100, speed=0)
+        buffer = io.BytesIO()
+        Image.fromarray(_plane(pixels), {1: "L", 3: "RGB", 4: "RGBA"}[pixels.shape[2]]).save(buffer, fmt, **options)
+        return buffer.getvalue()
 
-    decoder = {"jxl-e9": ic.jpegxl_decode, "jpegls": ic.jpegls_decode, "jpegxr": ic.jpegxr_decode,
-               "qoi": ic.qoi_decode, "avif": ic.avif_decode}[key]
+    return Codec(key, name, settings, encode, lambda data: pil_decode(data))
+
+
+def _imagecodecs_codec(key: str, imagecodecs) -> Codec:
+    name, settings, prefix, options = IMAGECODECS_CODECS[key]
+    encoder, decoder = getattr(imagecodecs, f"{prefix}_encode"), getattr(imagecodecs, f"{prefix}_decode")
+
+    def encode(pixels: np.ndarray) -> bytes:
+        if key in NO_GREY and pixels.shape[2] == 1:
+            pixels = np.ascontiguousarray(np.repeat(pixels, 3, axis=2))
+        return encoder(_plane(pixels), **options)
+
     return Codec(key, name, settings, encode, lambda data: _hwc(decoder(data)))
 
 
@@ -93,25 +116,22 @@ def classical_codecs(keys=None) -> tuple[list[Codec], list[str]]:
     ``imagecodecs`` (``pip install "bbcodec[bench]"``).
     """
     keys = list(DEFAULT_KEYS if keys is None else keys)
-    base, base_notes = classical.available_codecs()
-    by_key = {CLASSICAL_KEYS[c.name]: Codec(CLASSICAL_KEYS[c.name], c.name, c.settings, c.encode, c.decode)
-              for c in base if c.name in CLASSICAL_KEYS}
-    notes = [n for n in base_notes if any(name in n and key in keys for name, key in CLASSICAL_KEYS.items())]
-    extras = [k for k in keys if k in EXTRA_CODECS]
-    if extras:
-        try:
-            import imagecodecs
-        except ImportError:
-            imagecodecs = None
-            names = ", ".join(EXTRA_CODECS[k][0] for k in extras)
+    by_key = {key: _pillow_codec(key) for key in keys if key in PILLOW_CODECS}
+    wanted = [key for key in keys if key in IMAGECODECS_CODECS]
+    notes = []
+    try:
+        import imagecodecs
+    except ImportError:
+        imagecodecs = None
+        if wanted:
+            names = ", ".join(IMAGECODECS_CODECS[k][0] for k in wanted)
             notes.append(f"{names} skipped: imagecodecs is not installed (pip install 'bbcodec[bench]')")
-        for key in extras if imagecodecs is not None else []:
-            if getattr(imagecodecs, EXTRA_CODECS[key][2]).available:
-                by_key[key] = _extra_codec(key, imagecodecs)
-            else:
-                notes.append(f"{EXTRA_CODECS[key][0]} skipped: not built into this imagecodecs")
-    codecs = [by_key[k] for k in keys if k in by_key]
-    return codecs, notes
+    for key in wanted if imagecodecs is not None else []:
+        if getattr(imagecodecs, IMAGECODECS_CODECS[key][2].upper()).available:
+            by_key[key] = _imagecodecs_codec(key, imagecodecs)
+        else:
+            notes.append(f"{IMAGECODECS_CODECS[key][0]} skipped: not built into this imagecodecs")
+    return [by_key[k] for k in keys if k in by_key], notes
 
 
 def same_pixels(decoded: np.ndarray, pixels: np.ndarray) -> bool:

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from bbcodec import imageio
-from bbcodec.data import IMAGE_SUFFIXES, image_files, load_mnist_images
+from bbcodec.training.data import IMAGE_SUFFIXES, image_files, load_mnist_images, read_npz
 
 
 @dataclass
@@ -67,28 +67,10 @@ def _files_set(name: str, source: str, files, limit: int | None) -> ImageSet:
 
 
 def _array_set(name: str, source: str, kind: str, array: np.ndarray, limit: int | None) -> ImageSet:
-    if array.dtype != np.uint8:
-        raise ValueError(f"{source}: holds {array.dtype}, expected uint8 images")
-    if array.ndim == 3:
-        array = array[..., None]
-    if array.ndim != 4 or array.shape[3] not in (1, 3, 4):
-        raise ValueError(f"{source}: expected images (N, H, W) or (N, H, W, C) with C 1, 3 or 4, "
-                         f"got {array.shape}")
+    """A set from uint8 images (N, H, W, C) (:func:`bbcodec.training.data.read_npz` checks an .npz's)."""
     array = array[:limit] if limit else array
     images = [np.ascontiguousarray(a) for a in array]
     return ImageSet(name, source, kind, images, [str(i) for i in range(len(images))])
-
-
-def _npz_array(path: Path, key: str | None) -> np.ndarray:
-    with np.load(path) as archive:
-        names = list(archive.keys())
-        if key is None:
-            key = "test_x" if "test_x" in names else (names[0] if len(names) == 1 else None)
-            if key is None:
-                raise ValueError(f"{path} holds {', '.join(names)}: say which with npz_key (--npz-key)")
-        if key not in names:
-            raise ValueError(f"{path} has no array {key!r} (it has {', '.join(names)})")
-        return archive[key]
 
 
 def _has_glob(text: str) -> bool:
@@ -106,7 +88,7 @@ def open_set(spec: str, limit: int | None = None, npz_key: str | None = None) ->
         return _files_set(label, path, image_files(p), limit)
     if p.is_file():
         if p.suffix == ".npz":
-            return _array_set(label, path, "npz", _npz_array(p, npz_key), limit)
+            return _array_set(label, path, "npz", read_npz(p, npz_key, preferred="test_x"), limit)
         if "idx3" in p.name:
             mnist = load_mnist_images(p).numpy().transpose(0, 2, 3, 1)
             return _array_set(label, path, "mnist", mnist, limit)

@@ -21,7 +21,6 @@ import torch
 
 from bbcodec.coding.bitsback import CODERS
 from bbcodec.coding.chain import EncodedChain, decode_steps, encode_steps
-from bbcodec.exact.model import exact_model
 from bbcodec.tiling import plan, tiles
 
 
@@ -66,7 +65,7 @@ def coding_model(model, arithmetic: str):
     """The model as the coder runs it: its exact integer version, or itself (float)."""
     if arithmetic == "auto":
         raise ValueError("resolve the arithmetic before coding (CoderSettings.resolve)")
-    return exact_model(model) if arithmetic == "exact" else model
+    return model.exact() if arithmetic == "exact" else model
 
 
 class TileView:

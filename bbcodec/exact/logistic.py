@@ -1,6 +1,6 @@
 """The discretized logistic pixel likelihood with probability tables computed exactly.
 
-The float :class:`~bbcodec.coding.distributions.DiscretizedLogistic` builds
+The float :class:`~bbcodec.distributions.DiscretizedLogistic` builds
 each sub-pixel's 256 bin probabilities with ``exp`` and ``log`` of floats,
 whose last bits differ between CPUs (vectorized kernels, libraries), so a
 file coded on one machine would not decode on another. Here the table is a
@@ -34,7 +34,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from bbcodec.coding.distributions import PIXEL_LEVELS, DiscretizedLogistic
+from bbcodec.distributions import PIXEL_LEVELS, DiscretizedLogistic
 from bbcodec.exact.tables import EXP, INPUT_BITS, SIGMOID, table
 
 FINE_BITS = 6  # the sigmoid's argument is rounded to 2**-(INPUT_BITS + FINE_BITS), between table entries

@@ -122,7 +122,7 @@ def lookup(name: str, index):
 
     Returns float64 whole numbers on the index's device. Inputs beyond the
     range take the end values, except where the caller continues the
-    function itself (see :mod:`bbcodec.exact.model`).
+    function itself (see :mod:`bbcodec.exact.backend`).
     """
     spec = SPECS[name]
     position = (index.clamp(spec.lo, spec.hi) - spec.lo).long()

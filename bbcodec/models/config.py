@@ -1,11 +1,25 @@
-"""The configuration of a hierarchical VAE: everything needed to rebuild it."""
+"""The configuration of a hierarchical VAE: everything needed to rebuild it, and its checks for model files."""
 from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from dataclasses import dataclass
 
-from bbcodec.coding.distributions import LatentGrid
+from bbcodec.distributions import LatentGrid
+from bbcodec.errors import BBCodecError, shorten
+
+FILE_LIMITS = {"image_channels": (1, 4), "hidden_channels": (1, 1024), "latent_channels": (1, 256),
+               "latent_layers": (1, 16), "stride": (1, 8), "blocks_per_net": (0, 16), "head_kernel_size": (1, 7),
+               "grid_bits": (0, 12)}
+"""Allowed ranges of the integer config fields of a model file (generous: the presets are far inside)."""
+MAX_GRID_POINTS = 1 << 16
+FILE_DEFAULTS = {
+    "image_channels": 3, "hidden_channels": 64, "latent_channels": 8, "latent_layers": 4, "stride": 2,
+    "blocks_per_net": 2, "head_kernel_size": 1, "binary_weights": True, "binary_activations": False,
+    "pixel_distribution": "logistic", "channel_coupling": False, "min_std": 0.02, "grid_bits": 5, "grid_bound": 4.0,
+}
+"""What a config field missing from a model file means, fixed for this format (VAEConfig's defaults may change)."""
 
 
 @dataclass(frozen=True)
@@ -33,7 +47,7 @@ class VAEConfig:
     grid_bound: float = 8.0
 
     def __post_init__(self):
-        from bbcodec.coding.distributions import PIXEL_DISTRIBUTIONS
+        from bbcodec.distributions import PIXEL_DISTRIBUTIONS
 
         if self.pixel_distribution not in PIXEL_DISTRIBUTIONS:
             raise ValueError(f"unknown pixel distribution {self.pixel_distribution!r}")
@@ -60,3 +74,29 @@ class VAEConfig:
 
     def replace(self, **changes) -> "VAEConfig":
         return dataclasses.replace(self, **changes)
+
+    @classmethod
+    def from_file(cls, fields: dict) -> "VAEConfig":
+        """The config from a model file's (untrusted) fields, each checked for type and range before use."""
+        fields = {**FILE_DEFAULTS, **fields}
+        for name, (low, high) in FILE_LIMITS.items():
+            value = fields[name]
+            if not (isinstance(value, int) and not isinstance(value, bool) and low <= value <= high):
+                raise BBCodecError(f"model file: config {name} = {shorten(value)}, expected an integer in {low}..{high}")
+        for name in ("min_std", "grid_bound"):
+            value = fields[name]
+            if not (isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+                    and 0 < value <= 64):
+                raise BBCodecError(f"model file: config {name} = {shorten(value)}, expected a number in (0, 64]")
+        for name in ("binary_weights", "binary_activations", "channel_coupling"):
+            if not isinstance(fields[name], bool):
+                raise BBCodecError(f"model file: config {name} = {shorten(fields[name])}, expected true or false")
+        if not isinstance(fields["pixel_distribution"], str):
+            raise BBCodecError("model file: config pixel_distribution is not a name")
+        try:
+            config = cls.from_json(json.dumps(fields))
+        except (ValueError, TypeError) as error:
+            raise BBCodecError(f"model file: bad config ({shorten(error, 120)})") from None
+        if 2 * config.grid_bound * 2 ** config.grid_bits + 1 > MAX_GRID_POINTS:
+            raise BBCodecError(f"model file: a latent grid of more than {MAX_GRID_POINTS} points")
+        return config

@@ -31,9 +31,8 @@ import torch
 from safetensors.numpy import load as st_load
 from safetensors.numpy import save as st_save
 
-from bbcodec.errors import BBCodecError
-from bbcodec.models.config import VAEConfig
-from bbcodec.models.markov_vae import MarkovVAE
+from bbcodec.errors import BBCodecError, shorten
+from bbcodec.models.family import LEGACY_FAMILY, CodecModel, family
 from bbcodec.nn import BinaryConv2d
 
 FORMAT = "bbcodec-model-1"
@@ -41,17 +40,6 @@ PACKED_SUFFIX = ".packed_signs"
 MAX_MODEL_BYTES = 256 << 20
 """Largest model file read (the ``large`` preset is about 2 MB packed, 17 MB as float32)."""
 MAX_PARAMETERS = 1 << 26
-CONFIG_LIMITS = {"image_channels": (1, 4), "hidden_channels": (1, 1024), "latent_channels": (1, 256),
-                 "latent_layers": (1, 16), "stride": (1, 8), "blocks_per_net": (0, 16), "head_kernel_size": (1, 7),
-                 "grid_bits": (0, 12)}
-"""Allowed ranges of the integer config fields of a model file (generous: the presets are far inside)."""
-MAX_GRID_POINTS = 1 << 16
-FILE_CONFIG_DEFAULTS = {
-    "image_channels": 3, "hidden_channels": 64, "latent_channels": 8, "latent_layers": 4, "stride": 2,
-    "blocks_per_net": 2, "head_kernel_size": 1, "binary_weights": True, "binary_activations": False,
-    "pixel_distribution": "logistic", "channel_coupling": False, "min_std": 0.02, "grid_bits": 5, "grid_bound": 4.0,
-}
-"""What a config field missing from a model file means, fixed for this format (VAEConfig's defaults may change)."""
 FLOAT_STORAGE = {"float32": (np.float32, "F32"), "float16": (np.float16, "F16")}
 """How the non-binary tensors of a model file may be stored: numpy dtype and safetensors dtype tag."""
 
@@ -85,7 +73,7 @@ def model_size(model) -> ModelSize:
     )
 
 
-def model_to_bytes(model: MarkovVAE, float_storage: str = "float32") -> bytes:
+def model_to_bytes(model: CodecModel, float_storage: str = "float32") -> bytes:
     """Serialize a model: config in the metadata, binary weights packed, other tensors as ``float_storage``."""
     if float_storage not in FLOAT_STORAGE:
         raise BBCodecError(f"float storage {float_storage!r} is not one of {', '.join(FLOAT_STORAGE)}")
@@ -101,18 +89,22 @@ def model_to_bytes(model: MarkovVAE, float_storage: str = "float32") -> bytes:
                 tensors[name] = np.ascontiguousarray(array, dtype=dtype)
             if not np.isfinite(tensors[name]).all():
                 raise BBCodecError(f"{name} holds weights that {float_storage} cannot store")
-    return st_save(tensors, metadata={"format": FORMAT, "config": model.config.to_json()})
+    metadata = {"format": FORMAT, "config": model.config.to_json()}
+    if model.family != LEGACY_FAMILY:  # files of the first family do not name it, as before the field
+        metadata["family"] = model.family
+    return st_save(tensors, metadata=metadata)
 
 
-def model_from_bytes(data: bytes) -> MarkovVAE:
+def model_from_bytes(data: bytes) -> CodecModel:
     """Rebuild a model from :func:`model_to_bytes` output; raises BBCodecError if it is malformed."""
     try:
         header = _read_header(data)
         metadata = _metadata(header)
         if metadata.get("format") != FORMAT:
-            raise BBCodecError(f"not a bbcodec model file (format {_short(metadata.get('format'))})")
-        config = check_config(metadata.get("config"))
-        expected = _expected_tensors(config)
+            raise BBCodecError(f"not a bbcodec model file (format {shorten(metadata.get('format'))})")
+        cls = family(metadata.get("family", LEGACY_FAMILY))
+        config = _config(cls, metadata.get("config"))
+        expected = _expected_tensors(cls, config)
         _check_tensor_table(header, expected)
         tensors = st_load(data)
         state = {}
@@ -125,18 +117,13 @@ def model_from_bytes(data: bytes) -> MarkovVAE:
                 if not np.isfinite(value).all():
                     raise BBCodecError(f"model file: {name} holds NaN or infinite weights")
             state[name] = torch.from_numpy(np.array(value, dtype=np.float32))
-        model = MarkovVAE(config)
+        model = cls(config)
         model.load_state_dict(state)
     except BBCodecError:
         raise
     except Exception as error:  # safetensors and torch errors from a damaged or hostile file
-        raise BBCodecError(f"cannot read model file: {_short(error, 200)}") from None
+        raise BBCodecError(f"cannot read model file: {shorten(error, 200)}") from None
     return model.eval()
-
-
-def _short(value, limit: int = 60) -> str:
-    text = " ".join(repr(value).split()) if not isinstance(value, BaseException) else " ".join(str(value).split())
-    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def _read_header(data: bytes) -> dict:
@@ -168,8 +155,8 @@ def _read_metadata(data: bytes) -> dict:
     return _metadata(_read_header(data))
 
 
-def check_config(text) -> VAEConfig:
-    """The model config from a file's metadata, every field checked for type and range before use."""
+def _config(cls: type[CodecModel], text):
+    """The family's config from a file's metadata, checked by the family before anything is built."""
     if not isinstance(text, str):
         raise BBCodecError("model file: no model config in its metadata")
     try:
@@ -178,34 +165,13 @@ def check_config(text) -> VAEConfig:
         raise BBCodecError("model file: its config is not JSON") from None
     if not isinstance(fields, dict):
         raise BBCodecError("model file: its config is not a JSON object")
-    fields = {**FILE_CONFIG_DEFAULTS, **fields}
-    for name, (low, high) in CONFIG_LIMITS.items():
-        value = fields[name]
-        if not (isinstance(value, int) and not isinstance(value, bool) and low <= value <= high):
-            raise BBCodecError(f"model file: config {name} = {_short(value)}, expected an integer in {low}..{high}")
-    for name in ("min_std", "grid_bound"):
-        value = fields[name]
-        if not (isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-                and 0 < value <= 64):
-            raise BBCodecError(f"model file: config {name} = {_short(value)}, expected a number in (0, 64]")
-    for name in ("binary_weights", "binary_activations", "channel_coupling"):
-        if not isinstance(fields[name], bool):
-            raise BBCodecError(f"model file: config {name} = {_short(fields[name])}, expected true or false")
-    if not isinstance(fields["pixel_distribution"], str):
-        raise BBCodecError("model file: config pixel_distribution is not a name")
-    try:
-        config = VAEConfig.from_json(json.dumps(fields))
-    except (ValueError, TypeError) as error:
-        raise BBCodecError(f"model file: bad config ({_short(error, 120)})") from None
-    if 2 * config.grid_bound * 2 ** config.grid_bits + 1 > MAX_GRID_POINTS:
-        raise BBCodecError(f"model file: a latent grid of more than {MAX_GRID_POINTS} points")
-    return config
+    return cls.config_type.from_file(fields)
 
 
-def _expected_tensors(config: VAEConfig) -> dict[str, tuple[int, ...]]:
+def _expected_tensors(cls: type[CodecModel], config) -> dict[str, tuple[int, ...]]:
     """Name -> shape of every tensor of a model with this config, from a skeleton that allocates nothing."""
     with torch.device("meta"):
-        skeleton = MarkovVAE(config)
+        skeleton = cls(config)
     shapes = {name: tuple(tensor.shape) for name, tensor in skeleton.state_dict().items()}
     if sum(math.prod(shape) for shape in shapes.values()) > MAX_PARAMETERS:
         raise BBCodecError(f"model file: its config asks for more than {MAX_PARAMETERS} parameters")
@@ -223,35 +189,39 @@ def _check_tensor_table(header: dict, expected: dict[str, tuple[int, ...]]) -> N
             dtypes, want = tuple(tag for _, tag in FLOAT_STORAGE.values()), shape
         entry = table.pop(name, None)
         if entry is None:
-            raise BBCodecError(f"model file: tensor {_short(name)} is missing")
+            raise BBCodecError(f"model file: tensor {shorten(name)} is missing")
         if not isinstance(entry, dict) or entry.get("dtype") not in dtypes:
             found = entry.get("dtype") if isinstance(entry, dict) else None
-            raise BBCodecError(f"model file: tensor {name} has dtype {_short(found)}, expected {' or '.join(dtypes)}")
+            raise BBCodecError(f"model file: tensor {name} has dtype {shorten(found)}, expected {' or '.join(dtypes)}")
         if not isinstance(entry.get("shape"), list) or tuple(entry["shape"]) != want:
-            raise BBCodecError(f"model file: tensor {name} has shape {_short(entry.get('shape'))}, expected "
+            raise BBCodecError(f"model file: tensor {name} has shape {shorten(entry.get('shape'))}, expected "
                                f"{list(want)}")
     if table:
-        raise BBCodecError(f"model file has unexpected tensors: {_short(sorted(table)[:3])}")
+        raise BBCodecError(f"model file has unexpected tensors: {shorten(sorted(table)[:3])}")
 
 
 def model_hash(data: bytes) -> str:
     """The model's identity: SHA-256 (hex) of its canonical content.
 
-    The content is the format, the config and every tensor's name, dtype, shape
-    and bytes in name order. It does not depend on how the safetensors header
-    happens to be laid out (its key order is not fixed), only on what the
-    decoder will compute with.
+    The content is the format, the config (and the family, for families other
+    than the first, whose files do not name it) and every tensor's name,
+    dtype, shape and bytes in name order. It does not depend on how the
+    safetensors header happens to be laid out (its key order is not fixed),
+    only on what the decoder will compute with.
     """
     metadata = _read_metadata(data)
     digest = hashlib.sha256()
-    digest.update(json.dumps([metadata.get("format"), metadata.get("config")]).encode())
+    named = [metadata.get("format"), metadata.get("config")]
+    if "family" in metadata:
+        named.append(metadata["family"])
+    digest.update(json.dumps(named).encode())
     for name, array in sorted(st_load(data).items()):
         digest.update(f"{name}|{array.dtype.str}|{array.shape}".encode())
         digest.update(np.ascontiguousarray(array).tobytes())
     return digest.hexdigest()
 
 
-def save_model(model: MarkovVAE, path, float_storage: str = "float32") -> str:
+def save_model(model: CodecModel, path, float_storage: str = "float32") -> str:
     """Write ``path`` atomically; returns the model hash."""
     data = model_to_bytes(model, float_storage)
     path = Path(path)
@@ -261,5 +231,5 @@ def save_model(model: MarkovVAE, path, float_storage: str = "float32") -> str:
     return model_hash(data)
 
 
-def load_model(path) -> MarkovVAE:
+def load_model(path) -> CodecModel:
     return model_from_bytes(Path(path).read_bytes())

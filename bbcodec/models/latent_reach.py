@@ -1,7 +1,7 @@
 """How far a model's posteriors reach against the bound of its latent grid.
 
 Bits-back coding pops each latent from the posterior discretized on the
-model's :class:`~bbcodec.coding.distributions.LatentGrid`; posterior mass
+model's :class:`~bbcodec.distributions.LatentGrid`; posterior mass
 beyond the grid's bound is clipped onto its outer points, where a pop gives
 back far fewer bits than the −ELBO counts (the grid's docstring has the
 measured cost). The reach of a posterior element is ``|mean| + 3 std``; a

@@ -11,9 +11,11 @@ of residual blocks (binary with ``binary_weights``), and a float head. The first
 inference network reduces the resolution by ``stride`` (2 or 4) and ``p(x | z1)``
 restores it, so the latents have shape (latent_channels, H/stride, W/stride).
 
-The model speaks in distributions (:mod:`bbcodec.coding.distributions`), which
+The model speaks in distributions (:mod:`bbcodec.distributions`), which
 both the training loss and the coders use, so the coder codes exactly what the
-model was trained on.
+model was trained on. Its forward code is written once against an arithmetic
+(:mod:`bbcodec.nn.arithmetic`): float32 for training, or the exact integer
+backend for files that decode on any machine.
 """
 from __future__ import annotations
 
@@ -23,12 +25,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from bbcodec.coding.distributions import DiscretizedLaplace, DiscretizedLogistic, GridGaussian
+from bbcodec.distributions import GridGaussian
 from bbcodec.models.config import VAEConfig
+from bbcodec.models.family import CodecModel, register
 from bbcodec.nn import ResidualBlock, WNConv2d
-
-LOG_SCALE_MIN = -7.0
-
+from bbcodec.nn.arithmetic import FLOAT
 
 class ConditionalNet(nn.Module):
     """stem (float) -> residual blocks -> head (float).
@@ -39,12 +40,14 @@ class ConditionalNet(nn.Module):
     the image resolution.
     """
 
-    def __init__(self, config: VAEConfig, in_channels: int, out_channels: int, fold: int = 1, unfold: int = 1):
+    def __init__(self, config: VAEConfig, in_channels: int, out_channels: int, fold: int = 1, unfold: int = 1,
+                 source: str = "latents"):
         super().__init__()
         width = config.hidden_channels
         pixel_side = fold > 1 or unfold > 1
         kernel = 3 if pixel_side else config.head_kernel_size
         self.fold, self.unfold = fold, unfold
+        self.source = source
         self.stem = WNConv2d(in_channels * fold * fold, width, kernel)
         self.blocks = nn.Sequential(*[
             ResidualBlock(width, binary_weights=config.binary_weights, binary_activations=config.binary_activations)
@@ -52,22 +55,29 @@ class ConditionalNet(nn.Module):
         ])
         self.head = WNConv2d(width, out_channels * unfold * unfold, kernel, init_scale=0.1)
 
-    def forward(self, x):
+    def forward(self, x, ops=FLOAT):
+        """The network on ``x`` (pixels for the first posterior, else latents), in the arithmetic ``ops``."""
         if self.fold > 1:
             x = F.pixel_unshuffle(x, self.fold)
-        h = self.head(F.elu(self.blocks(self.stem(x))))
+        h = ops.conv(self.stem, x, self.source)
+        for block in self.blocks:
+            h = block(h, ops)
+        h = ops.conv(self.head, ops.elu(h))
         return F.pixel_shuffle(h, self.unfold) if self.unfold > 1 else h
 
 
-class MarkovVAE(nn.Module):
+@register
+class MarkovVAE(CodecModel):
     """Hierarchical VAE with a Markov chain of latents (see module docstring)."""
 
+    family = "markov-vae"
+    config_type = VAEConfig
+
     def __init__(self, config: VAEConfig):
-        super().__init__()
-        self.config = config
+        super().__init__(config)
         c, zc = config.image_channels, config.latent_channels
         self.posteriors = nn.ModuleList(
-            [ConditionalNet(config, c, 2 * zc, fold=config.stride)]
+            [ConditionalNet(config, c, 2 * zc, fold=config.stride, source="pixels")]
             + [ConditionalNet(config, zc, 2 * zc) for _ in range(config.latent_layers - 1)]
         )
         self.conditionals = nn.ModuleList(
@@ -79,46 +89,29 @@ class MarkovVAE(nn.Module):
     def depth(self) -> int:
         return self.config.latent_layers
 
-    @property
-    def device(self) -> torch.device:
-        return self.posteriors[0].stem.v.device
+    # -- the distributions the coders and the loss use, in float or exact arithmetic (``ops``) --
+    def _padded(self, x: torch.Tensor) -> torch.Tensor:
+        """An image whose sides are not multiples of the stride, extended by repeating its last row and column
+        (the likelihood of those extra pixels is never coded: see :meth:`DiscretizedLogistic.crop`)."""
+        stride = self.config.stride
+        pad_h, pad_w = -x.shape[2] % stride, -x.shape[3] % stride
+        return F.pad(x, (0, pad_w, 0, pad_h), mode="replicate") if pad_h or pad_w else x
 
-    # -- the distributions the coders and the loss use --------------------------
-    def _gaussian(self, params: torch.Tensor) -> GridGaussian:
-        mean, raw_std = params.chunk(2, dim=1)
-        return GridGaussian(mean, F.softplus(raw_std) + self.config.min_std, self.config.grid)
+    def posterior(self, layer: int, below: torch.Tensor, ops=FLOAT) -> GridGaussian:
+        """q(z_{layer+1} | below), where below is x (layer 0, uint8) or z_layer."""
+        inputs = self._padded(ops.pixels(below)) if layer == 0 else ops.latents(below)
+        return ops.gaussian(ops.run(self.posteriors[layer], inputs), self.config.min_std, self.config.grid)
 
-    @staticmethod
-    def pixels_to_input(x: torch.Tensor) -> torch.Tensor:
-        """uint8 pixels -> floats in [-1, 1]."""
-        return x.float() * (2.0 / 255.0) - 1.0
-
-    def posterior(self, layer: int, below: torch.Tensor) -> GridGaussian:
-        """q(z_{layer+1} | below), where below is x (layer 0, uint8) or z_layer.
-
-        An image whose sides are not multiples of the stride is first extended
-        by repeating its last row and column (the likelihood of those extra
-        pixels is never coded: see :meth:`DiscretizedLogistic.crop`).
-        """
-        if layer == 0:
-            below = self.pixels_to_input(below)
-            stride = self.config.stride
-            pad_h, pad_w = -below.shape[2] % stride, -below.shape[3] % stride
-            if pad_h or pad_w:
-                below = F.pad(below, (0, pad_w, 0, pad_h), mode="replicate")
-        return self._gaussian(self.posteriors[layer](below))
-
-    def conditional(self, layer: int, z: torch.Tensor):
+    def conditional(self, layer: int, z: torch.Tensor, ops=FLOAT):
         """p(below | z_{layer+1}): the pixel likelihood for layer 0, else a latent Gaussian."""
-        params = self.conditionals[layer](z)
-        if layer == 0:
-            c = self.config.image_channels
-            mean, log_scale, coupling = params[:, :c], params[:, c:2 * c], params[:, 2 * c:]
-            log_scale = log_scale.clamp_min(LOG_SCALE_MIN)
-            if self.config.pixel_distribution == "logistic":
-                return DiscretizedLogistic(mean, log_scale)
-            return DiscretizedLaplace(mean, torch.exp(log_scale), torch.tanh(coupling) if self.config.channel_coupling else None)
-        return self._gaussian(params)
+        params = ops.run(self.conditionals[layer], ops.latents(z))
+        if layer > 0:
+            return ops.gaussian(params, self.config.min_std, self.config.grid)
+        c = self.config.image_channels
+        mean, log_scale = params[:, :c], params[:, c:2 * c]
+        if self.config.pixel_distribution == "logistic":
+            return ops.logistic(mean, log_scale)
+        return ops.laplace(mean, log_scale, params[:, 2 * c:] if self.config.channel_coupling else None)
 
     def top_prior(self, like: torch.Tensor) -> GridGaussian:
         """p(z_L) = N(0, I), shaped like ``like``."""

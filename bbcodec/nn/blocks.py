@@ -2,20 +2,15 @@
 
 In Bird, Kingma & Barber (ICLR 2021) the residual blocks are where the
 binarization happens; the layers next to the pixels and the latent heads stay
-float, since binarizing everything costs much more rate.
+float, since binarizing everything costs much more rate. The block computes
+in the arithmetic it is given (:mod:`bbcodec.nn.arithmetic`).
 """
 from __future__ import annotations
 
 from torch import nn
 
-from bbcodec.nn.binary import make_conv, sign_ste
-
-
-class Sign(nn.Module):
-    """Binary activation: sign(x) with the clipped straight-through estimator."""
-
-    def forward(self, x):
-        return sign_ste(x)
+from bbcodec.nn.arithmetic import FLOAT
+from bbcodec.nn.binary import make_conv
 
 
 class ResidualBlock(nn.Module):
@@ -23,11 +18,11 @@ class ResidualBlock(nn.Module):
 
     def __init__(self, channels: int, *, binary_weights: bool, binary_activations: bool, kernel_size: int = 3):
         super().__init__()
-        self.act1 = Sign() if binary_activations else nn.ELU()
+        self.binary_activations = binary_activations
         self.conv1 = make_conv(channels, channels, kernel_size, binary=binary_weights)
-        self.act2 = Sign() if binary_activations else nn.ELU()
         # A small output scale keeps a deep stack of residual blocks near identity at the start.
         self.conv2 = make_conv(channels, channels, kernel_size, binary=binary_weights, init_scale=0.1)
 
-    def forward(self, x):
-        return x + self.conv2(self.act2(self.conv1(self.act1(x))))
+    def forward(self, x, ops=FLOAT):
+        act = ops.sign if self.binary_activations else ops.elu
+        return ops.residual(x, ops.conv(self.conv2, act(ops.conv(self.conv1, act(x)))))

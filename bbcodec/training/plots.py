@@ -1,6 +1,6 @@
 """Training curves as a picture: −ELBO (training, held-out, moving average) and the KL of each latent layer.
 
-Reads the JSON-lines log that :func:`bbcodec.train.train` writes. Needs
+Reads the JSON-lines log that :func:`bbcodec.training.loop.train` writes. Needs
 matplotlib (``pip install "bbcodec[plot]"``); :func:`plot_training` says so
 instead of failing when it is missing.
 """

@@ -15,15 +15,33 @@ from PIL import Image
 IMAGE_SUFFIXES = {".png", ".bmp", ".tif", ".tiff", ".ppm", ".pgm", ".jpg", ".jpeg", ".webp", ".gif"}
 
 
-def load_npz(path, key: str) -> torch.Tensor:
-    """A uint8 array (N, H, W, C) or (N, H, W) from an .npz file, as (N, C, H, W)."""
+def read_npz(path, key: str | None = None, preferred: str = "train_x") -> np.ndarray:
+    """uint8 images (N, H, W, C), C in 1, 3, 4, from an .npz file (an array (N, H, W) gets C = 1).
+
+    The array is ``key``; without one, ``preferred`` if the file has it, else
+    the file's only array. Anything else is a ValueError that names the arrays.
+    """
     with np.load(path) as archive:
+        names = list(archive.keys())
+        if key is None:
+            key = preferred if preferred in names else (names[0] if len(names) == 1 else None)
+            if key is None:
+                raise ValueError(f"{path} holds {', '.join(names)}: say which array (--npz-key)")
+        if key not in names:
+            raise ValueError(f"{path} has no array {key!r} (it has {', '.join(names)})")
         array = archive[key]
     if array.dtype != np.uint8:
-        raise ValueError(f"{path}:{key} holds {array.dtype}, expected uint8 images")
+        raise ValueError(f"{path}: {key} holds {array.dtype}, expected uint8 images")
     if array.ndim == 3:
         array = array[..., None]
-    return torch.from_numpy(np.ascontiguousarray(array.transpose(0, 3, 1, 2)))
+    if array.ndim != 4 or array.shape[3] not in (1, 3, 4):
+        raise ValueError(f"{path}: expected images (N, H, W) or (N, H, W, C) with C 1, 3 or 4, got {array.shape}")
+    return array
+
+
+def load_npz(path, key: str | None = None, preferred: str = "train_x") -> torch.Tensor:
+    """:func:`read_npz` as a (N, C, H, W) tensor."""
+    return torch.from_numpy(np.ascontiguousarray(read_npz(path, key, preferred).transpose(0, 3, 1, 2)))
 
 
 def load_mnist_images(path) -> torch.Tensor:
@@ -87,7 +105,7 @@ def open_sources(specs, channels: int = 3) -> list[CropSource]:
     return sources
 
 
-def open_source(spec: str, channels: int = 3, npz_key: str = "train_x") -> CropSource:
+def open_source(spec: str, channels: int = 3, npz_key: str | None = None) -> CropSource:
     """A training source from a folder of images, an .npz array file or an MNIST idx file."""
     path = Path(spec)
     if path.is_dir():

@@ -7,8 +7,8 @@ for binary weight-normalized layers, clipping of the real-valued weights to
 bits per sub-pixel is measured at intervals. With ``ema_decay`` an
 exponential moving average of the weights (PyTorch's ``AveragedModel``) is
 kept, evaluated beside the raw weights and returned as the trained model.
-Checkpoints are safetensors files (no pickle) written atomically, and
-``resume`` continues from one.
+Checkpoints (:mod:`bbcodec.training.checkpoints`) are safetensors files (no
+pickle) written atomically, and ``resume`` continues from one.
 """
 from __future__ import annotations
 
@@ -16,18 +16,17 @@ import json
 import math
 import os
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
 import torch
 import torch.distributed as dist
-from safetensors.torch import load_file, save_file
 from torch.nn.parallel import DistributedDataParallel
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
-from bbcodec.models.config import VAEConfig
-from bbcodec.models.markov_vae import MarkovVAE
+from bbcodec.models.family import CodecModel, build
+from bbcodec.training.checkpoints import checkpoint_model_config, load_checkpoint, save_checkpoint
 from bbcodec.nn import BinaryConv2d
 
 
@@ -53,7 +52,7 @@ def learning_rate(step: int, cfg: TrainConfig) -> float:
 
 
 @torch.no_grad()
-def evaluate(model: MarkovVAE, images: torch.Tensor, batch_size: int = 100) -> float:
+def evaluate(model: CodecModel, images: torch.Tensor, batch_size: int = 100) -> float:
     """Mean −ELBO in bits per sub-pixel over ``images`` (one posterior sample each)."""
     was_training = model.training
     model.eval()
@@ -69,62 +68,6 @@ def _clip_binary_weights(model) -> None:
     for module in model.modules():
         if isinstance(module, BinaryConv2d):
             module.clip_()
-
-
-def save_checkpoint(path: Path, model, optimizer, step: int, train_cfg: TrainConfig, ema=None) -> None:
-    tensors = {f"model.{k}": v.detach().contiguous() for k, v in model.state_dict().items()}
-    if ema is not None:
-        tensors.update({f"ema.{k}": v.detach().contiguous() for k, v in ema.state_dict().items()})
-    for index, state in optimizer.state_dict()["state"].items():
-        for key, value in state.items():
-            tensors[f"optim.{index}.{key}"] = torch.as_tensor(value).contiguous()
-    metadata = {"step": str(step), "model_config": model.config.to_json(),
-                "train_config": json.dumps(asdict(train_cfg))}
-    tmp = path.with_name(path.name + ".tmp")
-    save_file(tensors, str(tmp), metadata=metadata)
-    tmp.replace(path)
-
-
-def checkpoint_model_config(path: Path) -> VAEConfig:
-    from safetensors import safe_open
-
-    with safe_open(str(path), framework="pt") as handle:
-        return VAEConfig.from_json(handle.metadata()["model_config"])
-
-
-def model_from_checkpoint(path: Path, **config_changes) -> MarkovVAE:
-    """The model of a training checkpoint, e.g. to export it mid-run.
-
-    ``config_changes`` may change coding settings that training does not fix
-    (``grid_bits``, ``grid_bound``); the weights stay as trained (their
-    moving average, where the run kept one).
-    """
-    from safetensors.torch import load_file
-
-    model = MarkovVAE(checkpoint_model_config(path).replace(**config_changes))
-    tensors = load_file(str(path))
-    prefix = "ema.module." if any(k.startswith("ema.module.") for k in tensors) else "model."
-    model.load_state_dict({k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)})
-    return model.eval()
-
-
-def load_checkpoint(path: Path, model, optimizer, ema=None) -> int:
-    """Restore model, optimizer (and moving average) from a checkpoint; returns the step to continue from."""
-    from safetensors import safe_open
-
-    tensors = load_file(str(path))
-    with safe_open(str(path), framework="pt") as handle:
-        metadata = handle.metadata()
-    model.load_state_dict({k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")})
-    if ema is not None:
-        ema.load_state_dict({k[len("ema."):]: v for k, v in tensors.items() if k.startswith("ema.")})
-    state = optimizer.state_dict()
-    for name, value in tensors.items():
-        if name.startswith("optim."):
-            _, index, key = name.split(".", 2)
-            state["state"].setdefault(int(index), {})[key] = value
-    optimizer.load_state_dict(state)
-    return int(metadata["step"])
 
 
 def _step_seed(cfg: TrainConfig, rank: int, step: int) -> int:
@@ -147,16 +90,17 @@ def _start_distributed() -> tuple[int, int]:
 
 
 def train(
-    model_cfg: VAEConfig,
+    model_cfg,
     cfg: TrainConfig,
     sample_batch: Callable[[torch.Generator, int], torch.Tensor],
     held_out: torch.Tensor,
     out_dir,
     resume: bool = False,
     progress: Callable[[dict], None] | None = None,
-    init_from: MarkovVAE | None = None,
-) -> MarkovVAE:
-    """Train a model on batches from ``sample_batch(generator, size)``; logs and checkpoints in ``out_dir``.
+    init_from: CodecModel | None = None,
+) -> CodecModel:
+    """Train a model of ``model_cfg``'s family on batches from ``sample_batch(generator, size)``; logs and
+    checkpoints in ``out_dir``.
 
     ``init_from`` starts a new run (step 0, fresh optimizer) from a model's
     weights. Under ``torchrun`` each process trains on its own batches and
@@ -177,7 +121,7 @@ def train(
         model_cfg = checkpoint_model_config(checkpoint)
     elif init_from is not None:  # a new run that starts from these weights (and their config)
         model_cfg = init_from.config
-    model = MarkovVAE(model_cfg)
+    model = build(model_cfg)
     if init_from is not None and not resuming:
         model.load_state_dict(init_from.state_dict())
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
@@ -210,7 +154,8 @@ def train(
             record["eval_nelbo"] = evaluate(model, held_out)
             if ema is not None:
                 record["eval_nelbo_ema"] = evaluate(ema.module, held_out)
-            record["kl"] = [round(float(k), 4) for k in out["kl"].detach()]
+            if "kl" in out:  # per-layer KL, where the family reports it
+                record["kl"] = [round(float(k), 4) for k in out["kl"].detach()]
         if (step + 1) % cfg.checkpoint_every == 0 or last:
             save_checkpoint(checkpoint, model, optimizer, step + 1, cfg, ema)
         if "eval_nelbo" in record or (step + 1) % 50 == 0:

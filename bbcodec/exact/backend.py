@@ -1,4 +1,4 @@
-"""Exact integer inference of a trained MarkovVAE: the same bits on every device.
+"""The exact arithmetic backend: a model's own forward code on integers, the same bits on every device.
 
 An entropy decoder needs the encoder's probabilities bit for bit, but float
 convolutions sum in an order that depends on the device, the library, the
@@ -27,9 +27,12 @@ exact under that bound on any BLAS. What remains are elementwise float64
 operations on those integers (scaling by powers of two, the pixel mean of
 channel coupling), which IEEE 754 rounds the same way everywhere.
 
-The distributions handed to the coders are the ordinary ones
-(:mod:`bbcodec.coding.distributions`) with parameters that are exact
-functions of integers, and for logistic pixels the exact table builder.
+:class:`ExactArithmetic` offers these operations under the interface of
+:mod:`bbcodec.nn.arithmetic`, so a model whose forward code is written
+against that interface runs here unchanged (:class:`InArithmetic` presents it
+to the coders). The distributions handed to the coders are the ordinary ones
+(:mod:`bbcodec.distributions`) with parameters that are exact functions of
+integers, and for logistic pixels the exact table builder.
 """
 from __future__ import annotations
 
@@ -40,7 +43,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from bbcodec.coding.distributions import PIXEL_LEVELS, DiscretizedLaplace, GridGaussian
+from bbcodec.distributions import PIXEL_LEVELS, DiscretizedLaplace, GridGaussian
 from bbcodec.errors import BBCodecError
 from bbcodec.exact.logistic import ExactDiscretizedLogistic
 from bbcodec.exact.tables import EXP, INPUT_BITS, SOFTPLUS, TANH, lookup
@@ -149,142 +152,122 @@ def exact_sign(x: torch.Tensor) -> torch.Tensor:
     return torch.where(x >= 0, 1.0, -1.0).to(x.dtype) * 2.0 ** ACT_BITS
 
 
-class ExactConditionalNet:
-    """:class:`~bbcodec.models.markov_vae.ConditionalNet` on integers."""
-
-    def __init__(self, net, in_unit: float, in_limit: int, binary_activations: bool):
-        self.fold, self.unfold = net.fold, net.unfold
-        self.stem = ExactConv(net.stem, in_unit, in_limit)
-        self.blocks = [(ExactConv(b.conv1, 2.0 ** -ACT_BITS, ACT_LIMIT), ExactConv(b.conv2, 2.0 ** -ACT_BITS, ACT_LIMIT))
-                       for b in net.blocks]
-        self.head = ExactConv(net.head, 2.0 ** -ACT_BITS, ACT_LIMIT)
-        self.block_activation = exact_sign if binary_activations else exact_elu
-
-    def to(self, device) -> "ExactConditionalNet":
-        for conv in self._convs():
-            conv.to(device)
-        return self
-
-    def _convs(self):
-        yield self.stem
-        for pair in self.blocks:
-            yield from pair
-        yield self.head
-
-    def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        if self.fold > 1:
-            x = F.pixel_unshuffle(x, self.fold)
-        h = self.stem(x)
-        act = self.block_activation
-        for conv1, conv2 in self.blocks:
-            h = (h + conv2(act(conv1(act(h))))).clamp(-ACT_LIMIT, ACT_LIMIT)
-        h = self.head(exact_elu(h))
-        return F.pixel_shuffle(h, self.unfold) if self.unfold > 1 else h
-
-
 def _from_units(values: torch.Tensor, bits: int) -> torch.Tensor:
     return values * 2.0 ** -bits
 
 
-class ExactMarkovVAE:
-    """A trained :class:`~bbcodec.models.markov_vae.MarkovVAE`, computed exactly (see module docstring).
+class ExactArithmetic:
+    """The operations of :mod:`bbcodec.nn.arithmetic` on integers (see module docstring).
 
-    It offers the interface the coders use (``depth``, ``posterior``,
-    ``conditional``, ``top_prior``, ``latent_shape``, ``grey_channel``,
-    ``config``, ``device``), so any coder runs on it unchanged, with either
-    pixel likelihood.
+    Values are whole numbers held in float64: pixels as ``2x - 255`` (units of
+    1/255), latents as their grid index, activations in units of
+    ``2**-ACT_BITS``. Each convolution layer becomes an :class:`ExactConv`
+    the first time it runs, for the units of its input (``source``).
+    ``max_images``: run networks on at most this many images at a time
+    (memory); every image's result is the same whatever the split.
     """
 
-    def __init__(self, model):
-        config = model.config
-        self.model_config = config
-        self.grid = config.grid
-        latent = (self.grid.step, self.grid.max_index)
-        binary_activations = config.binary_activations
-        self.posteriors = [ExactConditionalNet(model.posteriors[0], PIXEL_UNIT, PIXEL_LEVELS - 1, binary_activations)]
-        self.posteriors += [ExactConditionalNet(net, *latent, binary_activations) for net in model.posteriors[1:]]
-        self.conditionals = [ExactConditionalNet(net, *latent, binary_activations) for net in model.conditionals]
-        self._device = torch.device("cpu")
-        self._float_model = model
-        self.max_images = None  # run the networks on at most this many images at a time (memory)
+    name = "exact"
 
-    @property
-    def config(self):
-        return self.model_config
+    def __init__(self, grid):
+        self.grid = grid
+        self.units = {"pixels": (PIXEL_UNIT, PIXEL_LEVELS - 1), "latents": (grid.step, grid.max_index),
+                      "hidden": (2.0 ** -ACT_BITS, ACT_LIMIT)}
+        self.device = torch.device("cpu")
+        self.max_images = None
+        self._convs: dict = {}
 
-    @property
-    def depth(self) -> int:
-        return self.model_config.latent_layers
-
-    @property
-    def device(self) -> torch.device:
-        return self._device
-
-    @property
-    def grey_channel(self) -> int:
-        return self._float_model.grey_channel
-
-    def latent_shape(self, image_shape):
-        return self._float_model.latent_shape(image_shape)
-
-    def top_prior(self, like: torch.Tensor) -> GridGaussian:
-        return self._float_model.top_prior(like)
-
-    def to(self, device) -> "ExactMarkovVAE":
-        self._device = torch.device(device)
-        for net in self.posteriors + self.conditionals:
-            net.to(self._device)
+    def to(self, device) -> "ExactArithmetic":
+        self.device = torch.device(device)
+        for conv in self._convs.values():
+            conv.to(self.device)
         return self
 
-    # -- inputs as integers ------------------------------------------------------
-    def _pixels(self, x: torch.Tensor) -> torch.Tensor:
-        pixels = x.to(torch.float64) * 2.0 - (PIXEL_LEVELS - 1)
-        stride = self.model_config.stride
-        pad_h, pad_w = -pixels.shape[2] % stride, -pixels.shape[3] % stride
-        if pad_h or pad_w:
-            pixels = F.pad(pixels, (0, pad_w, 0, pad_h), mode="replicate")
-        return pixels
+    def exact_conv(self, layer, source: str = "hidden") -> ExactConv:
+        """The integer version of a convolution layer fed ``source`` values, built once."""
+        conv = self._convs.get((layer, source))
+        if conv is None:
+            conv = self._convs[layer, source] = ExactConv(layer, *self.units[source]).to(self.device)
+        return conv
 
-    def _grid_index(self, z: torch.Tensor) -> torch.Tensor:
+    # -- network inputs and operations -----------------------------------------------
+    @staticmethod
+    def pixels(x: torch.Tensor) -> torch.Tensor:
+        return x.to(torch.float64) * 2.0 - (PIXEL_LEVELS - 1)
+
+    def latents(self, z: torch.Tensor) -> torch.Tensor:
         return torch.round(z.to(torch.float64) / self.grid.step)
 
-    # -- distributions with exact parameters ---------------------------------------
-    def _gaussian(self, params: torch.Tensor) -> GridGaussian:
+    def conv(self, layer, x: torch.Tensor, source: str = "hidden") -> torch.Tensor:
+        return self.exact_conv(layer, source)(x)
+
+    elu = staticmethod(exact_elu)
+    sign = staticmethod(exact_sign)
+
+    @staticmethod
+    def residual(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return (x + y).clamp(-ACT_LIMIT, ACT_LIMIT)
+
+    def run(self, net, x: torch.Tensor) -> torch.Tensor:
+        if not self.max_images or len(x) <= self.max_images:
+            return net(x, self)
+        return torch.cat([net(part, self) for part in x.split(self.max_images)])
+
+    # -- distributions with exact parameters ----------------------------------------
+    @staticmethod
+    def gaussian(params: torch.Tensor, min_std: float, grid) -> GridGaussian:
         mean, raw_std = params.chunk(2, dim=1)
         beyond = raw_std > SOFTPLUS.hi                 # softplus(x) = x there, in these units
         softplus = torch.where(beyond, raw_std * 2.0 ** (SOFTPLUS.output_bits - ACT_BITS), lookup("softplus", raw_std))
-        std = _from_units(softplus, SOFTPLUS.output_bits) + self.model_config.min_std
-        return GridGaussian(_from_units(mean, ACT_BITS), std, self.grid)
+        std = _from_units(softplus, SOFTPLUS.output_bits) + min_std
+        return GridGaussian(_from_units(mean, ACT_BITS), std, grid)
 
-    def _run(self, net: ExactConditionalNet, inputs: torch.Tensor) -> torch.Tensor:
-        """``net(inputs)``; every image's result is the same whatever the split into parts."""
-        if not self.max_images or len(inputs) <= self.max_images:
-            return net(inputs)
-        return torch.cat([net(part) for part in inputs.split(self.max_images)])
+    @staticmethod
+    def logistic(mean: torch.Tensor, log_scale: torch.Tensor) -> ExactDiscretizedLogistic:
+        return ExactDiscretizedLogistic(mean, lookup("exp", log_scale))
 
-    def posterior(self, layer: int, below: torch.Tensor) -> GridGaussian:
-        inputs = self._pixels(below) if layer == 0 else self._grid_index(below)
-        return self._gaussian(self._run(self.posteriors[layer], inputs))
+    @staticmethod
+    def laplace(mean: torch.Tensor, log_scale: torch.Tensor, coupling: torch.Tensor | None) -> DiscretizedLaplace:
+        scale = _from_units(lookup("exp", log_scale), EXP.output_bits)
+        weights = _from_units(lookup("tanh", coupling), TANH.output_bits) if coupling is not None else None
+        return DiscretizedLaplace(_from_units(mean, ACT_BITS), scale, weights)
+
+
+class InArithmetic:
+    """A model as the coders see it when it computes in ``ops``: the :class:`~bbcodec.models.family.CodingModel`
+    interface, every call passed on with the arithmetic."""
+
+    def __init__(self, model, ops):
+        self.model, self.ops = model, ops
+        self.depth, self.grey_channel, self.config = model.depth, model.grey_channel, model.config
+
+    @property
+    def device(self) -> torch.device:
+        return self.ops.device
+
+    def to(self, device) -> "InArithmetic":
+        self.ops.to(device)
+        return self
+
+    def posterior(self, layer: int, below: torch.Tensor):
+        return self.model.posterior(layer, below, self.ops)
 
     def conditional(self, layer: int, z: torch.Tensor):
-        params = self._run(self.conditionals[layer], self._grid_index(z))
-        if layer > 0:
-            return self._gaussian(params)
-        c = self.model_config.image_channels
-        if self.model_config.pixel_distribution == "logistic":
-            return ExactDiscretizedLogistic(params[:, :c], lookup("exp", params[:, c:2 * c]))
-        mean = _from_units(params[:, :c], ACT_BITS)
-        scale = _from_units(lookup("exp", params[:, c:2 * c]), EXP.output_bits)
-        weights = _from_units(lookup("tanh", params[:, 2 * c:]), TANH.output_bits) if self.model_config.channel_coupling else None
-        return DiscretizedLaplace(mean, scale, weights)
+        return self.model.conditional(layer, z, self.ops)
+
+    def top_prior(self, like: torch.Tensor):
+        return self.model.top_prior(like)
+
+    def latent_shape(self, image_shape):
+        return self.model.latent_shape(image_shape)
 
 
 _EXACT_MODELS: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
 
 
-def exact_model(model) -> ExactMarkovVAE:
-    """The exact version of ``model`` on the model's device, built once per model object."""
+def exact_model(model) -> InArithmetic:
+    """``model`` in exact arithmetic on the model's device, built once per model object."""
     exact = _EXACT_MODELS.get(model)
     if exact is None:
-        exact = _EXACT_MODELS[model] = ExactMarkovVAE(model)
+        exact = _EXACT_MODELS[model] = InArithmetic(model, ExactArithmetic(model.config.grid))
     return exact.to(model.device)

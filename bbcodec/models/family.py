@@ -1,0 +1,135 @@
+"""Model families: the interface the coders rely on, and the registry that model files name.
+
+A *family* is one kind of codec model, for example the Markov-chain VAE that
+Bit-Swap needs (:mod:`bbcodec.models.markov_vae`). Each family is a subclass
+of :class:`CodecModel` registered under a name with :func:`register`. A model
+file records its family's name (files from before the field are
+``markov-vae``), and export, loading, training and the zoo build every model
+through :func:`family` and :func:`family_of`, never naming a concrete class,
+so a new family is one new module that registers itself.
+
+What the coders need of a model is :class:`CodingModel`: a hierarchy of
+``depth`` latent layers, coded in the order of BB-ANS (Townsend, Bird &
+Barber, ICLR 2019) or Bit-Swap (Kingma, Abbeel & Ho, ICML 2019), with
+
+* ``posterior(layer, below)``: q(z_{layer+1} | below), ``below`` being the
+  uint8 image for layer 0 and the latent z_layer above it;
+* ``conditional(layer, z)``: p(below | z_{layer+1}), the pixel likelihood for
+  layer 0, a latent distribution otherwise;
+* ``top_prior(like)``: p(z_depth), shaped like ``like``;
+* ``latent_shape(image_shape)``: (channels, height, width) of the latents;
+* ``grey_channel``: the channel whose likelihood codes a lone plane;
+* ``device``.
+
+Bit-Swap needs the latents to form a Markov chain (each posterior sees only
+the layer below, each conditional only the layer above); BB-ANS needs only
+ordered posterior, prior and likelihood steps. Every distribution offers
+``push(ans, value)`` and ``pop(ans)`` (:mod:`bbcodec.distributions`).
+"""
+from __future__ import annotations
+
+from typing import ClassVar, Protocol
+
+import torch
+from torch import nn
+
+from bbcodec.errors import BBCodecError
+from bbcodec.exact.backend import exact_model
+
+LEGACY_FAMILY = "markov-vae"
+"""The family of model files that do not name one (every file before the field existed)."""
+
+
+class CodingModel(Protocol):
+    """The model as the coders see it (see module docstring); float or exact arithmetic alike."""
+
+    depth: int
+    grey_channel: int
+    device: torch.device
+
+    def posterior(self, layer: int, below: torch.Tensor): ...
+
+    def conditional(self, layer: int, z: torch.Tensor): ...
+
+    def top_prior(self, like: torch.Tensor): ...
+
+    def latent_shape(self, image_shape) -> tuple[int, int, int]: ...
+
+
+class CodecModel(nn.Module):
+    """The base class of every family: a trainable network that is also a :class:`CodingModel`.
+
+    A family sets ``family`` (its registered name) and ``config_type`` (a
+    frozen dataclass with ``to_json``, ``from_file`` and ``replace``), and
+    implements the coders' interface with an arithmetic argument
+    (``posterior(layer, below, ops)``, ``conditional(layer, z, ops)``) and
+    :meth:`forward` (the training loss); :meth:`exact` then gives the same
+    model in exact integer arithmetic.
+    """
+
+    family: ClassVar[str]
+    config_type: ClassVar[type]
+
+    def __init__(self, config):
+        super().__init__()
+        if not isinstance(config, self.config_type):
+            raise TypeError(f"{type(self).__name__} needs a {self.config_type.__name__}, not {type(config).__name__}")
+        self.config = config
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.parameters()).device
+
+    def forward(self, x: torch.Tensor, free_bits: float = 0.0) -> dict:
+        """The training loss of a uint8 batch: a dict with ``loss`` and ``nelbo`` in bits per sub-pixel (and, if
+        the family has latent layers to report, ``kl``: one entry per layer)."""
+        raise NotImplementedError
+
+    def exact(self) -> CodingModel:
+        """This model computed in exact integer arithmetic: the same probabilities on every machine.
+
+        A family whose ``posterior`` and ``conditional`` take an arithmetic
+        (``ops``, :mod:`bbcodec.nn.arithmetic`) and compute only through it
+        gets this for free; its latents must sit on ``config.grid``.
+        """
+        return exact_model(self)
+
+
+FAMILIES: dict[str, type[CodecModel]] = {}
+
+
+def register(cls: type[CodecModel]) -> type[CodecModel]:
+    """Class decorator: make a family known to model files, export, training and the zoo by its name."""
+    if FAMILIES.get(cls.family, cls) is not cls:
+        raise ValueError(f"model family {cls.family!r} is already registered")
+    FAMILIES[cls.family] = cls
+    return cls
+
+
+def family(name: str) -> type[CodecModel]:
+    """The family registered under ``name``; a BBCodecError (a model file may name anything) if none is."""
+    _load_builtin_families()
+    try:
+        return FAMILIES[name]
+    except (KeyError, TypeError):
+        known = ", ".join(sorted(FAMILIES))
+        raise BBCodecError(f"unknown model family {str(name)[:40]!r} (known: {known})") from None
+
+
+def family_of(config) -> type[CodecModel]:
+    """The family whose config type ``config`` is."""
+    _load_builtin_families()
+    for cls in FAMILIES.values():
+        if type(config) is cls.config_type:
+            return cls
+    raise TypeError(f"no model family takes a {type(config).__name__}")
+
+
+def build(config) -> CodecModel:
+    """A new model of ``config``'s family."""
+    return family_of(config)(config)
+
+
+def _load_builtin_families() -> None:
+    """Import the families shipped with bbcodec, which register themselves."""
+    import bbcodec.models.markov_vae  # noqa: F401
