@@ -1,0 +1,5 @@
+"""Codec models: families (:mod:`bbcodec.models.family`), their configs, presets and model files.
+
+Importing this package registers the families shipped with bbcodec.
+"""
+from bbcodec.models import markov_vae  # noqa: F401  (registers the markov-vae family)

@@ -108,7 +108,6 @@ def register(cls: type[CodecModel]) -> type[CodecModel]:
 
 def family(name: str) -> type[CodecModel]:
     """The family registered under ``name``; a BBCodecError (a model file may name anything) if none is."""
-    _load_builtin_families()
     try:
         return FAMILIES[name]
     except (KeyError, TypeError):
@@ -118,7 +117,6 @@ def family(name: str) -> type[CodecModel]:
 
 def family_of(config) -> type[CodecModel]:
     """The family whose config type ``config`` is."""
-    _load_builtin_families()
     for cls in FAMILIES.values():
         if type(config) is cls.config_type:
             return cls
@@ -128,8 +126,3 @@ def family_of(config) -> type[CodecModel]:
 def build(config) -> CodecModel:
     """A new model of ``config``'s family."""
     return family_of(config)(config)
-
-
-def _load_builtin_families() -> None:
-    """Import the families shipped with bbcodec, which register themselves."""
-    import bbcodec.models.markov_vae  # noqa: F401
