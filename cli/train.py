@@ -13,7 +13,7 @@ from bbcodec.models.export import FLOAT_STORAGE, save_model
 from bbcodec.models.latent_reach import grid_advice
 from bbcodec.models.presets import PRESETS, preset
 from bbcodec.training.checkpoints import model_from_checkpoint
-from bbcodec.training.data import mixed_batch, open_sources
+from bbcodec.training.data import mixed_batch, open_sources, split_held_out
 from bbcodec.training.loop import TrainConfig, is_main_process, train
 from bbcodec.training.plots import plot_training
 from cli.common import fail_cleanly
@@ -34,12 +34,13 @@ float_storage_option = click.option(
 @click.option("--crop", type=click.IntRange(4), default=32, show_default=True, help="training crop size (pixels)")
 @click.option("--lr", type=float, default=2e-3, show_default=True)
 @click.option("--free-bits", type=float, default=0.05, show_default=True, help="per latent dimension and layer")
-@click.option("--eval", "eval_data", multiple=True, help="held-out data (default: the first DATA)")
+@click.option("--eval", "eval_data", multiple=True,
+              help="held-out data (default: every 20th image of each DATA source, not trained on)")
 @click.option("--eval-images", type=click.IntRange(1), default=256, show_default=True)
 @click.option("--eval-every", type=click.IntRange(1), default=500, show_default=True)
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), default="runs/train", show_default=True)
 @click.option("--name", default="model", show_default=True, help="exported file: NAME-HASH.safetensors")
-@click.option("--resume", is_flag=True, help="continue from OUT/checkpoint.safetensors")
+@click.option("--resume", is_flag=True, help="continue the run in OUT (a new run needs an OUT without one)")
 @click.option("--init-from", help="start a new run from these weights (a model name, file or hash)")
 @click.option("--ema", "ema_decay", type=click.FloatRange(0, 1, max_open=True), default=0.0, show_default=True,
               help="keep a moving average of the weights with this decay (e.g. 0.999) and export it")
@@ -60,8 +61,16 @@ def train_command(data, preset_name, binary, binary_activations, latent_layers, 
         changes["latent_layers"] = latent_layers
     model_cfg = preset(preset_name, **changes)
     sources = open_sources(data, model_cfg.image_channels)
-    held_out_sources = open_sources(eval_data, model_cfg.image_channels) if eval_data else sources[:1]
+    if eval_data:
+        held_out_sources = open_sources(eval_data, model_cfg.image_channels)
+    else:
+        sources, held_out_sources = split_held_out(sources)
+        if not held_out_sources:
+            raise click.UsageError("no image to hold out for evaluation (each source is one image): give --eval DATA")
     held_out = mixed_batch(held_out_sources, torch.Generator().manual_seed(12345), eval_images, crop)
+    about = {"data": list(data), "held_out": {s.name: len(s.images) for s in held_out_sources}}
+    click.echo("held out: " + ", ".join(f"{name}: {count} image(s)" for name, count in about["held_out"].items()),
+               err=True)
     cfg = TrainConfig(steps=steps, batch_size=batch_size, lr=lr, free_bits=free_bits, eval_every=eval_every,
                       checkpoint_every=eval_every, seed=seed, threads=threads, ema_decay=ema_decay)
 
@@ -75,10 +84,11 @@ def train_command(data, preset_name, binary, binary_activations, latent_layers, 
         bar.set_postfix(nelbo=f"{record['train_nelbo']:.3f}", refresh=True)
         if "eval_nelbo" in record:
             bar.write(f"step {record['step']}/{steps}: train {record['train_nelbo']:.3f}, held-out "
-                      f"{record['eval_nelbo']:.3f} bits/dim ({record['seconds']:.0f} s)", file=sys.stderr)
+                      f"{record['eval_nelbo']:.3f} bits/sub-pixel ({record['seconds']:.0f} s)", file=sys.stderr)
 
     start = zoo.load(init_from)[0] if init_from else None
-    model = train(model_cfg, cfg, sample_batch, held_out, out_dir, resume=resume, progress=report, init_from=start)
+    model = train(model_cfg, cfg, sample_batch, held_out, out_dir, resume=resume, progress=report, init_from=start,
+                  about=about)
     bar.close()
     if not is_main_process():
         return

@@ -1,6 +1,7 @@
 """Training: a resumed run continues exactly, with the model it started with."""
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -131,6 +132,9 @@ def test_train_command_trains_exports_and_the_export_compresses(tmp_path):
     exported = Path(result.stdout.strip().splitlines()[-1])
     model, digest = bbcodec.load_model(str(exported))
     assert exported.name == f"mine-{digest[:12]}.safetensors" and model.config.hidden_channels == 16
+    assert "held out: " in result.stderr and "(held out): 1 image(s)" in result.stderr  # 16 images: the 16th
+    first = json.loads((tmp_path / "run" / "log.jsonl").read_text().splitlines()[0])
+    assert first["run"]["held_out"] == {f"{tmp_path / 'images.npz'} (held out)": 1}
     image = bbcodec.Image(pixels=images[0], mode="RGB")
     assert np.array_equal(bbcodec.decompress(bbcodec.compress(image, model=str(exported)), model=str(exported)).pixels,
                           images[0])
@@ -150,3 +154,34 @@ def test_npz_arrays_are_read_the_same_way_by_train_and_bench(tmp_path):
     for reader in (lambda p: read_npz(p), lambda p: open_source(str(p)), lambda p: open_set(str(p))):
         with pytest.raises(ValueError, match="holds a, b"):
             reader(tmp_path / "two.npz")
+
+
+def test_a_new_run_never_reuses_a_folder_and_resume_needs_a_checkpoint(tmp_path):
+    from bbcodec.errors import BBCodecError
+
+    with pytest.raises(BBCodecError, match="no checkpoint to resume"):
+        run(tmp_path / "empty", 2, preset("tiny"), resume=True)
+    run(tmp_path / "done", 2, preset("tiny"))
+    log = (tmp_path / "done" / "log.jsonl").read_text()
+    with pytest.raises(BBCodecError, match="holds a run already"):
+        run(tmp_path / "done", 2, preset("tiny"))
+    assert (tmp_path / "done" / "log.jsonl").read_text() == log  # nothing appended, nothing overwritten
+
+
+def test_held_out_images_are_never_trained_on():
+    from bbcodec.training.data import CropSource, split_held_out
+
+    images = [torch.full((1, 4, 4), i, dtype=torch.uint8) for i in range(45)]
+    sources = [CropSource(images, "many"), CropSource(images[:3], "few"), CropSource(images[:1], "one")]
+    training, held_out = split_held_out(sources)
+    assert [len(s.images) for s in training] == [43, 2, 1]
+    assert [(s.name, [int(im[0, 0, 0]) for im in s.images]) for s in held_out] == [
+        ("many (held out)", [19, 39]), ("few (held out)", [2])]
+    assert split_held_out([CropSource(images[:1], "one")])[1] == []
+
+
+def test_short_runs_warm_up_within_a_tenth_of_their_steps():
+    from bbcodec.training.loop import learning_rate
+
+    assert learning_rate(9, TrainConfig(steps=100, warmup_steps=200, lr=1.0, final_lr_fraction=1.0)) == 1.0
+    assert learning_rate(0, TrainConfig(steps=10_000, warmup_steps=200, lr=1.0, final_lr_fraction=1.0)) == 1 / 200

@@ -96,6 +96,23 @@ class CropSource:
         return random_crops(self._usable[size], count, size, generator)
 
 
+HELD_OUT_EVERY = 20
+"""By default every 20th image of each training source is held out for evaluation."""
+
+
+def split_held_out(sources: list[CropSource], every: int = HELD_OUT_EVERY) -> tuple[list[CropSource], list[CropSource]]:
+    """(training sources, held-out sources): of each source, every ``every``-th image is held out (a source of
+    2 to ``every`` images holds out its last one, a single image none), so no held-out image is trained on."""
+    training, held_out = [], []
+    for source in sources:
+        count = len(source.images)
+        held = {i for i in range(count) if i % every == every - 1} or ({count - 1} if count > 1 else set())
+        training.append(CropSource([im for i, im in enumerate(source.images) if i not in held], source.name))
+        if held:
+            held_out.append(CropSource([source.images[i] for i in sorted(held)], f"{source.name} (held out)"))
+    return training, held_out
+
+
 def open_sources(specs, channels: int = 3) -> list[CropSource]:
     """Training sources; single image files given together form one source."""
     files = [s for s in specs if Path(s).suffix.lower() in IMAGE_SUFFIXES]

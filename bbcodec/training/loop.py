@@ -25,6 +25,7 @@ import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
+from bbcodec.errors import BBCodecError
 from bbcodec.models.family import CodecModel, build
 from bbcodec.training.checkpoints import checkpoint_model_config, load_checkpoint, save_checkpoint
 from bbcodec.nn import BinaryConv2d
@@ -47,7 +48,9 @@ class TrainConfig:
 
 
 def learning_rate(step: int, cfg: TrainConfig) -> float:
-    warmup = min(1.0, (step + 1) / max(1, cfg.warmup_steps))
+    """Linear warm-up over ``warmup_steps`` (at most a tenth of a short run), then exponential decay."""
+    warmup_steps = max(1, min(cfg.warmup_steps, cfg.steps // 10))
+    warmup = min(1.0, (step + 1) / warmup_steps)
     return cfg.lr * warmup * cfg.final_lr_fraction ** (step / max(1, cfg.steps))
 
 
@@ -68,6 +71,14 @@ def _clip_binary_weights(model) -> None:
     for module in model.modules():
         if isinstance(module, BinaryConv2d):
             module.clip_()
+
+
+def _check_run_folder(out_dir: Path, checkpoint: Path, resume: bool) -> None:
+    """A new run never appends to another's log or overwrites its checkpoint; a resumed one needs its checkpoint."""
+    if resume and not checkpoint.exists():
+        raise BBCodecError(f"{out_dir}: no checkpoint to resume (start a new run without --resume)")
+    if not resume and (checkpoint.exists() or (out_dir / "log.jsonl").exists()):
+        raise BBCodecError(f"{out_dir} holds a run already: --resume continues it, or choose another --out")
 
 
 def _step_seed(cfg: TrainConfig, rank: int, step: int) -> int:
@@ -98,12 +109,15 @@ def train(
     resume: bool = False,
     progress: Callable[[dict], None] | None = None,
     init_from: CodecModel | None = None,
+    about: dict | None = None,
 ) -> CodecModel:
     """Train a model of ``model_cfg``'s family on batches from ``sample_batch(generator, size)``; logs and
     checkpoints in ``out_dir``.
 
     ``init_from`` starts a new run (step 0, fresh optimizer) from a model's
-    weights. Under ``torchrun`` each process trains on its own batches and
+    weights. A new run needs an ``out_dir`` without a run in it; ``resume``
+    needs its checkpoint. ``about`` (the data, the held-out split) opens the
+    log of each start as a ``{"run": ...}`` line. Under ``torchrun`` each process trains on its own batches and
     DistributedDataParallel averages the gradients; rank 0 alone evaluates,
     logs and writes checkpoints.
     """
@@ -116,19 +130,21 @@ def train(
     torch.manual_seed(cfg.seed)
     generator = torch.Generator()
     checkpoint = out_dir / "checkpoint.safetensors"
-    resuming = resume and checkpoint.exists()
-    if resuming:  # the run continues with the model it started with, whatever the preset says now
+    _check_run_folder(out_dir, checkpoint, resume)
+    if resume:  # the run continues with the model it started with, whatever the preset says now
         model_cfg = checkpoint_model_config(checkpoint)
     elif init_from is not None:  # a new run that starts from these weights (and their config)
         model_cfg = init_from.config
     model = build(model_cfg)
-    if init_from is not None and not resuming:
+    if init_from is not None and not resume:
         model.load_state_dict(init_from.state_dict())
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema_decay)) if cfg.ema_decay else None
-    start = load_checkpoint(checkpoint, model, optimizer, ema) if resuming else 0
+    start = load_checkpoint(checkpoint, model, optimizer, ema) if resume else 0
     step_model = DistributedDataParallel(model) if world > 1 else model
     log = (out_dir / "log.jsonl").open("a") if rank == 0 else None
+    if log and about is not None:
+        log.write(json.dumps({"run": {**about, "starts_at_step": start}}) + "\n")
     model.train()
     began = time.time()
     for step in range(start, cfg.steps):

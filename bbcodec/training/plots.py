@@ -11,7 +11,9 @@ from pathlib import Path
 
 
 def read_log(path) -> list[dict]:
-    return [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
+    """The step records of a run's log (the lines that describe the run itself are left out)."""
+    records = [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
+    return [record for record in records if "step" in record]
 
 
 def read_stages(paths) -> tuple[list[dict], list[int]]:
