@@ -16,7 +16,7 @@ from bbcodec.training.checkpoints import model_from_checkpoint
 from bbcodec.training.data import mixed_batch, open_sources, split_held_out
 from bbcodec.training.loop import TrainConfig, is_main_process, train
 from bbcodec.training.plots import plot_training
-from cli.common import fail_cleanly
+from cli.common import DEVICES, fail_cleanly, resolve_device_option
 
 float_storage_option = click.option(
     "--float-storage", type=click.Choice(list(FLOAT_STORAGE)), default="float32", show_default=True,
@@ -47,15 +47,18 @@ float_storage_option = click.option(
 @float_storage_option
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--threads", type=click.IntRange(0), default=0, help="torch CPU threads (0: default)")
+@click.option("--device", type=click.Choice(DEVICES), default="cpu", show_default=True,
+              help="train on the CPU or a GPU (under torchrun, each process on the GPU of its local rank)")
 @fail_cleanly
 def train_command(data, preset_name, binary, binary_activations, latent_layers, steps, batch_size, crop, lr,
                   free_bits, eval_data, eval_images, eval_every, out_dir, name, resume, init_from, ema_decay, float_storage,
-                  seed, threads):
+                  seed, threads, device):
     """Train a codec model on DATA: folders of images, image files, .npz uint8 arrays, MNIST idx3 files.
 
     Each batch draws evenly from every source (all image files given count as one source).
     Several processes: torchrun --nproc_per_node N $(which bbcodec) train ...
     """
+    device = resolve_device_option(device)  # before any data is read
     changes = {"binary_weights": binary, "binary_activations": binary_activations}
     if latent_layers:
         changes["latent_layers"] = latent_layers
@@ -72,7 +75,8 @@ def train_command(data, preset_name, binary, binary_activations, latent_layers, 
     click.echo("held out: " + ", ".join(f"{name}: {count} image(s)" for name, count in about["held_out"].items()),
                err=True)
     cfg = TrainConfig(steps=steps, batch_size=batch_size, lr=lr, free_bits=free_bits, eval_every=eval_every,
-                      checkpoint_every=eval_every, seed=seed, threads=threads, ema_decay=ema_decay)
+                      checkpoint_every=eval_every, seed=seed, threads=threads, ema_decay=ema_decay,
+                      device=device)
 
     def sample_batch(generator, size):
         return mixed_batch(sources, generator, size, crop)

@@ -185,3 +185,15 @@ def test_short_runs_warm_up_within_a_tenth_of_their_steps():
 
     assert learning_rate(9, TrainConfig(steps=100, warmup_steps=200, lr=1.0, final_lr_fraction=1.0)) == 1.0
     assert learning_rate(0, TrainConfig(steps=10_000, warmup_steps=200, lr=1.0, final_lr_fraction=1.0)) == 1 / 200
+
+
+def test_train_on_cuda_without_a_gpu_is_one_clear_error(tmp_path):
+    from click.testing import CliRunner
+
+    from cli.main import main
+
+    if torch.cuda.is_available():
+        pytest.skip("a CUDA device is here")
+    result = CliRunner().invoke(main, ["train", str(tmp_path), "--device", "cuda", "--out", str(tmp_path / "run")])
+    assert result.exit_code == 1 and "no CUDA device" in result.stderr and len(result.stderr.splitlines()) == 1
+    assert not (tmp_path / "run").exists()

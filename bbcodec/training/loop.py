@@ -45,6 +45,7 @@ class TrainConfig:
     seed: int = 0
     threads: int = 0                   # 0: torch's default
     ema_decay: float = 0.0             # 0: no moving average of the weights
+    device: str = "cpu"                # "cuda": each torchrun process on its own GPU (cuda:LOCAL_RANK)
 
 
 def learning_rate(step: int, cfg: TrainConfig) -> float:
@@ -92,12 +93,19 @@ def is_main_process() -> bool:
     return int(os.environ.get("RANK", "0")) == 0
 
 
-def _start_distributed() -> tuple[int, int]:
-    """(rank, world size); under torchrun, joins the process group (NCCL on GPU, gloo on CPU)."""
+def _start_distributed(device: str) -> tuple[int, int, torch.device]:
+    """(rank, world size, this process's device); under torchrun, joins the process group (NCCL for CUDA
+    training, gloo on the CPU) and takes the GPU of its local rank."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world > 1 and not dist.is_initialized():
-        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
-    return (dist.get_rank(), world) if world > 1 else (0, 1)
+        dist.init_process_group("nccl" if device == "cuda" else "gloo")
+    if device == "cuda":
+        local = int(os.environ.get("LOCAL_RANK", "0"))
+        torch.cuda.set_device(local)
+        placed = torch.device("cuda", local)
+    else:
+        placed = torch.device(device)
+    return (dist.get_rank() if world > 1 else 0), world, placed
 
 
 def train(
@@ -121,7 +129,7 @@ def train(
     DistributedDataParallel averages the gradients; rank 0 alone evaluates,
     logs and writes checkpoints.
     """
-    rank, world = _start_distributed()
+    rank, world, device = _start_distributed(cfg.device)
     out_dir = Path(out_dir)
     if rank == 0:
         out_dir.mkdir(parents=True, exist_ok=True)
@@ -138,6 +146,8 @@ def train(
     model = build(model_cfg)
     if init_from is not None and not resume:
         model.load_state_dict(init_from.state_dict())
+    model.to(device)
+    held_out = held_out.to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema_decay)) if cfg.ema_decay else None
     start = load_checkpoint(checkpoint, model, optimizer, ema) if resume else 0
@@ -152,7 +162,7 @@ def train(
             group["lr"] = learning_rate(step, cfg)
         generator.manual_seed(_step_seed(cfg, rank, step))
         torch.manual_seed(_step_seed(cfg, rank, step))
-        out = step_model(sample_batch(generator, cfg.batch_size), free_bits=cfg.free_bits)
+        out = step_model(sample_batch(generator, cfg.batch_size).to(device), free_bits=cfg.free_bits)
         optimizer.zero_grad(set_to_none=True)
         out["loss"].backward()
         grad_norm = float(torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip))
