@@ -23,7 +23,28 @@ float_storage_option = click.option(
     help="store the model's non-binary weights at this precision (float16: half the file)")
 
 
+def _read_config(ctx: click.Context, param, path):
+    """``--config FILE``: option defaults from a TOML file whose keys are long option names
+    (``steps = 8000``, ``eval = ["a.png"]``); options on the command line still win."""
+    if path is None:
+        return None
+    import tomllib
+
+    try:
+        table = tomllib.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as error:
+        raise click.BadParameter(f"cannot read {path}: {error}", param=param) from None
+    names = {option.lstrip("-"): p.name for p in ctx.command.params for option in p.opts if option.startswith("--")}
+    unknown = sorted(set(table) - set(names) - {"config"})
+    if unknown:
+        raise click.BadParameter(f"{path}: unknown option(s) {', '.join(unknown)}", param=param)
+    ctx.default_map = {**(ctx.default_map or {}), **{names[key]: value for key, value in table.items()}}
+    return path
+
+
 @click.command("train")
+@click.option("--config", type=click.Path(dir_okay=False), is_eager=True, expose_value=False, callback=_read_config,
+              help="read option defaults from a TOML file (keys: long option names); the command line wins")
 @click.argument("data", nargs=-1, required=True)
 @click.option("--preset", "preset_name", type=click.Choice(sorted(PRESETS)), default="small", show_default=True)
 @click.option("--binary/--float", "binary", default=True, show_default=True, help="binary (BWN) or float residual blocks")

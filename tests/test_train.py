@@ -197,3 +197,22 @@ def test_train_on_cuda_without_a_gpu_is_one_clear_error(tmp_path):
     result = CliRunner().invoke(main, ["train", str(tmp_path), "--device", "cuda", "--out", str(tmp_path / "run")])
     assert result.exit_code == 1 and "no CUDA device" in result.stderr and len(result.stderr.splitlines()) == 1
     assert not (tmp_path / "run").exists()
+
+
+def test_train_reads_a_recipe_from_a_config_file_and_the_command_line_wins(tmp_path):
+    from click.testing import CliRunner
+
+    from cli.main import main
+
+    images = np.random.default_rng(0).integers(0, 256, (8, 8, 8, 3), dtype=np.uint8)
+    np.savez(tmp_path / "images.npz", train_x=images)
+    recipe = tmp_path / "recipe.toml"
+    recipe.write_text('preset = "tiny"\nsteps = 3\nbatch-size = 2\ncrop = 8\neval-images = 2\nthreads = 1\n'
+                      f'out = "{tmp_path / "run"}"\n')
+    result = CliRunner().invoke(main, ["train", "--config", str(recipe), str(tmp_path / "images.npz"), "--steps", "2"])
+    assert result.exit_code == 0, result.output
+    steps = [json.loads(line).get("step") for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    assert max(s for s in steps if s) == 2
+    recipe.write_text("stpes = 3\n")
+    result = CliRunner().invoke(main, ["train", "--config", str(recipe), str(tmp_path / "images.npz")])
+    assert result.exit_code == 2 and "unknown option(s) stpes" in result.output
