@@ -133,3 +133,4 @@ def build(config) -> CodecModel:
 def _load_builtin_families() -> None:
     """Import the families shipped with bbcodec, which register themselves."""
     import bbcodec.models.markov_vae  # noqa: F401
+    import bbcodec.models.polyphase_vae  # noqa: F401
