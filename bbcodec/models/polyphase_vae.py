@@ -151,18 +151,20 @@ class PolyphasePixels:
         """Rows and columns of phase k that hold coded pixels."""
         return -(-(self.height - k // 2) // 2), -(-(self.width - k % 2) // 2)
 
+    def _phase_given(self, k: int, earlier: list[torch.Tensor]):
+        """Phase k's distribution over all its channels and pixels, given the ``earlier`` phases (a list)."""
+        return self.phase(k, torch.cat(earlier, dim=1) if earlier else None)
+
     def _coded_phase(self, k: int, earlier: list[torch.Tensor]):
         """Phase k's distribution, restricted to the coded channels and pixels."""
-        context = torch.cat(earlier, dim=1) if earlier else None
-        return self.phase(k, context).crop(self.coded, *self._phase_extent(k))
+        return self._phase_given(k, earlier).crop(self.coded, *self._phase_extent(k))
 
     # -- training --------------------------------------------------------------------
     def log_prob(self, x: torch.Tensor) -> torch.Tensor:
         """Log probability (nats) of the coded pixels ``x`` per sub-pixel, all phases in one pass (teacher
         forcing); shaped like ``x``."""
         phases = split_phases(self._full(x))
-        log_probs = [self.phase(k, torch.cat(phases[:k], dim=1) if k else None).log_prob(phases[k])
-                     for k in range(PHASES)]
+        log_probs = [self._phase_given(k, phases[:k]).log_prob(phases[k]) for k in range(PHASES)]
         return join_phases(log_probs)[:, self.coded, :self.height, :self.width]
 
     # -- coding ----------------------------------------------------------------------
