@@ -1,6 +1,7 @@
 """The polyphase pixel likelihood (bbcodec.models.polyphase_vae): causal, codes what it trains on, any image."""
 from __future__ import annotations
 
+import json
 import math
 
 import numpy as np
@@ -179,3 +180,21 @@ def test_the_polyphase_preset_is_the_photo_preset_with_a_context_likelihood():
     assert {k: getattr(polyphase, k) for k in photo.__dict__} == photo.__dict__
     with pytest.raises(ValueError, match="even stride"):
         CONFIG.replace(stride=1)
+
+
+def test_the_family_trains_and_resumes_through_the_shared_loop(tmp_path):
+    from bbcodec.training.loop import TrainConfig, train
+
+    images = torch.from_numpy(np.stack([smooth_pixels(16, 16, seed=s) for s in range(8)])).permute(0, 3, 1, 2)
+
+    def run(steps, config):
+        settings = TrainConfig(steps=steps, batch_size=4, eval_every=2, checkpoint_every=2, warmup_steps=1, threads=1)
+        return train(config, settings, lambda generator, size: images[:size], images[:4], tmp_path / "run",
+                     resume=True)
+
+    run(2, CONFIG)
+    resumed = run(3, preset("tiny"))  # a resumed run keeps the model it started with
+    assert isinstance(resumed, PolyphaseVAE) and resumed.config == CONFIG
+    log = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    evaluations = {r["step"]: r["eval_nelbo"] for r in log if "eval_nelbo" in r}
+    assert list(evaluations) == [2, 3] and all(math.isfinite(v) for v in evaluations.values())
