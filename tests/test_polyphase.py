@@ -113,6 +113,14 @@ def test_the_coded_cost_is_the_log_probability(model, arithmetic, planes):
     assert abs(grown - bits) < 0.005 * bits + 64, (grown, bits)
 
 
+@pytest.mark.parametrize("arithmetic", ["float", "exact"])
+def test_logistic_pixels_and_stride_two_code_too(arithmetic):
+    model = make_polyphase(1, CONFIG.replace(stride=2, pixel_distribution="logistic", channel_coupling=False))
+    x = as_batch(smooth_pixels(12, 14, seed=4))
+    dist = likelihood(model, x, model.exact() if arithmetic == "exact" else None).crop(slice(0, 3), 11, 13)
+    check_roundtrip([dist], [x[:, :, :11, :13]])
+
+
 def test_the_training_loss_is_the_log_probability_that_the_coder_codes(model):
     x = as_batch(smooth_pixels(16, 16))
     torch.manual_seed(5)

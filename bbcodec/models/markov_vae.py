@@ -90,7 +90,8 @@ class MarkovVAE(CodecModel):
         return self.config.latent_layers
 
     def _likelihood_net(self, config: VAEConfig) -> nn.Module:
-        """The network of p(x | z1) from the latents: here it gives the pixel parameters at full resolution."""
+        """The first conditional network, on z1: in this family it gives the pixel parameters at full resolution
+        (a family that derives from this one may give features for a pixel likelihood of its own)."""
         return ConditionalNet(config, config.latent_channels, self.pixel_head_channels(config), unfold=config.stride)
 
     @staticmethod
