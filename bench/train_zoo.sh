@@ -2,6 +2,7 @@
 # How the shipped models (bbcodec/zoo) were trained and exported, stage by stage.
 #
 #   bash bench/train_zoo.sh default|default-float|mnist      # from the repository root, venv active
+#   bash bench/train_zoo.sh photo-polyphase [OUT [--resume]]  # a longer run of the polyphase preset (not shipped)
 #
 # Each stage is a `bbcodec train` run that writes runs/<stage>/ (log, checkpoint,
 # plot, exported model); a later stage starts from the previous stage's exported
@@ -31,6 +32,12 @@ natural() {  # natural NAME [--float]: three stages, then the export to bbcodec/
         "bbcodec/zoo/$name-training.png"
 }
 
+# The polyphase pixel likelihood (bench/README.md, "Polyphase pixel likelihood: first measurement") on the
+# data of its smoke measurement: photos 001-040 and the USC-SIPI textures and aerials, held out 041, 045, 049.
+POLYPHASE=("$D"/photos/0[0-3]?.png "$D"/photos/040.png "$D"/usc-sipi/textures "$D"/usc-sipi/aerials
+           --eval "$D"/photos/041.png --eval "$D"/photos/045.png --eval "$D"/photos/049.png
+           --preset photo-polyphase --crop 32 --batch-size 32 --threads 1)
+
 case "${1:-}" in
     default) natural default "" 6 float32 ;;
     default-float) natural default-float --float 8 float16 ;;
@@ -39,5 +46,9 @@ case "${1:-}" in
             --preset small --crop 28 --batch-size 64 --steps 3000 --threads 1 --out runs/mnist --name mnist
         bbcodec export runs/mnist/checkpoint.safetensors -o bbcodec/zoo/mnist.safetensors --grid-bound 8
         ;;
-    *) echo "usage: bash bench/train_zoo.sh default|default-float|mnist" >&2; exit 2 ;;
+    photo-polyphase)  # one stage, checkpointed every 250 steps; rerun with --resume after an interruption
+        bbcodec train "${POLYPHASE[@]}" --steps 8000 --eval-every 250 --out "${2:-runs/photo-polyphase}" \
+            --name photo-polyphase "${@:3}"
+        ;;
+    *) echo "usage: bash bench/train_zoo.sh default|default-float|mnist|photo-polyphase" >&2; exit 2 ;;
 esac

@@ -22,6 +22,14 @@ FILE_DEFAULTS = {
 """What a config field missing from a model file means, fixed for this format (VAEConfig's defaults may change)."""
 
 
+def check_integers(fields: dict, limits: dict) -> None:
+    """A BBCodecError unless each field named in ``limits`` is an integer in its range (a missing one is not)."""
+    for name, (low, high) in limits.items():
+        value = fields.get(name)
+        if not (isinstance(value, int) and not isinstance(value, bool) and low <= value <= high):
+            raise BBCodecError(f"model file: config {name} = {shorten(value)}, expected an integer in {low}..{high}")
+
+
 @dataclass(frozen=True)
 class VAEConfig:
     """Shape of a :class:`~bbcodec.models.markov_vae.MarkovVAE` and its coding grid.
@@ -79,10 +87,7 @@ class VAEConfig:
     def from_file(cls, fields: dict) -> "VAEConfig":
         """The config from a model file's (untrusted) fields, each checked for type and range before use."""
         fields = {**FILE_DEFAULTS, **fields}
-        for name, (low, high) in FILE_LIMITS.items():
-            value = fields[name]
-            if not (isinstance(value, int) and not isinstance(value, bool) and low <= value <= high):
-                raise BBCodecError(f"model file: config {name} = {shorten(value)}, expected an integer in {low}..{high}")
+        check_integers(fields, FILE_LIMITS)
         for name in ("min_std", "grid_bound"):
             value = fields[name]
             if not (isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)

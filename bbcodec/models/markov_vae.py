@@ -81,13 +81,31 @@ class MarkovVAE(CodecModel):
             + [ConditionalNet(config, zc, 2 * zc) for _ in range(config.latent_layers - 1)]
         )
         self.conditionals = nn.ModuleList(
-            [ConditionalNet(config, zc, 2 * c + (3 if config.channel_coupling else 0), unfold=config.stride)]
+            [self._likelihood_net(config)]
             + [ConditionalNet(config, zc, 2 * zc) for _ in range(config.latent_layers - 1)]
         )
 
     @property
     def depth(self) -> int:
         return self.config.latent_layers
+
+    def _likelihood_net(self, config: VAEConfig) -> nn.Module:
+        """The first conditional network, on z1: in this family it gives the pixel parameters at full resolution
+        (a family that derives from this one may give features for a pixel likelihood of its own)."""
+        return ConditionalNet(config, config.latent_channels, self.pixel_head_channels(config), unfold=config.stride)
+
+    @staticmethod
+    def pixel_head_channels(config: VAEConfig) -> int:
+        """The channels of a pixel head's output: mean and log-scale per channel, and the coupling weights."""
+        return 2 * config.image_channels + (3 if config.channel_coupling else 0)
+
+    def pixel_likelihood(self, params: torch.Tensor, ops=FLOAT):
+        """The pixel distribution that a pixel head's output (:meth:`pixel_head_channels` maps) stands for."""
+        c = self.config.image_channels
+        mean, log_scale = params[:, :c], params[:, c:2 * c]
+        if self.config.pixel_distribution == "logistic":
+            return ops.logistic(mean, log_scale)
+        return ops.laplace(mean, log_scale, params[:, 2 * c:] if self.config.channel_coupling else None)
 
     # -- the distributions the coders and the loss use, in float or exact arithmetic (``ops``) --
     def _padded(self, x: torch.Tensor) -> torch.Tensor:
@@ -107,11 +125,7 @@ class MarkovVAE(CodecModel):
         params = ops.run(self.conditionals[layer], ops.latents(z))
         if layer > 0:
             return ops.gaussian(params, self.config.min_std, self.config.grid)
-        c = self.config.image_channels
-        mean, log_scale = params[:, :c], params[:, c:2 * c]
-        if self.config.pixel_distribution == "logistic":
-            return ops.logistic(mean, log_scale)
-        return ops.laplace(mean, log_scale, params[:, 2 * c:] if self.config.channel_coupling else None)
+        return self.pixel_likelihood(params, ops)
 
     def top_prior(self, like: torch.Tensor) -> GridGaussian:
         """p(z_L) = N(0, I), shaped like ``like``."""

@@ -2,16 +2,22 @@
 
 The sizes are chosen for CPU coding speed as much as rate: ``stride`` 4 puts
 the latents at 1/4 of the image resolution, which makes a network pass about
-four times cheaper per pixel than ``stride`` 2.
+four times cheaper per pixel than ``stride`` 2. ``photo-polyphase`` is ``photo`` with a pixel
+likelihood that also sees decoded pixels (its context networks run at half resolution).
 """
 from bbcodec.models.config import VAEConfig
+from bbcodec.models.polyphase_vae import PolyphaseConfig
+
+PHOTO = dict(hidden_channels=64, latent_channels=12, latent_layers=4, blocks_per_net=2, stride=4,
+             pixel_distribution="laplace", channel_coupling=True)
 
 PRESETS = {
     "tiny": VAEConfig(hidden_channels=16, latent_channels=4, latent_layers=2, blocks_per_net=1),
     "small": VAEConfig(hidden_channels=32, latent_channels=8, latent_layers=4, blocks_per_net=1),
     "cifar": VAEConfig(hidden_channels=64, latent_channels=8, latent_layers=4, blocks_per_net=2),
-    "photo": VAEConfig(hidden_channels=64, latent_channels=12, latent_layers=4, blocks_per_net=2, stride=4,
-                       pixel_distribution="laplace", channel_coupling=True),
+    "photo": VAEConfig(**PHOTO),
+    # the photo model whose pixels are decoded in four polyphase steps (bbcodec/models/polyphase_vae.py)
+    "photo-polyphase": PolyphaseConfig(**PHOTO, feature_channels=16, context_channels=32, context_blocks=1),
     "large": VAEConfig(hidden_channels=128, latent_channels=16, latent_layers=6, blocks_per_net=3, stride=2),
 }
 

@@ -1,0 +1,208 @@
+"""The polyphase pixel likelihood (bbcodec.models.polyphase_vae): causal, codes what it trains on, any image."""
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+
+import bbcodec
+from bbcodec import imageio
+from bbcodec.coding.image import CoderSettings, decode_image, encode_image
+from bbcodec.errors import BBCodecError
+from bbcodec.models import family
+from bbcodec.models.export import load_model, model_to_bytes, save_model
+from bbcodec.models.polyphase_vae import PHASES, PolyphaseConfig, PolyphaseVAE, join_phases, split_phases
+from bbcodec.models.presets import preset
+from fixtures.samples import binary_pixels
+from roundtrip import check_roundtrip
+
+CONFIG = PolyphaseConfig(hidden_channels=16, latent_channels=4, latent_layers=2, blocks_per_net=1, stride=4,
+                         pixel_distribution="laplace", channel_coupling=True, feature_channels=8,
+                         context_channels=16, context_blocks=1)
+
+
+def make_polyphase(seed: int = 0, config: PolyphaseConfig = CONFIG) -> PolyphaseVAE:
+    torch.manual_seed(seed)
+    return PolyphaseVAE(config).eval()
+
+
+@pytest.fixture(scope="module")
+def model() -> PolyphaseVAE:
+    return make_polyphase()
+
+
+@pytest.fixture(scope="module")
+def model_path(tmp_path_factory, model):
+    path = tmp_path_factory.mktemp("polyphase") / "polyphase.safetensors"
+    save_model(model, path)
+    return path
+
+
+def smooth_pixels(height: int, width: int, channels: int = 3, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[:height, :width]
+    base = (y * 5 + x * 3)[..., None] + np.arange(channels) * 60
+    return ((base + rng.integers(0, 12, (height, width, channels))) % 256).astype(np.uint8)
+
+
+def as_batch(pixels: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(np.ascontiguousarray(pixels.transpose(2, 0, 1)))[None]
+
+
+@torch.no_grad()
+def likelihood(model, x: torch.Tensor, ops_model=None):
+    """p(x | z1) of ``model`` (or of its exact version ``ops_model``) for z1 the rounded posterior mean of x."""
+    grid = model.config.grid
+    z = torch.round(model.posterior(0, x).mean / grid.step) * grid.step
+    return (ops_model or model).conditional(0, z)
+
+
+# -- the likelihood itself --------------------------------------------------------------------------
+def test_phases_split_and_join_are_inverse_and_follow_the_documented_order():
+    x = torch.arange(2 * 3 * 4 * 6).view(2, 3, 4, 6)
+    phases = split_phases(x)
+    assert len(phases) == PHASES and torch.equal(join_phases(phases), x)
+    for k, phase in enumerate(phases):
+        assert torch.equal(phase, x[:, :, k // 2::2, k % 2::2])
+
+
+def test_each_phase_depends_on_the_earlier_phases_and_never_on_its_own_or_later_ones(model):
+    x = as_batch(smooth_pixels(16, 16))
+    dist = likelihood(model, x)
+    base = split_phases(dist.log_prob(x))
+    for changed in range(PHASES):
+        phases = split_phases(x.clone())
+        phases[changed][:, :, 3, 4] = 255 - phases[changed][:, :, 3, 4]  # one pixel of one phase
+        after = split_phases(dist.log_prob(join_phases(phases)))
+        for k in range(PHASES):
+            moved = (after[k] != base[k]).any(dim=1)
+            if k < changed:
+                assert not moved.any(), f"phase {k} depends on phase {changed}"
+            elif k == changed:  # only the changed pixel's own probability, nothing else of its phase
+                assert moved.nonzero().tolist() == [[0, 3, 4]], f"phase {k} depends on itself"
+            else:
+                assert moved.any(), f"phase {k} ignores phase {changed}"
+
+
+def test_pixels_outside_the_crop_do_not_change_the_coded_likelihood(model):
+    x = as_batch(smooth_pixels(16, 16))
+    dist = likelihood(model, x).crop(slice(0, 3), 13, 11)
+    other = x.clone()
+    other[:, :, 13:] = 7
+    other[:, :, :, 11:] = 200
+    assert torch.equal(dist.log_prob(x[:, :, :13, :11]), dist.log_prob(other[:, :, :13, :11]))
+    assert dist.log_prob(x[:, :, :13, :11]).shape == (1, 3, 13, 11)
+
+
+@pytest.mark.parametrize("arithmetic", ["float", "exact"])
+@pytest.mark.parametrize("planes", [3, 1], ids=["rgb", "grey"])
+def test_the_coded_cost_is_the_log_probability(model, arithmetic, planes):
+    x = as_batch(smooth_pixels(32, 32, seed=2))
+    ops_model = model.exact() if arithmetic == "exact" else None
+    channels = slice(0, 3) if planes == 3 else slice(model.grey_channel, model.grey_channel + 1)
+    dist = likelihood(model, x, ops_model).crop(channels, 29, 27)
+    coded = x[:, :planes, :29, :27]
+    if planes == 1:  # a lone plane enters the model as three equal channels
+        dist = likelihood(model, coded.expand(-1, 3, -1, -1).contiguous(), ops_model).crop(channels, 29, 27)
+    with torch.no_grad():
+        bits = float(-dist.log_prob(coded).sum()) / math.log(2.0)
+    grown = check_roundtrip([dist], [coded])
+    assert abs(grown - bits) < 0.005 * bits + 64, (grown, bits)
+
+
+@pytest.mark.parametrize("arithmetic", ["float", "exact"])
+def test_logistic_pixels_and_stride_two_code_too(arithmetic):
+    model = make_polyphase(1, CONFIG.replace(stride=2, pixel_distribution="logistic", channel_coupling=False))
+    x = as_batch(smooth_pixels(12, 14, seed=4))
+    dist = likelihood(model, x, model.exact() if arithmetic == "exact" else None).crop(slice(0, 3), 11, 13)
+    check_roundtrip([dist], [x[:, :, :11, :13]])
+
+
+def test_the_training_loss_is_the_log_probability_that_the_coder_codes(model):
+    x = as_batch(smooth_pixels(16, 16))
+    torch.manual_seed(5)
+    loss = model(x)
+    torch.manual_seed(5)  # the same posterior sample of z1
+    z = model.posterior(0, x).rsample()
+    bits = -model.conditional(0, z).log_prob(x).sum() / (x.numel() * math.log(2.0))
+    assert torch.allclose(loss["recon"], bits)
+
+
+# -- through the codec ------------------------------------------------------------------------------
+IMAGES = {"rgb": (binary_pixels(17, 23, 3, seed=1), "RGB"), "grey": (binary_pixels(17, 23, 1, seed=2), "L"),
+          "rgba": (binary_pixels(17, 23, 4, seed=3), "RGBA")}
+
+
+@pytest.mark.parametrize("arithmetic", ["float", "exact"])
+@pytest.mark.parametrize("coder", ["bitswap", "bbans"])
+@pytest.mark.parametrize("kind", sorted(IMAGES))
+def test_compress_and_decompress_round_trip(model_path, kind, coder, arithmetic):
+    pixels, mode = IMAGES[kind]
+    image = imageio.Image(pixels, mode)
+    settings = CoderSettings(coder=coder, tile=16, arithmetic=arithmetic)
+    data = bbcodec.compress(image, model=str(model_path), settings=settings)
+    header = bbcodec.info(data)
+    assert header["method"] == "bits-back" and header["coder"]["arithmetic"] == arithmetic
+    assert np.array_equal(bbcodec.decompress(data, model=str(model_path)).pixels, pixels)
+
+
+def test_exact_files_are_byte_identical_for_one_and_two_threads(model):
+    pixels = smooth_pixels(40, 36, seed=3)
+    settings = CoderSettings(tile=16, max_batch=4, arithmetic="exact")
+    payloads = []
+    for threads in (1, 2):
+        torch.set_num_threads(threads)
+        try:
+            payloads.append(encode_image(model, pixels, settings).payload.tobytes())
+        finally:
+            torch.set_num_threads(1)
+    assert payloads[0] == payloads[1]
+    decoded = decode_image(model, encode_image(model, pixels, settings), 40, 36, 3, settings)
+    assert np.array_equal(decoded, pixels)
+
+
+# -- model files and presets --------------------------------------------------------------------------
+def test_a_model_file_names_the_family_and_loads_as_it(model_path, model):
+    loaded = load_model(model_path)
+    assert family.family("markov-vae-polyphase") is PolyphaseVAE
+    assert isinstance(loaded, PolyphaseVAE) and loaded.config == CONFIG
+    assert b'"family":"markov-vae-polyphase"' in model_to_bytes(model)[:2000]
+
+
+@pytest.mark.parametrize("field, value", [("context_channels", 0), ("feature_channels", "8"),
+                                          ("context_blocks", None)])
+def test_a_model_file_with_bad_context_fields_is_refused(field, value):
+    fields = {**PolyphaseConfig().__dict__, field: value}
+    if value is None:
+        del fields[field]
+    with pytest.raises(BBCodecError, match=field):
+        PolyphaseConfig.from_file(fields)
+
+
+def test_the_polyphase_preset_is_the_photo_preset_with_a_context_likelihood():
+    photo, polyphase = preset("photo"), preset("photo-polyphase")
+    assert isinstance(polyphase, PolyphaseConfig) and type(photo) is not PolyphaseConfig
+    assert {k: getattr(polyphase, k) for k in photo.__dict__} == photo.__dict__
+    with pytest.raises(ValueError, match="even stride"):
+        CONFIG.replace(stride=1)
+
+
+def test_the_family_trains_and_resumes_through_the_shared_loop(tmp_path):
+    from bbcodec.training.loop import TrainConfig, train
+
+    images = torch.from_numpy(np.stack([smooth_pixels(16, 16, seed=s) for s in range(8)])).permute(0, 3, 1, 2)
+
+    def run(steps, config, resume):
+        settings = TrainConfig(steps=steps, batch_size=4, eval_every=2, checkpoint_every=2, warmup_steps=1, threads=1)
+        return train(config, settings, lambda generator, size: images[:size], images[:4], tmp_path / "run",
+                     resume=resume)
+
+    run(2, CONFIG, resume=False)
+    resumed = run(3, preset("tiny"), resume=True)  # a resumed run keeps the model it started with
+    assert isinstance(resumed, PolyphaseVAE) and resumed.config == CONFIG
+    log = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    evaluations = {r["step"]: r["eval_nelbo"] for r in log if "eval_nelbo" in r}
+    assert list(evaluations) == [2, 3] and all(math.isfinite(v) for v in evaluations.values())
