@@ -705,3 +705,9 @@ def test_progress_bars_on_a_terminal_only(model_file, tmp_path):
     assert done.returncode == 0 and done.stdout == b""
     assert "compress" in shown and "2/2" in shown and "tile" in shown and "Traceback" not in shown
     assert listing() == ["a.png", "a.png.bbc", "b.png", "b.png.bbc"]
+
+
+def test_python_dash_m_bbcodec_runs_the_command():
+    done = subprocess.run([sys.executable, "-m", "bbcodec", "info", str(GOLDEN / "zoo" / "464be377d5f2.bbc")],
+                          capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 0 and "64x64 RGB" in done.stdout and "decodes on any machine" in done.stdout
