@@ -79,6 +79,66 @@ def interruptible():
             signal.signal(signum, handler)
 
 
+class Command(click.Group):
+    """The ``bbcodec`` group, run so that nothing it does ends in a traceback or in click's "Aborted!".
+
+    The whole run, option parsing and start-up included, is :func:`interruptible`, and a Ctrl-C gets past
+    click as :class:`Interrupted`: a SIGINT before the first file is reported as one after it. Click's own
+    errors print as click prints them; an error writing ``--help`` or ``--version`` (a full disk, a closed
+    pipe) is one ``bbcodec:`` line and status 1.
+    """
+
+    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, standalone_mode, **extra)
+        with interruptible():
+            try:
+                status = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+            except click.ClickException as error:
+                error.show()
+                sys.exit(error.exit_code)
+            except click.Abort:
+                click.echo("bbcodec: aborted", err=True)
+                sys.exit(1)
+            except OSError as error:  # writing help or version text
+                click.echo(f"bbcodec: cannot write to standard output: {error_message(error)}", err=True)
+                _drop_stdout()
+                sys.exit(1)
+            sys.exit(status if isinstance(status, int) else 0)
+
+    def make_context(self, *args, **kwargs):
+        with _ctrl_c_past_click():
+            return super().make_context(*args, **kwargs)
+
+    def invoke(self, ctx):
+        with _ctrl_c_past_click():
+            return super().invoke(ctx)
+
+
+@contextlib.contextmanager
+def _ctrl_c_past_click():
+    """KeyboardInterrupt as :class:`Interrupted`, which click does not turn into "Aborted!"."""
+    try:
+        yield
+    except KeyboardInterrupt:
+        raise Interrupted(signal.SIGINT) from None
+
+
+def _drop_stdout() -> None:
+    """Point standard output at the null device, so that flushing it at exit does not fail a second time."""
+    with contextlib.suppress(OSError, ValueError):
+        null = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(null, sys.stdout.fileno())
+        os.close(null)
+
+
+def shown_name(name: str) -> str:
+    """A file name as it is printed in a one-line message: control characters (a newline) escaped."""
+    if name.isprintable():
+        return name
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in name)
+
+
 def error_message(error: BaseException) -> str:
     """One line for the user, whatever the exception, at most :data:`MAX_MESSAGE` characters."""
     text = _message_text(error)

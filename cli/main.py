@@ -2,12 +2,13 @@
 import click
 
 from cli.bench import bench
+from cli.common import Command
 from cli.codec import compress, decompress, info, test_command
 from cli.models import models
 from cli.train import export_command, train_command
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=Command, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="bbcodec")
 def main():
     """Lossless image compression with binarized hierarchical VAEs and bits-back ANS."""
