@@ -18,19 +18,24 @@ from bbcodec.errors import BBCodecError
 CHUNK = 1 << 20  # bytes per write() call: a bounded copy of the data at a time
 
 
-def write_all(fd: int, data) -> None:
-    """Write all of ``data`` to ``fd``, resuming after short writes and waiting while a non-blocking
-    descriptor is full; an error (a full disk, a closed pipe) raises OSError."""
+def write_all(target, data) -> None:
+    """Write all of ``data`` to ``target``, a file descriptor or a binary file object, resuming after short
+    writes and waiting while a non-blocking descriptor is full; an error (a full disk, a closed pipe)
+    raises OSError."""
     view = memoryview(data).cast("B")
     while view:
         try:
-            written = os.write(fd, view[:CHUNK])
+            written = os.write(target, view[:CHUNK]) if isinstance(target, int) else target.write(view[:CHUNK])
         except BlockingIOError:
-            select.select([], [fd], [])
+            written = None
+        if written is None:  # a full non-blocking descriptor: wait until it takes more
+            select.select([], [target], [])
             continue
         if written <= 0:  # no progress and no error: not expected of a file or pipe, but never loop on it
             raise OSError(f"write() wrote nothing ({len(view)} bytes left)")
         view = view[written:]
+    if not isinstance(target, int):
+        target.flush()
 
 
 def read_regular(path, limit: int, what: str = "file") -> bytes:

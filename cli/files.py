@@ -163,6 +163,14 @@ def check_target(name: str, target: str, force: bool) -> None:
         raise CLIError(f"{target} already exists (use -f to overwrite)")
 
 
+def _stdout():
+    """Standard output's descriptor, or its binary stream where it has none (a test harness)."""
+    try:
+        return sys.stdout.fileno()
+    except (AttributeError, OSError, ValueError):
+        return sys.stdout.buffer
+
+
 def write_output(target: str, data: bytes, force: bool, like: os.stat_result | None = None) -> None:
     """Write to a path or to stdout ("-"), every byte checked (:func:`bbcodec.safeio.write_all`); refuses
     an existing file without ``force``."""
@@ -170,7 +178,7 @@ def write_output(target: str, data: bytes, force: bool, like: os.stat_result | N
         check_stdout(force)
         sys.stdout.flush()
         try:
-            write_all(sys.stdout.fileno(), data)
+            write_all(_stdout(), data)
         except OSError as error:
             raise CLIError(f"cannot write to standard output: {error.strerror or error}") from None
         return
