@@ -147,7 +147,11 @@ def _finish(name: str, remove: bool, target: str, data: bytes) -> None:
         except CLIError:
             Path(target).unlink(missing_ok=True)  # it is not what was meant to be written
             raise
-        Path(name).unlink()
+        try:
+            Path(name).unlink()
+        except OSError as error:
+            raise CLIError(f"kept the new {target}, but could not remove the input: "
+                           f"{error.strerror or error} (remove it yourself; rerunning needs -f)") from None
 
 
 def _same_image(a: imageio.Image, b: imageio.Image) -> bool:

@@ -374,3 +374,23 @@ def test_write_all_waits_on_a_non_blocking_pipe():
         reader.join(60)
         os.close(read_end)
     assert bytes(received) == data
+
+
+def test_rm_that_cannot_remove_the_input_says_the_output_was_kept(model_file, monkeypatch):
+    """A read-only folder (simulated: root may remove anything) lets the output be written elsewhere but
+    keeps the input: the message says both, and the output is whole."""
+    source = write_png("a.png", noise_pixels(9, 7, 3))
+    real_unlink = Path.unlink
+
+    def unlink(self, missing_ok=False):
+        if self.name == "a.png":
+            raise PermissionError(13, "Permission denied", str(self))
+        return real_unlink(self, missing_ok=missing_ok)
+
+    monkeypatch.setattr(Path, "unlink", unlink)
+    result = run("compress", "--rm", "-m", model_file, source)
+    assert result.exit_code == 1 and len(result.stderr.splitlines()) == 1
+    assert "kept the new a.png.bbc" in result.stderr and "could not remove the input: Permission denied" in result.stderr
+    assert listing() == ["a.png", "a.png.bbc"]
+    monkeypatch.setattr(Path, "unlink", real_unlink)
+    assert run("test", "-m", model_file, "a.png.bbc").exit_code == 0
