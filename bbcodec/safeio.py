@@ -45,14 +45,12 @@ def read_regular(path, limit: int, what: str = "file") -> bytes:
         handle = os.open(path, os.O_RDONLY | os.O_NONBLOCK)  # a FIFO would block until a writer came
     except OSError as error:
         raise BBCodecError(f"cannot read {what} {path}: {error.strerror or error}") from None
+    try:
+        _check_regular(os.fstat(handle), path, limit, what)
+    except BaseException:
+        os.close(handle)
+        raise
     with open(handle, "rb") as file:
-        info = os.fstat(handle)
-        if stat.S_ISDIR(info.st_mode):
-            raise BBCodecError(f"cannot read {what} {path}: it is a directory")
-        if not stat.S_ISREG(info.st_mode):
-            raise BBCodecError(f"cannot read {what} {path}: not a regular file (a device, pipe or socket)")
-        if info.st_size > limit:
-            raise BBCodecError(f"{what} {path} too large ({info.st_size} bytes, the limit is {limit})")
         try:
             data = file.read(limit + 1)
         except OSError as error:
@@ -60,3 +58,12 @@ def read_regular(path, limit: int, what: str = "file") -> bytes:
     if len(data) > limit:
         raise BBCodecError(f"{what} {path} too large (more than {limit} bytes)")
     return data
+
+
+def _check_regular(info: os.stat_result, path, limit: int, what: str) -> None:
+    if stat.S_ISDIR(info.st_mode):
+        raise BBCodecError(f"cannot read {what} {path}: it is a directory")
+    if not stat.S_ISREG(info.st_mode):
+        raise BBCodecError(f"cannot read {what} {path}: not a regular file (a device, pipe or socket)")
+    if info.st_size > limit:
+        raise BBCodecError(f"{what} {path} too large ({info.st_size} bytes, the limit is {limit})")
