@@ -13,6 +13,7 @@ its raw pixels is stored raw instead (``method: "stored"``), as zstd does.
 from __future__ import annotations
 
 import hashlib
+import json
 from pathlib import Path
 
 import numpy as np
@@ -33,6 +34,23 @@ def pixel_checksum(pixels: np.ndarray) -> str:
     digest = hashlib.blake2b(digest_size=16)
     digest.update(repr(pixels.shape).encode())
     digest.update(np.ascontiguousarray(pixels).tobytes())
+    return digest.hexdigest()
+
+
+IMAGE_FIELDS = ("width", "height", "channels", "mode", "palette_mode", "source_format", "pixel_checksum")
+"""The header fields that, with the palette and metadata sections, shape the decoded output."""
+
+
+def image_checksum(header: dict, sections: dict[str, bytes]) -> str:
+    """A checksum over everything that shapes the output besides the coded pixels: size, mode, palette,
+    source format and metadata, and the pixel checksum. Files written since it exists carry it as
+    ``image_checksum``, which :func:`decompress` verifies, so that no field or section can be changed
+    (CRCs recomputed) without the change being caught; older files have only the pixel checksum."""
+    digest = hashlib.blake2b(digest_size=16)
+    digest.update(json.dumps([header.get(key) for key in IMAGE_FIELDS]).encode())
+    for name in sorted(k for k in sections if k == "palette" or k.startswith(META_PREFIX)):
+        for part in (name.encode(), sections[name]):
+            digest.update(len(part).to_bytes(8, "little") + part)
     return digest.hexdigest()
 
 
@@ -98,6 +116,7 @@ def compress(source, *, model: str = zoo.DEFAULT_MODEL, settings: CoderSettings 
     # Transparency decides which pixels are visible: it is part of the image, kept even when stripping.
     kept = {k: v for k, v in image.metadata.items() if not strip_metadata or k in PIXEL_METADATA}
     sections.update({META_PREFIX + key: value for key, value in kept.items()})
+    header["image_checksum"] = image_checksum(header, sections)
     return container.to_bytes(container.Container(header, sections))
 
 
@@ -126,7 +145,7 @@ def _field(header: dict, key: str, kind):
 def decompress(source, *, model: str | None = None, device: str = "cpu", progress=None) -> imageio.Image:
     """Decode a .bbc file (bytes, path or file object) to an :class:`~bbcodec.imageio.Image`.
 
-    The pixel checksum is verified. The model is found by the hash in the file
+    The pixel checksum and, in files written since it exists, the image checksum are verified. The model is found by the hash in the file
     unless ``model`` names one.
     """
     box = container.from_bytes(_bbc_bytes(source))
@@ -148,11 +167,14 @@ def decompress(source, *, model: str | None = None, device: str = "cpu", progres
         raise CorruptDataError("decoded pixels do not match the file's checksum" + _platform_hint(header, device))
     metadata = {k[len(META_PREFIX):]: v for k, v in box.sections.items() if k.startswith(META_PREFIX)}
     try:
-        return imageio.Image(pixels=pixels, mode=_field(header, "mode", str), palette=box.sections.get("palette"),
-                             palette_mode=header.get("palette_mode"), format=header.get("source_format"),
-                             metadata=metadata)
+        image = imageio.Image(pixels=pixels, mode=_field(header, "mode", str), palette=box.sections.get("palette"),
+                              palette_mode=header.get("palette_mode"), format=header.get("source_format"),
+                              metadata=metadata)
     except UnsupportedImageError as error:
         raise CorruptDataError(f"corrupt .bbc file ({error})") from None
+    if "image_checksum" in header and header["image_checksum"] != image_checksum(header, box.sections):
+        raise CorruptDataError("the image's mode, size, palette or metadata do not match the file's checksum")
+    return image
 
 
 def _decode_bits_back(header, payload, height, width, channels, model, device, progress):

@@ -309,7 +309,7 @@ def test_damage_is_corrupt_data_error(hostile):
     ("newline-in-method", "bbcodec writes none"),
     ("source-format-int", "format"),
     ("metadata-deep-json", "transparency"),
-    ("metadata-gamma-infinite", "gamma"),
+    ("metadata-gamma-infinite", "metadata"),  # the image checksum catches it first
     ("section-twice", "twice"),
     ("entropy-coder-other", "constriction 9.9"),
 ])
@@ -449,3 +449,43 @@ def test_the_command_refuses_each_with_one_line_and_leaves_nothing(hostile, tmp_
             assert line.startswith(f"bbcodec: {name}: ") and len(line) < 450, line
         assert sorted(os.listdir(work)) == sorted(names)  # no output, no temporary file, inputs kept
         assert all((work / name).read_bytes() == data for name, data in before.items())
+
+
+# -- issue 18, item 6: everything that shapes the output is checked ---------------------------------------
+
+
+@pytest.fixture(scope="module")
+def described_file(model_file) -> bytes:
+    """A new file of an RGBA image with metadata: it carries the image checksum."""
+    image = imageio.Image(noise_pixels(6, 5, 4, seed=31), "RGBA", format="PNG",
+                          metadata={"text": b'{"Comment":"kept"}', "icc_profile": b"icc bytes"})
+    data = bbcodec.compress(image, model=str(model_file))
+    assert "image_checksum" in api.info(data)
+    return data
+
+
+FORGED_DESCRIPTIONS = {  # edit -> what the refusal says (the first four decoded before issue 18)
+    "mode CMYK": (dict(header_changes={"mode": "CMYK"}), "mode, size, palette or metadata"),
+    "source format": (dict(header_changes={"source_format": "TIFF"}), "mode, size, palette or metadata"),
+    "metadata garbage": (dict(section_changes={"meta.text": b'{"Comment":"forged"}'}), "metadata"),
+    "metadata dropped": (dict(drop=("meta.icc_profile",)), "metadata"),
+    "metadata added": (dict(section_changes={"meta.exif": b"Exif\0\0MM\0*"}), "metadata"),
+    "size": (dict(header_changes={"width": 10, "height": 3}), "checksum"),
+    "palette added": (dict(section_changes={"palette": bytes(768)}), "palette"),
+}
+
+
+@pytest.mark.parametrize("change", sorted(FORGED_DESCRIPTIONS))
+def test_a_forged_image_description_is_caught(described_file, change):
+    """With the CRCs recomputed, a relabelled mode or garbage metadata used to decode and write an output."""
+    edit, fragment = FORGED_DESCRIPTIONS[change]
+    assert_refused(resigned(described_file, **edit), fragment, label=change)
+
+
+def test_files_without_the_image_checksum_keep_their_pixel_check(described_file):
+    """Files written before the image checksum existed decode as before (the golden files are such files)."""
+    box = container.from_bytes(described_file)
+    header = {k: v for k, v in box.header.items() if k not in ("sections", "image_checksum")}
+    old = container.to_bytes(container.Container(header, box.sections))
+    assert bbcodec.decompress(old).mode == "RGBA"
+    assert all("image_checksum" not in api.info(path.read_bytes()) for path in GOLDEN.glob("*.bbc"))
