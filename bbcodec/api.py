@@ -105,6 +105,7 @@ def compress(source, *, model: str = zoo.DEFAULT_MODEL, settings: CoderSettings 
         if settings.arithmetic == "float":  # only this kind of machine is sure to reproduce the probabilities
             header["float_platform"] = float_platform(device)
         sections["payload"] = encoded.payload.astype("<u4").tobytes()
+        sections[container.CHECKPOINTS] = np.asarray(encoded.stack_words, dtype="<u4").tobytes()
     else:
         header["method"] = "stored"
         sections["payload"] = pixels.tobytes()
@@ -160,7 +161,8 @@ def decompress(source, *, model: str | None = None, device: str = "cpu", progres
             raise CorruptDataError("corrupt .bbc file (stored pixels have the wrong size)")
         pixels = np.frombuffer(payload, dtype=np.uint8).reshape(height, width, channels).copy()
     elif method == "bits-back":
-        pixels = _decode_bits_back(header, payload, height, width, channels, model, device, progress)
+        pixels = _decode_bits_back(header, payload, _checkpoints(box.sections), height, width, channels, model,
+                                   device, progress)
     else:
         raise CorruptDataError(f"unsupported coding method {method!r}")
     if pixel_checksum(pixels) != header.get("pixel_checksum"):
@@ -177,7 +179,17 @@ def decompress(source, *, model: str | None = None, device: str = "cpu", progres
     return image
 
 
-def _decode_bits_back(header, payload, height, width, channels, model, device, progress):
+def _checkpoints(sections: dict[str, bytes]):
+    """The stack sizes a file records after each batch (None in files from before they existed)."""
+    if container.CHECKPOINTS not in sections:
+        return None
+    data = sections[container.CHECKPOINTS]
+    if len(data) % 4:
+        raise CorruptDataError("corrupt .bbc file (stack checkpoints are not whole words)")
+    return np.frombuffer(data, dtype="<u4").tolist()
+
+
+def _decode_bits_back(header, payload, checkpoints, height, width, channels, model, device, progress):
     digest = _field(header, "model", str)
     net, loaded = zoo.load(model) if model else zoo.by_hash(digest)
     if loaded != digest:
@@ -195,7 +207,7 @@ def _decode_bits_back(header, payload, height, width, channels, model, device, p
     if len(payload) % 4:
         raise CorruptDataError("corrupt .bbc file (payload is not whole words)")
     encoded = EncodedChain(np.frombuffer(payload, dtype="<u4").astype(np.uint32),
-                           _field(header, "untouched_seed_words", int))
+                           _field(header, "untouched_seed_words", int), stack_words=checkpoints)
     try:
         return decode_image(net.to(device), encoded, height, width, channels, settings, progress)
     except CorruptDataError as error:
