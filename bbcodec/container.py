@@ -60,7 +60,7 @@ model and about 25 s with a logistic-pixel model such as ``mnist``, in under 1 G
 CHECKPOINTS = "stack"
 """The section of the stack's size after each batch (uint32 words), which the decoder checks batch by batch."""
 FREE_PASSES = 64
-PAYLOAD_BYTES_PER_PASS = 1024
+PAYLOAD_BYTES_PER_PASS = 4096
 """A bits-back file without stack checkpoints (written before they existed, or with them removed) may ask for
 at most FREE_PASSES network passes plus one per PAYLOAD_BYTES_PER_PASS bytes of payload."""
 _PREFIX = struct.Struct("<4sBI")
