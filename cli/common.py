@@ -27,6 +27,7 @@ import click
 
 from bbcodec import zoo
 from bbcodec.errors import BBCodecError
+from cli.signals import die_by
 
 
 class CLIError(click.ClickException):
@@ -68,12 +69,7 @@ def interruptible():
     try:
         yield
     except (Interrupted, KeyboardInterrupt) as stop:
-        signum = stop.signum if isinstance(stop, Interrupted) else signal.SIGINT
-        click.echo(f"bbcodec: interrupted by {signal.Signals(signum).name}", err=True)
-        sys.stderr.flush()
-        signal.signal(signum, signal.SIG_DFL)
-        os.kill(os.getpid(), signum)
-        raise SystemExit(128 + signum) from None  # if the signal is blocked or ignored
+        die_by(stop.signum if isinstance(stop, Interrupted) else signal.SIGINT)
     finally:
         for signum, handler in saved.items():
             signal.signal(signum, handler)

@@ -732,3 +732,27 @@ def test_ctrl_c_at_start_up_is_reported_as_later(tmp_path):
     assert done.stderr.splitlines() == ["bbcodec: interrupted by SIGINT"]
     assert done.returncode == -2
     assert sorted(os.listdir()) == ["a.png"]
+
+
+# Ctrl-C while the command imports its modules (here: as torch is imported), before any of its code runs.
+INTERRUPTED_WHILE_IMPORTING = """
+import os, runpy, signal, sys
+signal.signal(signal.SIGINT, signal.default_int_handler)
+class Interrupt:
+    def find_spec(self, name, path=None, target=None):
+        if name == "torch":
+            os.kill(os.getpid(), signal.SIGINT)
+        return None
+sys.meta_path.insert(0, Interrupt())
+sys.argv = ["bbcodec", *sys.argv[1:]]
+runpy.run_module("cli.main", run_name="__main__")
+"""
+
+
+def test_ctrl_c_while_importing_is_reported_as_later(tmp_path):
+    write_png("a.png", noise_pixels(8, 8, 3))
+    done = subprocess.run([sys.executable, "-c", INTERRUPTED_WHILE_IMPORTING, "compress", "a.png"],
+                          capture_output=True, text=True, env=dict(environment(tmp_path), PYTHONPATH=str(ROOT)),
+                          timeout=120)
+    assert done.stderr.splitlines() == ["bbcodec: interrupted by SIGINT"]
+    assert done.returncode == -2 and sorted(os.listdir()) == ["a.png"]
