@@ -259,7 +259,7 @@ class Soak:
         if run["interrupted"]:
             self.counts[f"interrupted by {signal.Signals(run['signum']).name}"] += 1
         if "Traceback" in stderr or status == 99:
-            self.problem("traceback", run)
+            self.problem("traceback", " ".join(run["args"]) + " | " + " ".join(stderr.split()[-12:]))
         if status == 1 and len(stderr.splitlines()) != 1:
             self.problem("not one error line", run)
         if run["fresh"]:
