@@ -18,8 +18,10 @@ libFuzzer stops and saves the input (``crash-*``). A hang or memory blow-up is l
 instrumented for coverage; the seed corpus is the repository's own files of each kind.
 
 Each input's wall time and peak resident memory (``VmHWM``, reset before each input through
-``/proc/self/clear_refs``) are measured; the worst of each, with the executions and findings so far, are
-written to ``--stats`` (JSON) every ten seconds and at the end.
+``/proc/self/clear_refs``; memory an earlier input freed but the allocator kept still counts) are measured;
+the worst of each, with the executions and findings so far, are written to ``stats.json`` in ``--work``
+every ten seconds, and the slowest and most memory-hungry inputs so far to ``slowest-input`` and
+``largest-rss-input`` there.
 
     pip install -e '.[fuzz]'
     OMP_NUM_THREADS=1 nice -n 10 python bench/fuzz_atheris.py bbc --seconds 1800 --work /tmp/fuzz18/bbc
@@ -131,7 +133,7 @@ class Meter:
             self._count("finding")
             raise
         finally:
-            self._record(time.perf_counter() - start, len(data))
+            self._record(time.perf_counter() - start, data)
         self._count(outcome)
 
     def _count(self, outcome: str) -> None:
@@ -141,15 +143,18 @@ class Meter:
             self.stats["findings"] += 1
             self.save()
 
-    def _record(self, seconds: float, size: int) -> None:
-        stats = self.stats
+    def _record(self, seconds: float, data: bytes) -> None:
+        """Count one input; the slowest and the most memory-hungry so far are kept beside the stats."""
+        stats, size = self.stats, len(data)
         stats["executions"] += 1
         stats["largest_input_bytes"] = max(stats["largest_input_bytes"], size)
         if seconds > stats["worst_seconds"]:
             stats["worst_seconds"], stats["worst_seconds_input_bytes"] = round(seconds, 4), size
+            self.path.with_name("slowest-input").write_bytes(data)
         peak = _peak_memory_mib()
         if peak > stats["worst_peak_rss_mib"]:
             stats["worst_peak_rss_mib"], stats["worst_rss_input_bytes"] = round(peak, 1), size
+            self.path.with_name("largest-rss-input").write_bytes(data)
         if time.time() - self.saved > 10:
             self.save()
 
