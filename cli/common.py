@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import io
 import os
 import signal
 import sys
@@ -87,6 +88,7 @@ class Command(click.Group):
     def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
         if not standalone_mode:
             return super().main(args, prog_name, complete_var, standalone_mode, **extra)
+        _buffer_stdout()
         with interruptible():
             try:
                 status = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
@@ -97,9 +99,11 @@ class Command(click.Group):
                 click.echo("bbcodec: aborted", err=True)
                 sys.exit(1)
             except OSError as error:  # writing help or version text
-                click.echo(f"bbcodec: cannot write to standard output: {error_message(error)}", err=True)
-                _drop_stdout()
-                sys.exit(1)
+                _stdout_failed(error)
+            except SystemExit as stop:
+                _flush_stdout()
+                raise stop
+            _flush_stdout()
             sys.exit(status if isinstance(status, int) else 0)
 
     def make_context(self, *args, **kwargs):
@@ -118,6 +122,28 @@ def _ctrl_c_past_click():
         yield
     except KeyboardInterrupt:
         raise Interrupted(signal.SIGINT) from None
+
+
+def _buffer_stdout() -> None:
+    """Give an unbuffered standard output (``PYTHONUNBUFFERED=1``) a buffer again: text written to a raw
+    stream may be written in part without an error, while a buffered writer writes all or raises."""
+    if isinstance(getattr(sys.stdout, "buffer", None), io.RawIOBase):
+        sys.stdout = io.TextIOWrapper(io.BufferedWriter(sys.stdout.buffer), encoding=sys.stdout.encoding,
+                                      errors=sys.stdout.errors, line_buffering=True)
+
+
+def _flush_stdout() -> None:
+    """Write out what standard output still holds, or say why it cannot be (exit status 1)."""
+    try:
+        sys.stdout.flush()
+    except OSError as error:
+        _stdout_failed(error)
+
+
+def _stdout_failed(error: OSError):
+    click.echo(f"bbcodec: cannot write to standard output: {error_message(error)}", err=True)
+    _drop_stdout()
+    sys.exit(1)
 
 
 def _drop_stdout() -> None:

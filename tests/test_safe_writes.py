@@ -394,3 +394,20 @@ def test_rm_that_cannot_remove_the_input_says_the_output_was_kept(model_file, mo
     assert listing() == ["a.png", "a.png.bbc"]
     monkeypatch.setattr(Path, "unlink", real_unlink)
     assert run("test", "-m", model_file, "a.png.bbc").exit_code == 0
+
+
+def test_text_output_to_unbuffered_stdout_is_checked_too(model_file, tmp_path):
+    """``bbcodec info`` lines on an unbuffered standard output whose last write is short: an error, not
+    exit 0 with the end of the last line missing."""
+    source = write_png("a.png", noise_pixels(9, 7, 3))
+    assert run("compress", "-m", model_file, source).exit_code == 0
+    command = [sys.executable, "-m", "cli.main", "info", *["a.png.bbc"] * 40]
+    env = dict(environment(tmp_path), PYTHONUNBUFFERED="1")
+    whole = subprocess.run(command, env=env, capture_output=True, timeout=300)
+    assert whole.returncode == 0
+    with open("out", "wb") as out:
+        cut = subprocess.run(command, env=env, stdout=out, stderr=subprocess.PIPE, text=True, timeout=300,
+                             preexec_fn=_limit_file_size(len(whole.stdout) - 10))
+    assert Path("out").read_bytes() == whole.stdout[:-10]
+    assert cut.returncode == 1 and cut.stderr.splitlines()[-1].startswith("bbcodec: ")
+    assert "Traceback" not in cut.stderr and "Exception ignored" not in cut.stderr
