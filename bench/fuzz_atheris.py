@@ -27,6 +27,8 @@ every ten seconds, and the slowest and most memory-hungry inputs so far to ``slo
     OMP_NUM_THREADS=1 nice -n 10 python bench/fuzz_atheris.py bbc --seconds 1800 --work /tmp/fuzz18/bbc
 
 ``--work`` holds the growing corpus, findings and the stats file; nothing is written in the checkout.
+``--replay`` times every input kept there once more (the corpus, findings and worst inputs) and prints
+the five slowest.
 """
 from __future__ import annotations
 
@@ -185,6 +187,23 @@ def _peak_memory_mib() -> float:
     return 0.0
 
 
+def replay(target: str, folder: Path) -> None:
+    """Time every input of a corpus (and the kept worst inputs) once more; print the five slowest as JSON."""
+    meter = Meter(target, folder / "replay.json")
+    times = []
+    for path in sorted(folder.rglob("*")):
+        if path.is_file() and not path.name.endswith(".json") and "models" not in path.parts:
+            start = time.perf_counter()
+            try:
+                meter.measure(TARGETS[target], path.read_bytes())
+            except Exception as error:  # noqa: BLE001  (a finding: reported, the replay goes on)
+                print(json.dumps({"finding": str(path), "error": repr(error)[:300]}))
+            times.append((round(time.perf_counter() - start, 3), path.stat().st_size, str(path)))
+    meter.save()
+    print(json.dumps({"inputs": len(times), "slowest": sorted(times, reverse=True)[:5],
+                      "worst_peak_rss_mib": meter.stats["worst_peak_rss_mib"]}, indent=1))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("target", choices=sorted(TARGETS))
@@ -193,7 +212,12 @@ def main() -> None:
     parser.add_argument("--timeout", type=int, default=60, help="seconds one input may take")
     parser.add_argument("--rss-limit-mb", type=int, default=3072)
     parser.add_argument("--max-len", type=int, default=1 << 20)
+    parser.add_argument("--replay", action="store_true", help="time every input kept in --work, no fuzzing")
     args, extra = parser.parse_known_args()
+    if args.replay:
+        os.environ["BBCODEC_MODELS"] = str(args.work / "models")
+        torch.set_num_threads(1)
+        return replay(args.target, args.work)
 
     corpus = args.work / "corpus"
     corpus.mkdir(parents=True, exist_ok=True)
