@@ -144,6 +144,10 @@ def start(args: list[str], stdout: str | None, log: Path, fresh: bool) -> int:
         if fresh:
             env = dict(os.environ, PYTHONPATH=str(ROOT))
             os.execve(sys.executable, [sys.executable, "-m", "cli.main", *args], env)
+    except KeyboardInterrupt:  # before the command began (this harness's set-up): die as a process would
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+        os.kill(os.getpid(), signal.SIGINT)
+    try:
         cli_main(args, prog_name="bbcodec")
         code = 0
     except SystemExit as stop:
@@ -174,7 +178,7 @@ class Soak:
 
     def _full_folder(self, images) -> Folder | None:
         mount = self.work / "full"
-        mount.mkdir(parents=True)
+        mount.mkdir(parents=True, exist_ok=True)
         size = f"{self.args.full_kib}k"
         done = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(mount)],
                               capture_output=True)
@@ -330,6 +334,10 @@ class Soak:
         try:
             while self.counts["runs"] < self.args.runs:
                 self.round()
+                if self.counts["runs"] // 100 != (self.counts["runs"] - 1) // 100 or self.counts["runs"] < 5:
+                    print(f"{self.counts['runs']} runs, {int(time.time() - started)} s, "
+                          f"{sum(v for k, v in self.counts.items() if k.startswith('problem'))} problems",
+                          flush=True)
         finally:
             if self.full is not None:
                 subprocess.run(["umount", str(self.mounted)], check=False)
