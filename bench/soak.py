@@ -262,10 +262,15 @@ class Soak:
         self.counts[f"outcome: {outcome}"] += 1
         if run["interrupted"]:
             self.counts[f"interrupted by {signal.Signals(run['signum']).name}"] += 1
+        if run["fresh"] and run["interrupted"] and status != 0 and "cli/" not in stderr and stderr:
+            # The signal landed while the interpreter itself started, before it ran any bbcodec code: its
+            # traceback (or "can't initialize sys standard streams") is Python's, as for any program.
+            self.counts["interrupted during the interpreter's own start-up"] += 1
+            return
         if "Traceback" in stderr or status == 99:
             self.problem("traceback", " ".join(run["args"]) + " | " + " ".join(stderr.split()[-12:]))
         if status == 1 and len(stderr.splitlines()) != 1:
-            self.problem("not one error line", run)
+            self.problem("not one error line", " ".join(run["args"]) + " | " + " ".join(stderr.split()[-12:]))
         if run["fresh"]:
             self.counts["runs in a fresh process"] += 1
         if status == 1 and stderr:
