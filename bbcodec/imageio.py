@@ -341,6 +341,11 @@ def _check_tiff(im) -> None:
     samples = im.tag_v2.get(277, 1)
     if im.mode in CHANNELS and samples != len(im.getbands()):
         _refuse(f"TIFF with {samples} samples per pixel would be read as {im.mode}, losing samples")
+    covered = sum(max(0, min(x1, im.width) - x0) * max(0, min(y1, im.height) - y0)
+                  for x0, y0, x1, y1 in (tile[1] for tile in im.tile))
+    if covered < im.width * im.height:  # Pillow would leave the rest black
+        _refuse(f"damaged or incomplete TIFF file (its strips and tiles hold {covered} of its "
+                f"{im.width * im.height} pixels)")
 
 
 def _check_ppm(im) -> None:

@@ -284,3 +284,25 @@ def test_a_png_chunk_with_a_wrong_crc_is_refused():
         assert "damaged PNG file" in message and kind.decode() in message and "CRC" in message, message
     with pytest.raises(UnsupportedImageError, match="ends before its IEND"):
         imageio.read_image(good[:-12])
+
+
+def _tiff_claiming_rows(rows: int) -> bytes:
+    """A 16x16 grey TIFF (one strip) whose ImageLength tag says ``rows``: its strips hold 256 pixels."""
+    data = bytearray(saved(PILImage.new("L", (16, 16), 7), "TIFF"))
+    assert data[:4] == b"II*\x00"
+    ifd = struct.unpack_from("<I", data, 4)[0]
+    for entry in range(struct.unpack_from("<H", data, ifd)[0]):
+        at = ifd + 2 + 12 * entry
+        if struct.unpack_from("<H", data, at)[0] == 257:  # ImageLength
+            field_type = struct.unpack_from("<H", data, at + 2)[0]
+            struct.pack_into("<I" if field_type == 4 else "<H", data, at + 8, rows)
+    return bytes(data)
+
+
+def test_a_tiff_whose_strips_do_not_cover_the_image_is_refused():
+    """Found by bench/fuzz_atheris.py: a 391-byte TIFF declaring 16x3145728 pixels was accepted, all but
+    its first 256 pixels black (Pillow fills what no strip holds), after seconds of work."""
+    imageio.read_image(_tiff_claiming_rows(16))
+    for rows in (17, 1000, 3 << 20):
+        with pytest.raises(UnsupportedImageError, match="incomplete TIFF"):
+            imageio.read_image(_tiff_claiming_rows(rows))
