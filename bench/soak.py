@@ -337,7 +337,7 @@ class Soak:
     def run(self) -> dict:
         started = time.time()
         try:
-            while self.counts["runs"] < self.args.runs:
+            while self.counts["runs"] < self.args.runs and time.time() - started < self.args.seconds:
                 self.round()
                 if self.counts["runs"] // 100 != (self.counts["runs"] - 1) // 100 or self.counts["runs"] < 5:
                     print(f"{self.counts['runs']} runs, {int(time.time() - started)} s, "
@@ -383,6 +383,7 @@ def main() -> int:
     parser.add_argument("--full-share", type=float, default=0.15, help="share of rounds on the nearly full disk")
     parser.add_argument("--full-kib", type=int, default=2048, help="size of the small tmpfs")
     parser.add_argument("--timeout", type=float, default=120)
+    parser.add_argument("--seconds", type=float, default=float("inf"), help="stop after the round that passes this")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--output", type=Path, default=RESULT)
     args = parser.parse_args()
