@@ -11,8 +11,8 @@ Layout (all integers little-endian)::
 
 The header names the model by the hash of its weights, the geometry, the image
 mode, the coder settings and the pixel checksum that the decoder verifies.
-Sections carry the ANS payload and metadata (ICC profile, EXIF, text chunks)
-byte for byte. Everything is checked before it is used: a file that is
+Sections carry the ANS payload, the stack checkpoints (``stack``), the
+palette and metadata (ICC profile, EXIF, text chunks) byte for byte. Everything is checked before it is used: a file that is
 truncated, altered or from an unknown version raises CorruptDataError with a
 one-line message.
 
