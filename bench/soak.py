@@ -35,6 +35,7 @@ partial file or wrong status.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import io
 import json
 import os
@@ -129,38 +130,54 @@ def plan_run(rng: random.Random, folder: Folder, slot: int) -> tuple[list[str], 
 
 
 def start(args: list[str], stdout: str | None, log: Path, fresh: bool) -> int:
-    """Fork a run of ``bbcodec ARGS``; returns its pid. ``fresh``: a new Python process (start-up included)."""
+    """Fork a run of ``bbcodec ARGS``; returns its pid. ``fresh``: a new Python process (start-up included).
+
+    Termination signals stay blocked across the fork until the child has its handlers, and the child
+    never returns into this harness's code (whatever happens, it ends in ``os._exit``)."""
     sys.stdout.flush()
     sys.stderr.flush()
+    stops = {signal.SIGINT, signal.SIGTERM}
+    signal.pthread_sigmask(signal.SIG_BLOCK, stops)
     pid = os.fork()
     if pid:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, stops)
         return pid
-    try:  # the child: as the command starts, with Ctrl-C raising KeyboardInterrupt
+    code = 98
+    try:
+        code = _child(args, stdout, log, fresh, stops)
+    finally:
+        os._exit(code)
+
+
+def _child(args: list[str], stdout: str | None, log: Path, fresh: bool, stops: set) -> int:
+    """The forked run: as the command starts, with Ctrl-C raising KeyboardInterrupt; returns its status."""
+    try:
         signal.signal(signal.SIGINT, signal.default_int_handler)
         for name, fd in ((stdout or os.devnull, 1), (str(log), 2)):
             handle = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
             os.dup2(handle, fd)
             os.close(handle)
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, stops)
         if fresh:
             env = dict(os.environ, PYTHONPATH=str(ROOT))
             os.execve(sys.executable, [sys.executable, "-m", "cli.main", *args], env)
-    except KeyboardInterrupt:  # before the command began (this harness's set-up): die as a process would
+        cli_main(args, prog_name="bbcodec")
+        return 0
+    except SystemExit as stop:
+        return stop.code if isinstance(stop.code, int) else 1
+    except KeyboardInterrupt:  # landed before the command's own handling began: die as a process would
         signal.signal(signal.SIGINT, signal.SIG_DFL)
         os.kill(os.getpid(), signal.SIGINT)
-    try:
-        cli_main(args, prog_name="bbcodec")
-        code = 0
-    except SystemExit as stop:
-        code = stop.code if isinstance(stop.code, int) else 1
+        return 130
     except BaseException:  # noqa: BLE001  (a traceback escaping the command: reported by its status)
         import traceback
 
         traceback.print_exc()
-        code = 99
+        return 99
     finally:
-        sys.stdout.flush()
-        sys.stderr.flush()
-    os._exit(code)
+        with contextlib.suppress(Exception):
+            sys.stdout.flush()
+            sys.stderr.flush()
 
 
 class Soak:
