@@ -9,6 +9,9 @@ damaged file can hold a megabyte-long "method" name).
 :func:`interruptible` turns SIGTERM and SIGHUP into an exception, as Python
 does with SIGINT, so that ``finally`` blocks remove temporary files; the
 process then prints one line and dies by the same signal, as gzip does.
+:class:`Command`, the ``bbcodec`` group, runs the whole command that way, from
+option parsing on, and turns an error writing standard output (``--help`` on a
+full disk) into one line.
 
 :func:`resolve_device_option` and :func:`resolve_model_option` check the
 ``--device`` and ``-m`` options of the commands that code images, once,
