@@ -124,7 +124,7 @@ def add(path, name: str | None = None) -> ModelEntry:
     folder = user_model_dir()
     folder.mkdir(parents=True, exist_ok=True)
     target = folder / (name + SUFFIX)
-    if target.exists() and target.read_bytes() != data:
+    if os.path.lexists(target) and _read(target) != data:
         raise BBCodecError(f"a different model named {name!r} is already installed at {target}")
     tmp = target.with_name(target.name + ".tmp")
     with open(tmp, "wb") as out:  # the bytes checked above, not the file again: it may have changed
