@@ -70,13 +70,30 @@ def interruptible():
     except ValueError:  # not the main thread (an embedding program): leave its signals alone
         yield
         return
+    saved_hook, sys.unraisablehook = sys.unraisablehook, _dying_if_interrupted(sys.unraisablehook)
     try:
         yield
     except (Interrupted, KeyboardInterrupt) as stop:
-        die_by(stop.signum if isinstance(stop, Interrupted) else signal.SIGINT)
+        die_by(_signal_of(stop))
     finally:
         for signum, handler in saved.items():
             signal.signal(signum, handler)
+        sys.unraisablehook = saved_hook
+
+
+def _signal_of(stop: BaseException) -> int:
+    return stop.signum if isinstance(stop, Interrupted) else signal.SIGINT
+
+
+def _dying_if_interrupted(hook):
+    """An unraisable-exception hook that ends the process when the exception is an interruption: a signal
+    that lands while Python runs a weakref callback or a destructor is otherwise printed as "Exception
+    ignored" and lost (found by bench/soak.py)."""
+    def handle(unraisable):
+        if isinstance(unraisable.exc_value, (Interrupted, KeyboardInterrupt)):
+            die_by(_signal_of(unraisable.exc_value))
+        hook(unraisable)
+    return handle
 
 
 class Command(click.Group):
@@ -92,6 +109,12 @@ class Command(click.Group):
         if not standalone_mode:
             return super().main(args, prog_name, complete_var, standalone_mode, **extra)
         _buffer_stdout()
+        try:
+            self._run(args, prog_name, complete_var, **extra)
+        except (Interrupted, KeyboardInterrupt) as stop:  # in the instant the handlers were being restored
+            die_by(_signal_of(stop))
+
+    def _run(self, args, prog_name, complete_var, **extra):
         with interruptible():
             try:
                 status = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)

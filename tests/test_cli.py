@@ -756,3 +756,31 @@ def test_ctrl_c_while_importing_is_reported_as_later(tmp_path):
                           timeout=120)
     assert done.stderr.splitlines() == ["bbcodec: interrupted by SIGINT"]
     assert done.returncode == -2 and sorted(os.listdir()) == ["a.png"]
+
+
+# Ctrl-C while Python runs a destructor (here: while the model is loaded): Python reports such exceptions
+# as "Exception ignored" and goes on, which lost the interruption (found by bench/soak.py).
+INTERRUPTED_IN_A_DESTRUCTOR = """
+import gc, os, signal, sys
+signal.signal(signal.SIGINT, signal.default_int_handler)
+import cli.codec
+class Interrupting:
+    def __del__(self):
+        os.kill(os.getpid(), signal.SIGINT)
+def load(*args, **kwargs):
+    Interrupting()
+    gc.collect()
+    return "default"
+cli.codec.resolve_model_option = load
+from cli.main import main
+main(sys.argv[1:])
+"""
+
+
+def test_ctrl_c_in_a_destructor_is_not_lost(tmp_path):
+    write_png("a.png", noise_pixels(8, 8, 3))
+    done = subprocess.run([sys.executable, "-c", INTERRUPTED_IN_A_DESTRUCTOR, "compress", "a.png"],
+                          capture_output=True, text=True, env=dict(environment(tmp_path), PYTHONPATH=str(ROOT)),
+                          timeout=120)
+    assert done.stderr.splitlines() == ["bbcodec: interrupted by SIGINT"]
+    assert done.returncode == -2 and sorted(os.listdir()) == ["a.png"]
