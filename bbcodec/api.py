@@ -13,6 +13,7 @@ its raw pixels is stored raw instead (``method: "stored"``), as zstd does.
 from __future__ import annotations
 
 import hashlib
+import json
 from pathlib import Path
 
 import numpy as np
@@ -33,6 +34,23 @@ def pixel_checksum(pixels: np.ndarray) -> str:
     digest = hashlib.blake2b(digest_size=16)
     digest.update(repr(pixels.shape).encode())
     digest.update(np.ascontiguousarray(pixels).tobytes())
+    return digest.hexdigest()
+
+
+IMAGE_FIELDS = ("width", "height", "channels", "mode", "palette_mode", "source_format", "pixel_checksum")
+"""The header fields that, with the palette and metadata sections, shape the decoded output."""
+
+
+def image_checksum(header: dict, sections: dict[str, bytes]) -> str:
+    """A checksum over everything that shapes the output besides the coded pixels: size, mode, palette,
+    source format and metadata, and the pixel checksum. Files written since it exists carry it as
+    ``image_checksum``, which :func:`decompress` verifies, so that no field or section can be changed
+    (CRCs recomputed) without the change being caught; older files have only the pixel checksum."""
+    digest = hashlib.blake2b(digest_size=16)
+    digest.update(json.dumps([header.get(key) for key in IMAGE_FIELDS]).encode())
+    for name in sorted(k for k in sections if k == "palette" or k.startswith(META_PREFIX)):
+        for part in (name.encode(), sections[name]):
+            digest.update(len(part).to_bytes(8, "little") + part)
     return digest.hexdigest()
 
 
@@ -74,6 +92,7 @@ def compress(source, *, model: str = zoo.DEFAULT_MODEL, settings: CoderSettings 
         if settings.arithmetic == "float":  # only this kind of machine is sure to reproduce the probabilities
             header["float_platform"] = float_platform(device)
         sections["payload"] = encoded.payload.astype("<u4").tobytes()
+        sections[container.CHECKPOINTS] = np.asarray(encoded.stack_words, dtype="<u4").tobytes()
     else:
         header["method"] = "stored"
         sections["payload"] = pixels.tobytes()
@@ -85,6 +104,7 @@ def compress(source, *, model: str = zoo.DEFAULT_MODEL, settings: CoderSettings 
     # Transparency decides which pixels are visible: it is part of the image, kept even when stripping.
     kept = {k: v for k, v in image.metadata.items() if not strip_metadata or k in PIXEL_METADATA}
     sections.update({META_PREFIX + key: value for key, value in kept.items()})
+    header["image_checksum"] = image_checksum(header, sections)
     return container.to_bytes(container.Container(header, sections))
 
 
@@ -113,7 +133,7 @@ def _field(header: dict, key: str, kind):
 def decompress(source, *, model: str | None = None, device: str = "cpu", progress=None) -> imageio.Image:
     """Decode a .bbc file (bytes, path or file object) to an :class:`~bbcodec.imageio.Image`.
 
-    The pixel checksum is verified. The model is found by the hash in the file
+    The pixel checksum and, in files written since it exists, the image checksum are verified. The model is found by the hash in the file
     unless ``model`` names one.
     """
     box = container.from_bytes(_bbc_bytes(source))
@@ -128,21 +148,35 @@ def decompress(source, *, model: str | None = None, device: str = "cpu", progres
             raise CorruptDataError("corrupt .bbc file (stored pixels have the wrong size)")
         pixels = np.frombuffer(payload, dtype=np.uint8).reshape(height, width, channels).copy()
     elif method == "bits-back":
-        pixels = _decode_bits_back(header, payload, height, width, channels, model, device, progress)
+        pixels = _decode_bits_back(header, payload, _checkpoints(box.sections), height, width, channels, model,
+                                   device, progress)
     else:
         raise CorruptDataError(f"unsupported coding method {method!r}")
     if pixel_checksum(pixels) != header.get("pixel_checksum"):
         raise CorruptDataError("decoded pixels do not match the file's checksum" + decode_hint(header, device))
     metadata = {k[len(META_PREFIX):]: v for k, v in box.sections.items() if k.startswith(META_PREFIX)}
     try:
-        return imageio.Image(pixels=pixels, mode=_field(header, "mode", str), palette=box.sections.get("palette"),
-                             palette_mode=header.get("palette_mode"), format=header.get("source_format"),
-                             metadata=metadata)
+        image = imageio.Image(pixels=pixels, mode=_field(header, "mode", str), palette=box.sections.get("palette"),
+                              palette_mode=header.get("palette_mode"), format=header.get("source_format"),
+                              metadata=metadata)
     except UnsupportedImageError as error:
         raise CorruptDataError(f"corrupt .bbc file ({error})") from None
+    if "image_checksum" in header and header["image_checksum"] != image_checksum(header, box.sections):
+        raise CorruptDataError("the image's mode, size, palette or metadata do not match the file's checksum")
+    return image
 
 
-def _decode_bits_back(header, payload, height, width, channels, model, device, progress):
+def _checkpoints(sections: dict[str, bytes]):
+    """The stack sizes a file records after each batch (None in files from before they existed)."""
+    if container.CHECKPOINTS not in sections:
+        return None
+    data = sections[container.CHECKPOINTS]
+    if len(data) % 4:
+        raise CorruptDataError("corrupt .bbc file (stack checkpoints are not whole words)")
+    return np.frombuffer(data, dtype="<u4").tolist()
+
+
+def _decode_bits_back(header, payload, checkpoints, height, width, channels, model, device, progress):
     digest = _field(header, "model", str)
     net, loaded = zoo.load(model) if model else zoo.by_hash(digest)
     if loaded != digest:
@@ -160,7 +194,7 @@ def _decode_bits_back(header, payload, height, width, channels, model, device, p
     if len(payload) % 4:
         raise CorruptDataError("corrupt .bbc file (payload is not whole words)")
     encoded = EncodedChain(np.frombuffer(payload, dtype="<u4").astype(np.uint32),
-                           _field(header, "untouched_seed_words", int))
+                           _field(header, "untouched_seed_words", int), stack_words=checkpoints)
     try:
         return decode_image(net.to(device), encoded, height, width, channels, settings, progress)
     except CorruptDataError as error:

@@ -11,10 +11,20 @@ Layout (all integers little-endian)::
 
 The header names the model by the hash of its weights, the geometry, the image
 mode, the coder settings and the pixel checksum that the decoder verifies.
-Sections carry the ANS payload and metadata (ICC profile, EXIF, text chunks)
-byte for byte. Everything is checked before it is used: a file that is
+Sections carry the ANS payload, the stack checkpoints (``stack``), the
+palette and metadata (ICC profile, EXIF, text chunks) byte for byte. Everything is checked before it is used: a file that is
 truncated, altered or from an unknown version raises CorruptDataError with a
 one-line message.
+
+Work bounded by the payload. A forged payload (random words under a real header,
+CRCs recomputed) kept the decoder busy until the words ran out, which for a
+model that codes small tiles one at a time took about half a CPU second per KB.
+Files now carry the stack's size after each batch (section ``stack``), and the
+decoder checks every batch against it, so that such a payload is refused
+after one batch. A file without it must pay for its network passes with its
+payload: at most :data:`FREE_PASSES` plus one per :data:`PAYLOAD_BYTES_PER_PASS`
+bytes (a real file of a photo has tens of KB per pass); beyond that it is a
+:class:`WorkLimitError`, which ``--no-limits`` lifts for a trusted file.
 
 Work limits. A header decides how much work decoding takes (the image size and
 the tiling), and a hostile header costs its author nothing. :func:`from_bytes`
@@ -47,6 +57,12 @@ MAX_BATCH_PIXELS = 1 << 20
 """Most pixels in one pass (tile height x tile width x tiles in the batch), e.g. 16 tiles of 256x256 or
 one of 1024x1024 (the default: 16 of 64x64). A pass of this size takes a few seconds with the default
 model and about 25 s with a logistic-pixel model such as ``mnist``, in under 1 GB (measured on 1 CPU thread)."""
+CHECKPOINTS = "stack"
+"""The section of the stack's size after each batch (uint32 words), which the decoder checks batch by batch."""
+FREE_PASSES = 64
+PAYLOAD_BYTES_PER_PASS = 4096
+"""A bits-back file without stack checkpoints (written before they existed, or with them removed) may ask for
+at most FREE_PASSES network passes plus one per PAYLOAD_BYTES_PER_PASS bytes of payload."""
 _PREFIX = struct.Struct("<4sBI")
 
 
@@ -57,13 +73,13 @@ class WorkLimitError(CorruptDataError):
 @contextlib.contextmanager
 def limits_lifted():
     """Within this block, :func:`from_bytes` reads files over the work limits (for files one trusts)."""
-    global MAX_TILE_BATCHES, MAX_BATCH_PIXELS
-    saved = MAX_TILE_BATCHES, MAX_BATCH_PIXELS
-    MAX_TILE_BATCHES = MAX_BATCH_PIXELS = 1 << 62
+    global MAX_TILE_BATCHES, MAX_BATCH_PIXELS, FREE_PASSES
+    saved = MAX_TILE_BATCHES, MAX_BATCH_PIXELS, FREE_PASSES
+    MAX_TILE_BATCHES = MAX_BATCH_PIXELS = FREE_PASSES = 1 << 62
     try:
         yield
     finally:
-        MAX_TILE_BATCHES, MAX_BATCH_PIXELS = saved
+        MAX_TILE_BATCHES, MAX_BATCH_PIXELS, FREE_PASSES = saved
 
 
 @dataclass
@@ -140,6 +156,9 @@ def from_bytes(data: bytes) -> Container:
         offset += size
     if offset != len(data):
         raise CorruptDataError("corrupt .bbc file (trailing bytes)")
+    problem = _payload_work_problem(header, sections)
+    if problem:
+        raise WorkLimitError(f"refusing to decode: {problem}")
     return Container(header, sections)
 
 
@@ -213,16 +232,34 @@ def batch_limit(tile: int, max_batch: int) -> int:
     return max(1, min(max_batch, MAX_BATCH_PIXELS // (tile * tile)))
 
 
-def _header_work_problem(header: dict) -> str | None:
-    """The work limits for a bits-back header whose fields are well formed (the API checks the fields)."""
+def _header_tiling(header: dict) -> list[int] | None:
+    """[height, width, channels, tile, max_batch] of a bits-back header whose fields are well formed, else
+    None (the API checks the fields and refuses bad ones with its own message)."""
     if header.get("method") != "bits-back" or not isinstance(header.get("coder"), dict):
         return None
     coder = header["coder"]
     values = [header.get("height"), header.get("width"), header.get("channels"), coder.get("tile"),
               coder.get("max_batch")]
-    if not all(_is_int(v) and v > 0 for v in values):
+    if not all(_is_int(v) and v > 0 for v in values) or values[0] * values[1] > 1 << 40 or values[3] < 2:
         return None
-    height, width, channels, tile, max_batch = values
-    if height * width > 1 << 40 or tile < 2:
-        return None  # the API refuses these sizes and tiles with its own message
-    return work_limit_problem(height, width, channels, tile, max_batch)
+    return values
+
+
+def _header_work_problem(header: dict) -> str | None:
+    """The work limits for a bits-back header whose fields are well formed."""
+    values = _header_tiling(header)
+    return work_limit_problem(*values) if values else None
+
+
+def _payload_work_problem(header: dict, sections: dict[str, bytes]) -> str | None:
+    """Work that the payload cannot pay for, in a file without stack checkpoints (see the module doc)."""
+    values = _header_tiling(header)
+    if values is None or CHECKPOINTS in sections:
+        return None
+    passes = tiling_work(*values)[0]
+    allowed = FREE_PASSES + len(sections.get("payload", b"")) // PAYLOAD_BYTES_PER_PASS
+    if passes <= allowed:
+        return None
+    return (f"the header asks for {passes} network passes but its {len(sections.get('payload', b''))}-byte "
+            f"payload, without stack checkpoints, pays for at most {allowed} (bbcodec.container.FREE_PASSES "
+            f"+ one per {PAYLOAD_BYTES_PER_PASS} bytes): a damaged or forged file")

@@ -53,6 +53,7 @@ import os
 import re
 import struct
 import warnings
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -295,7 +296,26 @@ def _check_png_header(data: bytes, max_pixels: int) -> tuple[int, int]:
     depth, colour_type = data[24], data[25]
     if depth > 8:
         _refuse(f"{depth}-bit images are not supported yet (PNG with {depth} bits per channel)")
+    _check_png_chunks(data)
     return depth, colour_type
+
+
+def _check_png_chunks(data: bytes) -> None:
+    """Every chunk up to IEND is whole and matches its CRC (Pillow checks the CRCs of some chunks only):
+    a file that says it is damaged is refused, not archived as if it were sound."""
+    offset = len(_PNG_SIGNATURE)
+    while True:
+        if offset + 12 > len(data):
+            _refuse("damaged or truncated PNG file (it ends before its IEND chunk)")
+        length, kind = struct.unpack_from(">I4s", data, offset)
+        end = offset + 8 + length
+        if end + 4 > len(data):
+            _refuse(f"damaged or truncated PNG file (chunk {kind.decode('latin-1')!r} ends early)")
+        if zlib.crc32(data[offset + 4:end]) != struct.unpack_from(">I", data, end)[0]:
+            _refuse(f"damaged PNG file (chunk {kind.decode('latin-1')!r} at byte {offset} fails its CRC check)")
+        if kind == b"IEND":
+            return
+        offset = end + 4
 
 
 def _check_opened(im, max_pixels: int) -> None:
@@ -321,6 +341,11 @@ def _check_tiff(im) -> None:
     samples = im.tag_v2.get(277, 1)
     if im.mode in CHANNELS and samples != len(im.getbands()):
         _refuse(f"TIFF with {samples} samples per pixel would be read as {im.mode}, losing samples")
+    covered = sum(max(0, min(x1, im.width) - x0) * max(0, min(y1, im.height) - y0)
+                  for x0, y0, x1, y1 in (tile[1] for tile in im.tile))
+    if covered < im.width * im.height:  # Pillow would leave the rest black
+        _refuse(f"damaged or incomplete TIFF file (its strips and tiles hold {covered} of its "
+                f"{im.width * im.height} pixels)")
 
 
 def _check_ppm(im) -> None:

@@ -385,6 +385,8 @@ class Mutator:
         array = np.frombuffer(bytes(pixels), np.uint8).reshape(header["height"], header["width"], header["channels"])
         header["pixel_checksum"] = api.pixel_checksum(array)
         sections[index] = ("payload", bytes(pixels))
+        if "image_checksum" in header:  # files since issue 18: it covers the pixel checksum too
+            header["image_checksum"] = api.image_checksum(header, dict(sections))
         return assemble(header, sections)
 
     def _nested_json(self, name):

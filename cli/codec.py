@@ -33,7 +33,7 @@ from bbcodec.coding.image import CoderSettings
 from bbcodec.errors import BBCodecError
 from bbcodec.portability import float_platform, where_it_decodes
 from cli.common import (DEVICES, CLIError, debugging, error_message, interruptible, resolve_device_option,
-                        resolve_model_option)
+                        resolve_model_option, shown_name)
 from cli.files import (STDIO, SUFFIX, check_stdout, check_target, input_stat, read_input, verify_written,
                        write_output)
 
@@ -105,7 +105,7 @@ def _run_each(files, action, verbose, quiet, label, tiles: _TileBar | None = Non
                 text = error_message(error)
                 if isinstance(error, container.WorkLimitError):
                     text += " (--no-limits decodes it if you trust the file)"
-                tqdm.write(f"bbcodec: {name}: {text}", file=sys.stderr)
+                tqdm.write(f"bbcodec: {shown_name(name)}: {text}", file=sys.stderr)
             finally:
                 if tiles is not None:
                     tiles.close()
@@ -148,7 +148,11 @@ def _finish(name: str, remove: bool, target: str, data: bytes) -> None:
         except CLIError:
             Path(target).unlink(missing_ok=True)  # it is not what was meant to be written
             raise
-        Path(name).unlink()
+        try:
+            Path(name).unlink()
+        except OSError as error:
+            raise CLIError(f"kept the new {target}, but could not remove the input: "
+                           f"{error.strerror or error} (remove it yourself; rerunning needs -f)") from None
 
 
 def _same_image(a: imageio.Image, b: imageio.Image) -> bool:
@@ -210,8 +214,8 @@ def compress(files, output, to_stdout, force, remove, verbose, quiet, device, mo
         write_output(target, data, force, like)
         _finish(name, remove, target, data)
         method = api.info(data).get("method")
-        return (f"{name}: {len(raw)} -> {len(data)} bytes, {8 * len(data) / image.pixels.size:.3f} "
-                f"bits/sub-pixel ({method})" + ("" if target == STDIO else f" -> {target}"))
+        return (f"{shown_name(name)}: {len(raw)} -> {len(data)} bytes, {8 * len(data) / image.pixels.size:.3f} "
+                f"bits/sub-pixel ({method})" + ("" if target == STDIO else f" -> {shown_name(target)}"))
 
     _run_each(files, one, verbose, quiet, "compress", tiles)
 
@@ -298,7 +302,8 @@ def decompress(files, output, to_stdout, force, remove, verbose, quiet, device, 
         imageio.write_image(image, buffer, format=fmt)  # read back and compared with the decoded image
         write_output(target, buffer.getvalue(), force, like)
         _finish(name, remove, target, buffer.getvalue())
-        return f"{name}: {image.width}x{image.height} {image.mode} -> {'stdout' if target == STDIO else target} ({fmt})"
+        shown = "stdout" if target == STDIO else shown_name(target)
+        return f"{shown_name(name)}: {image.width}x{image.height} {image.mode} -> {shown} ({fmt})"
 
     _run_each(files, one, verbose, quiet, "decompress", tiles, no_limits)
 
@@ -336,7 +341,7 @@ def info(files):
 
     def one(name):
         data = read_input(name)
-        click.echo(_describe(name, data, api.info(data)))
+        click.echo(_describe(shown_name(name), data, api.info(data)))
 
     _run_each(files, one, False, True, "info")
 
@@ -360,6 +365,6 @@ def test_command(files, model, device, quiet, no_limits):
         image = api.decompress(data, model=model, device=device, progress=tiles.start(name, _tile_count(data)))
         imageio.write_image(image, io.BytesIO())  # what decompress would write, checked and dropped
         if not quiet:
-            tqdm.write(f"{name}: OK", file=sys.stdout)
+            tqdm.write(f"{shown_name(name)}: OK", file=sys.stdout)
 
     _run_each(files, one, False, quiet, "test", tiles, no_limits)

@@ -9,6 +9,9 @@ damaged file can hold a megabyte-long "method" name).
 :func:`interruptible` turns SIGTERM and SIGHUP into an exception, as Python
 does with SIGINT, so that ``finally`` blocks remove temporary files; the
 process then prints one line and dies by the same signal, as gzip does.
+:class:`Command`, the ``bbcodec`` group, runs the whole command that way, from
+option parsing on, and turns an error writing standard output (``--help`` on a
+full disk) into one line.
 
 :func:`resolve_device_option` and :func:`resolve_model_option` check the
 ``--device`` and ``-m`` options of the commands that code images, once,
@@ -18,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import io
 import os
 import signal
 import sys
@@ -27,6 +31,7 @@ import click
 
 from bbcodec import zoo
 from bbcodec.errors import BBCodecError
+from cli.signals import die_by
 
 
 class CLIError(click.ClickException):
@@ -65,18 +70,121 @@ def interruptible():
     except ValueError:  # not the main thread (an embedding program): leave its signals alone
         yield
         return
+    saved_hook, sys.unraisablehook = sys.unraisablehook, _dying_if_interrupted(sys.unraisablehook)
     try:
         yield
     except (Interrupted, KeyboardInterrupt) as stop:
-        signum = stop.signum if isinstance(stop, Interrupted) else signal.SIGINT
-        click.echo(f"bbcodec: interrupted by {signal.Signals(signum).name}", err=True)
-        sys.stderr.flush()
-        signal.signal(signum, signal.SIG_DFL)
-        os.kill(os.getpid(), signum)
-        raise SystemExit(128 + signum) from None  # if the signal is blocked or ignored
+        die_by(_signal_of(stop))
     finally:
         for signum, handler in saved.items():
             signal.signal(signum, handler)
+        sys.unraisablehook = saved_hook
+
+
+def _signal_of(stop: BaseException) -> int:
+    return stop.signum if isinstance(stop, Interrupted) else signal.SIGINT
+
+
+def _dying_if_interrupted(hook):
+    """An unraisable-exception hook that ends the process when the exception is an interruption: a signal
+    that lands while Python runs a weakref callback or a destructor is otherwise printed as "Exception
+    ignored" and lost (found by bench/soak.py)."""
+    def handle(unraisable):
+        if isinstance(unraisable.exc_value, (Interrupted, KeyboardInterrupt)):
+            die_by(_signal_of(unraisable.exc_value))
+        hook(unraisable)
+    return handle
+
+
+class Command(click.Group):
+    """The ``bbcodec`` group, run so that nothing it does ends in a traceback or in click's "Aborted!".
+
+    The whole run, option parsing and start-up included, is :func:`interruptible`, and a Ctrl-C gets past
+    click as :class:`Interrupted`: a SIGINT before the first file is reported as one after it. Click's own
+    errors print as click prints them; an error writing ``--help`` or ``--version`` (a full disk, a closed
+    pipe) is one ``bbcodec:`` line and status 1.
+    """
+
+    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, standalone_mode, **extra)
+        _buffer_stdout()
+        try:
+            self._run(args, prog_name, complete_var, **extra)
+        except (Interrupted, KeyboardInterrupt) as stop:  # in the instant the handlers were being restored
+            die_by(_signal_of(stop))
+
+    def _run(self, args, prog_name, complete_var, **extra):
+        with interruptible():
+            try:
+                status = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+            except click.ClickException as error:
+                error.show()
+                sys.exit(error.exit_code)
+            except click.Abort:
+                click.echo("bbcodec: aborted", err=True)
+                sys.exit(1)
+            except OSError as error:  # writing help or version text
+                _stdout_failed(error)
+            except SystemExit as stop:
+                _flush_stdout()
+                raise stop
+            _flush_stdout()
+            sys.exit(status if isinstance(status, int) else 0)
+
+    def make_context(self, *args, **kwargs):
+        with _ctrl_c_past_click():
+            return super().make_context(*args, **kwargs)
+
+    def invoke(self, ctx):
+        with _ctrl_c_past_click():
+            return super().invoke(ctx)
+
+
+@contextlib.contextmanager
+def _ctrl_c_past_click():
+    """KeyboardInterrupt as :class:`Interrupted`, which click does not turn into "Aborted!"."""
+    try:
+        yield
+    except KeyboardInterrupt:
+        raise Interrupted(signal.SIGINT) from None
+
+
+def _buffer_stdout() -> None:
+    """Give an unbuffered standard output (``PYTHONUNBUFFERED=1``) a buffer again: text written to a raw
+    stream may be written in part without an error, while a buffered writer writes all or raises."""
+    if isinstance(getattr(sys.stdout, "buffer", None), io.RawIOBase):
+        sys.stdout = io.TextIOWrapper(io.BufferedWriter(sys.stdout.buffer), encoding=sys.stdout.encoding,
+                                      errors=sys.stdout.errors, line_buffering=True)
+
+
+def _flush_stdout() -> None:
+    """Write out what standard output still holds, or say why it cannot be (exit status 1)."""
+    try:
+        sys.stdout.flush()
+    except OSError as error:
+        _stdout_failed(error)
+
+
+def _stdout_failed(error: OSError):
+    click.echo(f"bbcodec: cannot write to standard output: {error_message(error)}", err=True)
+    _drop_stdout()
+    sys.exit(1)
+
+
+def _drop_stdout() -> None:
+    """Point standard output at the null device, so that flushing it at exit does not fail a second time."""
+    with contextlib.suppress(OSError, ValueError):
+        null = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(null, sys.stdout.fileno())
+        os.close(null)
+
+
+def shown_name(name: str) -> str:
+    """A file name as it is printed in a one-line message: control characters (a newline) escaped."""
+    if name.isprintable():
+        return name
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in name)
 
 
 def error_message(error: BaseException) -> str:

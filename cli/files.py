@@ -19,6 +19,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+from bbcodec.safeio import write_all
 from cli.common import CLIError
 
 SUFFIX = ".bbc"
@@ -54,10 +55,11 @@ def atomic_write(path: Path, data: bytes, like: os.stat_result | None = None, ov
     except OSError as error:
         raise CLIError(f"cannot write {path}: {error.strerror or error}") from None
     try:
-        with os.fdopen(handle, "wb") as out:
-            out.write(data)
-            out.flush()
-            os.fsync(out.fileno())
+        try:
+            write_all(handle, data)
+            os.fsync(handle)
+        finally:
+            os.close(handle)
         if like is not None:
             copy_attributes(like, tmp_name)
         if overwrite:
@@ -161,12 +163,23 @@ def check_target(name: str, target: str, force: bool) -> None:
         raise CLIError(f"{target} already exists (use -f to overwrite)")
 
 
+def _stdout():
+    """Standard output's descriptor, or its binary stream where it has none (a test harness)."""
+    try:
+        return sys.stdout.fileno()
+    except (AttributeError, OSError, ValueError):
+        return sys.stdout.buffer
+
+
 def write_output(target: str, data: bytes, force: bool, like: os.stat_result | None = None) -> None:
-    """Write to a path or to stdout ("-"); refuses an existing file without ``force``."""
+    """Write to a path or to stdout ("-"), every byte checked (:func:`bbcodec.safeio.write_all`); refuses
+    an existing file without ``force``."""
     if target == STDIO:
         check_stdout(force)
         sys.stdout.flush()
-        sys.stdout.buffer.write(data)
-        sys.stdout.buffer.flush()
+        try:
+            write_all(_stdout(), data)
+        except OSError as error:
+            raise CLIError(f"cannot write to standard output: {error.strerror or error}") from None
         return
     atomic_write(Path(target), data, like, overwrite=force)

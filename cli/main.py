@@ -1,13 +1,17 @@
 """Entry point of the ``bbcodec`` command: one thin subcommand per library function."""
-import click
+from cli.signals import interrupted_while_starting
 
-from cli.bench import bench
-from cli.codec import compress, decompress, info, test_command
-from cli.models import models
-from cli.train import export_command, train_command
+with interrupted_while_starting():  # importing torch takes seconds: a Ctrl-C then is reported as later
+    import click
+
+    from cli.bench import bench
+    from cli.codec import compress, decompress, info, test_command
+    from cli.common import Command
+    from cli.models import models
+    from cli.train import export_command, train_command
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=Command, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="bbcodec")
 def main():
     """Lossless image compression with binarized hierarchical VAEs and bits-back ANS."""

@@ -304,7 +304,7 @@ def test_damage_is_corrupt_data_error(hostile):
     ("lying-zero-width", "implausible size"),
     ("work-limit-tiny-tiles", "network passes"),
     ("work-limit-huge-batches", "pixels in one network pass"),
-    ("lying-size-real-seed-prefix", "ends early"),
+    ("lying-size-real-seed-prefix", "checkpoints"),  # refused before any work since issue 18
     ("model-other", "needs model"),
     ("model-unknown", "not installed"),
     ("deep-json-header", "not JSON"),
@@ -312,7 +312,7 @@ def test_damage_is_corrupt_data_error(hostile):
     ("newline-in-method", "bbcodec writes none"),
     ("source-format-int", "format"),
     ("metadata-deep-json", "transparency"),
-    ("metadata-gamma-infinite", "gamma"),
+    ("metadata-gamma-infinite", "metadata"),  # the image checksum catches it first
     ("section-twice", "twice"),
     ("entropy-coder-other", "constriction 9.9"),
 ])
@@ -452,3 +452,103 @@ def test_the_command_refuses_each_with_one_line_and_leaves_nothing(hostile, tmp_
             assert line.startswith(f"bbcodec: {name}: ") and len(line) < 450, line
         assert sorted(os.listdir(work)) == sorted(names)  # no output, no temporary file, inputs kept
         assert all((work / name).read_bytes() == data for name, data in before.items())
+
+
+# -- issue 18, item 6: everything that shapes the output is checked ---------------------------------------
+
+
+@pytest.fixture(scope="module")
+def described_file(model_file) -> bytes:
+    """A new file of an RGBA image with metadata: it carries the image checksum."""
+    image = imageio.Image(noise_pixels(6, 5, 4, seed=31), "RGBA", format="PNG",
+                          metadata={"text": b'{"Comment":"kept"}', "icc_profile": b"icc bytes"})
+    data = bbcodec.compress(image, model=str(model_file))
+    assert "image_checksum" in api.info(data)
+    return data
+
+
+FORGED_DESCRIPTIONS = {  # edit -> what the refusal says (the first four decoded before issue 18)
+    "mode CMYK": (dict(header_changes={"mode": "CMYK"}), "mode, size, palette or metadata"),
+    "source format": (dict(header_changes={"source_format": "TIFF"}), "mode, size, palette or metadata"),
+    "metadata garbage": (dict(section_changes={"meta.text": b'{"Comment":"forged"}'}), "metadata"),
+    "metadata dropped": (dict(drop=("meta.icc_profile",)), "metadata"),
+    "metadata added": (dict(section_changes={"meta.exif": b"Exif\0\0MM\0*"}), "metadata"),
+    "size": (dict(header_changes={"width": 10, "height": 3}), "checksum"),
+    "palette added": (dict(section_changes={"palette": bytes(768)}), "palette"),
+}
+
+
+@pytest.mark.parametrize("change", sorted(FORGED_DESCRIPTIONS))
+def test_a_forged_image_description_is_caught(described_file, change):
+    """With the CRCs recomputed, a relabelled mode or garbage metadata used to decode and write an output."""
+    edit, fragment = FORGED_DESCRIPTIONS[change]
+    assert_refused(resigned(described_file, **edit), fragment, label=change)
+
+
+def test_files_without_the_image_checksum_keep_their_pixel_check(described_file):
+    """Files written before the image checksum existed decode as before (the golden files are such files)."""
+    box = container.from_bytes(described_file)
+    header = {k: v for k, v in box.header.items() if k not in ("sections", "image_checksum")}
+    old = container.to_bytes(container.Container(header, box.sections))
+    assert bbcodec.decompress(old).mode == "RGBA"
+    assert all("image_checksum" not in api.info(path.read_bytes()) for path in GOLDEN.glob("*.bbc"))
+
+
+# -- issue 18, item 3: the work a payload can cause ---------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def many_batches(model_file) -> bytes:
+    """A bits-back file of 8x8 tiles coded one per batch: 16 network passes."""
+    settings = CoderSettings(tile=8, max_batch=1)
+    data = bbcodec.compress(imageio.Image(binary_pixels(32, 32, 1, seed=41), "L"), model=str(model_file),
+                            settings=settings)
+    assert api.info(data)["method"] == "bits-back"
+    return data
+
+
+def random_payload(data: bytes, seed: int = 0) -> bytes:
+    """``data`` with its payload replaced by random words of the same length (a valid top word)."""
+    payload = container.from_bytes(data).sections["payload"]
+    words = np.random.default_rng(seed).integers(0, 1 << 32, len(payload) // 4, dtype=np.uint64).astype("<u4")
+    words[-1] |= np.uint32(1 << 31)
+    return resigned(data, section_changes={"payload": words.tobytes()})
+
+
+def test_a_forged_payload_is_caught_after_one_batch(many_batches):
+    """Random payload words under a real header (CRCs recomputed) used to be decoded until they ran out."""
+    for seed in range(5):
+        tiles = []
+        with pytest.raises(CorruptDataError, match="damaged|ends early"):
+            bbcodec.decompress(random_payload(many_batches, seed), progress=tiles.append)
+        assert sum(tiles) <= 1, tiles
+
+
+def test_checkpoints_that_do_not_fit_are_refused_before_any_work(many_batches):
+    stack = container.from_bytes(many_batches).sections[container.CHECKPOINTS]
+    for changed in (stack[:-4], stack + stack[-4:], stack[:-1], stack[:-4] + (1 << 30).to_bytes(4, "little")):
+        tiles = []
+        with pytest.raises(CorruptDataError, match="checkpoints"):
+            bbcodec.decompress(resigned(many_batches, section_changes={container.CHECKPOINTS: changed}),
+                               progress=tiles.append)
+        assert tiles == []
+
+
+def test_without_checkpoints_the_payload_must_pay_for_the_passes(many_batches, monkeypatch):
+    """A file without checkpoints (older files, or a forger who removed them) may ask for FREE_PASSES passes
+    plus one per PAYLOAD_BYTES_PER_PASS bytes of payload; more is a work-limit refusal, before any work."""
+    legacy = resigned(many_batches, drop=(container.CHECKPOINTS,))
+    assert bbcodec.decompress(legacy).mode == "L"  # 16 passes: within the free passes
+    monkeypatch.setattr(container, "FREE_PASSES", 4)
+    with pytest.raises(container.WorkLimitError, match="pays for at most"):
+        bbcodec.decompress(legacy)
+    with container.limits_lifted():
+        assert bbcodec.decompress(legacy).mode == "L"
+    assert bbcodec.decompress(many_batches).mode == "L"  # with checkpoints: the general limits only
+
+
+def test_every_golden_file_is_within_the_payload_limit():
+    """Files written before checkpoints existed: none of the committed ones is refused by the new limit."""
+    for path in sorted(GOLDEN.glob("*.bbc")) + sorted((GOLDEN / "zoo").glob("*.bbc")):
+        box = container.from_bytes(path.read_bytes())
+        assert container.CHECKPOINTS not in box.sections, path.name

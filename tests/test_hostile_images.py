@@ -21,6 +21,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 from PIL import Image as PILImage
+from PIL import PngImagePlugin
 
 from bbcodec import imageio
 from bbcodec.errors import UnsupportedImageError
@@ -253,3 +254,55 @@ def test_a_folder_named_like_an_image(workdir, model_file):
     Path("photo.png").mkdir()
     result = CliRunner().invoke(main, ["compress", "-m", str(model_file), "photo.png"])
     assert result.exit_code == 1 and result.stderr == "bbcodec: photo.png: Is a directory: photo.png\n"
+
+
+def _png_chunks(data: bytes) -> list[tuple[bytes, int]]:
+    """(type, offset of its CRC) of every chunk of a PNG file."""
+    chunks, offset = [], 8
+    while offset < len(data):
+        length, kind = struct.unpack_from(">I4s", data, offset)
+        chunks.append((kind, offset + 8 + length))
+        offset += 12 + length
+    return chunks
+
+
+def test_a_png_chunk_with_a_wrong_crc_is_refused():
+    """Pillow does not check every chunk's CRC: a damaged file must not be archived as sound (issue 18,
+    item 8). Only the CRC field is changed, so that the pixels themselves still decode."""
+    info = PngImagePlugin.PngInfo()
+    info.add_text("Comment", "kept")
+    good = saved(PILImage.fromarray(np.random.default_rng(3).integers(0, 256, (12, 10, 3), dtype=np.uint8)),
+                 "PNG", pnginfo=info)
+    imageio.read_image(good)
+    chunks = _png_chunks(good)
+    assert {kind for kind, _ in chunks} >= {b"IHDR", b"tEXt", b"IDAT", b"IEND"}
+    for kind, crc_at in chunks:
+        damaged = good[:crc_at] + bytes([good[crc_at] ^ 0x10]) + good[crc_at + 1:]
+        with pytest.raises(UnsupportedImageError) as caught:
+            imageio.read_image(damaged)
+        message = str(caught.value)
+        assert "damaged PNG file" in message and kind.decode() in message and "CRC" in message, message
+    with pytest.raises(UnsupportedImageError, match="ends before its IEND"):
+        imageio.read_image(good[:-12])
+
+
+def _tiff_claiming_rows(rows: int) -> bytes:
+    """A 16x16 grey TIFF (one strip) whose ImageLength tag says ``rows``: its strips hold 256 pixels."""
+    data = bytearray(saved(PILImage.new("L", (16, 16), 7), "TIFF"))
+    assert data[:4] == b"II*\x00"
+    ifd = struct.unpack_from("<I", data, 4)[0]
+    for entry in range(struct.unpack_from("<H", data, ifd)[0]):
+        at = ifd + 2 + 12 * entry
+        if struct.unpack_from("<H", data, at)[0] == 257:  # ImageLength
+            field_type = struct.unpack_from("<H", data, at + 2)[0]
+            struct.pack_into("<I" if field_type == 4 else "<H", data, at + 8, rows)
+    return bytes(data)
+
+
+def test_a_tiff_whose_strips_do_not_cover_the_image_is_refused():
+    """Found by bench/fuzz_atheris.py: a 391-byte TIFF declaring 16x3145728 pixels was accepted, all but
+    its first 256 pixels black (Pillow fills what no strip holds), after seconds of work."""
+    imageio.read_image(_tiff_claiming_rows(16))
+    for rows in (17, 1000, 3 << 20):
+        with pytest.raises(UnsupportedImageError, match="incomplete TIFF"):
+            imageio.read_image(_tiff_claiming_rows(rows))

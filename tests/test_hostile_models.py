@@ -236,3 +236,40 @@ def test_model_files_are_never_unpickled():
     for source in list(package.rglob("*.py")) + list(cli_folder.rglob("*.py")):
         text = source.read_text()
         assert "torch.load(" not in text and "import pickle" not in text and "pickle.load" not in text, source
+
+
+def _special_model_files(tmp_path) -> dict[str, Path]:
+    """Special files named like models: a FIFO (reading it would wait for a writer forever), /dev/zero and
+    a link to it (endless), a directory."""
+    os.mkfifo(tmp_path / "fifo.safetensors")
+    (tmp_path / "zero.safetensors").symlink_to("/dev/zero")
+    (tmp_path / "folder.safetensors").mkdir()
+    names = ["fifo", "zero", "folder"]
+    return {name: tmp_path / f"{name}.safetensors" for name in names} | {"dev-zero": Path("/dev/zero")}
+
+
+def test_special_files_are_refused_as_models_without_blocking(tmp_path):
+    """``models add`` and ``-m`` read only regular files (issue 18, item 2: a FIFO blocked forever, /dev/zero
+    was read until memory ran out, and ``-m`` called them "not found")."""
+    Path("a.png").write_bytes(imageio.encode(imageio.Image(noise_pixels(8, 8, 3), "RGB"), "PNG"))
+    for name, path in _special_model_files(tmp_path).items():
+        with pytest.raises(BBCodecError, match="not a regular file|is a directory"):
+            zoo.load(str(path))
+        for args in (["models", "add", str(path)], ["compress", "-m", str(path), "a.png"]):
+            result = CliRunner().invoke(main, args)
+            lines = result.stderr.splitlines()
+            assert result.exit_code in (1, 2) and len(lines) >= 1, (name, args, result.output)
+            if result.exit_code == 1:
+                assert len(lines) == 1 and ("not a regular file" in lines[0] or "directory" in lines[0]), lines
+    assert not (tmp_path / "user-models").exists() and not Path("a.png.bbc").exists()
+
+
+def test_a_model_file_is_read_no_further_than_the_limit(tmp_path, monkeypatch):
+    """The size limit holds while reading, not only as the size reported before (a file may grow)."""
+    from bbcodec import safeio
+
+    path = tmp_path / "m.safetensors"
+    path.write_bytes(bytes(1000))
+    monkeypatch.setattr(os, "fstat", lambda fd: os.stat_result((0o100644, 0, 0, 1, 0, 0, 10, 0, 0, 0)))
+    with pytest.raises(BBCodecError, match="too large"):
+        safeio.read_regular(path, 100, "model file")

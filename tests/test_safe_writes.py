@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import resource
 import signal
 import stat
 import subprocess
@@ -314,3 +315,99 @@ def test_a_new_file_is_private_until_it_is_whole(model_file, monkeypatch):
     monkeypatch.setattr(os, "fsync", look)
     assert run("compress", "-m", model_file, source).exit_code == 0
     assert seen[0] == 0o600 and stat.S_IMODE(os.stat("a.png.bbc").st_mode) == 0o644
+
+
+# -- outputs on standard output ----------------------------------------------------------------------------
+
+
+def _limit_file_size(limit: int):
+    """For a child: files may not grow past ``limit`` bytes, and a write past it fails (EFBIG) instead of
+    killing the process, as a write to a nearly full disk fails after a short write."""
+    def apply():
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    return apply
+
+
+@pytest.mark.parametrize("command", ["compress", "decompress"])
+def test_a_short_write_to_unbuffered_stdout_is_an_error(model_file, tmp_path, command):
+    """With PYTHONUNBUFFERED=1 a write() to standard output may write part of the data; the rest must not
+    be dropped silently (issue 18: exit 0 with 20,480 of 43,493 bytes written)."""
+    source = write_png("noise.png", noise_pixels(96, 96, 3))
+    if command == "decompress":
+        assert run("compress", "-m", model_file, source).exit_code == 0
+        source = Path("noise.png.bbc")
+    env = dict(environment(tmp_path), PYTHONUNBUFFERED="1")
+    whole = subprocess.run([sys.executable, "-m", "cli.main", command, "-q", "-m", str(model_file), "-c",
+                            str(source)], env=env, capture_output=True, timeout=300)
+    assert whole.returncode == 0 and len(whole.stdout) > 8192
+    with open("out", "wb") as out:
+        cut = subprocess.run([sys.executable, "-m", "cli.main", command, "-q", "-m", str(model_file), "-c",
+                              str(source)], env=env, stdout=out, stderr=subprocess.PIPE, text=True, timeout=300,
+                             preexec_fn=_limit_file_size(8192))
+    assert Path("out").stat().st_size == 8192
+    assert cut.returncode == 1 and cut.stderr.startswith("bbcodec: ") and len(cut.stderr.splitlines()) == 1
+    assert "standard output" in cut.stderr
+
+
+def test_write_all_waits_on_a_non_blocking_pipe():
+    from bbcodec.safeio import write_all
+
+    read_end, write_end = os.pipe()
+    os.set_blocking(write_end, False)
+    data = os.urandom(3 << 20)  # far more than a pipe holds
+    received = bytearray()
+
+    def drain():
+        while chunk := os.read(read_end, 1 << 16):
+            received.extend(chunk)
+            time.sleep(0.001)
+
+    import threading
+
+    reader = threading.Thread(target=drain)
+    reader.start()
+    try:
+        write_all(write_end, data)
+    finally:
+        os.close(write_end)
+        reader.join(60)
+        os.close(read_end)
+    assert bytes(received) == data
+
+
+def test_rm_that_cannot_remove_the_input_says_the_output_was_kept(model_file, monkeypatch):
+    """A read-only folder (simulated: root may remove anything) lets the output be written elsewhere but
+    keeps the input: the message says both, and the output is whole."""
+    source = write_png("a.png", noise_pixels(9, 7, 3))
+    real_unlink = Path.unlink
+
+    def unlink(self, missing_ok=False):
+        if self.name == "a.png":
+            raise PermissionError(13, "Permission denied", str(self))
+        return real_unlink(self, missing_ok=missing_ok)
+
+    monkeypatch.setattr(Path, "unlink", unlink)
+    result = run("compress", "--rm", "-m", model_file, source)
+    assert result.exit_code == 1 and len(result.stderr.splitlines()) == 1
+    assert "kept the new a.png.bbc" in result.stderr and "could not remove the input: Permission denied" in result.stderr
+    assert listing() == ["a.png", "a.png.bbc"]
+    monkeypatch.setattr(Path, "unlink", real_unlink)
+    assert run("test", "-m", model_file, "a.png.bbc").exit_code == 0
+
+
+def test_text_output_to_unbuffered_stdout_is_checked_too(model_file, tmp_path):
+    """``bbcodec info`` lines on an unbuffered standard output whose last write is short: an error, not
+    exit 0 with the end of the last line missing."""
+    source = write_png("a.png", noise_pixels(9, 7, 3))
+    assert run("compress", "-m", model_file, source).exit_code == 0
+    command = [sys.executable, "-m", "cli.main", "info", *["a.png.bbc"] * 40]
+    env = dict(environment(tmp_path), PYTHONUNBUFFERED="1")
+    whole = subprocess.run(command, env=env, capture_output=True, timeout=300)
+    assert whole.returncode == 0
+    with open("out", "wb") as out:
+        cut = subprocess.run(command, env=env, stdout=out, stderr=subprocess.PIPE, text=True, timeout=300,
+                             preexec_fn=_limit_file_size(len(whole.stdout) - 10))
+    assert Path("out").read_bytes() == whole.stdout[:-10]
+    assert cut.returncode == 1 and cut.stderr.splitlines()[-1].startswith("bbcodec: ")
+    assert "Traceback" not in cut.stderr and "Exception ignored" not in cut.stderr

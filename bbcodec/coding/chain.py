@@ -5,7 +5,10 @@ gets back were pushed by the first. The stack starts from seed words that
 both sides regenerate (:func:`bbcodec.coding.ans.seed_words`); the untouched
 part of the seed is not stored, so the stored payload is exactly what the
 images cost, initial bits included. The decoder pops the batches in reverse
-order and must end on the seed again.
+order and must end on the seed again. The encoder also records the stack's size
+after each batch (``stack_words``); a decoder that has them checks each batch
+against them, so that a damaged or forged payload is caught after one batch,
+not after all the work the header asks for.
 
 Accounting (all in bits):
 
@@ -33,6 +36,7 @@ class EncodedChain:
     untouched_seed_words: int    # seed words at the bottom of the stack, not stored
     seed_words: int = 0          # length of the seed both sides regenerate (from the batch shapes)
     stored_bits_after: list = field(default_factory=list)  # stored size after each batch, when tracked
+    stack_words: list | None = None  # the stack's size in words after each batch (checkpoints; None: unknown)
 
     @property
     def stored_bits(self) -> int:
@@ -73,15 +77,16 @@ def encode_steps(steps, coder: str = "bitswap", track: bool = False, progress=No
     encode, _ = CODERS[coder]
     seed = seed_words(_seed_length(steps))
     ans = AnsStack.seeded(seed)
-    sizes = []
+    sizes, stack_words = [], []
     for model, batch in steps:
         encode(ans, model, batch)
+        stack_words.append(ans.num_words())
         if progress:
             progress(len(batch))
         if track:
             sizes.append(WORD_BITS * len(split_seed(ans.words(), seed)[1]))
     untouched, payload = split_seed(ans.words(), seed)
-    return EncodedChain(payload, untouched, len(seed), sizes)
+    return EncodedChain(payload, untouched, len(seed), sizes, stack_words)
 
 
 def decode_steps(steps, encoded: EncodedChain, coder: str = "bitswap", progress=None) -> list:
@@ -89,18 +94,33 @@ def decode_steps(steps, encoded: EncodedChain, coder: str = "bitswap", progress=
     _, decode = CODERS[coder]
     seed = seed_words(_seed_length(steps))
     ans = AnsStack.from_payload(seed, encoded.untouched_seed_words, encoded.payload)
+    expected = _checkpoints(encoded, len(steps), len(seed), ans.num_words())
     batches = []
-    for model, shape in reversed(steps):
+    for index, (model, shape) in reversed(list(enumerate(steps))):
         batches.append(decode(ans, model, _latent_like(model, shape)))
         # The encoder's stack never reached below the untouched seed; a decoder that does
         # has run out of real data (damaged payload, or a header that claims a larger image).
         if ans.num_words() < encoded.untouched_seed_words:
             raise CorruptDataError("compressed data ends early: the file is corrupt or claims too large an image")
+        if expected is not None and ans.num_words() != expected[index]:
+            raise CorruptDataError(f"compressed data does not decode as it was coded (batch {index + 1} of "
+                                   f"{len(steps)} leaves the stack at another size): the file is damaged")
         if progress:
             progress(shape[0])
     if not np.array_equal(ans.words(), seed):
         raise CorruptDataError("decoded data does not end on the seed: the file is corrupt or the model differs")
     return batches[::-1]
+
+
+def _checkpoints(encoded: EncodedChain, batches: int, seed: int, start: int) -> list | None:
+    """The stack sizes the decoder must see after each batch, in decoding terms: entry i is the size
+    before batch i was pushed (the seed before the first). Checked against the payload before any work."""
+    if encoded.stack_words is None:
+        return None
+    sizes = [int(v) for v in encoded.stack_words]
+    if len(sizes) != batches or sizes[-1] != start:
+        raise CorruptDataError("corrupt .bbc file (the stack checkpoints do not fit the payload or the image)")
+    return [seed] + sizes[:-1]
 
 
 def check_codable(model, image_shape) -> None:

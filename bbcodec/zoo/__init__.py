@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import functools
 import os
-import shutil
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
 from bbcodec.errors import BBCodecError
 from bbcodec.models.export import MAX_MODEL_BYTES, model_from_bytes, model_hash
+from bbcodec.safeio import read_regular, write_all
 
 DEFAULT_MODEL = "default"
 SUFFIX = ".safetensors"
@@ -57,11 +57,10 @@ def _load_bytes(data: bytes):
 
 
 def _read(location) -> bytes:
-    """A model file's bytes, refusing one too large to be a model before reading it."""
-    try:
-        size = location.stat().st_size if isinstance(location, Path) else None
-        if size is not None and size > MAX_MODEL_BYTES:
-            raise BBCodecError(f"model file {location} too large ({size} bytes, the limit is {MAX_MODEL_BYTES})")
+    """A model file's bytes: only a regular file, refused once it is larger than a model can be."""
+    if isinstance(location, Path):
+        return read_regular(location, MAX_MODEL_BYTES, "model file")
+    try:  # a package resource that is not on the file system (a zip)
         return location.read_bytes()
     except OSError as error:
         raise BBCodecError(f"cannot read model file {location}: {error.strerror or error}") from None
@@ -87,9 +86,9 @@ def installed() -> list[ModelEntry]:
 def locate(spec: str):
     """The file of a model name or a model file path (a path or a package resource), or None for neither."""
     if spec.endswith(SUFFIX) or "/" in spec or os.sep in spec:
-        if not Path(spec).is_file():
+        if not os.path.exists(spec):
             raise BBCodecError(f"model file {spec} not found")
-        return Path(spec)
+        return Path(spec)  # anything but a regular file is refused when it is read
     return next((location for name, location, _ in _model_files() if name == spec), None)
 
 
@@ -125,9 +124,10 @@ def add(path, name: str | None = None) -> ModelEntry:
     folder = user_model_dir()
     folder.mkdir(parents=True, exist_ok=True)
     target = folder / (name + SUFFIX)
-    if target.exists() and target.read_bytes() != data:
+    if os.path.lexists(target) and _read(target) != data:
         raise BBCodecError(f"a different model named {name!r} is already installed at {target}")
     tmp = target.with_name(target.name + ".tmp")
-    shutil.copyfile(path, tmp)
+    with open(tmp, "wb") as out:  # the bytes checked above, not the file again: it may have changed
+        write_all(out, data)
     tmp.replace(target)
     return ModelEntry(name, digest, str(target), False)

@@ -1,0 +1,69 @@
+"""Low-level reads and writes that cannot lose data silently.
+
+:func:`write_all` writes every byte to a file descriptor or raises: an
+unbuffered or non-blocking stream (``PYTHONUNBUFFERED=1``, a non-blocking
+pipe) may accept only part of a ``write()``, and a full disk shows itself
+first as such a short write. :func:`read_regular` reads only a regular file,
+at most a given number of bytes, without ever blocking on a FIFO or reading a
+device such as ``/dev/zero`` without end.
+"""
+from __future__ import annotations
+
+import os
+import select
+import stat
+
+from bbcodec.errors import BBCodecError
+
+CHUNK = 1 << 20  # bytes per write() call: a bounded copy of the data at a time
+
+
+def write_all(target, data) -> None:
+    """Write all of ``data`` to ``target``, a file descriptor or a binary file object, resuming after short
+    writes and waiting while a non-blocking descriptor is full; an error (a full disk, a closed pipe)
+    raises OSError."""
+    view = memoryview(data).cast("B")
+    while view:
+        try:
+            written = os.write(target, view[:CHUNK]) if isinstance(target, int) else target.write(view[:CHUNK])
+        except BlockingIOError:
+            written = None
+        if written is None:  # a full non-blocking descriptor: wait until it takes more
+            select.select([], [target], [])
+            continue
+        if written <= 0:  # no progress and no error: not expected of a file or pipe, but never loop on it
+            raise OSError(f"write() wrote nothing ({len(view)} bytes left)")
+        view = view[written:]
+    if not isinstance(target, int):
+        target.flush()
+
+
+def read_regular(path, limit: int, what: str = "file") -> bytes:
+    """The bytes of the regular file ``path`` (links followed), refusing anything else or more than
+    ``limit`` bytes (checked while reading, as a file may grow); BBCodecError with one line."""
+    try:
+        handle = os.open(path, os.O_RDONLY | os.O_NONBLOCK)  # a FIFO would block until a writer came
+    except OSError as error:
+        raise BBCodecError(f"cannot read {what} {path}: {error.strerror or error}") from None
+    try:
+        _check_regular(os.fstat(handle), path, limit, what)
+    except BaseException:
+        os.close(handle)
+        raise
+    with open(handle, "rb") as file:
+        try:
+            data = file.read(limit + 1)
+        except OSError as error:
+            raise BBCodecError(f"cannot read {what} {path}: {error.strerror or error}") from None
+    if len(data) > limit:
+        raise BBCodecError(f"{what} {path} too large (more than {limit} bytes)")
+    return data
+
+
+def _check_regular(info: os.stat_result, path, limit: int, what: str) -> None:
+    if stat.S_ISDIR(info.st_mode):
+        raise BBCodecError(f"cannot read {what} {path}: it is a directory")
+    if not stat.S_ISREG(info.st_mode):
+        raise BBCodecError(f"cannot read {what} {path}: not a regular file (a device, pipe or socket)")
+    if info.st_size > limit:
+        raise BBCodecError(f"{what} {path} too large ({info.st_size} bytes, the limit is {limit})")
