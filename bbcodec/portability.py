@@ -16,8 +16,6 @@ import os
 import platform
 from functools import lru_cache
 
-import torch
-
 # Environment settings that change which float kernels run (and so their last bits) on the same CPU.
 KERNEL_SETTINGS = ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA", "MKL_ENABLE_INSTRUCTIONS", "MKL_CBWR")
 
@@ -42,6 +40,8 @@ def float_platform(device) -> str:
     Two machines that give the same string run the same float kernels (as far
     as this process can tell); a file made on one decodes on the other.
     """
+    import torch  # here, so that reading a header (bbcodec info) needs no torch
+
     device = torch.device(device)
     if device.type == "cuda":
         where = f"cuda {torch.cuda.get_device_name(device)}"

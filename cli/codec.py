@@ -1,4 +1,4 @@
-"""``bbcodec compress``, ``decompress``, ``info`` and ``test``: thin layers over :mod:`bbcodec.api`.
+"""``bbcodec compress``, ``decompress`` and ``test``: thin layers over :mod:`bbcodec.api` (``info``: :mod:`cli.info`).
 
 Conventions are zstd's and xz's: ``compress FILE`` writes ``FILE.bbc`` and
 keeps ``FILE`` (``--rm`` removes it once the output is safely on disk);
@@ -18,7 +18,6 @@ process ends.
 """
 from __future__ import annotations
 
-import contextlib
 import io
 import sys
 from pathlib import Path
@@ -31,9 +30,9 @@ from bbcodec import api, container, imageio
 from bbcodec.coding.bitsback import CODERS
 from bbcodec.coding.image import CoderSettings
 from bbcodec.errors import BBCodecError
-from bbcodec.portability import float_platform, where_it_decodes
-from cli.common import (DEVICES, CLIError, debugging, error_message, interruptible, resolve_device_option,
-                        resolve_model_option, shown_name)
+from bbcodec.portability import float_platform
+from cli.common import DEVICES, CLIError, error_message, resolve_device_option, resolve_model_option, shown_name
+from cli.each import bars_wanted, run_each
 from cli.files import (STDIO, SUFFIX, check_stdout, check_target, input_stat, read_input, verify_written,
                        write_output)
 
@@ -54,11 +53,6 @@ def _check_outputs(files, output, to_stdout, force):
     if to_stdout or (STDIO in files and not output):
         check_stdout(force)
     return output, to_stdout
-
-
-def _bars_wanted(quiet: bool) -> bool:
-    """Progress bars go to stderr, and only when it is a terminal."""
-    return not quiet and sys.stderr.isatty()
 
 
 class _TileBar:
@@ -84,34 +78,6 @@ class _TileBar:
         if self.bar is not None:
             self.bar.close()
             self.bar = None
-
-
-def _run_each(files, action, verbose, quiet, label, tiles: _TileBar | None = None, no_limits: bool = False):
-    """Run ``action(name)`` for each file; report errors one line each; exit 1 if any failed.
-
-    A termination signal stops the run after cleaning up (:func:`cli.common.interruptible`)."""
-    failed = 0
-    bar = tqdm(files, desc=label, unit="file", file=sys.stderr, disable=len(files) < 2 or not _bars_wanted(quiet))
-    with interruptible(), (container.limits_lifted() if no_limits else contextlib.nullcontext()):
-        for name in bar:
-            try:
-                message = action(name)
-                if verbose and message:
-                    tqdm.write(message, file=sys.stderr)
-            except Exception as error:  # every failure is one line; the next file is still processed
-                if debugging():
-                    raise
-                failed += 1
-                text = error_message(error)
-                if isinstance(error, container.WorkLimitError):
-                    text += " (--no-limits decodes it if you trust the file)"
-                tqdm.write(f"bbcodec: {shown_name(name)}: {text}", file=sys.stderr)
-            finally:
-                if tiles is not None:
-                    tiles.close()
-        bar.close()
-    if failed:
-        sys.exit(1)
 
 
 common_output = [
@@ -189,7 +155,7 @@ def compress(files, output, to_stdout, force, remove, verbose, quiet, device, mo
                              arithmetic=arithmetic)
     device = resolve_device_option(device)
     model = resolve_model_option(model, required=True)
-    tiles = _TileBar(_bars_wanted(quiet), nested=len(files) > 1)
+    tiles = _TileBar(bars_wanted(quiet), nested=len(files) > 1)
 
     def one(name):
         target = _target(name, output, to_stdout, lambda: name + SUFFIX)
@@ -217,7 +183,7 @@ def compress(files, output, to_stdout, force, remove, verbose, quiet, device, mo
         return (f"{shown_name(name)}: {len(raw)} -> {len(data)} bytes, {8 * len(data) / image.pixels.size:.3f} "
                 f"bits/sub-pixel ({method})" + ("" if target == STDIO else f" -> {shown_name(target)}"))
 
-    _run_each(files, one, verbose, quiet, "compress", tiles)
+    run_each(files, one, verbose, quiet, "compress", tiles)
 
 
 def _tile_total(height: int, width: int, channels: int, tile: int) -> int:
@@ -285,7 +251,7 @@ def decompress(files, output, to_stdout, force, remove, verbose, quiet, device, 
     output, to_stdout = _check_outputs(files, output, to_stdout, force)
     device = resolve_device_option(device)
     model = resolve_model_option(model, required=False)
-    tiles = _TileBar(_bars_wanted(quiet), nested=len(files) > 1)
+    tiles = _TileBar(bars_wanted(quiet), nested=len(files) > 1)
 
     def one(name):
         if not (to_stdout or output or name == STDIO or name.endswith(SUFFIX)):
@@ -305,45 +271,7 @@ def decompress(files, output, to_stdout, force, remove, verbose, quiet, device, 
         shown = "stdout" if target == STDIO else shown_name(target)
         return f"{shown_name(name)}: {image.width}x{image.height} {image.mode} -> {shown} ({fmt})"
 
-    _run_each(files, one, verbose, quiet, "decompress", tiles, no_limits)
-
-
-def _describe(name: str, data: bytes, header: dict) -> str:
-    """One line from a header whose fields are checked only by the decoder: print what is there, shortened."""
-    def number(key):
-        value = header.get(key)
-        return value if isinstance(value, int) and not isinstance(value, bool) and 0 < value < 1 << 40 else None
-
-    def text(value, limit: int = 24) -> str:
-        value = " ".join(str(value).split())
-        return value if len(value) <= limit else value[: limit - 1] + "…"
-
-    width, height, channels = number("width"), number("height"), number("channels")
-    size = f"{width}x{height}" if width and height else "?x?"
-    rate = (f"{8 * len(data) / (width * height * channels):.3f} bits/sub-pixel"
-            if width and height and channels else "? bits/sub-pixel")
-    coder = header.get("coder")
-    coder = coder.get("coder") if isinstance(coder, dict) else None
-    model = header.get("model")
-    line = (f"{name}: {size} {text(header.get('mode', '?'))}, {len(data)} bytes, {rate}, "
-            f"method {text(header.get('method', '?'))}, coder {text(coder or '-')}, "
-            f"model {text(model[:16], 16) if isinstance(model, str) else '?'}, "
-            f"decodes on {text(where_it_decodes(header), 120)}")
-    return " ".join(line.split())  # one line, whatever strings a damaged header holds
-
-
-@click.command()
-@click.argument("files", nargs=-1, required=True)
-def info(files):
-    """Show the header of .bbc FILES without decoding them: size, mode, rate, method, model, where it decodes."""
-    if list(files).count(STDIO) > 1:
-        raise click.UsageError("standard input ('-') can be read only once")
-
-    def one(name):
-        data = read_input(name)
-        click.echo(_describe(shown_name(name), data, api.info(data)))
-
-    _run_each(files, one, False, True, "info")
+    run_each(files, one, verbose, quiet, "decompress", tiles, no_limits)
 
 
 @click.command("test")
@@ -358,7 +286,7 @@ def test_command(files, model, device, quiet, no_limits):
         raise click.UsageError("standard input ('-') can be read only once")
     device = resolve_device_option(device)
     model = resolve_model_option(model, required=False)
-    tiles = _TileBar(_bars_wanted(quiet), nested=len(files) > 1)
+    tiles = _TileBar(bars_wanted(quiet), nested=len(files) > 1)
 
     def one(name):
         data = read_input(name)
@@ -367,4 +295,4 @@ def test_command(files, model, device, quiet, no_limits):
         if not quiet:
             tqdm.write(f"{shown_name(name)}: OK", file=sys.stdout)
 
-    _run_each(files, one, False, quiet, "test", tiles, no_limits)
+    run_each(files, one, False, quiet, "test", tiles, no_limits)

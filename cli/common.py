@@ -29,7 +29,6 @@ from pathlib import Path
 
 import click
 
-from bbcodec import zoo
 from bbcodec.errors import BBCodecError
 from cli.signals import die_by
 
@@ -253,6 +252,8 @@ def resolve_model_option(spec: str | None, required: bool) -> str | None:
     """
     if spec is None and not required:
         return None
+    from bbcodec import zoo  # here: the commands that need no model start without torch
+
     spec = spec or zoo.DEFAULT_MODEL
     if ("/" in spec or os.sep in spec) and not spec.endswith(zoo.SUFFIX) and Path(spec).is_file():
         raise CLIError(f"model file {spec}: model files end in {zoo.SUFFIX}")

@@ -1,24 +1,55 @@
-"""Entry point of the ``bbcodec`` command: one thin subcommand per library function."""
+"""Entry point of the ``bbcodec`` command: one thin subcommand per library function.
+
+A subcommand's module is imported only when that subcommand runs, so that
+``bbcodec --help``, ``bbcodec info`` and ``bbcodec models`` start without
+importing torch (which takes seconds); ``bbcodec --help`` lists the
+subcommands from :data:`COMMANDS`.
+"""
 from cli.signals import interrupted_while_starting
 
-with interrupted_while_starting():  # importing torch takes seconds: a Ctrl-C then is reported as later
+with interrupted_while_starting():  # a Ctrl-C while importing is reported as later
+    import importlib
+
     import click
 
-    from cli.bench import bench
-    from cli.codec import compress, decompress, info, test_command
     from cli.common import Command
-    from cli.models import models
-    from cli.train import export_command, train_command
+
+COMMANDS = {
+    # name: (module, attribute, the line `bbcodec --help` shows)
+    "compress": ("cli.codec", "compress", "Compress image FILES to FILE.bbc (keeps the inputs)."),
+    "decompress": ("cli.codec", "decompress", "Restore FILES (.bbc) to images with their name, format and pixels."),
+    "info": ("cli.info", "info", "Show the header of .bbc FILES without decoding them."),
+    "test": ("cli.codec", "test_command", "Decode .bbc FILES fully and verify their checksums; writes nothing."),
+    "models": ("cli.models", "models", "List the installed models, or install one."),
+    "train": ("cli.train", "train_command", "Train a codec model on images and export it."),
+    "export": ("cli.train", "export_command", "Export a training checkpoint as a codec model file."),
+    "bench": ("cli.bench", "bench", "Measure bbcodec beside the classical lossless codecs, with real files."),
+}
 
 
-@click.group(cls=Command, context_settings={"help_option_names": ["-h", "--help"]})
+class LazyCommands(Command):
+    """The ``bbcodec`` group with its subcommands imported on first use."""
+
+    def list_commands(self, ctx):
+        return list(COMMANDS)
+
+    def get_command(self, ctx, name):
+        if name not in COMMANDS:
+            return None
+        module, attribute, _ = COMMANDS[name]
+        with interrupted_while_starting():
+            return getattr(importlib.import_module(module), attribute)
+
+    def format_commands(self, ctx, formatter):
+        with formatter.section("Commands"):
+            formatter.write_dl([(name, summary) for name, (_, _, summary) in COMMANDS.items()])
+
+
+@click.group(cls=LazyCommands, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="bbcodec")
 def main():
     """Lossless image compression with binarized hierarchical VAEs and bits-back ANS."""
 
-
-for command in (compress, decompress, info, test_command, models, train_command, export_command, bench):
-    main.add_command(command)
 
 if __name__ == "__main__":
     main()

@@ -803,3 +803,21 @@ def test_python_dash_m_bbcodec_runs_the_command():
     done = subprocess.run([sys.executable, "-m", "bbcodec", "info", str(GOLDEN / "zoo" / "464be377d5f2.bbc")],
                           capture_output=True, text=True, timeout=120, check=False)
     assert done.returncode == 0 and "64x64 RGB" in done.stdout and "decodes on any machine" in done.stdout
+
+
+NO_TORCH = """
+import sys
+from cli.main import main
+try:
+    main(sys.argv[1:])
+finally:
+    assert "torch" not in sys.modules, "torch was imported"
+"""
+
+
+@pytest.mark.parametrize("args", [["--help"], ["info", str(GOLDEN / "zoo" / "464be377d5f2.bbc")]], ids=["help", "info"])
+def test_commands_that_need_no_network_start_without_torch(args):
+    """Importing torch costs about 2 s of CPU: `bbcodec --help` and `bbcodec info` do without it."""
+    done = subprocess.run([sys.executable, "-c", NO_TORCH, *args], capture_output=True, text=True, timeout=120,
+                          env=dict(os.environ, PYTHONPATH=str(ROOT)))
+    assert done.returncode == 0 and "torch was imported" not in done.stderr, done.stderr
