@@ -435,10 +435,10 @@ def decode_like_the_cli(data: bytes) -> str:
     """What ``bbcodec info`` and ``bbcodec decompress -c`` do with the bytes; returns the format written."""
     from bbcodec import api, imageio
     from bbcodec.errors import BBCodecError
-    from cli.codec import _describe
+    from cli.info import describe
 
     try:
-        _describe("x", data, api.info(data))
+        describe("x", data, api.info(data))
     except BBCodecError:
         pass
     image = api.decompress(data)

@@ -10,7 +10,7 @@ from cli.each import run_each
 from cli.files import STDIO, read_input
 
 
-def _describe(name: str, data: bytes, header: dict) -> str:
+def describe(name: str, data: bytes, header: dict) -> str:
     """One line from a header whose fields are checked only by the decoder: print what is there, shortened."""
     def number(key):
         value = header.get(key)
@@ -43,6 +43,6 @@ def info(files):
 
     def one(name):
         data = read_input(name)
-        click.echo(_describe(shown_name(name), data, container.read_header(data)[0]))
+        click.echo(describe(shown_name(name), data, container.read_header(data)[0]))
 
     run_each(files, one, False, True, "info")
