@@ -19,7 +19,21 @@ from functools import lru_cache
 # Environment settings that change which float kernels run (and so their last bits) on the same CPU.
 KERNEL_SETTINGS = ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA", "MKL_ENABLE_INSTRUCTIONS", "MKL_CBWR")
 
+STAND_INS = ("none", "ATEN_CPU_CAPABILITY=default", "ONEDNN_MAX_CPU_ISA=SSE41", "MKL_ENABLE_INSTRUCTIONS=SSE4_2")
+"""Settings that make torch, oneDNN or MKL run other float kernels on this machine: stand-ins for other CPUs
+(each changes the bytes of a float-arithmetic file; ``tests/test_portability.py``, ``bench/portability.py``)."""
+
 PORTABLE = "exact"
+
+
+def environment_with(stand_in: str) -> dict[str, str]:
+    """This process's environment without any kernel setting, plus ``stand_in`` (one of :data:`STAND_INS`),
+    for a child process."""
+    env = {name: value for name, value in os.environ.items() if name not in KERNEL_SETTINGS}
+    if stand_in != "none":
+        name, value = stand_in.split("=", 1)
+        env[name] = value
+    return env
 
 
 @lru_cache(maxsize=None)

@@ -37,17 +37,13 @@ from pathlib import Path
 
 import numpy as np
 
+from bbcodec.portability import STAND_INS, environment_with
+
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "data"
 RESULTS = ROOT / "bench" / "results"
 MNIST_TEST = SHARED / "mnist" / "t10k-images-idx3-ubyte.gz"
 
-SETTINGS = {
-    "none": {},
-    "ATEN_CPU_CAPABILITY=default": {"ATEN_CPU_CAPABILITY": "default"},
-    "ONEDNN_MAX_CPU_ISA=SSE41": {"ONEDNN_MAX_CPU_ISA": "SSE41"},
-    "MKL_ENABLE_INSTRUCTIONS=SSE4_2": {"MKL_ENABLE_INSTRUCTIONS": "SSE4_2"},
-}
 THREADS = (1, 2)
 ARITHMETICS = ("exact", "float")
 
@@ -114,9 +110,8 @@ def decode_worker(paths: list[Path]) -> None:
 
 
 def _run(args: list[str], setting: str) -> list[dict]:
-    env = {k: v for k, v in os.environ.items() if k not in {n for s in SETTINGS.values() for n in s}}
-    env.update(SETTINGS[setting])
-    done = subprocess.run([sys.executable, __file__, *args], env=env, capture_output=True, text=True, check=False)
+    done = subprocess.run([sys.executable, __file__, *args], env=environment_with(setting), capture_output=True,
+                          text=True, check=False)
     if done.returncode:
         raise SystemExit(f"{' '.join(args)} under {setting} failed:\n{done.stderr}")
     return [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
@@ -127,7 +122,7 @@ def files_benchmark(work: Path) -> dict:
     """Encode under every setting and thread count; decode every distinct file under every setting."""
     made = {}   # (setting, threads) -> folder
     seconds = {}
-    for setting in SETTINGS:
+    for setting in STAND_INS:
         for threads in THREADS:
             folder = work / f"{setting.replace('=', '-')}-{threads}"
             folder.mkdir(parents=True)
@@ -136,7 +131,7 @@ def files_benchmark(work: Path) -> dict:
             made[setting, threads] = folder
             print(f"encoded under {setting}, {threads} thread(s)", file=sys.stderr)
     models = sorted({key.split()[0] for key in seconds})
-    result = {"settings": list(SETTINGS), "threads": list(THREADS), "models": {}}
+    result = {"settings": list(STAND_INS), "threads": list(THREADS), "models": {}}
     to_decode = {}
     for model in models:
         entry = result["models"][model] = {}
@@ -153,7 +148,7 @@ def files_benchmark(work: Path) -> dict:
             }
             to_decode.setdefault(arithmetic, []).extend((model, where, path) for where, path in distinct.values())
     for arithmetic, items in to_decode.items():
-        for setting in SETTINGS:
+        for setting in STAND_INS:
             lines = _run(["decode-worker", *(str(path) for _, _, path in items)], setting)
             for (model, where, _), line in zip(items, lines):
                 result["models"][model][arithmetic].setdefault("decoded", []).append(
@@ -197,8 +192,6 @@ def chain_benchmark(limit: int) -> dict:
 
 def _environment() -> dict:
     import platform
-
-    import torch
 
     from bbcodec.portability import float_platform
 

@@ -15,7 +15,7 @@ from tqdm import tqdm
 
 from bbcodec import benchmark, zoo
 from bbcodec.coding.bitsback import CODERS
-from bbcodec.coding.image import CoderSettings
+from bbcodec.coding.image import ARITHMETIC, CoderSettings
 from cli.common import DEVICES, CLIError, fail_cleanly, resolve_device_option, resolve_model_option
 
 CODEC_HELP = ("classical codecs, comma-separated, from: " + ", ".join(benchmark.ALL_KEYS)
@@ -34,7 +34,7 @@ CODEC_HELP = ("classical codecs, comma-separated, from: " + ", ".join(benchmark.
 @click.option("--npz-key", help="array in .npz files [default: test_x, or the only one]")
 @click.option("--coder", type=click.Choice(sorted(CODERS)), default="bitswap", show_default=True)
 @click.option("--tile", type=click.IntRange(8, 1024), default=CoderSettings().tile, show_default=True)
-@click.option("--arithmetic", type=click.Choice(["auto", "exact", "float"]), default="auto", show_default=True,
+@click.option("--arithmetic", type=click.Choice(["auto", *ARITHMETIC]), default="auto", show_default=True,
               help="how the network computes the coder's probabilities (as for compress)")
 @click.option("--device", type=click.Choice(DEVICES), default="cpu", show_default=True)
 @click.option("--threads", type=click.IntRange(0), default=0, help="torch CPU threads (0: torch's default)")

@@ -28,7 +28,7 @@ from tqdm import tqdm
 
 from bbcodec import api, container, imageio
 from bbcodec.coding.bitsback import CODERS
-from bbcodec.coding.image import CoderSettings
+from bbcodec.coding.image import ARITHMETIC, CoderSettings
 from bbcodec.errors import BBCodecError
 from bbcodec.portability import float_platform
 from cli.common import DEVICES, CLIError, error_message, resolve_device_option, resolve_model_option, shown_name
@@ -136,7 +136,7 @@ no_limits_option = click.option("--no-limits", is_flag=True,
 @click.option("-m", "--model", default=None, help="model name, .safetensors file or hash (default: the shipped model)")
 @click.option("--coder", type=click.Choice(sorted(CODERS)), default="bitswap", show_default=True)
 @click.option("--tile", type=click.IntRange(8, 1024), default=CoderSettings.tile, show_default=True)
-@click.option("--arithmetic", type=click.Choice(["auto", "exact", "float"]), default="auto", show_default=True,
+@click.option("--arithmetic", type=click.Choice(["auto", *ARITHMETIC]), default="auto", show_default=True,
               help="exact (auto): integer networks, the file decodes on any machine; float: faster, but the "
                    "file decodes only on the same kind of machine (CPU, kernels, torch version)")
 @click.option("--strip-metadata", is_flag=True, help="drop ICC profile, EXIF and text chunks (transparency is kept)")

@@ -30,7 +30,7 @@ def describe(name: str, data: bytes, header: dict) -> str:
     line = (f"{name}: {size} {text(header.get('mode', '?'))}, {len(data)} bytes, {rate}, "
             f"method {text(header.get('method', '?'))}, coder {text(coder or '-')}, "
             f"model {text(model[:16], 16) if isinstance(model, str) else '?'}, "
-            f"decodes on {text(where_it_decodes(header), 120)}")
+            f"decodes on {text(where_it_decodes(header), 240)}")
     return " ".join(line.split())  # one line, whatever strings a damaged header holds
 
 

@@ -10,7 +10,6 @@ byte for byte, and decode here.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 
@@ -20,12 +19,10 @@ import torch
 
 import bbcodec
 from bbcodec import container, imageio
+from bbcodec.portability import STAND_INS, environment_with
 from conftest import REPO_ROOT
 from fixtures.samples import binary_pixels
 
-KERNEL_SETTINGS = {"none": {}, "ATEN_CPU_CAPABILITY=default": {"ATEN_CPU_CAPABILITY": "default"},
-                   "ONEDNN_MAX_CPU_ISA=SSE41": {"ONEDNN_MAX_CPU_ISA": "SSE41"},
-                   "MKL_ENABLE_INSTRUCTIONS=SSE4_2": {"MKL_ENABLE_INSTRUCTIONS": "SSE4_2"}}
 MODELS = {"logistic": str(REPO_ROOT / "tests" / "golden" / "tiny.safetensors"), "laplace": "default"}
 """Two models and the image each codes below its raw size: random binary pixels for the untrained tiny
 model, a photo crop for the trained default."""
@@ -33,22 +30,22 @@ model, a photo crop for the trained default."""
 COMPRESS = """
 import sys, json, numpy as np, torch
 import bbcodec
-from bbcodec import container, imageio
+from bbcodec import imageio
 from bbcodec.coding.image import CoderSettings
 torch.set_num_threads(int(sys.argv[1]))
-images = np.load(sys.argv[2])
+images, settings = np.load(sys.argv[2]), CoderSettings(tile=16, arithmetic=sys.argv[4])
 out = {}
 for name, model in json.loads(sys.argv[3]).items():
-    out[name] = bbcodec.compress(imageio.Image(images[name], "RGB"), model=model, settings=CoderSettings(tile=16)).hex()
+    out[name] = bbcodec.compress(imageio.Image(images[name], "RGB"), model=model, settings=settings).hex()
 print(json.dumps(out))
 """
 
 
-def compress_under(setting: str, threads: int, pixels_path) -> dict[str, bytes]:
-    env = {k: v for k, v in os.environ.items() if k not in {n for s in KERNEL_SETTINGS.values() for n in s}}
-    env.update(KERNEL_SETTINGS[setting], PYTHONPATH=str(REPO_ROOT))
-    done = subprocess.run([sys.executable, "-c", COMPRESS, str(threads), str(pixels_path), json.dumps(MODELS)],
-                          env=env, capture_output=True, text=True, timeout=300, check=False)
+def compress_under(stand_in: str, threads: int, images_path, models=MODELS, arithmetic="auto") -> dict[str, bytes]:
+    """Each model's .bbc bytes of its image, compressed in a fresh process under ``stand_in``."""
+    done = subprocess.run([sys.executable, "-c", COMPRESS, str(threads), str(images_path), json.dumps(models),
+                           arithmetic], env=dict(environment_with(stand_in), PYTHONPATH=str(REPO_ROOT)),
+                          capture_output=True, text=True, timeout=300, check=False)
     assert done.returncode == 0, done.stderr
     return {name: bytes.fromhex(data) for name, data in json.loads(done.stdout.splitlines()[-1]).items()}
 
@@ -61,7 +58,7 @@ def images() -> dict[str, np.ndarray]:
 def test_exact_files_made_under_other_kernels_are_identical_and_decode_here(tmp_path):
     np.savez(tmp_path / "images.npz", **images())
     made = {(setting, threads): compress_under(setting, threads, tmp_path / "images.npz")
-            for setting, threads in [(s, 1) for s in KERNEL_SETTINGS] + [("none", 2)]}
+            for setting, threads in [(s, 1) for s in STAND_INS] + [("none", 2)]}
     for name, model in MODELS.items():
         files = {key: files[name] for key, files in made.items()}
         first = files["none", 1]
@@ -74,16 +71,8 @@ def test_exact_files_made_under_other_kernels_are_identical_and_decode_here(tmp_
 @pytest.mark.parametrize("setting", ["ATEN_CPU_CAPABILITY=default"])
 def test_the_stand_in_really_changes_float_files(tmp_path, setting):
     """The control: without it the test above could pass on settings that change nothing."""
-    code = COMPRESS.replace("CoderSettings(tile=16)", "CoderSettings(tile=16, arithmetic='float')")
     np.savez(tmp_path / "images.npz", **images())
-    payloads = []
-    for chosen in ("none", setting):
-        env = {k: v for k, v in os.environ.items() if k not in KERNEL_SETTINGS[setting]}
-        env.update(KERNEL_SETTINGS[chosen], PYTHONPATH=str(REPO_ROOT))
-        done = subprocess.run([sys.executable, "-c", code, "1", str(tmp_path / "images.npz"),
-                               json.dumps({"laplace": "default"})], env=env, capture_output=True, text=True,
-                              timeout=300, check=False)
-        assert done.returncode == 0, done.stderr
-        data = bytes.fromhex(json.loads(done.stdout.splitlines()[-1])["laplace"])
-        payloads.append(container.from_bytes(data).sections["payload"])
+    payloads = [container.from_bytes(compress_under(chosen, 1, tmp_path / "images.npz", {"laplace": "default"},
+                                                    "float")["laplace"]).sections["payload"]
+                for chosen in ("none", setting)]
     assert payloads[0] != payloads[1]
