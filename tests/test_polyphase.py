@@ -14,7 +14,8 @@ from bbcodec.coding.image import CoderSettings, decode_image, encode_image
 from bbcodec.errors import BBCodecError
 from bbcodec.models import family
 from bbcodec.models.export import load_model, model_to_bytes, save_model
-from bbcodec.models.polyphase_vae import PHASES, PolyphaseConfig, PolyphaseVAE, join_phases, split_phases
+from bbcodec.models.polyphase_vae import (PHASES, PolyphaseConfig, PolyphaseVAE, coding_steps, join_phases,
+                                          split_phases)
 from bbcodec.models.presets import preset
 from fixtures.samples import binary_pixels
 from roundtrip import check_roundtrip
@@ -22,6 +23,7 @@ from roundtrip import check_roundtrip
 CONFIG = PolyphaseConfig(hidden_channels=16, latent_channels=4, latent_layers=2, blocks_per_net=1, stride=4,
                          pixel_distribution="laplace", channel_coupling=True, feature_channels=8,
                          context_channels=16, context_blocks=1)
+TWO_LEVELS = CONFIG.replace(levels=2)
 
 
 def make_polyphase(seed: int = 0, config: PolyphaseConfig = CONFIG) -> PolyphaseVAE:
@@ -69,25 +71,42 @@ def test_phases_split_and_join_are_inverse_and_follow_the_documented_order():
         assert torch.equal(phase, x[:, :, k // 2::2, k % 2::2])
 
 
-def test_each_phase_depends_on_the_earlier_phases_and_never_on_its_own_or_later_ones(model):
+def step_map(levels: int, height: int, width: int) -> torch.Tensor:
+    """The coding step of each pixel of a height x width image (multiples of 2**levels)."""
+    image = torch.zeros(1, 1, height >> levels, width >> levels, dtype=torch.long)
+    for level in range(levels, 0, -1):
+        first = 1 + 3 * (levels - level)
+        image = join_phases([image] + [torch.full_like(image, first + k) for k in range(3)])
+    return image[0, 0]
+
+
+def test_the_steps_go_from_the_coarsest_image_to_the_finest_phases():
+    assert coding_steps(1) == [(1, 0), (1, 1), (1, 2), (1, 3)]
+    assert coding_steps(2) == [(2, 0), (2, 1), (2, 2), (2, 3), (1, 1), (1, 2), (1, 3)]
+    steps = step_map(2, 8, 8)
+    assert steps[0::4, 0::4].eq(0).all() and steps[1::2, 1::2].eq(6).all() and steps[2::4, 2::4].eq(3).all()
+
+
+@pytest.mark.parametrize("levels", [1, 2])
+def test_each_step_depends_on_the_earlier_steps_and_never_on_its_own_or_later_ones(levels):
+    model = make_polyphase(config=CONFIG.replace(levels=levels))
     x = as_batch(smooth_pixels(16, 16))
     dist = likelihood(model, x)
-    base = split_phases(dist.log_prob(x))
-    for changed in range(PHASES):
-        phases = split_phases(x.clone())
-        phases[changed][:, :, 3, 4] = 255 - phases[changed][:, :, 3, 4]  # one pixel of one phase
-        after = split_phases(dist.log_prob(join_phases(phases)))
-        for k in range(PHASES):
-            moved = (after[k] != base[k]).any(dim=1)
-            if k < changed:
-                assert not moved.any(), f"phase {k} depends on phase {changed}"
-            elif k == changed:  # only the changed pixel's own probability, nothing else of its phase
-                assert moved.nonzero().tolist() == [[0, 3, 4]], f"phase {k} depends on itself"
-            else:
-                assert moved.any(), f"phase {k} ignores phase {changed}"
+    base = dist.log_prob(x)
+    steps = step_map(levels, 16, 16)
+    for changed in range(len(coding_steps(levels))):
+        row, column = (steps == changed).nonzero()[len(steps) // 2].tolist()   # one pixel of that step
+        other = x.clone()
+        other[:, :, row, column] = 255 - other[:, :, row, column]
+        moved = (dist.log_prob(other) != base).any(dim=1)[0]
+        assert not (moved & (steps < changed)).any(), f"an earlier step depends on step {changed}"
+        assert (moved & (steps == changed)).nonzero().tolist() == [[row, column]], f"step {changed} sees itself"
+        assert changed == steps.max() or (moved & (steps > changed)).any(), f"later steps ignore step {changed}"
 
 
-def test_pixels_outside_the_crop_do_not_change_the_coded_likelihood(model):
+@pytest.mark.parametrize("levels", [1, 2])
+def test_pixels_outside_the_crop_do_not_change_the_coded_likelihood(model, levels):
+    model = model if levels == 1 else make_polyphase(config=TWO_LEVELS)
     x = as_batch(smooth_pixels(16, 16))
     dist = likelihood(model, x).crop(slice(0, 3), 13, 11)
     other = x.clone()
@@ -99,7 +118,9 @@ def test_pixels_outside_the_crop_do_not_change_the_coded_likelihood(model):
 
 @pytest.mark.parametrize("arithmetic", ["float", "exact"])
 @pytest.mark.parametrize("planes", [3, 1], ids=["rgb", "grey"])
-def test_the_coded_cost_is_the_log_probability(model, arithmetic, planes):
+@pytest.mark.parametrize("levels", [1, 2])
+def test_the_coded_cost_is_the_log_probability(model, arithmetic, planes, levels):
+    model = model if levels == 1 else make_polyphase(config=TWO_LEVELS)
     x = as_batch(smooth_pixels(32, 32, seed=2))
     ops_model = model.exact() if arithmetic == "exact" else None
     channels = slice(0, 3) if planes == 3 else slice(model.grey_channel, model.grey_channel + 1)
@@ -149,6 +170,15 @@ def test_compress_and_decompress_round_trip(model_path, kind, coder, arithmetic)
     assert np.array_equal(bbcodec.decompress(data, model=str(model_path)).pixels, pixels)
 
 
+@pytest.mark.parametrize("coder, kind", [("bitswap", "rgb"), ("bbans", "rgb"), ("bitswap", "grey")])
+def test_a_two_level_model_round_trips_in_exact_arithmetic(tmp_path, coder, kind):
+    path = tmp_path / "two-levels.safetensors"
+    save_model(make_polyphase(3, TWO_LEVELS), path)
+    pixels, mode = IMAGES[kind]
+    data = bbcodec.compress(imageio.Image(pixels, mode), model=str(path), settings=CoderSettings(coder=coder, tile=16))
+    assert np.array_equal(bbcodec.decompress(data, model=str(path)).pixels, pixels)
+
+
 def test_exact_files_are_byte_identical_for_one_and_two_threads(model):
     pixels = smooth_pixels(40, 36, seed=3)
     settings = CoderSettings(tile=16, max_batch=4, arithmetic="exact")
@@ -172,8 +202,14 @@ def test_a_model_file_names_the_family_and_loads_as_it(model_path, model):
     assert b'"family":"markov-vae-polyphase"' in model_to_bytes(model)[:2000]
 
 
+def test_a_model_file_from_before_levels_has_one_level():
+    fields = dict(PolyphaseConfig().__dict__)
+    del fields["levels"]
+    assert PolyphaseConfig.from_file(fields).levels == 1
+
+
 @pytest.mark.parametrize("field, value", [("context_channels", 0), ("feature_channels", "8"),
-                                          ("context_blocks", None)])
+                                          ("context_blocks", None), ("levels", 4), ("levels", 0)])
 def test_a_model_file_with_bad_context_fields_is_refused(field, value):
     fields = {**PolyphaseConfig().__dict__, field: value}
     if value is None:
@@ -186,8 +222,10 @@ def test_the_polyphase_preset_is_the_photo_preset_with_a_context_likelihood():
     photo, polyphase = preset("photo"), preset("photo-polyphase")
     assert isinstance(polyphase, PolyphaseConfig) and type(photo) is not PolyphaseConfig
     assert {k: getattr(polyphase, k) for k in photo.__dict__} == photo.__dict__
-    with pytest.raises(ValueError, match="even stride"):
+    with pytest.raises(ValueError, match="stride that 2 divides"):
         CONFIG.replace(stride=1)
+    with pytest.raises(ValueError, match="stride that 8 divides"):
+        CONFIG.replace(levels=3)
 
 
 def test_the_family_trains_and_resumes_through_the_shared_loop(tmp_path):

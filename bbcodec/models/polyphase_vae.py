@@ -11,6 +11,14 @@ phase k's pixels:
 
     p(x | z1) = p(x_0 | f) p(x_1 | f, x_0) p(x_2 | f, x_0, x_1) p(x_3 | f, x_0, x_1, x_2),   f = features(z1).
 
+With ``levels`` L > 1 the split recurs on phase 0, a multi-scale pyramid:
+x^(0) = x, x^(l) = phase 0 of x^(l-1). The coarsest image x^(L) is coded
+given the features alone, then phases 1, 2, 3 of x^(L-1) given x^(L), and so
+on down to the full image: only 1/4^L of the pixels see no decoded
+neighbour. Level l's context networks run at 1/2^l resolution on the
+features folded to that resolution (``pixel_unshuffle``, exact in both
+arithmetics), so the extra levels cost a third of the first one together.
+
 Each step is one network pass over all pixels of a phase at once: between
 per-pixel autoregression and a fully factorized likelihood, like the
 autoregressive sub-pixel convolution of split hierarchical variational
@@ -27,8 +35,9 @@ Barber, ICLR 2021). Being written against the arithmetic ``ops``
 its own.
 
 Coding (:class:`PolyphasePixels`): the likelihood is one push and one pop in
-the bits-back order of :mod:`bbcodec.coding.bitsback`; its push pushes phases
-3, 2, 1, 0 and its pop pops 0, 1, 2, 3, recomputing each phase's parameters
+the bits-back order of :mod:`bbcodec.coding.bitsback`; its push pushes the
+steps of :func:`coding_steps` in reverse and its pop pops them in order
+(phases 0, 1, 2, 3 for one level), recomputing each phase's parameters
 from the pixels decoded so far, exactly as the encoder computed them. Pixels
 outside the coded tile (the padding up to a multiple of the stride) are zero
 wherever a context network sees them, on both sides. A lone (grey, alpha)
@@ -52,9 +61,19 @@ from bbcodec.nn import ResidualBlock, WNConv2d
 from bbcodec.nn.arithmetic import FLOAT
 
 PHASES = 4
-"""Pixels decoded in this many steps: a 2x2 polyphase split."""
-CONTEXT_LIMITS = {"feature_channels": (1, 256), "context_channels": (1, 1024), "context_blocks": (0, 16)}
+"""Each level splits an image into this many phases: a 2x2 polyphase split."""
+CONTEXT_LIMITS = {"feature_channels": (1, 256), "context_channels": (1, 1024), "context_blocks": (0, 16),
+                  "levels": (1, 3)}
 """Allowed ranges of the context fields of a model file."""
+
+
+def coding_steps(levels: int) -> list[tuple[int, int]]:
+    """The (level, phase) steps in decoding order: step (l, k) codes phase k of x^(l-1).
+
+    The coarsest image x^(levels) (phase 0 of level ``levels``) comes first,
+    then phases 1, 2, 3 of each level from the coarsest to the full image.
+    """
+    return [(levels, 0)] + [(level, k) for level in range(levels, 0, -1) for k in range(1, PHASES)]
 
 
 @dataclass(frozen=True)
@@ -63,21 +82,26 @@ class PolyphaseConfig(VAEConfig):
 
     ``feature_channels``: the features the first conditional gives each
     half-resolution pixel; ``context_channels`` and ``context_blocks``: the
-    width and the residual blocks of each phase's context network.
+    width and the residual blocks of each phase's context network;
+    ``levels``: the depth of the multi-scale split (1: four phases).
     """
 
     feature_channels: int = 16
     context_channels: int = 32
     context_blocks: int = 1
+    levels: int = 1
 
     def __post_init__(self):
         super().__post_init__()
-        if self.stride % 2:
-            raise ValueError("the polyphase likelihood needs an even stride (its features sit at half resolution)")
+        if self.levels < 1 or self.stride % 2 ** self.levels:
+            raise ValueError(f"a polyphase likelihood of {self.levels} level(s) needs a stride that "
+                             f"{2 ** max(self.levels, 1)} divides (each level halves the resolution)")
 
     @classmethod
     def from_file(cls, fields: dict) -> "PolyphaseConfig":
-        """The config from a model file's fields: the context fields checked here, the rest as a VAEConfig's."""
+        """The config from a model file's fields: the context fields checked here, the rest as a VAEConfig's
+        (files from before ``levels`` have one level)."""
+        fields = {"levels": 1, **fields}
         check_integers(fields, CONTEXT_LIMITS)
         return super().from_file(fields)
 
@@ -97,10 +121,10 @@ def join_phases(phases: list[torch.Tensor]) -> torch.Tensor:
 class ContextNet(nn.Module):
     """Phase k's pixel parameters from the features and the ``earlier`` phases' pixels (see module docstring)."""
 
-    def __init__(self, config: PolyphaseConfig, earlier: int, out_channels: int):
+    def __init__(self, config: PolyphaseConfig, level: int, earlier: int, out_channels: int):
         super().__init__()
         width = config.context_channels
-        self.features = WNConv2d(config.feature_channels, width, 3)
+        self.features = WNConv2d(config.feature_channels * 4 ** (level - 1), width, 3)
         self.pixels = WNConv2d(config.image_channels * earlier, width, 3) if earlier else None
         self.blocks = nn.ModuleList([
             ResidualBlock(width, binary_weights=config.binary_weights, binary_activations=config.binary_activations)
@@ -119,18 +143,20 @@ class ContextNet(nn.Module):
 
 
 class PolyphasePixels:
-    """p(x | z1) as four phases, each given the ones before (see module docstring).
+    """p(x | z1) as the steps of :func:`coding_steps`, each given the pixels before it (see module docstring).
 
-    ``phase(k, earlier)`` is phase k's pixel distribution over all
-    channels at half resolution, given ``earlier``: the uint8 phases before
-    it stacked on the channels (None for phase 0). ``size``: the (even)
-    height and width the features cover. :meth:`crop` restricts the coded
-    pixels to some channels and the top-left ``height`` x ``width``.
+    ``phase(step, earlier)`` is the pixel distribution of step ``step`` (an
+    index into :func:`coding_steps`) over all channels, given ``earlier``:
+    the uint8 phases before it at its level stacked on the channels (None for
+    the coarsest image). ``size``: the height and width the features cover
+    (multiples of 2**levels). :meth:`crop` restricts the coded pixels to some
+    channels and the top-left ``height`` x ``width``.
     """
 
-    def __init__(self, phase: Callable, channels: int, size: tuple[int, int], coded: slice | None = None,
-                 height: int | None = None, width: int | None = None):
-        self.phase, self.channels, self.size = phase, channels, size
+    def __init__(self, phase: Callable, channels: int, size: tuple[int, int], levels: int = 1,
+                 coded: slice | None = None, height: int | None = None, width: int | None = None):
+        self.phase, self.channels, self.size, self.levels = phase, channels, size, levels
+        self.steps = coding_steps(levels)
         self.coded = coded if coded is not None else slice(0, channels)
         self.height, self.width = height or size[0], width or size[1]
 
@@ -138,7 +164,7 @@ class PolyphasePixels:
         """The same likelihood coding only ``channels`` of the top-left ``height`` x ``width`` pixels."""
         if channels.stop - channels.start not in (1, self.channels):
             raise ValueError("a polyphase likelihood codes one channel or all")
-        return PolyphasePixels(self.phase, self.channels, self.size, channels, height, width)
+        return PolyphasePixels(self.phase, self.channels, self.size, self.levels, channels, height, width)
 
     # -- helpers ---------------------------------------------------------------------
     def _full(self, x: torch.Tensor) -> torch.Tensor:
@@ -147,39 +173,59 @@ class PolyphasePixels:
         full[:, :, :self.height, :self.width] = x
         return full
 
-    def _phase_extent(self, k: int) -> tuple[int, int]:
-        """Rows and columns of phase k that hold coded pixels."""
-        return -(-(self.height - k // 2) // 2), -(-(self.width - k % 2) // 2)
+    def _pyramid(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """[x^(0), ..., x^(levels)] of the coded pixels ``x``: each image phase 0 of the one before."""
+        pyramid = [self._full(x)]
+        for _ in range(self.levels):
+            pyramid.append(split_phases(pyramid[-1])[0])
+        return pyramid
 
-    def _phase_given(self, k: int, earlier: list[torch.Tensor]):
-        """Phase k's distribution over all its channels and pixels, given the ``earlier`` phases (a list)."""
-        return self.phase(k, torch.cat(earlier, dim=1) if earlier else None)
+    def _extent(self, level: int, k: int) -> tuple[int, int]:
+        """Rows and columns of phase k of x^(level - 1) that hold coded pixels."""
+        height, width = self.height, self.width
+        for _ in range(level - 1):
+            height, width = -(-height // 2), -(-width // 2)
+        return -(-(height - k // 2) // 2), -(-(width - k % 2) // 2)
 
-    def _coded_phase(self, k: int, earlier: list[torch.Tensor]):
-        """Phase k's distribution, restricted to the coded channels and pixels."""
-        return self._phase_given(k, earlier).crop(self.coded, *self._phase_extent(k))
+    def _step_given(self, step: int, earlier: list[torch.Tensor]):
+        """Step ``step``'s distribution over all its channels and pixels, given the ``earlier`` phases (a list)."""
+        return self.phase(step, torch.cat(earlier, dim=1) if earlier else None)
+
+    def _coded_step(self, step: int, earlier: list[torch.Tensor]):
+        """Step ``step``'s distribution, restricted to the coded channels and pixels."""
+        return self._step_given(step, earlier).crop(self.coded, *self._extent(*self.steps[step]))
 
     # -- training --------------------------------------------------------------------
     def log_prob(self, x: torch.Tensor) -> torch.Tensor:
-        """Log probability (nats) of the coded pixels ``x`` per sub-pixel, all phases in one pass (teacher
+        """Log probability (nats) of the coded pixels ``x`` per sub-pixel, all steps in one pass (teacher
         forcing); shaped like ``x``."""
-        phases = split_phases(self._full(x))
-        log_probs = [self._phase_given(k, phases[:k]).log_prob(phases[k]) for k in range(PHASES)]
-        return join_phases(log_probs)[:, self.coded, :self.height, :self.width]
+        pyramid = self._pyramid(x)
+        log_probs = []
+        for step, (level, k) in enumerate(self.steps):
+            phases = split_phases(pyramid[level - 1])
+            log_probs.append(self._step_given(step, phases[:k]).log_prob(phases[k]))
+        image = log_probs[0]                            # of x^(levels)
+        for level in range(self.levels):                # x^(l-1) from x^(l) and phases 1-3 of level l
+            image = join_phases([image] + log_probs[1 + 3 * level:4 + 3 * level])
+        return image[:, self.coded, :self.height, :self.width]
 
     # -- coding ----------------------------------------------------------------------
     def push(self, ans, x: torch.Tensor) -> None:
-        phases = split_phases(self._full(x))
-        for k in reversed(range(PHASES)):  # the decoder pops phase 0 first
-            rows, columns = self._phase_extent(k)
-            self._coded_phase(k, phases[:k]).push(ans, phases[k][:, self.coded, :rows, :columns])
+        pyramid = self._pyramid(x)
+        for step in reversed(range(len(self.steps))):  # the decoder pops the coarsest image first
+            level, k = self.steps[step]
+            phases = split_phases(pyramid[level - 1])
+            rows, columns = self._extent(level, k)
+            self._coded_step(step, phases[:k]).push(ans, phases[k][:, self.coded, :rows, :columns])
 
     def pop(self, ans) -> torch.Tensor:
         phases = []
-        for k in range(PHASES):
-            values = self._coded_phase(k, phases).pop(ans)
-            rows, columns = self._phase_extent(k)
-            phase = values.new_zeros(len(values), self.channels, self.size[0] // 2, self.size[1] // 2)
+        for step, (level, k) in enumerate(self.steps):
+            if k == 1 and step > 1:   # a finer level: its phase 0 is the image decoded so far
+                phases = [join_phases(phases)]
+            values = self._coded_step(step, phases).pop(ans)
+            rows, columns = self._extent(level, k)
+            phase = values.new_zeros(len(values), self.channels, self.size[0] >> level, self.size[1] >> level)
             phase[:, :, :rows, :columns] = values
             phases.append(phase)
         planes = self.coded.stop - self.coded.start
@@ -196,7 +242,7 @@ class PolyphaseVAE(MarkovVAE):
     def __init__(self, config: PolyphaseConfig):
         super().__init__(config)
         out = self.pixel_head_channels(config)
-        self.phases = nn.ModuleList([ContextNet(config, k, out) for k in range(PHASES)])
+        self.phases = nn.ModuleList([ContextNet(config, level, k, out) for level, k in coding_steps(config.levels)])
 
     def _likelihood_net(self, config: PolyphaseConfig) -> nn.Module:
         """Features at half resolution from the latents (a 1/stride grid)."""
@@ -208,8 +254,11 @@ class PolyphaseVAE(MarkovVAE):
             return super().conditional(layer, z, ops)
         features = ops.run(self.conditionals[0], ops.latents(z))
         size = (2 * features.shape[2], 2 * features.shape[3])
-        return PolyphasePixels(partial(self._phase, features, ops), self.config.image_channels, size)
+        levels = self.config.levels
+        by_level = [features] + [F.pixel_unshuffle(features, 2 ** level) for level in range(1, levels)]
+        return PolyphasePixels(partial(self._phase, by_level, ops), self.config.image_channels, size, levels)
 
-    def _phase(self, features: torch.Tensor, ops, k: int, earlier: torch.Tensor | None):
-        """Phase k's pixel distribution given the features and the earlier phases' pixels."""
-        return self.pixel_likelihood(self.phases[k](features, earlier, ops), ops)
+    def _phase(self, features: list[torch.Tensor], ops, step: int, earlier: torch.Tensor | None):
+        """Step ``step``'s pixel distribution given the features of its level and the earlier phases' pixels."""
+        level = coding_steps(self.config.levels)[step][0]
+        return self.pixel_likelihood(self.phases[step](features[level - 1], earlier, ops), ops)

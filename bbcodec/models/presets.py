@@ -3,7 +3,8 @@
 The sizes are chosen for CPU coding speed as much as rate: ``stride`` 4 puts
 the latents at 1/4 of the image resolution, which makes a network pass about
 four times cheaper per pixel than ``stride`` 2. ``photo-polyphase`` is ``photo`` with a pixel
-likelihood that also sees decoded pixels (its context networks run at half resolution).
+likelihood that also sees decoded pixels (its context networks run at half resolution);
+``photo-multiscale`` splits twice, so that only 1/16 of the pixels see no decoded neighbour.
 """
 from bbcodec.models.config import VAEConfig
 from bbcodec.models.polyphase_vae import PolyphaseConfig
@@ -18,6 +19,7 @@ PRESETS = {
     "photo": VAEConfig(**PHOTO),
     # the photo model whose pixels are decoded in four polyphase steps (bbcodec/models/polyphase_vae.py)
     "photo-polyphase": PolyphaseConfig(**PHOTO, feature_channels=16, context_channels=32, context_blocks=1),
+    "photo-multiscale": PolyphaseConfig(**PHOTO, feature_channels=16, context_channels=32, context_blocks=1, levels=2),
     "large": VAEConfig(hidden_channels=128, latent_channels=16, latent_layers=6, blocks_per_net=3, stride=2),
 }
 
