@@ -374,7 +374,7 @@ class Mutator:
         return header_blob(bytes(text)) + data[offset:]
 
     def _stored_resigned(self, name):
-        from bbcodec import api
+        from bbcodec import api, container
 
         header, sections = self._copy(name)
         index, payload = self._payload(sections)
@@ -386,7 +386,7 @@ class Mutator:
         header["pixel_checksum"] = api.pixel_checksum(array)
         sections[index] = ("payload", bytes(pixels))
         if "image_checksum" in header:  # files since issue 18: it covers the pixel checksum too
-            header["image_checksum"] = api.image_checksum(header, dict(sections))
+            header["image_checksum"] = container.image_checksum(header, dict(sections))
         return assemble(header, sections)
 
     def _nested_json(self, name):
@@ -438,7 +438,7 @@ def decode_like_the_cli(data: bytes) -> str:
     from cli.info import describe
 
     try:
-        describe("x", data, api.info(data))
+        describe("x", data)
     except BBCodecError:
         pass
     image = api.decompress(data)

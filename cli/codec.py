@@ -168,8 +168,9 @@ def compress(files, output, to_stdout, force, remove, verbose, quiet, device, mo
         if problem:  # never write a file that decoders refuse by default
             raise BBCodecError(problem)
         progress = tiles.start(name, _tile_total(image.height, image.width, image.channels, settings.tile))
+        stats: dict = {}
         data = api.compress(image, model=model, settings=settings, strip_metadata=strip_metadata, device=device,
-                            progress=progress)
+                            progress=progress, stats=stats)
         if verify or (remove and name != STDIO and target != STDIO):
             try:
                 again = api.decompress(data, model=model, device=device)
@@ -179,9 +180,8 @@ def compress(files, output, to_stdout, force, remove, verbose, quiet, device, mo
                 raise BBCodecError("verification failed: the decoded image differs (nothing written)")
         write_output(target, data, force, like)
         _finish(name, remove, target, data)
-        method = api.info(data).get("method")
         return (f"{shown_name(name)}: {len(raw)} -> {len(data)} bytes, {8 * len(data) / image.pixels.size:.3f} "
-                f"bits/sub-pixel ({method})" + ("" if target == STDIO else f" -> {shown_name(target)}"))
+                f"bits/sub-pixel ({stats['method']})" + ("" if target == STDIO else f" -> {shown_name(target)}"))
 
     run_each(files, one, verbose, quiet, "compress", tiles)
 
@@ -197,12 +197,8 @@ def _tile_count(data: bytes):
     reports any damage). Only headers within the decoder's limits are counted."""
     def count() -> int | None:
         try:
-            header = api.info(data)
-            coder = header.get("coder")
-            values = [header.get(k) for k in ("height", "width", "channels")]
-            values += [coder.get("tile"), coder.get("max_batch")]
-            if (header.get("method") != "bits-back" or not all(type(v) is int and 0 < v < 1 << 31 for v in values)
-                    or container.work_limit_problem(*values)):
+            values = container.Header.readable(container.read_header(data)[0]).tiling()
+            if values is None or container.work_limit_problem(*values):
                 return None
             return _tile_total(*values[:4])
         except Exception:
