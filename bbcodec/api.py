@@ -46,7 +46,7 @@ def compress(source, *, model: str = zoo.DEFAULT_MODEL, settings: CoderSettings 
 
     ``model`` is a model name, file or hash (:func:`bbcodec.zoo.load`);
     ``progress(tiles)`` is called as tiles are coded
-    (:func:`bbcodec.coding.image.count_tiles` gives the total).
+    (``settings.layout(height, width, channels).tile_count`` gives the total).
     ``stats``, if given, is filled with the coder's accounting, in bits:
     ``method``, ``payload_bits`` (what the file stores), ``net_bits`` (the
     stack's growth, what bits-back promises) and ``initial_bits`` (the seed
@@ -58,7 +58,7 @@ def compress(source, *, model: str = zoo.DEFAULT_MODEL, settings: CoderSettings 
     net = net.to(device)
     pixels = image.pixels
     settings = settings.resolve()
-    problem = container.work_limit_problem(image.height, image.width, image.channels, settings.tile, settings.max_batch)
+    problem = container.work_limit_problem(settings.layout(image.height, image.width, image.channels))
     if problem:  # never write a file that the decoder's default limits would refuse
         raise UnsupportedImageError(problem)
     encoded = encode_image(net, pixels, settings, progress)

@@ -53,6 +53,7 @@ import zlib
 from dataclasses import dataclass, field
 
 from bbcodec.errors import CorruptDataError
+from bbcodec.tiling import TileLayout
 
 MAGIC = b"\xbbBBC"
 MAX_PIXELS = 1 << 28
@@ -181,15 +182,15 @@ class Header:
         """The coder settings as keyword arguments; files from before the ``arithmetic`` field are float."""
         return {"arithmetic": "float", **(self.coder or {})}
 
-    def tiling(self) -> list[int] | None:
-        """[height, width, channels, tile, max_batch] of a bits-back header whose tiling fields are well
-        formed, else None (decoding refuses bad ones with its own message)."""
+    def layout(self) -> TileLayout | None:
+        """The tile layout of a bits-back header whose tiling fields are well formed, else None (decoding
+        refuses bad ones with its own message)."""
         if self.method != "bits-back" or self.coder is None:
             return None
         values = [self.height, self.width, self.channels, self.coder.get("tile"), self.coder.get("max_batch")]
         if not all(_is_int(v) and v > 0 for v in values) or values[0] * values[1] > 1 << 40 or values[3] < 2:
             return None
-        return values
+        return TileLayout(*values)
 
     def to_json(self) -> dict:
         """The fields as bbcodec writes them (absent ones left out, except those written as null)."""
@@ -324,48 +325,15 @@ def _is_int(value) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-def _batch_sizes(count: int, max_batch: int) -> tuple[int, int]:
-    """(number of batches, largest batch) of :func:`bbcodec.tiling.batch_sizes`, without listing them."""
-    batches = largest = 0
-    size = 1
-    while count > 0 and size < max_batch:  # 1, 2, 4, ... below max_batch
-        take = min(size, count)
-        batches, largest, count, size = batches + 1, max(largest, take), count - take, size * 2
-    if count > 0:
-        batches += -(-count // max_batch)
-        largest = max(largest, min(max_batch, count))
-    return batches, largest
-
-
-def tiling_work(height: int, width: int, channels: int, tile: int, max_batch: int) -> tuple[int, int]:
-    """(network passes, most pixels in one pass) to code an image, as :mod:`bbcodec.coding.image` tiles it.
-
-    Counted from the sizes alone (an image of 2^26 pixels has a million 8x8 tiles): the tiles of each
-    shape are batched 1, 2, 4, ... up to ``max_batch`` (:func:`bbcodec.tiling.plan`), and RGB is one plane
-    group, every other plane its own (:func:`bbcodec.coding.image.plane_groups`).
-    """
-    full_rows, last_row = divmod(height, tile)
-    full_cols, last_col = divmod(width, tile)
-    shapes = [(tile, tile, full_rows * full_cols), (tile, last_col, full_rows * bool(last_col)),
-              (last_row, tile, bool(last_row) * full_cols), (last_row, last_col, bool(last_row and last_col))]
-    groups = {3: 1, 4: 2}.get(channels, channels)
-    passes = pixels = 0
-    for tile_height, tile_width, count in shapes:
-        if count:
-            batches, largest = _batch_sizes(count, max_batch)
-            passes += batches
-            pixels = max(pixels, tile_height * tile_width * largest)
-    return groups * passes, pixels
-
-
-def work_limit_problem(height: int, width: int, channels: int, tile: int, max_batch: int) -> str | None:
-    """Why coding an image this way would exceed :data:`MAX_TILE_BATCHES` or :data:`MAX_BATCH_PIXELS`, or None."""
-    passes, pixels = tiling_work(height, width, channels, tile, max_batch)
+def work_limit_problem(layout: TileLayout) -> str | None:
+    """Why coding an image in this layout would exceed :data:`MAX_TILE_BATCHES` or :data:`MAX_BATCH_PIXELS`, or None."""
+    passes, pixels = layout.work()
+    tiling = f"{layout.tile}x{layout.tile} tiles"
     if passes > MAX_TILE_BATCHES:
-        return (f"{width}x{height} pixels in {tile}x{tile} tiles take {passes} network passes, more than "
+        return (f"{layout.width}x{layout.height} pixels in {tiling} take {passes} network passes, more than "
                 f"the limit of {MAX_TILE_BATCHES} (bbcodec.container.MAX_TILE_BATCHES); use larger tiles")
     if pixels > MAX_BATCH_PIXELS:
-        return (f"batches of {max_batch} {tile}x{tile} tiles put {pixels} pixels in one network pass, more "
+        return (f"batches of {layout.max_batch} {tiling} put {pixels} pixels in one network pass, more "
                 f"than the limit of {MAX_BATCH_PIXELS} (bbcodec.container.MAX_BATCH_PIXELS); use smaller tiles")
     return None
 
@@ -377,16 +345,16 @@ def batch_limit(tile: int, max_batch: int) -> int:
 
 def _header_work_problem(header: dict) -> str | None:
     """The work limits for a bits-back header whose fields are well formed."""
-    values = Header.readable(header).tiling()
-    return work_limit_problem(*values) if values else None
+    layout = Header.readable(header).layout()
+    return work_limit_problem(layout) if layout else None
 
 
 def _payload_work_problem(header: dict, sections: dict[str, bytes]) -> str | None:
     """Work that the payload cannot pay for, in a file without stack checkpoints (see the module doc)."""
-    values = Header.readable(header).tiling()
-    if values is None or CHECKPOINTS in sections:
+    layout = Header.readable(header).layout()
+    if layout is None or CHECKPOINTS in sections:
         return None
-    passes = tiling_work(*values)[0]
+    passes = layout.work()[0]
     allowed = FREE_PASSES + len(sections.get("payload", b"")) // PAYLOAD_BYTES_PER_PASS
     if passes <= allowed:
         return None

@@ -163,11 +163,11 @@ def compress(files, output, to_stdout, force, remove, verbose, quiet, device, mo
         like = input_stat(name)
         raw = read_input(name)
         image = imageio.read_image(raw)
-        problem = container.work_limit_problem(image.height, image.width, image.channels, settings.tile,
-                                               settings.max_batch)
+        layout = settings.layout(image.height, image.width, image.channels)
+        problem = container.work_limit_problem(layout)
         if problem:  # never write a file that decoders refuse by default
             raise BBCodecError(problem)
-        progress = tiles.start(name, _tile_total(image.height, image.width, image.channels, settings.tile))
+        progress = tiles.start(name, layout.tile_count)
         stats: dict = {}
         data = api.compress(image, model=model, settings=settings, strip_metadata=strip_metadata, device=device,
                             progress=progress, stats=stats)
@@ -186,21 +186,15 @@ def compress(files, output, to_stdout, force, remove, verbose, quiet, device, mo
     run_each(files, one, verbose, quiet, "compress", tiles)
 
 
-def _tile_total(height: int, width: int, channels: int, tile: int) -> int:
-    """Tiles an image is coded as (:func:`bbcodec.coding.image.count_tiles`, counted without listing them)."""
-    groups = {3: 1, 4: 2}.get(channels, channels)
-    return groups * -(-height // tile) * -(-width // tile)
-
-
 def _tile_count(data: bytes):
     """A function giving the tiles a bits-back file decodes as, from its header (None: no bar; the decoder
     reports any damage). Only headers within the decoder's limits are counted."""
     def count() -> int | None:
         try:
-            values = container.Header.readable(container.read_header(data)[0]).tiling()
-            if values is None or container.work_limit_problem(*values):
+            layout = container.Header.readable(container.read_header(data)[0]).layout()
+            if layout is None or container.work_limit_problem(layout):
                 return None
-            return _tile_total(*values[:4])
+            return layout.tile_count
         except Exception:
             return None
     return count

@@ -8,6 +8,7 @@ import pytest
 from bbcodec import container
 from bbcodec.container import Header
 from bbcodec.errors import CorruptDataError
+from bbcodec.tiling import TileLayout
 
 GOLDEN = Path(__file__).parent / "golden"
 GOLDEN_FILES = sorted(GOLDEN.rglob("*.bbc"))
@@ -46,16 +47,16 @@ def test_what_decoding_needs_is_checked(change, fragment):
 
 def test_a_stored_header_needs_no_coder_and_bits_back_needs_one():
     stored = raw_header(GOLDEN / "stored-rgb.bbc")
-    assert Header.from_json(stored).tiling() is None
+    assert Header.from_json(stored).layout() is None
     with pytest.raises(CorruptDataError, match="coder"):
         Header.from_json({**stored, "method": "bits-back"})
 
 
 def test_the_tiling_of_a_header():
     header = Header.from_json(raw_header(GOLDEN / "rgb-bitswap-exact.bbc"))
-    assert header.tiling() == [header.height, header.width, 3, 8, 16]
+    assert header.layout() == TileLayout(header.height, header.width, 3, 8, 16)
     assert Header.readable({"method": "bits-back", "width": 4, "height": 4, "channels": 3,
-                            "coder": {"tile": 1, "max_batch": 1}}).tiling() is None
+                            "coder": {"tile": 1, "max_batch": 1}}).layout() is None
     assert header.coder_name == "bitswap" and header.coder_settings()["arithmetic"] == "exact"
     old = Header.from_json(raw_header(GOLDEN / "rgb-bitswap.bbc"))
     assert old.coder_settings()["arithmetic"] == "float"  # files from before the field
