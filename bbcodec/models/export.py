@@ -34,6 +34,7 @@ from safetensors.numpy import save as st_save
 from bbcodec.errors import BBCodecError, shorten
 from bbcodec.models.family import LEGACY_FAMILY, CodecModel, family
 from bbcodec.nn import BinaryConv2d
+from bbcodec.safeio import atomic_write
 
 FORMAT = "bbcodec-model-1"
 PACKED_SUFFIX = ".packed_signs"
@@ -224,10 +225,7 @@ def model_hash(data: bytes) -> str:
 def save_model(model: CodecModel, path, float_storage: str = "float32") -> str:
     """Write ``path`` atomically; returns the model hash."""
     data = model_to_bytes(model, float_storage)
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_bytes(data)
-    tmp.replace(path)
+    atomic_write(path, data)
     return model_hash(data)
 
 

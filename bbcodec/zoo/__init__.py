@@ -16,7 +16,7 @@ from pathlib import Path
 
 from bbcodec.errors import BBCodecError
 from bbcodec.models.export import MAX_MODEL_BYTES, model_from_bytes, model_hash
-from bbcodec.safeio import read_regular, write_all
+from bbcodec.safeio import atomic_write, read_regular
 
 DEFAULT_MODEL = "default"
 SUFFIX = ".safetensors"
@@ -126,8 +126,5 @@ def add(path, name: str | None = None) -> ModelEntry:
     target = folder / (name + SUFFIX)
     if os.path.lexists(target) and _read(target) != data:
         raise BBCodecError(f"a different model named {name!r} is already installed at {target}")
-    tmp = target.with_name(target.name + ".tmp")
-    with open(tmp, "wb") as out:  # the bytes checked above, not the file again: it may have changed
-        write_all(out, data)
-    tmp.replace(target)
+    atomic_write(target, data)  # the bytes checked above, not the file again: it may have changed
     return ModelEntry(name, digest, str(target), False)
