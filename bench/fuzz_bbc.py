@@ -435,7 +435,7 @@ def decode_like_the_cli(data: bytes) -> str:
     """What ``bbcodec info`` and ``bbcodec decompress -c`` do with the bytes; returns the format written."""
     from bbcodec import api, imageio
     from bbcodec.errors import BBCodecError
-    from cli.info import describe
+    from bbcodec_cli.info import describe
 
     try:
         describe("x", data)
@@ -494,7 +494,7 @@ def _limited(limit_bytes: int):
 
 
 def cli_command() -> list[str]:
-    return [sys.executable, "-m", "cli.main"]
+    return [sys.executable, "-m", "bbcodec_cli.main"]
 
 
 def run_cli(args: list[str], cwd: Path, env: dict, timeout: float, memory_limit: int) -> dict:

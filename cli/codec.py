@@ -1,4 +1,4 @@
-"""``bbcodec compress``, ``decompress`` and ``test``: thin layers over :mod:`bbcodec.api` (``info``: :mod:`cli.info`).
+"""``bbcodec compress``, ``decompress`` and ``test``: thin layers over :mod:`bbcodec.api` (``info``: :mod:`bbcodec_cli.info`).
 
 Conventions are zstd's and xz's: ``compress FILE`` writes ``FILE.bbc`` and
 keeps ``FILE`` (``--rm`` removes it once the output is safely on disk);
@@ -8,7 +8,7 @@ never goes to a terminal without it. Every file is processed even when
 another fails; the exit status is 0 if all succeeded, 1 if any failed, 2 for a
 usage error. Each error is one line on stderr.
 
-Safety (see also :mod:`cli.files`): outputs appear whole or not at all and get
+Safety (see also :mod:`bbcodec_cli.files`): outputs appear whole or not at all and get
 the input's permissions and times; ``--verify`` decodes a compressed file and
 compares it with the image before writing it, and ``--rm`` always does so, and
 reads the written output back, before it removes an input; a file whose header
@@ -31,9 +31,9 @@ from bbcodec.coding.bitsback import CODERS
 from bbcodec.coding.image import ARITHMETIC, CoderSettings
 from bbcodec.errors import BBCodecError
 from bbcodec.portability import float_platform
-from cli.common import DEVICES, CLIError, error_message, resolve_device_option, resolve_model_option, shown_name
-from cli.each import bars_wanted, run_each
-from cli.files import (STDIO, SUFFIX, check_stdout, check_target, input_stat, read_input, verify_written,
+from bbcodec_cli.common import DEVICES, CLIError, error_message, resolve_device_option, resolve_model_option, shown_name
+from bbcodec_cli.each import bars_wanted, run_each
+from bbcodec_cli.files import (STDIO, SUFFIX, check_stdout, check_target, input_stat, read_input, verify_written,
                        write_output)
 
 def _check_outputs(files, output, to_stdout, force):

@@ -19,7 +19,7 @@ import sys
 from pathlib import Path
 
 from bbcodec.safeio import sync_directory, write_all, write_temporary
-from cli.common import CLIError
+from bbcodec_cli.common import CLIError
 
 SUFFIX = ".bbc"
 STDIO = "-"

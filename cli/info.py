@@ -5,9 +5,9 @@ import click
 
 from bbcodec import container
 from bbcodec.portability import where_it_decodes
-from cli.common import shown_name
-from cli.each import run_each
-from cli.files import STDIO, read_input
+from bbcodec_cli.common import shown_name
+from bbcodec_cli.each import run_each
+from bbcodec_cli.files import STDIO, read_input
 
 
 def describe(name: str, data: bytes) -> str:

@@ -4,7 +4,7 @@ import os
 import click
 
 from bbcodec import zoo
-from cli.common import fail_cleanly
+from bbcodec_cli.common import fail_cleanly
 
 
 @click.group(invoke_without_command=True)

@@ -445,7 +445,7 @@ def test_the_command_refuses_each_with_one_line_and_leaves_nothing(hostile, tmp_
     env.pop("BBCODEC_DEBUG", None)
     for command in (["decompress", "--rm"], ["test"]):
         start = time.perf_counter()
-        done = subprocess.run([sys.executable, "-m", "cli.main", *command, *names], cwd=work, env=env,
+        done = subprocess.run([sys.executable, "-m", "bbcodec_cli.main", *command, *names], cwd=work, env=env,
                               capture_output=True, text=True, timeout=300, preexec_fn=_limit_memory)
         assert time.perf_counter() - start < 300
         assert done.returncode == 1, done.stderr

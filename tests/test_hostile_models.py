@@ -26,7 +26,7 @@ import bbcodec
 from bbcodec import imageio, zoo
 from bbcodec.errors import BBCodecError
 from bbcodec.models import export
-from cli.main import main
+from bbcodec_cli.main import main
 from fixtures.samples import noise_pixels
 
 

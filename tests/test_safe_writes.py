@@ -24,8 +24,8 @@ import pytest
 from click.testing import CliRunner
 
 from bbcodec import api, imageio
-from cli import codec, files
-from cli.main import main
+from bbcodec_cli import codec, files
+from bbcodec_cli.main import main
 from fixtures.samples import binary_pixels, encoded, noise_pixels, pil_from_pixels
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -45,7 +45,7 @@ def stalled(fd):
         time.sleep(120)
     real_fsync(fd)
 os.fsync = stalled
-from cli.main import main
+from bbcodec_cli.main import main
 main(sys.argv[2:])
 """
 
@@ -141,7 +141,7 @@ def test_killed_at_random_moments_while_working(model_file, tmp_path):
     source = write_png("big.png", binary_pixels(256, 256, 3))
     before = digest(source)
     for delay in (1.5, 4.0):
-        process = subprocess.Popen([sys.executable, "-m", "cli.main", "compress", "--tile", "8", "-m",
+        process = subprocess.Popen([sys.executable, "-m", "bbcodec_cli.main", "compress", "--tile", "8", "-m",
                                     str(model_file), str(source)], env=environment(tmp_path),
                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         time.sleep(delay)
@@ -338,11 +338,11 @@ def test_a_short_write_to_unbuffered_stdout_is_an_error(model_file, tmp_path, co
         assert run("compress", "-m", model_file, source).exit_code == 0
         source = Path("noise.png.bbc")
     env = dict(environment(tmp_path), PYTHONUNBUFFERED="1")
-    whole = subprocess.run([sys.executable, "-m", "cli.main", command, "-q", "-m", str(model_file), "-c",
+    whole = subprocess.run([sys.executable, "-m", "bbcodec_cli.main", command, "-q", "-m", str(model_file), "-c",
                             str(source)], env=env, capture_output=True, timeout=300)
     assert whole.returncode == 0 and len(whole.stdout) > 8192
     with open("out", "wb") as out:
-        cut = subprocess.run([sys.executable, "-m", "cli.main", command, "-q", "-m", str(model_file), "-c",
+        cut = subprocess.run([sys.executable, "-m", "bbcodec_cli.main", command, "-q", "-m", str(model_file), "-c",
                               str(source)], env=env, stdout=out, stderr=subprocess.PIPE, text=True, timeout=300,
                              preexec_fn=_limit_file_size(8192))
     assert Path("out").stat().st_size == 8192
@@ -401,7 +401,7 @@ def test_text_output_to_unbuffered_stdout_is_checked_too(model_file, tmp_path):
     exit 0 with the end of the last line missing."""
     source = write_png("a.png", noise_pixels(9, 7, 3))
     assert run("compress", "-m", model_file, source).exit_code == 0
-    command = [sys.executable, "-m", "cli.main", "info", *["a.png.bbc"] * 40]
+    command = [sys.executable, "-m", "bbcodec_cli.main", "info", *["a.png.bbc"] * 40]
     env = dict(environment(tmp_path), PYTHONUNBUFFERED="1")
     whole = subprocess.run(command, env=env, capture_output=True, timeout=300)
     assert whole.returncode == 0
