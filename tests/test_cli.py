@@ -30,7 +30,7 @@ from PIL import PngImagePlugin
 
 import bbcodec
 from bbcodec import api, container, imageio
-from bbcodec.models.export import model_hash
+from bbcodec.modelfile import model_hash
 from bbcodec.portability import float_platform
 from bbcodec_cli.main import main
 from fixtures.golden import must_decode_here
@@ -815,9 +815,17 @@ finally:
 """
 
 
-@pytest.mark.parametrize("args", [["--help"], ["info", str(GOLDEN / "zoo" / "464be377d5f2.bbc")]], ids=["help", "info"])
-def test_commands_that_need_no_network_start_without_torch(args):
-    """Importing torch costs about 2 s of CPU: `bbcodec --help` and `bbcodec info` do without it."""
+@pytest.mark.parametrize("args", [["--help"], ["info", str(GOLDEN / "zoo" / "464be377d5f2.bbc")], ["models"]],
+                         ids=["help", "info", "models"])
+def test_commands_that_need_no_network_start_without_torch(args, tmp_path, model_file):
+    """Importing torch costs about 2 s of CPU: `bbcodec --help`, `bbcodec info` and `bbcodec models` (with a
+    user model and a damaged one installed) do without it."""
+    user_models = tmp_path / "user-models"
+    user_models.mkdir()
+    shutil.copy(model_file, user_models / "tiny.safetensors")
+    (user_models / "broken.safetensors").write_bytes(b"\x08" + b"\0" * 7 + b"{}")
     done = subprocess.run([sys.executable, "-c", NO_TORCH, *args], capture_output=True, text=True, timeout=120,
-                          env=dict(os.environ, PYTHONPATH=str(ROOT)))
+                          env=dict(os.environ, PYTHONPATH=str(ROOT), BBCODEC_MODELS=str(user_models)))
     assert done.returncode == 0 and "torch was imported" not in done.stderr, done.stderr
+    if args == ["models"]:
+        assert "default " in done.stdout and "tiny " in done.stdout and "broken" not in done.stdout

@@ -247,7 +247,7 @@ def corpus(base_files, other_model_hash) -> dict[str, bytes]:
 
 @pytest.fixture(scope="module")
 def hostile(base_files, other_model_file) -> dict[str, bytes]:
-    from bbcodec.models.export import model_hash
+    from bbcodec.modelfile import model_hash
 
     return corpus(base_files, model_hash(other_model_file.read_bytes()))
 
