@@ -1,4 +1,8 @@
-"""``bbcodec models``: list installed codec models; ``bbcodec models add FILE`` installs one."""
+"""``bbcodec models``: list installed codec models; ``bbcodec models add FILE`` installs one.
+
+Listing reads each model file's framing and hash only (:mod:`bbcodec.modelfile`), so it starts without
+importing torch; ``add`` builds the model to check it whole.
+"""
 import os
 
 import click
