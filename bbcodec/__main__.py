@@ -1,4 +1,4 @@
-"""``python -m bbcodec``: the ``bbcodec`` command (:mod:`cli.main`)."""
-from cli.main import main
+"""``python -m bbcodec``: the ``bbcodec`` command (:mod:`bbcodec_cli.main`)."""
+from bbcodec_cli.main import main
 
 main(prog_name="bbcodec")

@@ -13,20 +13,19 @@ its raw pixels is stored raw instead (``method: "stored"``), as zstd does.
 from __future__ import annotations
 
 import hashlib
-import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 
 from bbcodec import container, imageio, zoo
+from bbcodec.container import META_PREFIX, Header
 from bbcodec.coding.ans import ENTROPY_CODER
 from bbcodec.coding.chain import EncodedChain
 from bbcodec.coding.image import CoderSettings, decode_image, encode_image
 from bbcodec.errors import CorruptDataError, UnsupportedImageError
 from bbcodec.portability import decode_hint, float_platform
 
-MAX_PIXELS = 1 << 28  # refuse headers that declare more sub-pixels than this (hostile files)
-META_PREFIX = "meta."
 PIXEL_METADATA = {"transparency"}
 
 
@@ -34,23 +33,6 @@ def pixel_checksum(pixels: np.ndarray) -> str:
     digest = hashlib.blake2b(digest_size=16)
     digest.update(repr(pixels.shape).encode())
     digest.update(np.ascontiguousarray(pixels).tobytes())
-    return digest.hexdigest()
-
-
-IMAGE_FIELDS = ("width", "height", "channels", "mode", "palette_mode", "source_format", "pixel_checksum")
-"""The header fields that, with the palette and metadata sections, shape the decoded output."""
-
-
-def image_checksum(header: dict, sections: dict[str, bytes]) -> str:
-    """A checksum over everything that shapes the output besides the coded pixels: size, mode, palette,
-    source format and metadata, and the pixel checksum. Files written since it exists carry it as
-    ``image_checksum``, which :func:`decompress` verifies, so that no field or section can be changed
-    (CRCs recomputed) without the change being caught; older files have only the pixel checksum."""
-    digest = hashlib.blake2b(digest_size=16)
-    digest.update(json.dumps([header.get(key) for key in IMAGE_FIELDS]).encode())
-    for name in sorted(k for k in sections if k == "palette" or k.startswith(META_PREFIX)):
-        for part in (name.encode(), sections[name]):
-            digest.update(len(part).to_bytes(8, "little") + part)
     return digest.hexdigest()
 
 
@@ -64,7 +46,7 @@ def compress(source, *, model: str = zoo.DEFAULT_MODEL, settings: CoderSettings 
 
     ``model`` is a model name, file or hash (:func:`bbcodec.zoo.load`);
     ``progress(tiles)`` is called as tiles are coded
-    (:func:`bbcodec.coding.image.count_tiles` gives the total).
+    (``settings.layout(height, width, channels).tile_count`` gives the total).
     ``stats``, if given, is filled with the coder's accounting, in bits:
     ``method``, ``payload_bits`` (what the file stores), ``net_bits`` (the
     stack's growth, what bits-back promises) and ``initial_bits`` (the seed
@@ -76,36 +58,33 @@ def compress(source, *, model: str = zoo.DEFAULT_MODEL, settings: CoderSettings 
     net = net.to(device)
     pixels = image.pixels
     settings = settings.resolve()
-    problem = container.work_limit_problem(image.height, image.width, image.channels, settings.tile, settings.max_batch)
+    problem = container.work_limit_problem(settings.layout(image.height, image.width, image.channels))
     if problem:  # never write a file that the decoder's default limits would refuse
         raise UnsupportedImageError(problem)
     encoded = encode_image(net, pixels, settings, progress)
-    header = {
-        "width": image.width, "height": image.height, "channels": image.channels,
-        "mode": image.mode, "palette_mode": image.palette_mode, "source_format": image.format,
-        "model": digest, "pixel_checksum": pixel_checksum(pixels),
-    }
+    header = Header(width=image.width, height=image.height, channels=image.channels, mode=image.mode,
+                    palette_mode=image.palette_mode, source_format=image.format, model=digest,
+                    pixel_checksum=pixel_checksum(pixels), method="stored")
     sections = {}
     if encoded.stored_bits // 8 < pixels.nbytes:
-        header.update(method="bits-back", coder=settings.to_dict(), grid_bits=net.config.grid_bits,
-                      untouched_seed_words=encoded.untouched_seed_words, entropy_coder=ENTROPY_CODER)
-        if settings.arithmetic == "float":  # only this kind of machine is sure to reproduce the probabilities
-            header["float_platform"] = float_platform(device)
+        header = replace(header, method="bits-back", coder=settings.to_dict(), grid_bits=net.config.grid_bits,
+                         untouched_seed_words=encoded.untouched_seed_words, entropy_coder=ENTROPY_CODER,
+                         # only this kind of machine is sure to reproduce float probabilities
+                         float_platform=float_platform(device) if settings.arithmetic == "float" else None)
         sections["payload"] = encoded.payload.astype("<u4").tobytes()
         sections[container.CHECKPOINTS] = np.asarray(encoded.stack_words, dtype="<u4").tobytes()
     else:
-        header["method"] = "stored"
         sections["payload"] = pixels.tobytes()
     if stats is not None:
-        stats.update(method=header["method"], payload_bits=encoded.stored_bits,
+        stats.update(method=header.method, payload_bits=encoded.stored_bits,
                      net_bits=encoded.net_bits, initial_bits=encoded.initial_bits)
     if image.palette is not None:
         sections["palette"] = image.palette
     # Transparency decides which pixels are visible: it is part of the image, kept even when stripping.
     kept = {k: v for k, v in image.metadata.items() if not strip_metadata or k in PIXEL_METADATA}
     sections.update({META_PREFIX + key: value for key, value in kept.items()})
-    header["image_checksum"] = image_checksum(header, sections)
-    return container.to_bytes(container.Container(header, sections))
+    header = header.with_image_checksum(sections)
+    return container.to_bytes(container.Container(header.to_json(), sections))
 
 
 def _bbc_bytes(source) -> bytes:
@@ -123,13 +102,6 @@ def info(source) -> dict:
     return header
 
 
-def _field(header: dict, key: str, kind):
-    value = header.get(key)
-    if not isinstance(value, kind) or isinstance(value, bool):
-        raise CorruptDataError(f"corrupt .bbc header (field {key!r})")
-    return value
-
-
 def decompress(source, *, model: str | None = None, device: str = "cpu", progress=None) -> imageio.Image:
     """Decode a .bbc file (bytes, path or file object) to an :class:`~bbcodec.imageio.Image`.
 
@@ -137,33 +109,29 @@ def decompress(source, *, model: str | None = None, device: str = "cpu", progres
     unless ``model`` names one.
     """
     box = container.from_bytes(_bbc_bytes(source))
-    header = box.header
-    height, width, channels = (_field(header, k, int) for k in ("height", "width", "channels"))
-    if not (0 < height and 0 < width and 0 < channels <= 4 and height * width * channels <= MAX_PIXELS):
-        raise CorruptDataError(f"corrupt .bbc header (implausible size {width}x{height}x{channels})")
+    header = Header.from_json(box.header)
     payload = box.sections.get("payload", b"")
-    method = header.get("method")
-    if method == "stored":
-        if len(payload) != height * width * channels:
+    if header.method == "stored":
+        if len(payload) != header.subpixels:
             raise CorruptDataError("corrupt .bbc file (stored pixels have the wrong size)")
-        pixels = np.frombuffer(payload, dtype=np.uint8).reshape(height, width, channels).copy()
-    elif method == "bits-back":
-        pixels = _decode_bits_back(header, payload, _checkpoints(box.sections), height, width, channels, model,
-                                   device, progress)
+        pixels = np.frombuffer(payload, dtype=np.uint8).reshape(header.height, header.width, header.channels).copy()
     else:
-        raise CorruptDataError(f"unsupported coding method {method!r}")
-    if pixel_checksum(pixels) != header.get("pixel_checksum"):
-        raise CorruptDataError("decoded pixels do not match the file's checksum" + decode_hint(header, device))
+        pixels = _decode_bits_back(header, payload, _checkpoints(box.sections), model, device, progress)
+    if pixel_checksum(pixels) != header.pixel_checksum:
+        raise CorruptDataError("decoded pixels do not match the file's checksum" + _hint(header, device))
     metadata = {k[len(META_PREFIX):]: v for k, v in box.sections.items() if k.startswith(META_PREFIX)}
     try:
-        image = imageio.Image(pixels=pixels, mode=_field(header, "mode", str), palette=box.sections.get("palette"),
-                              palette_mode=header.get("palette_mode"), format=header.get("source_format"),
-                              metadata=metadata)
+        image = imageio.Image(pixels=pixels, mode=header.mode, palette=box.sections.get("palette"),
+                              palette_mode=header.palette_mode, format=header.source_format, metadata=metadata)
     except UnsupportedImageError as error:
         raise CorruptDataError(f"corrupt .bbc file ({error})") from None
-    if "image_checksum" in header and header["image_checksum"] != image_checksum(header, box.sections):
+    if not header.image_matches(box.sections):
         raise CorruptDataError("the image's mode, size, palette or metadata do not match the file's checksum")
     return image
+
+
+def _hint(header: Header, device) -> str:
+    return decode_hint(header.to_json(), device)
 
 
 def _checkpoints(sections: dict[str, bytes]):
@@ -176,28 +144,32 @@ def _checkpoints(sections: dict[str, bytes]):
     return np.frombuffer(data, dtype="<u4").tolist()
 
 
-def _decode_bits_back(header, payload, checkpoints, height, width, channels, model, device, progress):
-    digest = _field(header, "model", str)
-    net, loaded = zoo.load(model) if model else zoo.by_hash(digest)
-    if loaded != digest:
-        raise CorruptDataError(f"this file was made with model {digest[:16]}, not {loaded[:16]}")
-    coder = {"arithmetic": "float", **_field(header, "coder", dict)}  # files from before the field: float
+def _coder_settings(header: Header) -> CoderSettings:
     try:
-        settings = CoderSettings(**coder)
+        settings = CoderSettings(**header.coder_settings())
     except (TypeError, ValueError):
         raise CorruptDataError("corrupt .bbc header (coder settings)") from None
     if settings.arithmetic == "auto":
         raise CorruptDataError("corrupt .bbc header (coder settings)")
-    made_with = header.get("entropy_coder", ENTROPY_CODER)
+    return settings
+
+
+def _decode_bits_back(header: Header, payload, checkpoints, model, device, progress):
+    net, loaded = zoo.load(model) if model else zoo.by_hash(header.model)
+    if loaded != header.model:
+        raise CorruptDataError(f"this file was made with model {header.model[:16]}, not {loaded[:16]}")
+    settings = _coder_settings(header)
+    made_with = header.entropy_coder or ENTROPY_CODER
     if made_with != ENTROPY_CODER:
         raise CorruptDataError(f"this file needs {made_with} to decode; this installation has {ENTROPY_CODER}")
     if len(payload) % 4:
         raise CorruptDataError("corrupt .bbc file (payload is not whole words)")
-    encoded = EncodedChain(np.frombuffer(payload, dtype="<u4").astype(np.uint32),
-                           _field(header, "untouched_seed_words", int), stack_words=checkpoints)
+    encoded = EncodedChain(np.frombuffer(payload, dtype="<u4").astype(np.uint32), header.untouched_seed_words,
+                           stack_words=checkpoints)
     try:
-        return decode_image(net.to(device), encoded, height, width, channels, settings, progress)
+        return decode_image(net.to(device), encoded, header.height, header.width, header.channels, settings,
+                            progress)
     except CorruptDataError as error:
-        raise CorruptDataError(str(error) + decode_hint(header, device)) from None
+        raise CorruptDataError(str(error) + _hint(header, device)) from None
     except Exception as error:  # constriction or shape errors on data that passed the checksums
-        raise CorruptDataError(f"cannot decode payload: {error}{decode_hint(header, device)}") from None
+        raise CorruptDataError(f"cannot decode payload: {error}{_hint(header, device)}") from None

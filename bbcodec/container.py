@@ -11,6 +11,10 @@ Layout (all integers little-endian)::
 
 The header names the model by the hash of its weights, the geometry, the image
 mode, the coder settings and the pixel checksum that the decoder verifies.
+:class:`Header` is the one place that says what its fields mean: their types,
+which ones decoding needs, the tiling they ask for and the image checksum over
+them. The rest of bbcodec (the API, ``bbcodec info``, the command's progress
+bars) reads a header through it, never through the raw JSON.
 Sections carry the ANS payload, the stack checkpoints (``stack``), the
 palette and metadata (ICC profile, EXIF, text chunks) byte for byte. Everything is checked before it is used: a file that is
 truncated, altered or from an unknown version raises CorruptDataError with a
@@ -31,7 +35,7 @@ the tiling), and a hostile header costs its author nothing. :func:`from_bytes`
 therefore refuses a bits-back file whose tiling would take more than
 :data:`MAX_TILE_BATCHES` network passes or put more than
 :data:`MAX_BATCH_PIXELS` pixels in one pass (the decoder's memory grows with
-it); the pixel count itself is limited by the API. The command line never
+it); the pixel count itself is limited by :data:`MAX_PIXELS`. The command line never
 writes such a file (it checks with :func:`work_limit_problem` before coding
 and picks the batch size so that a pass stays within the limit). They are
 module attributes that a program may raise to read an unusual file, as
@@ -40,14 +44,20 @@ Pillow's ``MAX_IMAGE_PIXELS``.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import hashlib
 import json
 import struct
+import typing
 import zlib
 from dataclasses import dataclass, field
 
 from bbcodec.errors import CorruptDataError
+from bbcodec.tiling import TileLayout
 
 MAGIC = b"\xbbBBC"
+MAX_PIXELS = 1 << 28
+"""Most sub-pixels (height x width x channels) a header may declare."""
 FORMAT_VERSION = 1
 MAX_HEADER_BYTES = 1 << 20
 MAX_TILE_BATCHES = 1 << 15
@@ -86,6 +96,140 @@ def limits_lifted():
 class Container:
     header: dict
     sections: dict[str, bytes] = field(default_factory=dict)
+
+
+METHODS = ("bits-back", "stored")
+IMAGE_FIELDS = ("width", "height", "channels", "mode", "palette_mode", "source_format", "pixel_checksum")
+"""The header fields that, with the palette and metadata sections, shape the decoded output."""
+META_PREFIX = "meta."
+"""Sections named ``meta.KEY`` carry the image's metadata item KEY byte for byte."""
+_ALWAYS_WRITTEN = {"palette_mode", "source_format"}  # written as null when the image has none
+_BITS_BACK_NEEDS = ("model", "coder", "untouched_seed_words")
+
+
+@dataclass(frozen=True)
+class Header:
+    """The meaning of a .bbc header: every field has its JSON type or is None (absent).
+
+    :meth:`from_json` reads a header that is to be decoded and refuses one
+    that lacks what decoding needs; :meth:`readable` keeps what is readable
+    of a damaged one, for display and the work limits; :meth:`to_json` gives
+    the fields bbcodec writes. Fields not named here are ignored on reading.
+    """
+
+    width: int | None = None
+    height: int | None = None
+    channels: int | None = None
+    mode: str | None = None
+    palette_mode: str | None = None
+    source_format: str | None = None
+    model: str | None = None
+    pixel_checksum: str | None = None
+    method: str | None = None
+    coder: dict | None = None
+    """The coder settings (``bbcodec.coding.image.CoderSettings`` as a JSON object): bits-back files only."""
+    grid_bits: int | None = None
+    untouched_seed_words: int | None = None
+    entropy_coder: str | None = None
+    float_platform: str | None = None
+    image_checksum: str | None = None
+
+    def __post_init__(self):
+        for name in _FIELD_TYPES:
+            if not _has_type(getattr(self, name), _FIELD_TYPES[name]):
+                raise CorruptDataError(f"corrupt .bbc header (field {name!r})")
+
+    @classmethod
+    def readable(cls, header: dict) -> "Header":
+        """The fields of a raw header that have their type; the others (and unknown keys) dropped."""
+        return cls(**{k: v for k, v in header.items() if k in _FIELD_TYPES and _has_type(v, _FIELD_TYPES[k])})
+
+    @classmethod
+    def from_json(cls, header: dict) -> "Header":
+        """A header to decode: every known field of its type, a plausible size, a known method and, for
+        bits-back, the model, coder settings and seed prefix; CorruptDataError with one line if not."""
+        typed = cls(**{k: v for k, v in header.items() if k in _FIELD_TYPES})
+        typed._check_decodable()
+        return typed
+
+    def _check_decodable(self) -> None:
+        for name in ("height", "width", "channels", "mode"):
+            if getattr(self, name) is None:
+                raise CorruptDataError(f"corrupt .bbc header (field {name!r})")
+        if self.subpixels is None:
+            raise CorruptDataError(f"corrupt .bbc header (implausible size {self.width}x{self.height}x{self.channels})")
+        if self.method not in METHODS:
+            raise CorruptDataError(f"unsupported coding method {self.method!r}")
+        for name in _BITS_BACK_NEEDS if self.method == "bits-back" else ():
+            if getattr(self, name) is None:
+                raise CorruptDataError(f"corrupt .bbc header (field {name!r})")
+
+    @property
+    def subpixels(self) -> int | None:
+        """height x width x channels, if they are plausible (positive, at most 4 channels, MAX_PIXELS in all)."""
+        dims = (self.height, self.width, self.channels)
+        if None in dims or min(dims) <= 0 or self.channels > 4 or dims[0] * dims[1] * dims[2] > MAX_PIXELS:
+            return None
+        return dims[0] * dims[1] * dims[2]
+
+    @property
+    def coder_name(self) -> str | None:
+        """The bits-back coder named in the coder settings (``bitswap``, ``bbans``), if any."""
+        name = (self.coder or {}).get("coder")
+        return name if isinstance(name, str) else None
+
+    def coder_settings(self) -> dict:
+        """The coder settings as keyword arguments; files from before the ``arithmetic`` field are float."""
+        return {"arithmetic": "float", **(self.coder or {})}
+
+    def layout(self) -> TileLayout | None:
+        """The tile layout of a bits-back header whose tiling fields are well formed, else None (decoding
+        refuses bad ones with its own message)."""
+        if self.method != "bits-back" or self.coder is None:
+            return None
+        values = [self.height, self.width, self.channels, self.coder.get("tile"), self.coder.get("max_batch")]
+        if not all(_is_int(v) and v > 0 for v in values) or values[0] * values[1] > 1 << 40 or values[3] < 2:
+            return None
+        return TileLayout(*values)
+
+    def to_json(self) -> dict:
+        """The fields as bbcodec writes them (absent ones left out, except those written as null)."""
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)
+                if getattr(self, f.name) is not None or f.name in _ALWAYS_WRITTEN}
+
+    def with_image_checksum(self, sections: dict[str, bytes]) -> "Header":
+        """This header with the image checksum of ``sections`` (see :func:`image_checksum`)."""
+        return dataclasses.replace(self, image_checksum=image_checksum(self.to_json(), sections))
+
+    def image_matches(self, sections: dict[str, bytes]) -> bool:
+        """Whether the image checksum, where the file has one, covers these fields and sections."""
+        return self.image_checksum is None or self.image_checksum == image_checksum(self.to_json(), sections)
+
+
+_FIELD_TYPES = {name: next(kind for kind in typing.get_args(hint) if kind is not type(None))
+                for name, hint in typing.get_type_hints(Header).items()}
+"""Each field's JSON type, from its annotation (``int | None``: int)."""
+
+
+def _has_type(value, kind) -> bool:
+    if value is None:
+        return True
+    if kind is dict:
+        return isinstance(value, dict) and all(isinstance(k, str) for k in value)
+    return isinstance(value, kind) and not isinstance(value, bool)
+
+
+def image_checksum(header: dict, sections: dict[str, bytes]) -> str:
+    """A checksum over everything that shapes the output besides the coded pixels: size, mode, palette,
+    source format and metadata, and the pixel checksum. Files written since it exists carry it as
+    ``image_checksum``, which the decoder verifies, so that no field or section can be changed (CRCs
+    recomputed) without the change being caught; older files have only the pixel checksum."""
+    digest = hashlib.blake2b(digest_size=16)
+    digest.update(json.dumps([header.get(key) for key in IMAGE_FIELDS]).encode())
+    for name in sorted(k for k in sections if k == "palette" or k.startswith(META_PREFIX)):
+        for part in (name.encode(), sections[name]):
+            digest.update(len(part).to_bytes(8, "little") + part)
+    return digest.hexdigest()
 
 
 def _crc(data: bytes) -> int:
@@ -181,48 +325,15 @@ def _is_int(value) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-def _batch_sizes(count: int, max_batch: int) -> tuple[int, int]:
-    """(number of batches, largest batch) of :func:`bbcodec.tiling.batch_sizes`, without listing them."""
-    batches = largest = 0
-    size = 1
-    while count > 0 and size < max_batch:  # 1, 2, 4, ... below max_batch
-        take = min(size, count)
-        batches, largest, count, size = batches + 1, max(largest, take), count - take, size * 2
-    if count > 0:
-        batches += -(-count // max_batch)
-        largest = max(largest, min(max_batch, count))
-    return batches, largest
-
-
-def tiling_work(height: int, width: int, channels: int, tile: int, max_batch: int) -> tuple[int, int]:
-    """(network passes, most pixels in one pass) to code an image, as :mod:`bbcodec.coding.image` tiles it.
-
-    Counted from the sizes alone (an image of 2^26 pixels has a million 8x8 tiles): the tiles of each
-    shape are batched 1, 2, 4, ... up to ``max_batch`` (:func:`bbcodec.tiling.plan`), and RGB is one plane
-    group, every other plane its own (:func:`bbcodec.coding.image.plane_groups`).
-    """
-    full_rows, last_row = divmod(height, tile)
-    full_cols, last_col = divmod(width, tile)
-    shapes = [(tile, tile, full_rows * full_cols), (tile, last_col, full_rows * bool(last_col)),
-              (last_row, tile, bool(last_row) * full_cols), (last_row, last_col, bool(last_row and last_col))]
-    groups = {3: 1, 4: 2}.get(channels, channels)
-    passes = pixels = 0
-    for tile_height, tile_width, count in shapes:
-        if count:
-            batches, largest = _batch_sizes(count, max_batch)
-            passes += batches
-            pixels = max(pixels, tile_height * tile_width * largest)
-    return groups * passes, pixels
-
-
-def work_limit_problem(height: int, width: int, channels: int, tile: int, max_batch: int) -> str | None:
-    """Why coding an image this way would exceed :data:`MAX_TILE_BATCHES` or :data:`MAX_BATCH_PIXELS`, or None."""
-    passes, pixels = tiling_work(height, width, channels, tile, max_batch)
+def work_limit_problem(layout: TileLayout) -> str | None:
+    """Why coding an image in this layout would exceed :data:`MAX_TILE_BATCHES` or :data:`MAX_BATCH_PIXELS`, or None."""
+    passes, pixels = layout.work()
+    tiling = f"{layout.tile}x{layout.tile} tiles"
     if passes > MAX_TILE_BATCHES:
-        return (f"{width}x{height} pixels in {tile}x{tile} tiles take {passes} network passes, more than "
+        return (f"{layout.width}x{layout.height} pixels in {tiling} take {passes} network passes, more than "
                 f"the limit of {MAX_TILE_BATCHES} (bbcodec.container.MAX_TILE_BATCHES); use larger tiles")
     if pixels > MAX_BATCH_PIXELS:
-        return (f"batches of {max_batch} {tile}x{tile} tiles put {pixels} pixels in one network pass, more "
+        return (f"batches of {layout.max_batch} {tiling} put {pixels} pixels in one network pass, more "
                 f"than the limit of {MAX_BATCH_PIXELS} (bbcodec.container.MAX_BATCH_PIXELS); use smaller tiles")
     return None
 
@@ -232,31 +343,18 @@ def batch_limit(tile: int, max_batch: int) -> int:
     return max(1, min(max_batch, MAX_BATCH_PIXELS // (tile * tile)))
 
 
-def _header_tiling(header: dict) -> list[int] | None:
-    """[height, width, channels, tile, max_batch] of a bits-back header whose fields are well formed, else
-    None (the API checks the fields and refuses bad ones with its own message)."""
-    if header.get("method") != "bits-back" or not isinstance(header.get("coder"), dict):
-        return None
-    coder = header["coder"]
-    values = [header.get("height"), header.get("width"), header.get("channels"), coder.get("tile"),
-              coder.get("max_batch")]
-    if not all(_is_int(v) and v > 0 for v in values) or values[0] * values[1] > 1 << 40 or values[3] < 2:
-        return None
-    return values
-
-
 def _header_work_problem(header: dict) -> str | None:
     """The work limits for a bits-back header whose fields are well formed."""
-    values = _header_tiling(header)
-    return work_limit_problem(*values) if values else None
+    layout = Header.readable(header).layout()
+    return work_limit_problem(layout) if layout else None
 
 
 def _payload_work_problem(header: dict, sections: dict[str, bytes]) -> str | None:
     """Work that the payload cannot pay for, in a file without stack checkpoints (see the module doc)."""
-    values = _header_tiling(header)
-    if values is None or CHECKPOINTS in sections:
+    layout = Header.readable(header).layout()
+    if layout is None or CHECKPOINTS in sections:
         return None
-    passes = tiling_work(*values)[0]
+    passes = layout.work()[0]
     allowed = FREE_PASSES + len(sections.get("payload", b"")) // PAYLOAD_BYTES_PER_PASS
     if passes <= allowed:
         return None

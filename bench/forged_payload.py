@@ -20,6 +20,7 @@ Appends a run (``--label``) to ``bench/results/forged_payload.json``.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import platform
@@ -60,8 +61,7 @@ def forge(data: bytes, side: int, payload_kib: int, seed: int = 0, checkpoints: 
     sections = {k: v for k, v in box.sections.items() if k != "stack"}
     sections["payload"] = words.tobytes()
     if checkpoints:
-        batches = container.tiling_work(side, side, header["channels"], header["coder"]["tile"],
-                                        header["coder"]["max_batch"])[0]
+        batches = container.Header.readable(header).layout().work()[0]
         stack = rng.integers(1, len(words), batches, dtype=np.uint64).astype("<u4")
         stack[-1] = len(words)
         sections["stack"] = stack.tobytes()
@@ -73,14 +73,14 @@ def largest_allowed_side(data: bytes, payload_kib: int) -> int:
     may claim under the limits (:func:`bbcodec.container._payload_work_problem`)."""
     from bbcodec import container
 
-    header = container.from_bytes(data).header
-    tile, batch = header["coder"]["tile"], header["coder"]["max_batch"]
+    layout = container.Header.readable(container.from_bytes(data).header).layout()
     allowed = container.FREE_PASSES + payload_kib * 1024 // container.PAYLOAD_BYTES_PER_PASS
-    side = tile
-    while (container.tiling_work(side + tile, side + tile, header["channels"], tile, batch)[0] <= allowed
-           and not container.work_limit_problem(side + tile, side + tile, header["channels"], tile, batch)):
-        side += tile
-    return side
+    side = layout.tile
+    while True:
+        larger = dataclasses.replace(layout, height=side + layout.tile, width=side + layout.tile)
+        if larger.work()[0] > allowed or container.work_limit_problem(larger):
+            return side
+        side += layout.tile
 
 
 def bbcodec_mode(data: bytes) -> str:

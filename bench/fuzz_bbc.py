@@ -374,7 +374,7 @@ class Mutator:
         return header_blob(bytes(text)) + data[offset:]
 
     def _stored_resigned(self, name):
-        from bbcodec import api
+        from bbcodec import api, container
 
         header, sections = self._copy(name)
         index, payload = self._payload(sections)
@@ -386,7 +386,7 @@ class Mutator:
         header["pixel_checksum"] = api.pixel_checksum(array)
         sections[index] = ("payload", bytes(pixels))
         if "image_checksum" in header:  # files since issue 18: it covers the pixel checksum too
-            header["image_checksum"] = api.image_checksum(header, dict(sections))
+            header["image_checksum"] = container.image_checksum(header, dict(sections))
         return assemble(header, sections)
 
     def _nested_json(self, name):
@@ -435,10 +435,10 @@ def decode_like_the_cli(data: bytes) -> str:
     """What ``bbcodec info`` and ``bbcodec decompress -c`` do with the bytes; returns the format written."""
     from bbcodec import api, imageio
     from bbcodec.errors import BBCodecError
-    from cli.info import describe
+    from bbcodec_cli.info import describe
 
     try:
-        describe("x", data, api.info(data))
+        describe("x", data)
     except BBCodecError:
         pass
     image = api.decompress(data)
@@ -494,7 +494,7 @@ def _limited(limit_bytes: int):
 
 
 def cli_command() -> list[str]:
-    return [sys.executable, "-m", "cli.main"]
+    return [sys.executable, "-m", "bbcodec_cli.main"]
 
 
 def run_cli(args: list[str], cwd: Path, env: dict, timeout: float, memory_limit: int) -> dict:

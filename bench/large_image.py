@@ -26,7 +26,7 @@ PHOTO = ROOT.parent / "shared" / "data" / "photos" / "041.png"
 
 MEASURED = """
 import resource, sys
-from cli.main import main
+from bbcodec_cli.main import main
 try:
     main(sys.argv[1:], standalone_mode=False)
 finally:

@@ -20,10 +20,10 @@ written or removed is checked:
 
 Most runs are forked from this process after ``bbcodec`` is imported (so that a
 run costs its work, not Python's and torch's start-up) and call the command's
-entry point (``cli.main.main``) with standard output and error redirected to
+entry point (``bbcodec_cli.main.main``) with standard output and error redirected to
 files; signals reach them as they reach the real command. A share of the runs
 (``--fresh-share``) start a new Python process instead (``python -m
-cli.main``), so that signals also land during start-up. The tiny test model
+bbcodec_cli.main``), so that signals also land during start-up. The tiny test model
 (``tests/golden/tiny.safetensors``) codes, to keep each run short.
 
     OMP_NUM_THREADS=1 nice -n 10 python bench/soak.py --runs 2000 --work /tmp/soak18
@@ -61,7 +61,7 @@ import torch  # noqa: E402
 import bbcodec  # noqa: E402
 from bbcodec import imageio  # noqa: E402
 from bbcodec.errors import BBCodecError  # noqa: E402
-from cli.main import main as cli_main  # noqa: E402
+from bbcodec_cli.main import main as cli_main  # noqa: E402
 
 RESULT = ROOT / "bench" / "results" / "soak.json"
 MODEL = ROOT / "tests" / "golden" / "tiny.safetensors"
@@ -160,7 +160,7 @@ def _child(args: list[str], stdout: str | None, log: Path, fresh: bool, stops: s
         signal.pthread_sigmask(signal.SIG_UNBLOCK, stops)
         if fresh:
             env = dict(os.environ, PYTHONPATH=str(ROOT))
-            os.execve(sys.executable, [sys.executable, "-m", "cli.main", *args], env)
+            os.execve(sys.executable, [sys.executable, "-m", "bbcodec_cli.main", *args], env)
         cli_main(args, prog_name="bbcodec")
         return 0
     except SystemExit as stop:

@@ -16,7 +16,7 @@ from tqdm import tqdm
 from bbcodec import benchmark, zoo
 from bbcodec.coding.bitsback import CODERS
 from bbcodec.coding.image import ARITHMETIC, CoderSettings
-from cli.common import DEVICES, CLIError, fail_cleanly, resolve_device_option, resolve_model_option
+from bbcodec_cli.common import DEVICES, CLIError, fail_cleanly, resolve_device_option, resolve_model_option
 
 CODEC_HELP = ("classical codecs, comma-separated, from: " + ", ".join(benchmark.ALL_KEYS)
               + "; or 'default' (all but avif), 'all', 'none'")

@@ -1,4 +1,4 @@
-"""``bbcodec compress``, ``decompress`` and ``test``: thin layers over :mod:`bbcodec.api` (``info``: :mod:`cli.info`).
+"""``bbcodec compress``, ``decompress`` and ``test``: thin layers over :mod:`bbcodec.api` (``info``: :mod:`bbcodec_cli.info`).
 
 Conventions are zstd's and xz's: ``compress FILE`` writes ``FILE.bbc`` and
 keeps ``FILE`` (``--rm`` removes it once the output is safely on disk);
@@ -8,7 +8,7 @@ never goes to a terminal without it. Every file is processed even when
 another fails; the exit status is 0 if all succeeded, 1 if any failed, 2 for a
 usage error. Each error is one line on stderr.
 
-Safety (see also :mod:`cli.files`): outputs appear whole or not at all and get
+Safety (see also :mod:`bbcodec_cli.files`): outputs appear whole or not at all and get
 the input's permissions and times; ``--verify`` decodes a compressed file and
 compares it with the image before writing it, and ``--rm`` always does so, and
 reads the written output back, before it removes an input; a file whose header
@@ -31,9 +31,9 @@ from bbcodec.coding.bitsback import CODERS
 from bbcodec.coding.image import ARITHMETIC, CoderSettings
 from bbcodec.errors import BBCodecError
 from bbcodec.portability import float_platform
-from cli.common import DEVICES, CLIError, error_message, resolve_device_option, resolve_model_option, shown_name
-from cli.each import bars_wanted, run_each
-from cli.files import (STDIO, SUFFIX, check_stdout, check_target, input_stat, read_input, verify_written,
+from bbcodec_cli.common import DEVICES, CLIError, error_message, resolve_device_option, resolve_model_option, shown_name
+from bbcodec_cli.each import bars_wanted, run_each
+from bbcodec_cli.files import (STDIO, SUFFIX, check_stdout, check_target, input_stat, read_input, verify_written,
                        write_output)
 
 def _check_outputs(files, output, to_stdout, force):
@@ -163,13 +163,14 @@ def compress(files, output, to_stdout, force, remove, verbose, quiet, device, mo
         like = input_stat(name)
         raw = read_input(name)
         image = imageio.read_image(raw)
-        problem = container.work_limit_problem(image.height, image.width, image.channels, settings.tile,
-                                               settings.max_batch)
+        layout = settings.layout(image.height, image.width, image.channels)
+        problem = container.work_limit_problem(layout)
         if problem:  # never write a file that decoders refuse by default
             raise BBCodecError(problem)
-        progress = tiles.start(name, _tile_total(image.height, image.width, image.channels, settings.tile))
+        progress = tiles.start(name, layout.tile_count)
+        stats: dict = {}
         data = api.compress(image, model=model, settings=settings, strip_metadata=strip_metadata, device=device,
-                            progress=progress)
+                            progress=progress, stats=stats)
         if verify or (remove and name != STDIO and target != STDIO):
             try:
                 again = api.decompress(data, model=model, device=device)
@@ -179,17 +180,10 @@ def compress(files, output, to_stdout, force, remove, verbose, quiet, device, mo
                 raise BBCodecError("verification failed: the decoded image differs (nothing written)")
         write_output(target, data, force, like)
         _finish(name, remove, target, data)
-        method = api.info(data).get("method")
         return (f"{shown_name(name)}: {len(raw)} -> {len(data)} bytes, {8 * len(data) / image.pixels.size:.3f} "
-                f"bits/sub-pixel ({method})" + ("" if target == STDIO else f" -> {shown_name(target)}"))
+                f"bits/sub-pixel ({stats['method']})" + ("" if target == STDIO else f" -> {shown_name(target)}"))
 
     run_each(files, one, verbose, quiet, "compress", tiles)
-
-
-def _tile_total(height: int, width: int, channels: int, tile: int) -> int:
-    """Tiles an image is coded as (:func:`bbcodec.coding.image.count_tiles`, counted without listing them)."""
-    groups = {3: 1, 4: 2}.get(channels, channels)
-    return groups * -(-height // tile) * -(-width // tile)
 
 
 def _tile_count(data: bytes):
@@ -197,14 +191,10 @@ def _tile_count(data: bytes):
     reports any damage). Only headers within the decoder's limits are counted."""
     def count() -> int | None:
         try:
-            header = api.info(data)
-            coder = header.get("coder")
-            values = [header.get(k) for k in ("height", "width", "channels")]
-            values += [coder.get("tile"), coder.get("max_batch")]
-            if (header.get("method") != "bits-back" or not all(type(v) is int and 0 < v < 1 << 31 for v in values)
-                    or container.work_limit_problem(*values)):
+            layout = container.Header.readable(container.read_header(data)[0]).layout()
+            if layout is None or container.work_limit_problem(layout):
                 return None
-            return _tile_total(*values[:4])
+            return layout.tile_count
         except Exception:
             return None
     return count

@@ -30,7 +30,7 @@ from pathlib import Path
 import click
 
 from bbcodec.errors import BBCodecError
-from cli.signals import die_by
+from bbcodec_cli.signals import die_by
 
 
 class CLIError(click.ClickException):

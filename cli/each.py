@@ -1,7 +1,7 @@
 """Running a command on each of its files: a progress bar over the files, one error line per failed file.
 
 Every file is processed even when another fails; the command then exits
-with status 1 (:mod:`cli.codec`, :mod:`cli.info`). Needs no torch.
+with status 1 (:mod:`bbcodec_cli.codec`, :mod:`bbcodec_cli.info`). Needs no torch.
 """
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import sys
 from tqdm import tqdm
 
 from bbcodec import container
-from cli.common import debugging, error_message, interruptible, shown_name
+from bbcodec_cli.common import debugging, error_message, interruptible, shown_name
 
 
 def bars_wanted(quiet: bool) -> bool:
@@ -25,7 +25,7 @@ def run_each(files, action, verbose, quiet, label, tiles=None, no_limits: bool =
     ``tiles``, if given, is closed after each file (a progress bar over its tiles); ``no_limits`` lifts the
     decoder's work limits (:func:`bbcodec.container.limits_lifted`).
 
-    A termination signal stops the run after cleaning up (:func:`cli.common.interruptible`)."""
+    A termination signal stops the run after cleaning up (:func:`bbcodec_cli.common.interruptible`)."""
     failed = 0
     bar = tqdm(files, desc=label, unit="file", file=sys.stderr, disable=len(files) < 2 or not bars_wanted(quiet))
     with interruptible(), (container.limits_lifted() if no_limits else contextlib.nullcontext()):

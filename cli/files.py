@@ -16,26 +16,15 @@ import contextlib
 import os
 import stat
 import sys
-import tempfile
 from pathlib import Path
 
-from bbcodec.safeio import write_all
-from cli.common import CLIError
+from bbcodec.safeio import sync_directory, write_all, write_temporary
+from bbcodec_cli.common import CLIError
 
 SUFFIX = ".bbc"
 STDIO = "-"
 MAX_INPUT_BYTES = 1 << 30
 """Largest input read (1 GiB): an uncompressed 2^26-pixel RGBA image is 256 MiB."""
-
-
-def _sync_directory(folder: Path) -> None:
-    """Make a rename durable before the input is removed (best effort: not every system can)."""
-    with contextlib.suppress(OSError, AttributeError):
-        handle = os.open(folder, os.O_RDONLY)
-        try:
-            os.fsync(handle)
-        finally:
-            os.close(handle)
 
 
 def atomic_write(path: Path, data: bytes, like: os.stat_result | None = None, overwrite: bool = False) -> None:
@@ -49,24 +38,18 @@ def atomic_write(path: Path, data: bytes, like: os.stat_result | None = None, ov
     permission bits and times, as gzip does.
     """
     path = Path(path)
-    folder = path.parent
     try:
-        handle, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
+        tmp_name = write_temporary(path, data)
     except OSError as error:
         raise CLIError(f"cannot write {path}: {error.strerror or error}") from None
     try:
-        try:
-            write_all(handle, data)
-            os.fsync(handle)
-        finally:
-            os.close(handle)
         if like is not None:
             copy_attributes(like, tmp_name)
         if overwrite:
             os.replace(tmp_name, path)
         else:
             _link_new(tmp_name, path)
-        _sync_directory(folder)
+        sync_directory(path.parent)
     except FileExistsError:
         raise CLIError(f"{path} already exists (use -f to overwrite)") from None
     except OSError as error:

@@ -5,32 +5,28 @@ import click
 
 from bbcodec import container
 from bbcodec.portability import where_it_decodes
-from cli.common import shown_name
-from cli.each import run_each
-from cli.files import STDIO, read_input
+from bbcodec_cli.common import shown_name
+from bbcodec_cli.each import run_each
+from bbcodec_cli.files import STDIO, read_input
 
 
-def describe(name: str, data: bytes, header: dict) -> str:
-    """One line from a header whose fields are checked only by the decoder: print what is there, shortened."""
-    def number(key):
-        value = header.get(key)
-        return value if isinstance(value, int) and not isinstance(value, bool) and 0 < value < 1 << 40 else None
+def describe(name: str, data: bytes) -> str:
+    """One line about a .bbc file from what is readable of its header (:meth:`bbcodec.container.Header.readable`),
+    shortened: its fields are checked only by the decoder."""
+    header = container.Header.readable(container.read_header(data)[0])
 
     def text(value, limit: int = 24) -> str:
         value = " ".join(str(value).split())
         return value if len(value) <= limit else value[: limit - 1] + "…"
 
-    width, height, channels = number("width"), number("height"), number("channels")
-    size = f"{width}x{height}" if width and height else "?x?"
-    rate = (f"{8 * len(data) / (width * height * channels):.3f} bits/sub-pixel"
-            if width and height and channels else "? bits/sub-pixel")
-    coder = header.get("coder")
-    coder = coder.get("coder") if isinstance(coder, dict) else None
-    model = header.get("model")
-    line = (f"{name}: {size} {text(header.get('mode', '?'))}, {len(data)} bytes, {rate}, "
-            f"method {text(header.get('method', '?'))}, coder {text(coder or '-')}, "
-            f"model {text(model[:16], 16) if isinstance(model, str) else '?'}, "
-            f"decodes on {text(where_it_decodes(header), 240)}")
+    shown = header.width is not None and header.height is not None and 0 < header.width * header.height < 1 << 40
+    size = f"{header.width}x{header.height}" if shown else "?x?"
+    rate = (f"{8 * len(data) / header.subpixels:.3f} bits/sub-pixel" if header.subpixels
+            else "? bits/sub-pixel")
+    model = text(header.model[:16], 16) if header.model is not None else "?"
+    line = (f"{name}: {size} {text(header.mode or '?')}, {len(data)} bytes, {rate}, "
+            f"method {text(header.method or '?')}, coder {text(header.coder_name or '-')}, model {model}, "
+            f"decodes on {text(where_it_decodes(header.to_json()), 240)}")
     return " ".join(line.split())  # one line, whatever strings a damaged header holds
 
 
@@ -43,6 +39,6 @@ def info(files):
 
     def one(name):
         data = read_input(name)
-        click.echo(describe(shown_name(name), data, container.read_header(data)[0]))
+        click.echo(describe(shown_name(name), data))
 
     run_each(files, one, False, True, "info")

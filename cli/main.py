@@ -5,25 +5,25 @@ A subcommand's module is imported only when that subcommand runs, so that
 importing torch (which takes seconds); ``bbcodec --help`` lists the
 subcommands from :data:`COMMANDS`.
 """
-from cli.signals import interrupted_while_starting
+from bbcodec_cli.signals import interrupted_while_starting
 
 with interrupted_while_starting():  # a Ctrl-C while importing is reported as later
     import importlib
 
     import click
 
-    from cli.common import Command
+    from bbcodec_cli.common import Command
 
 COMMANDS = {
     # name: (module, attribute, the line `bbcodec --help` shows)
-    "compress": ("cli.codec", "compress", "Compress image FILES to FILE.bbc (keeps the inputs)."),
-    "decompress": ("cli.codec", "decompress", "Restore FILES (.bbc) to images with their name, format and pixels."),
-    "info": ("cli.info", "info", "Show the header of .bbc FILES without decoding them."),
-    "test": ("cli.codec", "test_command", "Decode .bbc FILES fully and verify their checksums; writes nothing."),
-    "models": ("cli.models", "models", "List the installed models, or install one."),
-    "train": ("cli.train", "train_command", "Train a codec model on images and export it."),
-    "export": ("cli.train", "export_command", "Export a training checkpoint as a codec model file."),
-    "bench": ("cli.bench", "bench", "Measure bbcodec beside the classical lossless codecs, with real files."),
+    "compress": ("bbcodec_cli.codec", "compress", "Compress image FILES to FILE.bbc (keeps the inputs)."),
+    "decompress": ("bbcodec_cli.codec", "decompress", "Restore FILES (.bbc) to images with their name, format and pixels."),
+    "info": ("bbcodec_cli.info", "info", "Show the header of .bbc FILES without decoding them."),
+    "test": ("bbcodec_cli.codec", "test_command", "Decode .bbc FILES fully and verify their checksums; writes nothing."),
+    "models": ("bbcodec_cli.models", "models", "List the installed models, or install one."),
+    "train": ("bbcodec_cli.train", "train_command", "Train a codec model on images and export it."),
+    "export": ("bbcodec_cli.train", "export_command", "Export a training checkpoint as a codec model file."),
+    "bench": ("bbcodec_cli.bench", "bench", "Measure bbcodec beside the classical lossless codecs, with real files."),
 }
 
 

@@ -1,10 +1,14 @@
-"""``bbcodec models``: list installed codec models; ``bbcodec models add FILE`` installs one."""
+"""``bbcodec models``: list installed codec models; ``bbcodec models add FILE`` installs one.
+
+Listing reads each model file's framing and hash only (:mod:`bbcodec.modelfile`), so it starts without
+importing torch; ``add`` builds the model to check it whole.
+"""
 import os
 
 import click
 
 from bbcodec import zoo
-from cli.common import fail_cleanly
+from bbcodec_cli.common import fail_cleanly
 
 
 @click.group(invoke_without_command=True)

@@ -16,7 +16,7 @@ from bbcodec.training.checkpoints import model_from_checkpoint
 from bbcodec.training.data import mixed_batch, open_sources, split_held_out
 from bbcodec.training.loop import TrainConfig, is_main_process, train
 from bbcodec.training.plots import plot_training
-from cli.common import DEVICES, fail_cleanly, resolve_device_option
+from bbcodec_cli.common import DEVICES, fail_cleanly, resolve_device_option
 
 float_storage_option = click.option(
     "--float-storage", type=click.Choice(list(FLOAT_STORAGE)), default="float32", show_default=True,

@@ -22,7 +22,7 @@ import bbcodec
 from bbcodec import api, container, imageio, zoo
 from bbcodec.coding.image import CoderSettings
 from bbcodec.errors import BBCodecError, CorruptDataError, UnsupportedImageError
-from bbcodec.models.export import model_hash
+from bbcodec.modelfile import model_hash
 from fixtures.golden import check_golden
 from fixtures.samples import (BITS_BACK_SETTINGS, binary_pixels, encoded, make_tiny_model, noise_pixels,
                               palette, pil_from_pixels)

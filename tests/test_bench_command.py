@@ -17,7 +17,7 @@ from click.testing import CliRunner
 from bbcodec import benchmark
 from bbcodec.benchmark import codecs
 from bbcodec.benchmark import measure
-from cli.main import main
+from bbcodec_cli.main import main
 from fixtures.samples import binary_pixels, encoded, noise_pixels, pil_from_pixels
 
 

@@ -30,9 +30,9 @@ from PIL import PngImagePlugin
 
 import bbcodec
 from bbcodec import api, container, imageio
-from bbcodec.models.export import model_hash
+from bbcodec.modelfile import model_hash
 from bbcodec.portability import float_platform
-from cli.main import main
+from bbcodec_cli.main import main
 from fixtures.golden import must_decode_here
 from fixtures.samples import (MODE_CASES, binary_pixels, encoded, make_tiny_model, noise_pixels, pil_from_pixels,
                               sample_file)
@@ -629,7 +629,7 @@ def test_golden_files_pass_the_test_command():
 
 def command() -> list[str]:
     script = Path(sys.executable).parent / "bbcodec"
-    return [str(script)] if script.exists() else [sys.executable, "-m", "cli.main"]
+    return [str(script)] if script.exists() else [sys.executable, "-m", "bbcodec_cli.main"]
 
 
 def environment(tmp_path) -> dict:
@@ -729,11 +729,11 @@ def test_a_name_with_a_newline_makes_one_error_line():
 INTERRUPTED_AT_START = """
 import os, signal, sys
 signal.signal(signal.SIGINT, signal.default_int_handler)
-import cli.codec
+import bbcodec_cli.codec
 def interrupt(*args, **kwargs):
     os.kill(os.getpid(), signal.SIGINT)
-cli.codec.resolve_model_option = interrupt
-from cli.main import main
+bbcodec_cli.codec.resolve_model_option = interrupt
+from bbcodec_cli.main import main
 main(sys.argv[1:])
 """
 
@@ -758,7 +758,7 @@ class Interrupt:
         return None
 sys.meta_path.insert(0, Interrupt())
 sys.argv = ["bbcodec", *sys.argv[1:]]
-runpy.run_module("cli.main", run_name="__main__")
+runpy.run_module("bbcodec_cli.main", run_name="__main__")
 """
 
 
@@ -776,7 +776,7 @@ def test_ctrl_c_while_importing_is_reported_as_later(tmp_path):
 INTERRUPTED_IN_A_DESTRUCTOR = """
 import gc, os, signal, sys
 signal.signal(signal.SIGINT, signal.default_int_handler)
-import cli.codec
+import bbcodec_cli.codec
 class Interrupting:
     def __del__(self):
         os.kill(os.getpid(), signal.SIGINT)
@@ -784,8 +784,8 @@ def load(*args, **kwargs):
     Interrupting()
     gc.collect()
     return "default"
-cli.codec.resolve_model_option = load
-from cli.main import main
+bbcodec_cli.codec.resolve_model_option = load
+from bbcodec_cli.main import main
 main(sys.argv[1:])
 """
 
@@ -807,7 +807,7 @@ def test_python_dash_m_bbcodec_runs_the_command():
 
 NO_TORCH = """
 import sys
-from cli.main import main
+from bbcodec_cli.main import main
 try:
     main(sys.argv[1:])
 finally:
@@ -815,9 +815,17 @@ finally:
 """
 
 
-@pytest.mark.parametrize("args", [["--help"], ["info", str(GOLDEN / "zoo" / "464be377d5f2.bbc")]], ids=["help", "info"])
-def test_commands_that_need_no_network_start_without_torch(args):
-    """Importing torch costs about 2 s of CPU: `bbcodec --help` and `bbcodec info` do without it."""
+@pytest.mark.parametrize("args", [["--help"], ["info", str(GOLDEN / "zoo" / "464be377d5f2.bbc")], ["models"]],
+                         ids=["help", "info", "models"])
+def test_commands_that_need_no_network_start_without_torch(args, tmp_path, model_file):
+    """Importing torch costs about 2 s of CPU: `bbcodec --help`, `bbcodec info` and `bbcodec models` (with a
+    user model and a damaged one installed) do without it."""
+    user_models = tmp_path / "user-models"
+    user_models.mkdir()
+    shutil.copy(model_file, user_models / "tiny.safetensors")
+    (user_models / "broken.safetensors").write_bytes(b"\x08" + b"\0" * 7 + b"{}")
     done = subprocess.run([sys.executable, "-c", NO_TORCH, *args], capture_output=True, text=True, timeout=120,
-                          env=dict(os.environ, PYTHONPATH=str(ROOT)))
+                          env=dict(os.environ, PYTHONPATH=str(ROOT), BBCODEC_MODELS=str(user_models)))
     assert done.returncode == 0 and "torch was imported" not in done.stderr, done.stderr
+    if args == ["models"]:
+        assert "default " in done.stdout and "tiny " in done.stdout and "broken" not in done.stdout

@@ -273,7 +273,7 @@ def test_a_float_file_that_fails_elsewhere_says_where_it_was_coded():
 def test_command_line_arithmetic_option(tmp_path, monkeypatch, arithmetic):
     from click.testing import CliRunner
 
-    from cli.main import main
+    from bbcodec_cli.main import main
 
     monkeypatch.chdir(tmp_path)
     pixels = imageio.read_image(REPO_ROOT / "data" / "chelsea.png").pixels[:40, :48].copy()

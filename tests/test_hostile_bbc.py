@@ -247,7 +247,7 @@ def corpus(base_files, other_model_hash) -> dict[str, bytes]:
 
 @pytest.fixture(scope="module")
 def hostile(base_files, other_model_file) -> dict[str, bytes]:
-    from bbcodec.models.export import model_hash
+    from bbcodec.modelfile import model_hash
 
     return corpus(base_files, model_hash(other_model_file.read_bytes()))
 
@@ -344,8 +344,7 @@ def test_work_limits_can_be_lifted_for_a_trusted_file(base_files):
 def test_work_count_matches_the_tiling():
     """The limits count passes arithmetically (a 2^26-pixel image has a million 8x8 tiles); the count must be
     exactly what the image coder does."""
-    from bbcodec.coding.image import plane_groups
-    from bbcodec.tiling import plan
+    from bbcodec.tiling import TileLayout, plan, plane_groups
 
     rng = np.random.default_rng(3)
     for _ in range(300):
@@ -355,15 +354,20 @@ def test_work_count_matches_the_tiling():
         batches = plan(height, width, tile, max_batch)
         expected = (len(batches) * len(plane_groups(channels)),
                     max(len(b) * b[0].height * b[0].width for b in batches))
-        assert container.tiling_work(height, width, channels, tile, max_batch) == expected
+        layout = TileLayout(height, width, channels, tile, max_batch)
+        assert layout.work() == expected
+        steps = list(layout.steps())
+        assert len(steps) == expected[0] and sum(len(batch) for _, batch in steps) == layout.tile_count
 
 
 def test_default_tiling_of_the_largest_image_is_within_the_limits():
-    assert container.work_limit_problem(8192, 8192, 4, CoderSettings.tile, CoderSettings.max_batch) is None
-    assert container.work_limit_problem(8192, 8192, 4, 32, 16) is None
+    from bbcodec.tiling import TileLayout
+
+    assert container.work_limit_problem(CoderSettings().layout(8192, 8192, 4)) is None
+    assert container.work_limit_problem(TileLayout(8192, 8192, 4, 32, 16)) is None
     for tile in (8, 16, 64, 256, 512, 1024):
         batch = container.batch_limit(tile, 16)
-        assert container.work_limit_problem(1024, 1024, 3, tile, batch) is None
+        assert container.work_limit_problem(TileLayout(1024, 1024, 3, tile, batch)) is None
 
 
 def test_a_fuzz_sample(model_file):
@@ -441,7 +445,7 @@ def test_the_command_refuses_each_with_one_line_and_leaves_nothing(hostile, tmp_
     env.pop("BBCODEC_DEBUG", None)
     for command in (["decompress", "--rm"], ["test"]):
         start = time.perf_counter()
-        done = subprocess.run([sys.executable, "-m", "cli.main", *command, *names], cwd=work, env=env,
+        done = subprocess.run([sys.executable, "-m", "bbcodec_cli.main", *command, *names], cwd=work, env=env,
                               capture_output=True, text=True, timeout=300, preexec_fn=_limit_memory)
         assert time.perf_counter() - start < 300
         assert done.returncode == 1, done.stderr

@@ -25,7 +25,7 @@ from PIL import PngImagePlugin
 
 from bbcodec import imageio
 from bbcodec.errors import UnsupportedImageError
-from cli.main import main
+from bbcodec_cli.main import main
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -241,7 +241,7 @@ def test_compress_refuses_bombs_in_a_memory_limited_process(workdir, model_file,
     env = dict(os.environ, OMP_NUM_THREADS="1", BBCODEC_MODELS=str(tmp_path / "user-models"), PYTHONPATH=str(ROOT))
     env.pop("BBCODEC_DEBUG", None)
     limit = 2 << 30
-    done = subprocess.run([sys.executable, "-m", "cli.main", "compress", "-m", str(model_file), *names],
+    done = subprocess.run([sys.executable, "-m", "bbcodec_cli.main", "compress", "-m", str(model_file), *names],
                           env=env, capture_output=True, text=True, timeout=300,
                           preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_AS, (limit, limit)))
     assert done.returncode == 1 and "Traceback" not in done.stderr

@@ -23,10 +23,10 @@ from safetensors.numpy import load as st_load
 from safetensors.numpy import save as st_save
 
 import bbcodec
-from bbcodec import imageio, zoo
+from bbcodec import imageio, modelfile, zoo
 from bbcodec.errors import BBCodecError
 from bbcodec.models import export
-from cli.main import main
+from bbcodec_cli.main import main
 from fixtures.samples import noise_pixels
 
 
@@ -107,7 +107,7 @@ HOSTILE = {
     "random-bytes": (lambda d: np.random.default_rng(1).bytes(len(d)), "not a"),
     "metadata-not-dict": (lambda d: raw_header(d, {**header_of(d), "__metadata__": [1]}), "metadata"),
     "no-format": (lambda d: resaved(d, format=""), "not a bbcodec model file"),
-    "no-config": (lambda d: raw_header(d, {**header_of(d), "__metadata__": {"format": export.FORMAT}}),
+    "no-config": (lambda d: raw_header(d, {**header_of(d), "__metadata__": {"format": modelfile.FORMAT}}),
                   "no model config"),
     "config-not-json": (lambda d: resaved(d, config="{oops"), "config is not JSON"),
     "config-a-list": (lambda d: resaved(d, config="[1]"), "not a JSON object"),
@@ -221,7 +221,7 @@ def test_a_damaged_user_model_is_skipped_in_listings_and_reported_by_name(good, 
 def test_an_oversized_model_file_is_refused_before_reading(tmp_path, monkeypatch):
     path = tmp_path / "huge.safetensors"
     with open(path, "wb") as handle:  # sparse: costs no disk
-        handle.truncate(export.MAX_MODEL_BYTES + 1)
+        handle.truncate(modelfile.MAX_MODEL_BYTES + 1)
     read = []
     monkeypatch.setattr(Path, "read_bytes", lambda self: read.append(self) or b"")
     with pytest.raises(BBCodecError, match="too large"):

@@ -88,13 +88,12 @@ def test_any_image_round_trips_through_files(model_file, image, coder, tile):
 @given(height=st.integers(1, 3000), width=st.integers(1, 3000), channels=st.integers(1, 4),
        tile=st.integers(8, 1024), max_batch=st.integers(1, 256))
 def test_work_is_counted_exactly(height, width, channels, tile, max_batch):
-    from bbcodec.coding.image import plane_groups
-    from bbcodec.tiling import plan
+    from bbcodec.tiling import TileLayout, plan, plane_groups
 
     assume(-(-height // tile) * -(-width // tile) <= 20000)
     batches = plan(height, width, tile, max_batch)
     expected = (len(batches) * len(plane_groups(channels)), max(len(b) * b[0].height * b[0].width for b in batches))
-    assert container.tiling_work(height, width, channels, tile, max_batch) == expected
+    assert TileLayout(height, width, channels, tile, max_batch).work() == expected
 
 
 @settings(max_examples=300, deadline=None, derandomize=True, database=None)

@@ -24,8 +24,8 @@ import pytest
 from click.testing import CliRunner
 
 from bbcodec import api, imageio
-from cli import codec, files
-from cli.main import main
+from bbcodec_cli import codec, files
+from bbcodec_cli.main import main
 from fixtures.samples import binary_pixels, encoded, noise_pixels, pil_from_pixels
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -45,7 +45,7 @@ def stalled(fd):
         time.sleep(120)
     real_fsync(fd)
 os.fsync = stalled
-from cli.main import main
+from bbcodec_cli.main import main
 main(sys.argv[2:])
 """
 
@@ -141,7 +141,7 @@ def test_killed_at_random_moments_while_working(model_file, tmp_path):
     source = write_png("big.png", binary_pixels(256, 256, 3))
     before = digest(source)
     for delay in (1.5, 4.0):
-        process = subprocess.Popen([sys.executable, "-m", "cli.main", "compress", "--tile", "8", "-m",
+        process = subprocess.Popen([sys.executable, "-m", "bbcodec_cli.main", "compress", "--tile", "8", "-m",
                                     str(model_file), str(source)], env=environment(tmp_path),
                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         time.sleep(delay)
@@ -338,11 +338,11 @@ def test_a_short_write_to_unbuffered_stdout_is_an_error(model_file, tmp_path, co
         assert run("compress", "-m", model_file, source).exit_code == 0
         source = Path("noise.png.bbc")
     env = dict(environment(tmp_path), PYTHONUNBUFFERED="1")
-    whole = subprocess.run([sys.executable, "-m", "cli.main", command, "-q", "-m", str(model_file), "-c",
+    whole = subprocess.run([sys.executable, "-m", "bbcodec_cli.main", command, "-q", "-m", str(model_file), "-c",
                             str(source)], env=env, capture_output=True, timeout=300)
     assert whole.returncode == 0 and len(whole.stdout) > 8192
     with open("out", "wb") as out:
-        cut = subprocess.run([sys.executable, "-m", "cli.main", command, "-q", "-m", str(model_file), "-c",
+        cut = subprocess.run([sys.executable, "-m", "bbcodec_cli.main", command, "-q", "-m", str(model_file), "-c",
                               str(source)], env=env, stdout=out, stderr=subprocess.PIPE, text=True, timeout=300,
                              preexec_fn=_limit_file_size(8192))
     assert Path("out").stat().st_size == 8192
@@ -401,7 +401,7 @@ def test_text_output_to_unbuffered_stdout_is_checked_too(model_file, tmp_path):
     exit 0 with the end of the last line missing."""
     source = write_png("a.png", noise_pixels(9, 7, 3))
     assert run("compress", "-m", model_file, source).exit_code == 0
-    command = [sys.executable, "-m", "cli.main", "info", *["a.png.bbc"] * 40]
+    command = [sys.executable, "-m", "bbcodec_cli.main", "info", *["a.png.bbc"] * 40]
     env = dict(environment(tmp_path), PYTHONUNBUFFERED="1")
     whole = subprocess.run(command, env=env, capture_output=True, timeout=300)
     assert whole.returncode == 0
@@ -411,3 +411,73 @@ def test_text_output_to_unbuffered_stdout_is_checked_too(model_file, tmp_path):
     assert Path("out").read_bytes() == whole.stdout[:-10]
     assert cut.returncode == 1 and cut.stderr.splitlines()[-1].startswith("bbcodec: ")
     assert "Traceback" not in cut.stderr and "Exception ignored" not in cut.stderr
+
+
+# -- the library's files: model files, installed models, training checkpoints -------------------------------
+
+
+def _model_and_checkpoint_writers(folder: Path):
+    """(name, function writing a file under ``folder`` and returning its path) for every library writer."""
+    import torch
+
+    from bbcodec import zoo
+    from bbcodec.models import markov_vae
+    from bbcodec.models.export import save_model
+    from bbcodec.models.presets import preset
+    from bbcodec.training.checkpoints import save_checkpoint
+    from bbcodec.training.loop import TrainConfig
+
+    model = markov_vae.MarkovVAE(preset("tiny")).eval()
+    optimizer = torch.optim.Adam(model.parameters())
+
+    def model_file():
+        save_model(model, folder / "m.safetensors")
+        return folder / "m.safetensors"
+
+    def checkpoint():
+        save_checkpoint(folder / "ckpt.safetensors", model, optimizer, 3, TrainConfig())
+        return folder / "ckpt.safetensors"
+
+    def installed():
+        return Path(zoo.add(model_file(), "added").location)
+
+    return {"save_model": model_file, "save_checkpoint": checkpoint, "models add": installed}
+
+
+@pytest.mark.parametrize("writer", ["save_model", "save_checkpoint", "models add"])
+def test_library_files_are_written_whole_flushed_and_renamed(tmp_path, monkeypatch, writer):
+    """One atomic write (bbcodec.safeio.atomic_write): every byte written to a temporary file in the target's
+    folder, flushed to disk before the rename, then the folder synced; permissions as the umask gives."""
+    folder = tmp_path / "out"
+    folder.mkdir()
+    monkeypatch.setenv("BBCODEC_MODELS", str(folder))
+    events = []
+    real_fsync, real_replace = os.fsync, os.replace
+    monkeypatch.setattr(os, "fsync", lambda fd: (events.append("fsync"), real_fsync(fd))[1])
+    monkeypatch.setattr(os, "replace", lambda a, b: (events.append(("replace", Path(a).parent)),
+                                                     real_replace(a, b))[1])
+    old_mask = os.umask(0o027)
+    try:
+        path = _model_and_checkpoint_writers(folder)[writer]()
+    finally:
+        os.umask(old_mask)
+    assert events[-3:] == ["fsync", ("replace", path.parent), "fsync"]  # data, rename in place, folder
+    assert stat.S_IMODE(path.stat().st_mode) == 0o640
+    assert not [name for name in os.listdir(folder) if name.endswith(".tmp")]
+
+
+def test_a_failed_library_write_leaves_the_old_file_and_no_temporary(tmp_path, monkeypatch):
+    from bbcodec import safeio
+
+    folder = tmp_path / "out"
+    folder.mkdir()
+    target = folder / "m.safetensors"
+    target.write_bytes(b"old")
+
+    def full_disk(fd, data):
+        raise OSError(28, "No space left on device")
+
+    with monkeypatch.context() as patched, pytest.raises(OSError, match="No space"):
+        patched.setattr(os, "write", full_disk)
+        safeio.atomic_write(target, b"new" * 1000)
+    assert target.read_bytes() == b"old" and os.listdir(folder) == ["m.safetensors"]

@@ -60,7 +60,7 @@ def test_export_a_checkpoint_then_compress_and_decompress(tmp_path, float_storag
     from safetensors import safe_open
 
     import bbcodec
-    from cli.main import main
+    from bbcodec_cli.main import main
 
     run(tmp_path, 2, preset("tiny"))
     exported = tmp_path / "exported.safetensors"
@@ -121,7 +121,7 @@ def test_train_command_trains_exports_and_the_export_compresses(tmp_path):
     from click.testing import CliRunner
 
     import bbcodec
-    from cli.main import main
+    from bbcodec_cli.main import main
 
     images = np.random.default_rng(0).integers(0, 256, (16, 16, 16, 3), dtype=np.uint8)
     np.savez(tmp_path / "images.npz", train_x=images)
@@ -190,7 +190,7 @@ def test_short_runs_warm_up_within_a_tenth_of_their_steps():
 def test_train_on_cuda_without_a_gpu_is_one_clear_error(tmp_path):
     from click.testing import CliRunner
 
-    from cli.main import main
+    from bbcodec_cli.main import main
 
     if torch.cuda.is_available():
         pytest.skip("a CUDA device is here")
@@ -202,7 +202,7 @@ def test_train_on_cuda_without_a_gpu_is_one_clear_error(tmp_path):
 def test_train_reads_a_recipe_from_a_config_file_and_the_command_line_wins(tmp_path):
     from click.testing import CliRunner
 
-    from cli.main import main
+    from bbcodec_cli.main import main
 
     images = np.random.default_rng(0).integers(0, 256, (8, 8, 8, 3), dtype=np.uint8)
     np.savez(tmp_path / "images.npz", train_x=images)

@@ -18,9 +18,9 @@ from bbcodec.benchmark.codecs import Codec, classical_codecs, measure_classical,
 from bbcodec.benchmark.results import ChainResult, CodecResult, ModelResult, Report, SetResult
 from bbcodec.benchmark.sets import ImageSet
 from bbcodec.coding.chain import decode_steps, encode_steps
-from bbcodec.coding.image import CoderSettings, TileView, coding_model, plane_groups
+from bbcodec.coding.image import CoderSettings, TileView, coding_model, cut_batch, tile_views
 from bbcodec.errors import BBCodecError
-from bbcodec.tiling import batch_sizes, plan
+from bbcodec.tiling import batch_sizes, plane_groups
 
 
 def resolve_device(name: str) -> str:
@@ -72,14 +72,8 @@ def image_nelbo_bits(model, pixels: np.ndarray, settings: CoderSettings = CoderS
     """The model's −ELBO, in bits, of an (H, W, C) image on exactly the tiles and planes the coder codes.
 
     This is the trained (float) model's bound, whatever arithmetic the coder uses."""
-    height, width, channels = pixels.shape
-    nats = 0.0
-    for group in plane_groups(channels):
-        for batch in plan(height, width, settings.tile, settings.max_batch):
-            tiles = [pixels[t.top:t.top + t.height, t.left:t.left + t.width, group] for t in batch]
-            x = torch.from_numpy(np.ascontiguousarray(np.stack(tiles).transpose(0, 3, 1, 2))).to(model.device)
-            view = TileView(model, group.stop - group.start, batch[0].height, batch[0].width)
-            nats += _nelbo_nats(view, x)
+    nats = sum(_nelbo_nats(view, cut_batch(pixels, group, batch, model.device))
+               for view, group, batch in tile_views(model, settings.layout(*pixels.shape)))
     return nats / math.log(2.0)
 
 

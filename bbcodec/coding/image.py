@@ -1,11 +1,11 @@
 """Coding the pixel planes of one image of any size with an RGB model.
 
-An image's channels are coded in groups: three colour channels together, and
-every other plane (grey, alpha, palette indices) alone. A lone plane is shown
-to the model as grey (the plane repeated three times) and only the likelihood
-of the model's grey channel is coded. Each group is cut into tiles
-(:mod:`bbcodec.tiling`) and all tiles of all groups are coded on one bits-back
-chain, so that later tiles get back bits that earlier tiles pushed.
+An image's channels are coded in plane groups, each cut into tiles and
+batched as its :class:`~bbcodec.tiling.TileLayout` says (three colour
+channels together, every other plane alone). A lone plane is shown to the
+model as grey (the plane repeated three times) and only the likelihood of the
+model's grey channel is coded. All tiles of all groups are coded on one
+bits-back chain, so that later tiles get back bits that earlier tiles pushed.
 
 :class:`TileView` presents the model to the coders for one batch of tiles:
 its inference side sees the tile as the model expects it (three channels), and
@@ -21,7 +21,7 @@ import torch
 
 from bbcodec.coding.bitsback import CODERS
 from bbcodec.coding.chain import EncodedChain, decode_steps, encode_steps
-from bbcodec.tiling import plan, tiles
+from bbcodec.tiling import TileLayout
 
 
 ARITHMETIC = ("exact", "float")
@@ -59,6 +59,10 @@ class CoderSettings:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+    def layout(self, height: int, width: int, channels: int) -> TileLayout:
+        """How an image of this size is tiled and batched with these settings."""
+        return TileLayout(height, width, channels, self.tile, self.max_batch)
 
 
 def coding_model(model, arithmetic: str):
@@ -104,29 +108,16 @@ class TileView:
         return self.model.device
 
 
-def plane_groups(channels: int) -> list[slice]:
-    """Channel groups coded together: RGB as one, every other plane alone."""
-    if channels in (3, 4):
-        return [slice(0, 3)] + ([slice(3, 4)] if channels == 4 else [])
-    return [slice(c, c + 1) for c in range(channels)]
+def tile_views(model, layout: TileLayout):
+    """(the model's view, plane group, tile batch) for every batch of the layout, in coding order."""
+    for group, batch in layout.steps():
+        yield TileView(model, group.stop - group.start, batch[0].height, batch[0].width), group, batch
 
 
-def _steps(model, height: int, width: int, channels: int, settings: CoderSettings):
-    """(view, group, tile batch) for every batch, in coding order."""
-    for group in plane_groups(channels):
-        planes = group.stop - group.start
-        for batch in plan(height, width, settings.tile, settings.max_batch):
-            yield TileView(model, planes, batch[0].height, batch[0].width), group, batch
-
-
-def _cut(pixels: np.ndarray, group: slice, batch, device) -> torch.Tensor:
+def cut_batch(pixels: np.ndarray, group: slice, batch, device) -> torch.Tensor:
+    """The (B, planes, H, W) tensor of one batch of tiles of one plane group of an (H, W, C) image."""
     tiles = [pixels[t.top:t.top + t.height, t.left:t.left + t.width, group] for t in batch]
     return torch.from_numpy(np.ascontiguousarray(np.stack(tiles).transpose(0, 3, 1, 2))).to(device)
-
-
-def count_tiles(height: int, width: int, channels: int, settings: CoderSettings = CoderSettings()) -> int:
-    """How many tiles an image is coded as (for progress bars)."""
-    return len(plane_groups(channels)) * len(tiles(height, width, settings.tile))
 
 
 def encode_image(model, pixels: np.ndarray, settings: CoderSettings = CoderSettings(), progress=None) -> EncodedChain:
@@ -134,10 +125,9 @@ def encode_image(model, pixels: np.ndarray, settings: CoderSettings = CoderSetti
 
     ``progress(tiles)``, if given, is called after each batch of tiles.
     """
-    height, width, channels = pixels.shape
     model = coding_model(model, settings.resolve().arithmetic)
-    steps = [(view, _cut(pixels, group, batch, model.device))
-             for view, group, batch in _steps(model, height, width, channels, settings)]
+    steps = [(view, cut_batch(pixels, group, batch, model.device))
+             for view, group, batch in tile_views(model, settings.layout(*pixels.shape))]
     return encode_steps(steps, settings.coder, progress=progress)
 
 
@@ -145,12 +135,12 @@ def decode_image(model, encoded: EncodedChain, height: int, width: int, channels
                  settings: CoderSettings = CoderSettings(), progress=None) -> np.ndarray:
     """Inverse of :func:`encode_image`."""
     model = coding_model(model, settings.resolve().arithmetic)
-    layout = list(_steps(model, height, width, channels, settings))
+    steps = list(tile_views(model, settings.layout(height, width, channels)))
     shapes = [(view, (len(batch), group.stop - group.start, batch[0].height, batch[0].width))
-              for view, group, batch in layout]
+              for view, group, batch in steps]
     decoded = decode_steps(shapes, encoded, settings.coder, progress=progress)
     pixels = np.empty((height, width, channels), dtype=np.uint8)
-    for (view, group, batch), tiles in zip(layout, decoded):
+    for (view, group, batch), tiles in zip(steps, decoded):
         for t, tile in zip(batch, tiles.cpu().numpy()):
             pixels[t.top:t.top + t.height, t.left:t.left + t.width, group] = tile.transpose(1, 2, 0)
     return pixels

@@ -5,9 +5,10 @@ big-endian bit order within a byte); every other tensor is float32, or
 float16 when the file is written with ``float_storage="float16"`` (half the
 size of a float model; loading widens it to float32 exactly, so the model
 computes with float32 either way and its hash names the rounded weights). The config
-and a format tag sit in the safetensors metadata. A model is identified by the
-SHA-256 of its file bytes, never by a name or a position in a list. Loading
-uses safetensors only: nothing is unpickled.
+and a format tag sit in the safetensors metadata. A model is identified by
+:func:`bbcodec.modelfile.model_hash` (its framing and identity are read there,
+without torch), never by a name or a position in a list. Loading uses
+safetensors only: nothing is unpickled.
 
 A model file may come from anyone (``-m FILE``, ``bbcodec models add``), so
 :func:`model_from_bytes` trusts nothing in it: the file size, the header
@@ -20,7 +21,6 @@ one line.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 from dataclasses import dataclass
@@ -32,13 +32,12 @@ from safetensors.numpy import load as st_load
 from safetensors.numpy import save as st_save
 
 from bbcodec.errors import BBCodecError, shorten
+from bbcodec.modelfile import FORMAT, metadata_of, model_hash, read_header
 from bbcodec.models.family import LEGACY_FAMILY, CodecModel, family
 from bbcodec.nn import BinaryConv2d
+from bbcodec.safeio import atomic_write
 
-FORMAT = "bbcodec-model-1"
 PACKED_SUFFIX = ".packed_signs"
-MAX_MODEL_BYTES = 256 << 20
-"""Largest model file read (the ``large`` preset is about 2 MB packed, 17 MB as float32)."""
 MAX_PARAMETERS = 1 << 26
 FLOAT_STORAGE = {"float32": (np.float32, "F32"), "float16": (np.float16, "F16")}
 """How the non-binary tensors of a model file may be stored: numpy dtype and safetensors dtype tag."""
@@ -98,10 +97,8 @@ def model_to_bytes(model: CodecModel, float_storage: str = "float32") -> bytes:
 def model_from_bytes(data: bytes) -> CodecModel:
     """Rebuild a model from :func:`model_to_bytes` output; raises BBCodecError if it is malformed."""
     try:
-        header = _read_header(data)
-        metadata = _metadata(header)
-        if metadata.get("format") != FORMAT:
-            raise BBCodecError(f"not a bbcodec model file (format {shorten(metadata.get('format'))})")
+        header = read_header(data)
+        metadata = metadata_of(header)
         cls = family(metadata.get("family", LEGACY_FAMILY))
         config = _config(cls, metadata.get("config"))
         expected = _expected_tensors(cls, config)
@@ -124,35 +121,6 @@ def model_from_bytes(data: bytes) -> CodecModel:
     except Exception as error:  # safetensors and torch errors from a damaged or hostile file
         raise BBCodecError(f"cannot read model file: {shorten(error, 200)}") from None
     return model.eval()
-
-
-def _read_header(data: bytes) -> dict:
-    """The safetensors header (JSON) of a model file, after checks on the file's size and framing."""
-    if len(data) > MAX_MODEL_BYTES:
-        raise BBCodecError(f"model file too large ({len(data)} bytes, the limit is {MAX_MODEL_BYTES})")
-    if len(data) < 8:
-        raise BBCodecError("not a model file (too short)")
-    header_length = int.from_bytes(data[:8], "little")
-    if header_length > len(data) - 8:
-        raise BBCodecError("not a safetensors model file (its header length is past the end of the file)")
-    try:
-        header = json.loads(data[8 : 8 + header_length])
-    except (ValueError, RecursionError):
-        raise BBCodecError("not a safetensors model file (its header is not JSON)") from None
-    if not isinstance(header, dict):
-        raise BBCodecError("not a safetensors model file (its header is not a JSON object)")
-    return header
-
-
-def _metadata(header: dict) -> dict:
-    metadata = header.get("__metadata__", {})
-    if not isinstance(metadata, dict):
-        raise BBCodecError("model file: its metadata is not a JSON object")
-    return metadata
-
-
-def _read_metadata(data: bytes) -> dict:
-    return _metadata(_read_header(data))
 
 
 def _config(cls: type[CodecModel], text):
@@ -200,34 +168,10 @@ def _check_tensor_table(header: dict, expected: dict[str, tuple[int, ...]]) -> N
         raise BBCodecError(f"model file has unexpected tensors: {shorten(sorted(table)[:3])}")
 
 
-def model_hash(data: bytes) -> str:
-    """The model's identity: SHA-256 (hex) of its canonical content.
-
-    The content is the format, the config (and the family, for families other
-    than the first, whose files do not name it) and every tensor's name,
-    dtype, shape and bytes in name order. It does not depend on how the
-    safetensors header happens to be laid out (its key order is not fixed),
-    only on what the decoder will compute with.
-    """
-    metadata = _read_metadata(data)
-    digest = hashlib.sha256()
-    named = [metadata.get("format"), metadata.get("config")]
-    if "family" in metadata:
-        named.append(metadata["family"])
-    digest.update(json.dumps(named).encode())
-    for name, array in sorted(st_load(data).items()):
-        digest.update(f"{name}|{array.dtype.str}|{array.shape}".encode())
-        digest.update(np.ascontiguousarray(array).tobytes())
-    return digest.hexdigest()
-
-
 def save_model(model: CodecModel, path, float_storage: str = "float32") -> str:
     """Write ``path`` atomically; returns the model hash."""
     data = model_to_bytes(model, float_storage)
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_bytes(data)
-    tmp.replace(path)
+    atomic_write(path, data)
     return model_hash(data)
 
 

@@ -3,7 +3,7 @@
 A checkpoint records the step, the model's family and config and the training
 config in its metadata, so that a run resumes with the model it started with
 and a checkpoint can be exported mid-run. No pickle: tensors and JSON only.
-Written atomically (a temporary file renamed into place).
+Written atomically (:func:`bbcodec.safeio.atomic_write`).
 """
 from __future__ import annotations
 
@@ -13,9 +13,10 @@ from pathlib import Path
 
 import torch
 from safetensors import safe_open
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file, save
 
 from bbcodec.models.family import LEGACY_FAMILY, CodecModel, build, family
+from bbcodec.safeio import atomic_write
 
 
 def save_checkpoint(path: Path, model, optimizer, step: int, train_cfg, ema=None) -> None:
@@ -28,9 +29,7 @@ def save_checkpoint(path: Path, model, optimizer, step: int, train_cfg, ema=None
             tensors[f"optim.{index}.{key}"] = torch.as_tensor(value).contiguous()
     metadata = {"step": str(step), "model_family": model.family, "model_config": model.config.to_json(),
                 "train_config": json.dumps(asdict(train_cfg))}
-    tmp = path.with_name(path.name + ".tmp")
-    save_file(tensors, str(tmp), metadata=metadata)
-    tmp.replace(path)
+    atomic_write(path, save(tensors, metadata=metadata))
 
 
 def checkpoint_model_config(path: Path):

@@ -2,7 +2,9 @@
 
 A model is a ``<name>.safetensors`` file (:mod:`bbcodec.models.export`). Files
 refer to models by content hash, never by name or position; names are for
-people. Shipped models load through ``importlib.resources``, so nothing is
+people. Listing models and finding one by hash read only the files' framing
+and hashes (:mod:`bbcodec.modelfile`), without torch; a model is built (and
+fully checked) only when it is loaded. Shipped models load through ``importlib.resources``, so nothing is
 ever downloaded. User models live in ``$BBCODEC_MODELS`` (default
 ``~/.local/share/bbcodec/models``).
 """
@@ -15,8 +17,8 @@ from importlib import resources
 from pathlib import Path
 
 from bbcodec.errors import BBCodecError
-from bbcodec.models.export import MAX_MODEL_BYTES, model_from_bytes, model_hash
-from bbcodec.safeio import read_regular, write_all
+from bbcodec.modelfile import MAX_MODEL_BYTES, identify
+from bbcodec.safeio import atomic_write, read_regular
 
 DEFAULT_MODEL = "default"
 SUFFIX = ".safetensors"
@@ -53,7 +55,14 @@ def _model_files():
 
 @functools.lru_cache(maxsize=32)
 def _load_bytes(data: bytes):
-    return model_from_bytes(data), model_hash(data)
+    from bbcodec.models.export import model_from_bytes  # torch: only once a model is built
+
+    return model_from_bytes(data), _identify(data)
+
+
+@functools.lru_cache(maxsize=64)
+def _identify(data: bytes) -> str:
+    return identify(data)
 
 
 def _read(location) -> bytes:
@@ -72,11 +81,11 @@ def load_bytes(data: bytes):
 
 
 def installed() -> list[ModelEntry]:
-    """Every installed model, shipped first."""
+    """Every installed model, shipped first (by its framing and hash: a model is built only to be loaded)."""
     entries = []
     for name, location, shipped in _model_files():
         try:
-            digest = load_bytes(_read(location))[1]
+            digest = _identify(_read(location))
         except BBCodecError:
             continue  # a damaged user model is skipped here; loading it by name reports why
         entries.append(ModelEntry(name, digest, str(location), shipped))
@@ -106,11 +115,12 @@ def by_hash(digest: str):
     """(model, hash) of the installed model whose hash starts with ``digest``."""
     for _, location, _ in _model_files():
         try:
-            model, full = load_bytes(_read(location))
+            data = _read(location)
+            full = _identify(data)
         except BBCodecError:
             continue
         if full.startswith(digest.lower()):
-            return model, full
+            return load_bytes(data)
     raise BBCodecError(f"this file needs model {digest[:16]}, which is not installed (see `bbcodec models`)")
 
 
@@ -126,8 +136,5 @@ def add(path, name: str | None = None) -> ModelEntry:
     target = folder / (name + SUFFIX)
     if os.path.lexists(target) and _read(target) != data:
         raise BBCodecError(f"a different model named {name!r} is already installed at {target}")
-    tmp = target.with_name(target.name + ".tmp")
-    with open(tmp, "wb") as out:  # the bytes checked above, not the file again: it may have changed
-        write_all(out, data)
-    tmp.replace(target)
+    atomic_write(target, data)  # the bytes checked above, not the file again: it may have changed
     return ModelEntry(name, digest, str(target), False)

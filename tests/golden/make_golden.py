@@ -36,7 +36,7 @@ sys.path.insert(0, str(HERE.parent))  # tests/, for fixtures.samples
 import bbcodec  # noqa: E402
 from bbcodec import api, container, imageio  # noqa: E402
 from bbcodec.coding.image import CoderSettings  # noqa: E402
-from bbcodec.models.export import model_hash  # noqa: E402
+from bbcodec.modelfile import model_hash  # noqa: E402
 from fixtures.samples import binary_pixels, encoded, make_tiny_model, noise_pixels, pil_from_pixels  # noqa: E402
 from PIL import PngImagePlugin  # noqa: E402
 
