@@ -7,8 +7,12 @@
     bbcodec.info(data)                                # the header, without decoding
 
 Every file names its model by hash and carries a checksum of the pixels, which
-:func:`decompress` verifies. An image that the model would code larger than
-its raw pixels is stored raw instead (``method: "stored"``), as zstd does.
+:func:`decompress` verifies. A .bbc is never larger than what it was given plus
+its header: an image file that the model would code larger than the file, or
+whose format is lossy (JPEG, lossy WebP), is kept byte for byte
+(``method: "original"``; decompressing gives back the identical file), and an
+image given as pixels that the model would code larger than those pixels is
+stored raw (``method: "stored"``), as zstd does.
 """
 from __future__ import annotations
 
@@ -36,24 +40,63 @@ def pixel_checksum(pixels: np.ndarray) -> str:
     return digest.hexdigest()
 
 
-def _to_image(source) -> imageio.Image:
-    return source if isinstance(source, imageio.Image) else imageio.read_image(source)
+def _image_and_file(source, original: bytes | None) -> tuple[imageio.Image, bytes | None]:
+    """The image to code and the file it came from, if known."""
+    if isinstance(source, imageio.Image):
+        return source, original
+    data = imageio.source_bytes(source)
+    return imageio.read_image(data), data
 
 
 def compress(source, *, model: str = zoo.DEFAULT_MODEL, settings: CoderSettings = CoderSettings(),
-             strip_metadata: bool = False, device: str = "cpu", progress=None, stats: dict | None = None) -> bytes:
-    """Compress an image (path, bytes, file object or :class:`~bbcodec.imageio.Image`) to .bbc bytes.
+             strip_metadata: bool = False, device: str = "cpu", progress=None, stats: dict | None = None,
+             original: bytes | None = None) -> bytes:
+    """Compress an image file (path, bytes or file object) or :class:`~bbcodec.imageio.Image` to .bbc bytes.
+
+    ``original`` is the file an Image was read from, if any. Given the file, the result is never
+    larger than it plus a header: when the model's code would be larger, or the file codes its
+    pixels lossily (:func:`bbcodec.imageio.lossy_coding`), the .bbc keeps the file byte for byte
+    (``method: "original"``) and :func:`decompress` gives it back (:attr:`Image.original`). With
+    ``strip_metadata`` a file is never kept as it is: a lossy one is refused, a lossless one falls
+    back to raw pixels as an Image given without its file does.
 
     ``model`` is a model name, file or hash (:func:`bbcodec.zoo.load`);
     ``progress(tiles)`` is called as tiles are coded
     (``settings.layout(height, width, channels).tile_count`` gives the total).
-    ``stats``, if given, is filled with the coder's accounting, in bits:
-    ``method``, ``payload_bits`` (what the file stores), ``net_bits`` (the
-    stack's growth, what bits-back promises) and ``initial_bits`` (the seed
-    bits the first pops consumed), all for the bits-back code even when the
-    file falls back to stored pixels.
+    ``stats``, if given, is filled with the file's ``method`` and the coder's accounting, in bits:
+    ``payload_bits`` (what a bits-back or stored file stores), ``net_bits`` (the stack's growth,
+    what bits-back promises) and ``initial_bits`` (the seed bits the first pops consumed), all for
+    the bits-back code even when the file falls back to stored pixels or the original file (None
+    for a lossy file, which is never coded).
     """
-    image = _to_image(source)
+    image, original = _image_and_file(source, original)
+    lossy = imageio.lossy_coding(original) if original is not None else None
+    if lossy and strip_metadata:
+        raise UnsupportedImageError(f"{lossy} files are kept byte for byte, never re-encoded, so their "
+                                    "metadata cannot be stripped")
+    if lossy:
+        chosen, coded = _kept_file(image, original), {"payload_bits": None, "net_bits": None, "initial_bits": None}
+    else:
+        chosen, coded = _coded_file(image, model, settings, strip_metadata, device, progress)
+        if original is not None and not strip_metadata:
+            chosen = min(chosen, _kept_file(image, original), key=len)
+    if stats is not None:
+        stats.update(coded, method=info(chosen)["method"])
+    return chosen
+
+
+def _kept_file(image: imageio.Image, original: bytes) -> bytes:
+    """A .bbc that keeps the image's file byte for byte."""
+    header = Header(width=image.width, height=image.height, channels=image.channels, mode=image.mode,
+                    palette_mode=image.palette_mode, source_format=image.format, method="original")
+    sections = {container.ORIGINAL: original}
+    header = header.with_image_checksum(sections)
+    return container.to_bytes(container.Container(header.to_json(), sections))
+
+
+def _coded_file(image: imageio.Image, model: str, settings: CoderSettings, strip_metadata: bool, device: str,
+                progress) -> tuple[bytes, dict]:
+    """A .bbc of the image's pixels coded by the model (or raw, if that is smaller), and the coder's accounting."""
     net, digest = zoo.load(model)
     net = net.to(device)
     pixels = image.pixels
@@ -75,16 +118,15 @@ def compress(source, *, model: str = zoo.DEFAULT_MODEL, settings: CoderSettings 
         sections[container.CHECKPOINTS] = np.asarray(encoded.stack_words, dtype="<u4").tobytes()
     else:
         sections["payload"] = pixels.tobytes()
-    if stats is not None:
-        stats.update(method=header.method, payload_bits=encoded.stored_bits,
-                     net_bits=encoded.net_bits, initial_bits=encoded.initial_bits)
     if image.palette is not None:
         sections["palette"] = image.palette
     # Transparency decides which pixels are visible: it is part of the image, kept even when stripping.
     kept = {k: v for k, v in image.metadata.items() if not strip_metadata or k in PIXEL_METADATA}
     sections.update({META_PREFIX + key: value for key, value in kept.items()})
     header = header.with_image_checksum(sections)
-    return container.to_bytes(container.Container(header.to_json(), sections))
+    accounting = {"payload_bits": encoded.stored_bits, "net_bits": encoded.net_bits,
+                  "initial_bits": encoded.initial_bits}
+    return container.to_bytes(container.Container(header.to_json(), sections)), accounting
 
 
 def _bbc_bytes(source) -> bytes:
@@ -110,6 +152,8 @@ def decompress(source, *, model: str | None = None, device: str = "cpu", progres
     """
     box = container.from_bytes(_bbc_bytes(source))
     header = Header.from_json(box.header)
+    if header.method == "original":
+        return _kept_image(header, box.sections)
     payload = box.sections.get("payload", b"")
     if header.method == "stored":
         if len(payload) != header.subpixels:
@@ -128,6 +172,21 @@ def decompress(source, *, model: str | None = None, device: str = "cpu", progres
     if not header.image_matches(box.sections):
         raise CorruptDataError("the image's mode, size, palette or metadata do not match the file's checksum")
     return image
+
+
+def _kept_image(header: Header, sections: dict[str, bytes]) -> imageio.Image:
+    """The image of a file kept byte for byte, carrying those bytes, once its checksum is verified."""
+    original = sections.get(container.ORIGINAL)
+    if original is None or header.image_checksum is None or not header.image_matches(sections):
+        raise CorruptDataError("corrupt .bbc file (the kept file does not match its checksum)")
+    try:
+        image = imageio.read_image(original, verify=False)
+    except UnsupportedImageError as error:
+        raise CorruptDataError(f"cannot read the kept {header.source_format} file: {error}") from None
+    if (image.height, image.width, image.channels, image.mode, image.format) != (
+            header.height, header.width, header.channels, header.mode, header.source_format):
+        raise CorruptDataError("corrupt .bbc file (the kept file's image does not match the header)")
+    return replace(image, original=original)
 
 
 def _hint(header: Header, device) -> str:

@@ -16,7 +16,8 @@ which ones decoding needs, the tiling they ask for and the image checksum over
 them. The rest of bbcodec (the API, ``bbcodec info``, the command's progress
 bars) reads a header through it, never through the raw JSON.
 Sections carry the ANS payload, the stack checkpoints (``stack``), the
-palette and metadata (ICC profile, EXIF, text chunks) byte for byte. Everything is checked before it is used: a file that is
+palette and metadata (ICC profile, EXIF, text chunks) byte for byte, or the
+file given itself (``original``: :data:`METHODS`). Everything is checked before it is used: a file that is
 truncated, altered or from an unknown version raises CorruptDataError with a
 one-line message.
 
@@ -98,7 +99,11 @@ class Container:
     sections: dict[str, bytes] = field(default_factory=dict)
 
 
-METHODS = ("bits-back", "stored")
+METHODS = ("bits-back", "stored", "original")
+"""How the pixels are kept: coded by the model, raw (when the code would be larger), or as the exact bytes
+of the file given (section :data:`ORIGINAL`, when the code would be larger than that file, or the file is lossy)."""
+ORIGINAL = "original"
+"""The section holding the file given, byte for byte (method ``original``)."""
 IMAGE_FIELDS = ("width", "height", "channels", "mode", "palette_mode", "source_format", "pixel_checksum")
 """The header fields that, with the palette and metadata sections, shape the decoded output."""
 META_PREFIX = "meta."
@@ -221,12 +226,12 @@ def _has_type(value, kind) -> bool:
 
 def image_checksum(header: dict, sections: dict[str, bytes]) -> str:
     """A checksum over everything that shapes the output besides the coded pixels: size, mode, palette,
-    source format and metadata, and the pixel checksum. Files written since it exists carry it as
+    source format and metadata, the pixel checksum and a kept original file. Files written since it exists carry it as
     ``image_checksum``, which the decoder verifies, so that no field or section can be changed (CRCs
     recomputed) without the change being caught; older files have only the pixel checksum."""
     digest = hashlib.blake2b(digest_size=16)
     digest.update(json.dumps([header.get(key) for key in IMAGE_FIELDS]).encode())
-    for name in sorted(k for k in sections if k == "palette" or k.startswith(META_PREFIX)):
+    for name in sorted(k for k in sections if k in ("palette", ORIGINAL) or k.startswith(META_PREFIX)):
         for part in (name.encode(), sections[name]):
             digest.update(len(part).to_bytes(8, "little") + part)
     return digest.hexdigest()

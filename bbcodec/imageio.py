@@ -44,6 +44,13 @@ TIFF, or TGA for a palette with alpha), and reads the result back to check it
 before anything reaches the target. :func:`read_image` does the same check
 once (unless ``verify=False``), so an image it accepts can always be written
 back exactly; it costs one encode and one decode of the image.
+
+An image may carry the exact bytes of the file it came from
+(:attr:`Image.original`, set when a ``.bbc`` kept a file byte for byte rather
+than coding its pixels); :func:`write_image` then writes those bytes when asked
+for the file's own format. :func:`lossy_coding` tells which files store their
+pixels lossily (JPEG, lossy WebP, JPEG inside TIFF): their pixels are exact
+once decoded, but the file itself is smaller than any lossless code of them.
 """
 from __future__ import annotations
 
@@ -117,6 +124,8 @@ class Image:
     palette_mode: str | None = None
     format: str | None = None
     metadata: dict[str, bytes] = field(default_factory=dict)
+    original: bytes | None = None
+    """The exact bytes of the ``format`` file these pixels were decoded from, when they are kept."""
 
     def __post_init__(self):
         _validate(self)
@@ -162,6 +171,8 @@ def _validate(image: Image) -> None:
         _refuse("metadata must map names to bytes")
     if "transparency" in image.metadata:
         _validate_transparency(image)
+    if image.original is not None and not (isinstance(image.original, bytes) and image.format):
+        _refuse("an image's original file is bytes, and needs its format")
 
 
 def _validate_transparency(image: Image) -> None:
@@ -238,7 +249,7 @@ def read_image(source, max_pixels: int = MAX_PIXELS, verify: bool = True) -> Ima
     the image is also encoded as :func:`output_format` and read back, so that
     what is accepted now is known to be writable exactly later.
     """
-    data = _source_bytes(source)
+    data = source_bytes(source)
     if not data:
         _refuse("empty file, not an image")
     png_header = _check_png_header(data, max_pixels) if data.startswith(_PNG_SIGNATURE) else None
@@ -263,7 +274,8 @@ def read_image(source, max_pixels: int = MAX_PIXELS, verify: bool = True) -> Ima
     return image
 
 
-def _source_bytes(source) -> bytes:
+def source_bytes(source) -> bytes:
+    """The bytes of an image file given as a path, bytes or binary file object."""
     if isinstance(source, (bytes, bytearray, memoryview)):
         return bytes(source)
     if isinstance(source, (str, os.PathLike)):
@@ -277,6 +289,35 @@ def _source_bytes(source) -> bytes:
             raise TypeError("read_image needs a binary file object")
         return bytes(data)
     raise TypeError(f"read_image takes a path, bytes or a binary file object, not {type(source).__name__}")
+
+
+def lossy_coding(data: bytes) -> str | None:
+    """How an image file codes its pixels lossily ("JPEG", "lossy WebP", "JPEG-compressed TIFF"), or None
+    for a file that stores them exactly (or that cannot be opened: :func:`read_image` says why)."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            with PILImage.open(io.BytesIO(data)) as im:
+                fmt, compression = im.format, im.info.get("compression")
+    except Exception:
+        return None
+    if fmt in ("JPEG", "MPO"):
+        return "JPEG"
+    if fmt == "TIFF" and compression in ("jpeg", "tiff_jpeg"):
+        return "JPEG-compressed TIFF"
+    if fmt == "WEBP" and b"VP8 " in _riff_chunks(data):
+        return "lossy WebP"
+    return None
+
+
+def _riff_chunks(data: bytes) -> list[bytes]:
+    """The chunk names of a RIFF file (a WebP: ``VP8 `` lossy, ``VP8L`` lossless, ``ALPH``, ...)."""
+    names, at = [], 12
+    while at + 8 <= len(data) and len(names) < 1024:
+        name, size = data[at:at + 4], int.from_bytes(data[at + 4:at + 8], "little")
+        names.append(name)
+        at += 8 + size + (size & 1)
+    return names
 
 
 def _check_size(width: int, height: int, max_pixels: int) -> None:
@@ -510,6 +551,8 @@ def output_format(image: Image, format: str | None = None) -> str:
     exactly, else PNG, else TIFF, else TGA. Raises UnsupportedImageError if none does."""
     wanted = format or image.format
     wanted = _ALIASES.get(wanted.upper(), wanted.upper()) if wanted else None
+    if image.original is not None and wanted == image.format:
+        return wanted  # the kept file itself
     for fmt in (wanted, "PNG", "TIFF", "TGA"):
         if fmt and _keeps_exactly(fmt, image):
             return fmt
@@ -559,7 +602,10 @@ def write_image(image: Image, target, format: str | None = None, strip_metadata:
 
 
 def encode(image: Image, fmt: str, strip_metadata: bool = False) -> bytes:
-    """The bytes of ``image`` in format ``fmt`` (unchecked; :func:`write_image` checks them)."""
+    """The bytes of ``image`` in format ``fmt`` (unchecked; :func:`write_image` checks them): the kept
+    original file when it is in that format and nothing is to be stripped."""
+    if image.original is not None and fmt == image.format and not strip_metadata:
+        return image.original
     metadata = {} if strip_metadata else {k: v for k, v in image.metadata.items() if k in FORMAT_METADATA[fmt]}
     problem = _metadata_problem(metadata)
     if problem:

@@ -1,7 +1,9 @@
 """``bbcodec compress``, ``decompress`` and ``test``: thin layers over :mod:`bbcodec.api` (``info``: :mod:`bbcodec_cli.info`).
 
 Conventions are zstd's and xz's: ``compress FILE`` writes ``FILE.bbc`` and
-keeps ``FILE`` (``--rm`` removes it once the output is safely on disk);
+keeps ``FILE`` (``--rm`` removes it once the output is safely on disk, and only
+if decompressing gives back its exact bytes: a file kept as it was, or one
+that bbcodec would write the same);
 ``decompress FILE.bbc`` restores ``FILE``; ``-`` is standard input (and then
 output); existing files are never overwritten without ``-f``, and binary data
 never goes to a terminal without it. Every file is processed even when
@@ -84,7 +86,9 @@ common_output = [
     click.option("-o", "--output", help="output file (single input only)"),
     click.option("-c", "--stdout", "to_stdout", is_flag=True, help="write to standard output"),
     click.option("-f", "--force", is_flag=True, help="overwrite existing files; allow binary to a terminal"),
-    click.option("--rm", "remove", is_flag=True, help="remove the input after the output is safely written"),
+    click.option("--rm", "remove", is_flag=True,
+                 help="remove the input after the output is safely written (compress: only a file that "
+                      "decompresses to the same bytes)"),
     click.option("-v", "--verbose", is_flag=True, help="one line per file"),
     click.option("-q", "--quiet", is_flag=True, help="no progress bar"),
     click.option("--device", type=click.Choice(DEVICES), default="cpu", show_default=True),
@@ -169,9 +173,10 @@ def compress(files, output, to_stdout, force, remove, verbose, quiet, device, mo
             raise BBCodecError(problem)
         progress = tiles.start(name, layout.tile_count)
         stats: dict = {}
-        data = api.compress(image, model=model, settings=settings, strip_metadata=strip_metadata, device=device,
-                            progress=progress, stats=stats)
-        if verify or (remove and name != STDIO and target != STDIO):
+        data = api.compress(image, original=raw, model=model, settings=settings, strip_metadata=strip_metadata,
+                            device=device, progress=progress, stats=stats)
+        removing = remove and name != STDIO and target != STDIO
+        if verify or removing:
             try:
                 again = api.decompress(data, model=model, device=device)
             except BBCodecError as error:
@@ -179,7 +184,11 @@ def compress(files, output, to_stdout, force, remove, verbose, quiet, device, mo
             if not _same_image(again, image):
                 raise BBCodecError("verification failed: the decoded image differs (nothing written)")
         write_output(target, data, force, like)
-        _finish(name, remove, target, data)
+        if removing and imageio.encode(again, imageio.output_format(again)) != raw:
+            removing = False
+            tqdm.write(f"bbcodec: {shown_name(name)}: kept: decompressing gives back its image, not its exact "
+                       "bytes (--rm removes only a file that comes back byte for byte)", file=sys.stderr)
+        _finish(name, removing, target, data)
         return (f"{shown_name(name)}: {len(raw)} -> {len(data)} bytes, {8 * len(data) / image.pixels.size:.3f} "
                 f"bits/sub-pixel ({stats['method']})" + ("" if target == STDIO else f" -> {shown_name(target)}"))
 

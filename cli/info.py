@@ -23,7 +23,8 @@ def describe(name: str, data: bytes) -> str:
     size = f"{header.width}x{header.height}" if shown else "?x?"
     rate = (f"{8 * len(data) / header.subpixels:.3f} bits/sub-pixel" if header.subpixels
             else "? bits/sub-pixel")
-    model = text(header.model[:16], 16) if header.model is not None else "?"
+    model = (text(header.model[:16], 16) if header.model is not None
+             else "-" if header.method == "original" else "?")  # a kept file needs no model
     line = (f"{name}: {size} {text(header.mode or '?')}, {len(data)} bytes, {rate}, "
             f"method {text(header.method or '?')}, coder {text(header.coder_name or '-')}, model {model}, "
             f"decodes on {text(where_it_decodes(header.to_json()), 240)}")

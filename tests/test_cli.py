@@ -26,7 +26,7 @@ import pytest
 import torch
 from click.testing import CliRunner
 from PIL import Image as PILImage
-from PIL import PngImagePlugin
+from PIL import ImageDraw, PngImagePlugin
 
 import bbcodec
 from bbcodec import api, container, imageio
@@ -94,11 +94,13 @@ def write_png(path, pixels: np.ndarray, mode: str = "RGB", **options) -> Path:
 
 
 def bits_back_png(path, seed: int = 0) -> Path:
-    """A 32x32 RGB PNG that the tiny model codes with bits-back (under ``--tile 8``)."""
-    return write_png(path, binary_pixels(32, 32, 3, seed=seed))
+    """A 32x32 RGB PNG that the tiny model codes with bits-back (under ``--tile 8``), stored without deflate
+    so that the code beats the file."""
+    return write_png(path, binary_pixels(32, 32, 3, seed=seed), compress_level=0)
 
 
-def stored_png(path, seed: int = 0) -> Path:
+def kept_png(path, seed: int = 0) -> Path:
+    """A 9x7 noise PNG that no model codes smaller: its .bbc keeps the file byte for byte."""
     return write_png(path, noise_pixels(9, 7, 3, seed=seed))
 
 
@@ -125,26 +127,28 @@ ROUND_TRIPS = [(case, "31x33") for case in MODE_CASES] + [
 ]
 BITS_BACK_EXPECTED = {  # robust margins with 0/255 pixels and --tile 8 (see fixtures.samples)
     (case, size) for case, size in ROUND_TRIPS
-    if case not in ("1", "CMYK-JPEG") and size in ("31x33", "1000x7")} | {("RGB", "1x50"), ("RGBA", "50x1")}
+    if case not in ("1", "CMYK-JPEG", "P+alphas") and size in ("31x33", "1000x7")}
 
 
 @pytest.mark.parametrize("case, size", ROUND_TRIPS, ids=[f"{c}-{s}" for c, s in ROUND_TRIPS])
 def test_round_trip_every_mode_and_size(model_file, case, size):
-    """compress --rm FILE -> FILE.bbc only; decompress --rm FILE.bbc -> FILE (or .tiff for CMYK JPEG), exact."""
+    """compress --rm FILE -> FILE.bbc only; decompress --rm FILE.bbc -> FILE, exact (a JPEG byte for byte)."""
     data, suffix = sample_file(case, *SIZES[size], seed=len(case))
     source = Path("image" + suffix)
     source.write_bytes(data)
     expected = imageio.read_image(data)
-    ok("compress", "--rm", "-m", model_file, "--tile", "8", source)
-    assert listing() == [source.name + ".bbc"]
+    ok("compress", "-m", model_file, "--tile", "8", source)
+    source.unlink()  # --rm would keep it: bbcodec writes another PNG (test_rm_needs_the_exact_bytes_back)
     method = api.info(Path(source.name + ".bbc").read_bytes())["method"]
     if (case, size) in BITS_BACK_EXPECTED:
         assert method == "bits-back"
     ok("decompress", "--rm", "-m", model_file, source.name + ".bbc")
-    restored = "image.tiff" if case == "CMYK-JPEG" else source.name
+    restored = source.name
     assert listing() == [restored]  # no .bbc left (--rm), no temporary file
+    if case == "CMYK-JPEG":  # lossy: kept as it was
+        assert method == "original" and Path(restored).read_bytes() == data
     got = imageio.read_image(Path(restored))
-    assert got.format == ("TIFF" if case == "CMYK-JPEG" else "PNG")
+    assert got.format == ("JPEG" if case == "CMYK-JPEG" else "PNG")
     assert got.mode == expected.mode and got.pixels.shape == expected.pixels.shape
     assert np.array_equal(got.pixels, expected.pixels)
     assert (got.palette, got.palette_mode) == (expected.palette, expected.palette_mode)
@@ -164,43 +168,119 @@ def test_colour_under_zero_alpha_survives_the_cli(model_file):
     assert np.array_equal(pixels_of("b.png"), pixels)
 
 
-def test_jpeg_source_decompresses_to_png_name(model_file):
+def test_jpeg_is_kept_byte_for_byte_and_converts_only_when_asked(model_file):
     pixels = noise_pixels(12, 10, 3, seed=2, high=64) + 100
-    Path("photo.JPG").write_bytes(encoded(pil_from_pixels(pixels, "RGB"), "JPEG", quality=85))
+    jpeg = encoded(pil_from_pixels(pixels, "RGB"), "JPEG", quality=85)
+    Path("photo.JPG").write_bytes(jpeg)
     expected = pixels_of("photo.JPG")
-    ok("compress", "-m", model_file, "photo.JPG")
-    os.remove("photo.JPG")
-    result = ok("decompress", "-v", "-m", model_file, "photo.JPG.bbc")
-    assert listing() == ["photo.JPG.bbc", "photo.png"]
-    assert "photo.png" in result.stderr
+    ok("compress", "--rm", "-m", model_file, "photo.JPG")
+    assert api.info(Path("photo.JPG.bbc").read_bytes())["method"] == "original"
+    result = ok("decompress", "-v", "photo.JPG.bbc")  # no model needed
+    assert listing() == ["photo.JPG", "photo.JPG.bbc"] and "(JPEG)" in result.stderr
+    assert Path("photo.JPG").read_bytes() == jpeg
+    ok("decompress", "-o", "photo.png", "photo.JPG.bbc")  # another format only when named
     assert imageio.read_image(Path("photo.png")).format == "PNG"
     assert np.array_equal(pixels_of("photo.png"), expected)
+    result = run("compress", "--strip-metadata", "-m", model_file, "-o", "x.bbc", "photo.JPG")
+    assert_error(result, "photo.JPG", "JPEG files are kept byte for byte")
 
 
 def test_original_name_is_restored_whatever_its_suffix(model_file):
-    """A lossless source keeps its exact name; a lossy one with an unknown suffix gets .png appended."""
-    stored_png("scan.v2")  # PNG content, odd suffix
-    Path("noext").write_bytes(encoded(pil_from_pixels(noise_pixels(8, 8, 3), "RGB"), "JPEG"))
+    kept_png("scan.v2")  # PNG content, odd suffix
+    jpeg = encoded(pil_from_pixels(noise_pixels(8, 8, 3), "RGB"), "JPEG")
+    Path("noext").write_bytes(jpeg)
     ok("compress", "--rm", "-m", model_file, "scan.v2", "noext")
     ok("decompress", "--rm", "-m", model_file, "scan.v2.bbc", "noext.bbc")
-    assert listing() == ["noext.png", "scan.v2"]
+    assert listing() == ["noext", "scan.v2"] and Path("noext").read_bytes() == jpeg
 
 
 def test_output_next_to_input_in_another_folder(model_file):
     Path("sub").mkdir()
-    stored_png("sub/x.png")
+    kept_png("sub/x.png")
     ok("compress", "-m", model_file, "sub/x.png")
     assert listing("sub") == ["x.png", "x.png.bbc"] and listing() == ["sub"]
 
 
 def test_times_and_permissions_follow_the_input(model_file):
-    path = stored_png("t.png")
+    path = kept_png("t.png")
     os.chmod(path, 0o640)
     os.utime(path, ns=(1_600_000_000_123_456_789, 1_600_000_000_123_456_789))
     ok("compress", "--rm", "-m", model_file, path)
     ok("decompress", "--rm", "-m", model_file, "t.png.bbc")
     stat = os.stat("t.png")
     assert stat.st_mode & 0o777 == 0o640 and stat.st_mtime_ns == 1_600_000_000_123_456_789
+
+
+# -- never larger than the file given ------------------------------------------------------------------
+
+KEPT_FILE_HEADER = 256
+"""Most bytes a .bbc that keeps its file adds to it (magic, header, checksums: about 230)."""
+
+
+def synthetic(kind: str, height: int, width: int) -> PILImage.Image:
+    """Images a user archives besides photos: flat, a gradient, text, a screen of lines and boxes."""
+    if kind == "flat":
+        return PILImage.new("RGB", (width, height), (200, 30, 90))
+    if kind == "gradient":
+        ramp = np.linspace(0, 255, width, dtype=np.float64)[None, :, None] * np.ones((height, 1, 3))
+        return PILImage.fromarray(ramp.astype(np.uint8))
+    im = PILImage.new("RGB", (width, height), "white")
+    draw = ImageDraw.Draw(im)
+    if kind == "text":
+        for row in range(0, height, 12):
+            draw.text((2, row), "bbcodec keeps every pixel 0123456789", fill="black")
+    else:  # screen
+        for x in range(0, width, 17):
+            draw.line((x, 0, x, height), fill=(40, 40, 160))
+        draw.rectangle((width // 4, height // 4, width // 2, height // 2), fill=(250, 220, 0), outline="black")
+    return im
+
+
+GROWTH_CASES = {
+    **{f"noise-{h}x{w}.png": (lambda h=h, w=w: encoded(pil_from_pixels(noise_pixels(h, w, 3), "RGB"), "PNG"))
+       for h, w in ((1, 1), (16, 16), (40, 64))},
+    **{f"{kind}-{h}x{w}.png": (lambda kind=kind, h=h, w=w: encoded(synthetic(kind, h, w), "PNG"))
+       for kind in ("flat", "gradient", "text", "screen") for h, w in ((1, 1), (16, 16), (48, 96))},
+    "grey-32x32.png": lambda: encoded(synthetic("text", 32, 32).convert("L"), "PNG"),
+    "photo.jpg": lambda: encoded(synthetic("screen", 40, 56), "JPEG", quality=90),
+    "photo.webp": lambda: encoded(synthetic("text", 40, 56), "WEBP", quality=80),
+    "lossless.webp": lambda: encoded(synthetic("text", 40, 56), "WEBP", lossless=True),
+    "raw.bmp": lambda: encoded(synthetic("flat", 40, 56), "BMP"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(GROWTH_CASES))
+def test_a_file_never_grows_and_comes_back(model_file, name):
+    """Whatever the model does with it, the .bbc is at most the file plus a header; a file kept as it was comes
+    back byte for byte, and a lossy one is always kept."""
+    data = GROWTH_CASES[name]()
+    Path(name).write_bytes(data)
+    ok("compress", "--rm", "-m", model_file, name)
+    bbc = Path(name + ".bbc").read_bytes()
+    method = api.info(bbc)["method"]
+    assert len(bbc) <= len(data) + KEPT_FILE_HEADER, method
+    assert method == "original" or len(bbc) < len(data)  # another method only when it beats the file
+    if name.endswith((".jpg", "photo.webp")):
+        assert method == "original"
+    ok("decompress", "--rm", "-m", model_file, name + ".bbc")
+    assert listing() == [name]
+    if method == "original":
+        assert Path(name).read_bytes() == data
+    assert np.array_equal(pixels_of(name), imageio.read_image(data).pixels)
+
+
+def test_a_kept_file_is_checked_before_it_is_given_back(model_file):
+    data = encoded(synthetic("text", 16, 16), "PNG")
+    kept = api.compress(data, model=str(model_file))
+    box = container.from_bytes(kept)
+    assert box.header["method"] == "original"
+    changed = bytearray(box.sections[container.ORIGINAL])
+    changed[-20] ^= 1  # the CRC is recomputed below: only the image checksum can tell
+    forged = container.to_bytes(container.Container({k: v for k, v in box.header.items() if k != "sections"},
+                                                    {container.ORIGINAL: bytes(changed)}))
+    Path("forged.bbc").write_bytes(forged)
+    assert_error(run("decompress", "forged.bbc"), "forged.bbc", "does not match its checksum")
+    assert listing() == ["forged.bbc"]
 
 
 # -- options ---------------------------------------------------------------------------------------
@@ -219,7 +299,7 @@ def test_compress_keeps_input_and_never_overwrites_without_force(model_file):
 
 
 def test_decompress_never_overwrites_without_force(model_file):
-    bbc = compressed(model_file, stored_png("a.png"))
+    bbc = compressed(model_file, kept_png("a.png"))
     Path("a.png").write_bytes(b"precious")
     assert_error(run("decompress", "-m", model_file, bbc), "a.png.bbc", "a.png already exists")
     assert Path("a.png").read_bytes() == b"precious"
@@ -258,7 +338,7 @@ def test_output_suffix_chooses_a_lossless_format_or_is_refused(model_file):
     (["info", "-", "-"], "only once"),
 ], ids=lambda v: " ".join(v) if isinstance(v, list) else None)
 def test_usage_errors_exit_2_and_touch_nothing(args, fragment):
-    stored_png("a.png")
+    kept_png("a.png")
     assert_usage_error(run(*args), fragment)
     assert listing() == ["a.png"]
 
@@ -300,16 +380,16 @@ def test_refuses_to_read_binary_from_a_terminal(model_file):
 
 
 def test_rm_removes_the_input_only_on_success(model_file, monkeypatch):
-    good, bad = stored_png("good.png"), Path("bad.png")
+    good, bad = kept_png("good.png"), Path("bad.png")
     bad.write_text("not an image")
-    taken = stored_png("taken.png")
+    taken = kept_png("taken.png")
     Path("taken.png.bbc").write_bytes(b"precious")
     result = run("compress", "--rm", "-m", model_file, good, bad, taken)
     assert result.exit_code == 1 and len(result.stderr.splitlines()) == 2
     assert listing() == ["bad.png", "good.png.bbc", "taken.png", "taken.png.bbc"]
     assert Path("taken.png.bbc").read_bytes() == b"precious"
     # a failed write (disk full) leaves the input, and neither a partial output nor a temporary file
-    stored_png("full.png")
+    kept_png("full.png")
 
     def disk_full(fd):
         raise OSError(28, "No space left on device")
@@ -320,8 +400,22 @@ def test_rm_removes_the_input_only_on_success(model_file, monkeypatch):
     assert listing() == ["bad.png", "full.png", "good.png.bbc", "taken.png", "taken.png.bbc"]
 
 
+def test_rm_needs_the_exact_bytes_back(model_file):
+    """A file kept as it was, or written as bbcodec writes it, is removed; a PNG that would come back with the
+    same image but other bytes is kept, with a warning."""
+    Path("photo.jpg").write_bytes(encoded(synthetic("screen", 24, 24), "JPEG"))
+    own = imageio.read_image(sample_file("RGB", 33, 31)[0])
+    imageio.write_image(own, "own.bmp", format="BMP")  # raw: the model beats it
+    write_png("other.png", own.pixels, compress_level=0)
+    result = ok("compress", "--rm", "-m", model_file, "--tile", "8", "photo.jpg", "own.bmp", "other.png")
+    assert listing() == ["other.png", "other.png.bbc", "own.bmp.bbc", "photo.jpg.bbc"]
+    assert result.stderr.strip() == ("bbcodec: other.png: kept: decompressing gives back its image, not its exact "
+                                     "bytes (--rm removes only a file that comes back byte for byte)")
+    assert api.info(Path("own.bmp.bbc").read_bytes())["method"] == "bits-back"
+
+
 def test_failed_decompress_write_leaves_nothing(model_file, monkeypatch):
-    bbc = compressed(model_file, stored_png("a.png"), "--rm")
+    bbc = compressed(model_file, kept_png("a.png"), "--rm")
 
     def disk_full(fd):
         raise OSError(28, "No space left on device")
@@ -333,7 +427,7 @@ def test_failed_decompress_write_leaves_nothing(model_file, monkeypatch):
 
 
 def test_input_and_output_the_same_file_is_refused_even_with_force(model_file):
-    path = stored_png("a.png")
+    path = kept_png("a.png")
     before = path.read_bytes()
     assert_error(run("compress", "-f", "--rm", "-m", model_file, "-o", "a.png", path), "a.png", "input file itself")
     assert path.read_bytes() == before
@@ -355,7 +449,7 @@ def test_verbose_quiet_and_default_output(model_file):
 
 
 def test_model_by_name_path_and_errors(model_file):
-    path = stored_png("a.png")
+    path = kept_png("a.png")
     assert_error(run("compress", "-m", "nothere.safetensors", path), None, "model file nothere.safetensors not found")
     assert_error(run("compress", "-m", "dir/model", path), None, "not found")
     Path("plain").write_bytes(model_file.read_bytes())
@@ -368,7 +462,7 @@ def test_model_by_name_path_and_errors(model_file):
 
 
 def test_one_model_error_line_for_many_files(model_file):
-    stored_png("a.png"), stored_png("b.png")
+    kept_png("a.png"), kept_png("b.png")
     assert_error(run("compress", "-m", "missing.safetensors", "a.png", "b.png"), None, "not found")
 
 
@@ -395,7 +489,7 @@ def test_verify_and_strip_metadata(model_file):
 
 
 def test_unexpected_errors_are_one_line_too(model_file, monkeypatch):
-    stored_png("a.png")
+    kept_png("a.png")
 
     def broken(*args, **kwargs):
         raise RuntimeError("boom")
@@ -432,7 +526,7 @@ REFUSED_INPUTS = {
 def test_compress_refusals(model_file, name):
     data, fragment = REFUSED_INPUTS[name]
     if data is None:
-        data = stored_png("whole.png").read_bytes()[:60]
+        data = kept_png("whole.png").read_bytes()[:60]
         os.remove("whole.png")
     Path(name).write_bytes(data)
     assert_error(run("compress", "--rm", "-m", model_file, name), name, fragment)
@@ -469,7 +563,7 @@ def test_decompress_refusals(model_file, other_model_file):
 
 
 def test_several_files_one_failing(model_file):
-    stored_png("a.png"), stored_png("c.png", seed=1)
+    kept_png("a.png"), kept_png("c.png", seed=1)
     Path("b.png").write_text("not an image")
     result = run("compress", "-m", model_file, "a.png", "b.png", "c.png")
     assert_error(result, "b.png", "not an image")
@@ -489,14 +583,14 @@ def test_several_files_one_failing(model_file):
 
 def test_info_shows_the_header_without_decoding(model_file):
     bbc = compressed(model_file, bits_back_png("a.png"))
-    stored = compressed(model_file, stored_png("s.png"))
+    stored = compressed(model_file, kept_png("s.png"))
     digest = model_hash(model_file.read_bytes())
     result = ok("info", bbc, stored)  # no model installed: info never needs one
     bbc_line, stored_line = result.stdout.splitlines()
     size = bbc.stat().st_size
     assert bbc_line == (f"a.png.bbc: 32x32 RGB, {size} bytes, {8 * size / (32 * 32 * 3):.3f} bits/sub-pixel, "
                         f"method bits-back, coder bitswap, model {digest[:16]}, decodes on any machine")
-    assert "7x9 RGB" in stored_line and "method stored" in stored_line and "coder -" in stored_line
+    assert "7x9 RGB" in stored_line and "method original" in stored_line and "model -" in stored_line
     assert ok("info", "-", input=bbc.read_bytes()).stdout == bbc_line.replace("a.png.bbc", "-") + "\n"
     float_file = compressed(model_file, bits_back_png("f.png"), "--arithmetic", "float")
     assert f"decodes on only where it was made ({float_platform('cpu')}" in ok("info", float_file).stdout
@@ -554,7 +648,7 @@ def test_work_limits_and_no_limits(model_file):
 
 def test_test_command_decodes_fully_and_writes_nothing(model_file, other_model_file):
     bbc = compressed(model_file, bits_back_png("a.png"))
-    stored = compressed(model_file, stored_png("s.png"))
+    stored = compressed(model_file, kept_png("s.png"))
     before = listing()
     result = ok("test", "-m", model_file, bbc, stored)
     assert result.stdout.splitlines() == ["a.png.bbc: OK", "s.png.bbc: OK"]
@@ -678,7 +772,7 @@ def test_binary_pipe_through_stdin_and_stdout(model_file, tmp_path):
 
 
 def test_refuses_binary_to_a_terminal_unless_forced(model_file, tmp_path):
-    stored_png("a.png")
+    kept_png("a.png")
     master, slave = terminal()
     done = subprocess.run([*command(), "compress", "-c", "-m", str(model_file), "a.png"], stdout=slave,
                           stderr=subprocess.PIPE, env=environment(tmp_path), timeout=120)
