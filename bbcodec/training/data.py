@@ -1,7 +1,8 @@
-"""Training and measurement data: CIFAR-style .npz arrays, MNIST idx files, folders of images.
+"""Training and measurement data: CIFAR-style .npz arrays, MNIST idx files, folders of images, generated images.
 
 Every loader returns uint8 tensors shaped (N, C, H, W). Nothing is downloaded:
-the caller names files that are already on disk.
+the caller names files that are already on disk, or ``synthetic:N`` for N
+generated images (:mod:`bbcodec.training.synthetic`).
 """
 from __future__ import annotations
 
@@ -11,6 +12,8 @@ from pathlib import Path
 import numpy as np
 import torch
 from PIL import Image
+
+from bbcodec.training.synthetic import synthetic_images
 
 IMAGE_SUFFIXES = {".png", ".bmp", ".tif", ".tiff", ".ppm", ".pgm", ".jpg", ".jpeg", ".webp", ".gif"}
 
@@ -122,9 +125,16 @@ def open_sources(specs, channels: int = 3) -> list[CropSource]:
     return sources
 
 
+SYNTHETIC = "synthetic:"
+"""``synthetic:N`` names N generated training images."""
+
+
 def open_source(spec: str, channels: int = 3, npz_key: str | None = None) -> CropSource:
-    """A training source from a folder of images, an .npz array file or an MNIST idx file."""
+    """A training source from a folder of images, an .npz array file, an MNIST idx file or ``synthetic:N``."""
     path = Path(spec)
+    if spec.startswith(SYNTHETIC) and not path.exists():
+        images = _match_channels(torch.stack(synthetic_images(_synthetic_count(spec))), channels)
+        return CropSource(list(images), spec)
     if path.is_dir():
         images = [load_image(p, channels) for p in image_files(path)]
     elif path.suffix == ".npz":
@@ -136,6 +146,13 @@ def open_source(spec: str, channels: int = 3, npz_key: str | None = None) -> Cro
     if not images:
         raise ValueError(f"{spec}: no images found")
     return CropSource(images, str(spec))
+
+
+def _synthetic_count(spec: str) -> int:
+    count = spec[len(SYNTHETIC):]
+    if not count.isdigit() or not 1 <= int(count) <= 100_000:
+        raise ValueError(f"{spec}: expected synthetic:N with N from 1 to 100000 generated images")
+    return int(count)
 
 
 def _match_channels(batch: torch.Tensor, channels: int) -> torch.Tensor:
