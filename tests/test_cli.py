@@ -32,6 +32,7 @@ import bbcodec
 from bbcodec import api, container, imageio
 from bbcodec.modelfile import model_hash
 from bbcodec.portability import float_platform
+from bbcodec_cli import parallel
 from bbcodec_cli.main import main
 from fixtures.golden import must_decode_here
 from fixtures.samples import (MODE_CASES, binary_pixels, encoded, make_tiny_model, noise_pixels, pil_from_pixels,
@@ -49,6 +50,7 @@ def workdir(tmp_path, monkeypatch) -> Path:
     """Each test in an empty folder, with an empty user model folder outside it."""
     monkeypatch.setenv("BBCODEC_MODELS", str(tmp_path / "user-models"))
     monkeypatch.delenv("BBCODEC_DEBUG", raising=False)
+    monkeypatch.setattr(parallel, "available_cores", lambda: 1)  # in-process, one torch thread, unless a test says
     work = tmp_path / "work"
     work.mkdir()
     monkeypatch.chdir(work)
@@ -538,7 +540,7 @@ def test_compress_missing_file_and_directory(model_file):
     result = run("compress", "-m", model_file, "missing.png", "folder")
     assert result.exit_code == 1
     assert result.stderr.splitlines() == ["bbcodec: missing.png: No such file or directory: missing.png",
-                                          "bbcodec: folder: Is a directory: folder"]
+                                          "bbcodec: folder: is a folder (use -r to process the files under it)"]
 
 
 def damaged_copies(bbc: Path) -> dict[str, bytes]:
@@ -556,8 +558,9 @@ def test_decompress_refusals(model_file, other_model_file):
         line = assert_error(run("decompress", "--rm", "-m", model_file, name), name)
         assert any(word in line for word in ("corrupt", "truncated", "not a .bbc", "checksum")), line
         assert Path(name).exists() and not Path(name[:-4]).exists()
-    assert_error(run("decompress", bbc), "a.png.bbc", "needs model", "not installed")
-    assert_error(run("decompress", "-m", other_model_file, bbc), "a.png.bbc", "made with model")
+    assert_error(run("decompress", bbc), "a.png.bbc", "a.png already exists")  # seen in the header, before decoding
+    assert_error(run("decompress", "-o", "b.png", bbc), "a.png.bbc", "needs model", "not installed")
+    assert_error(run("decompress", "-o", "b.png", "-m", other_model_file, bbc), "a.png.bbc", "made with model")
     assert_error(run("decompress", "-m", model_file, "a.png"), "a.png", "unknown suffix")
     assert listing() == ["a.png", "a.png.bbc", "cut.bbc", "flipped.bbc", "junk.bbc", "text.bbc"]
 
@@ -793,13 +796,19 @@ def test_refuses_binary_to_a_terminal_unless_forced(model_file, tmp_path):
 def test_progress_bars_on_a_terminal_only(model_file, tmp_path):
     bits_back_png("a.png"), bits_back_png("b.png", seed=1)
     master, slave = terminal()
-    done = subprocess.run([*command(), "compress", "-m", str(model_file), "--tile", "8", "a.png", "b.png"],
+    done = subprocess.run([*command(), "compress", "-T", "1", "-m", str(model_file), "--tile", "8", "a.png", "b.png"],
                           stdout=subprocess.PIPE, stderr=slave, env=environment(tmp_path), timeout=120)
     os.close(slave)
     shown = read_all(master).decode(errors="replace")
     assert done.returncode == 0 and done.stdout == b""
     assert "compress" in shown and "2/2" in shown and "tile" in shown and "Traceback" not in shown
     assert listing() == ["a.png", "a.png.bbc", "b.png", "b.png.bbc"]
+    master, slave = terminal()  # two workers: the bar over files, with its speed
+    done = subprocess.run([*command(), "decompress", "-T", "2", "-f", "-m", str(model_file), "a.png.bbc", "b.png.bbc"],
+                          stdout=subprocess.PIPE, stderr=slave, env=environment(tmp_path), timeout=120)
+    os.close(slave)
+    shown = read_all(master).decode(errors="replace")
+    assert done.returncode == 0 and "2/2" in shown and "MB/s" in shown and "Traceback" not in shown, shown
 
 
 # -- issue 18: help on a full disk, names with newlines, Ctrl-C at start-up --------------------------------
