@@ -38,7 +38,7 @@ def as_json(name: str, data: bytes, names: dict[str, str]) -> str:
     the original file's size and the ratio where known, the model's hash and installed name, where it decodes."""
     raw = container.read_header(data)[0]
     header = container.Header.readable(raw)
-    original = next((length for section, length in _sections(raw) if section == container.ORIGINAL), None)
+    original = next((item[1] for item in _sections(raw) if item[0] == container.ORIGINAL), None)
     fields = {**header.to_json(), "file": name, "bytes": len(data), "original_bytes": original,
               "ratio": original / len(data) if original else None,
               "model_name": names.get(header.model) if header.model else None,
@@ -48,8 +48,10 @@ def as_json(name: str, data: bytes, names: dict[str, str]) -> str:
 
 
 def _sections(raw: dict) -> list:
+    """The (name, length, ...) entries of a raw header's section list that have that shape."""
     listed = raw.get("sections")
-    return [item for item in listed if isinstance(item, list) and len(item) == 2] if isinstance(listed, list) else []
+    return [item for item in listed if isinstance(item, list) and len(item) >= 2 and isinstance(item[1], int)
+            ] if isinstance(listed, list) else []
 
 
 def _installed_names() -> dict[str, str]:
