@@ -112,9 +112,10 @@ def _in_this_process(job: Job, files, threads: int | None, progress: _Progress):
 
 def _in_workers(job: Job, files, workers: int, threads: int, progress: _Progress):
     import multiprocessing
+    import multiprocessing.util
 
-    context = multiprocessing.get_context("spawn")
-    with context.Pool(workers, initializer=parallel.start_worker, initargs=(threads,)) as pool:
+    pool = multiprocessing.get_context("spawn").Pool(workers, initializer=parallel.start_worker, initargs=(threads,))
+    try:
         results = pool.imap(_Call(job), files)
         for _ in files:
             while True:
@@ -123,8 +124,13 @@ def _in_workers(job: Job, files, workers: int, threads: int, progress: _Progress
                     break
                 except multiprocessing.TimeoutError:
                     progress.tick()
-        pool.close()  # the workers end once idle; leaving the block early (a signal) terminates them
+        pool.close()  # the workers end once idle
         pool.join()
+    finally:
+        pool.terminate()  # after a signal: each worker removes its temporary file and ends
+        # Release the pool's semaphores now (a process that dies by a signal runs no exit handlers, and the
+        # resource tracker would warn of them).
+        multiprocessing.util._run_finalizers(0)
 
 
 @dataclass(frozen=True)
@@ -152,16 +158,19 @@ def run_each(files, job: Job, verbose: bool, quiet: bool, label: str, threads: i
 
     ``threads`` is ``-T`` (:func:`bbcodec_cli.parallel.plan`); None: the job needs no torch and runs here.
     A termination signal stops the run after cleaning up (:func:`bbcodec_cli.common.interruptible`)."""
-    workers, per_process = parallel.plan(threads, len(files)) if threads is not None else (0, None)
+    # Standard input is this process's: a list that reads it is coded here.
+    coded_apart = 1 if STDIO in files else len(files)
+    workers, per_process = parallel.plan(threads, coded_apart) if threads is not None else (0, None)
     failed = 0
     progress = _Progress(files, label, quiet, verbose)
     with interruptible():
         results = (_in_workers(job, files, workers, per_process, progress) if workers
                    else _in_this_process(job, files, per_process, progress))
-        for name, (lines, error) in zip(files, results):
-            failed += error is not None
-            _show(name, lines, error, verbose)
-            progress.file_done(name)
+        with contextlib.closing(results):  # a signal closes it: the workers are ended, each cleaning up
+            for name, (lines, error) in zip(files, results):
+                failed += error is not None
+                _show(name, lines, error, verbose)
+                progress.file_done(name)
         progress.close()
     if failed:
         sys.exit(1)

@@ -1076,3 +1076,12 @@ def test_output_closed_early_is_quiet(model_file, tmp_path):
         done.stdout.close()
         error = done.stderr.read()
         assert done.wait(timeout=120) in (0, 1) and error == b"", error
+
+
+def test_shell_completion_as_the_readme_says(tmp_path):
+    env = dict(environment(tmp_path), _BBCODEC_COMPLETE="bash_source")
+    done = subprocess.run(command(), capture_output=True, text=True, env=env, timeout=120)
+    assert done.returncode == 0 and "_bbcodec_completion" in done.stdout and done.stderr == ""
+    env.update(_BBCODEC_COMPLETE="bash_complete", COMP_WORDS="bbcodec decomp", COMP_CWORD="1")
+    done = subprocess.run(command(), capture_output=True, text=True, env=env, timeout=120)
+    assert done.stdout.split() == ["plain,decompress"]
