@@ -58,7 +58,8 @@ def main() -> None:
             Image.fromarray(photo_like(args.small, i + 1)).save(folder / f"{i:02d}.png")
         rows = []
         for threads in (1, 2):
-            seconds = timed([tool, "compress", "-f", "-q", "-T", str(threads), "-o", str(work / "photo.bbc"), str(photo)])
+            seconds = timed([tool, "compress", "-f", "-q", "-T", str(threads), "-o", str(work / "photo.bbc"),
+                             str(photo)])
             rows.append((f"one {args.size}x{args.size} image", f"-T {threads}", "1", seconds))
         for threads in (1, 2):
             seconds = timed([tool, "compress", "-f", "-q", "-r", "-T", str(threads), str(folder)])

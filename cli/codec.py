@@ -8,7 +8,10 @@ that bbcodec would write the same);
 output); existing files are never overwritten without ``-f``, and binary data
 never goes to a terminal without it. Every file is processed even when
 another fails; the exit status is 0 if all succeeded, 1 if any failed, 2 for a
-usage error. Each error is one line on stderr.
+usage error. Each error is one line on stderr. Several files are coded side by
+side in worker processes under ``-T`` (:mod:`bbcodec_cli.parallel`); each
+command's per-file action is a module-level factory (``compress_action``, ...)
+so that a worker can build it.
 
 Safety (see also :mod:`bbcodec_cli.files`): outputs appear whole or not at all and get
 the input's permissions and times; ``--verify`` decodes a compressed file and
@@ -85,7 +88,7 @@ class _TileBar:
 
 
 recursive_option = click.option("-r", "--recursive", is_flag=True,
-                                help="a folder stands for the files under it (compress: every image but .bbc; "
+                                help="a folder stands for the files under it (compress: the image files, by suffix; "
                                      "decompress and test: the .bbc files)")
 threads_option = click.option("-T", "--threads", type=click.IntRange(0), default=0, show_default=True,
                               help=parallel.threads_option_help)
@@ -162,7 +165,7 @@ no_limits_option = click.option("--no-limits", is_flag=True,
 def compress(files, output, to_stdout, force, remove, keep, recursive, threads, verbose, quiet, device, model, coder,
              tile, arithmetic, strip_metadata, verify):
     """Compress image FILES to FILE.bbc (keeps the inputs; '-' reads standard input; -r: folders too)."""
-    files = _files(files, recursive, remove, keep, lambda path: not path.endswith(SUFFIX))
+    files = _files(files, recursive, remove, keep, lambda path: _format_of_name(path) is not None)
     output, to_stdout = _check_outputs(files, output, to_stdout, force)
     if arithmetic == "float":  # a warning even with -q: these files may be unreadable elsewhere
         click.echo(f"bbcodec: warning: --arithmetic float writes files that decode only on this kind of machine "

@@ -15,7 +15,6 @@ import sys
 import time
 from dataclasses import dataclass
 
-import click
 from tqdm import tqdm
 
 from bbcodec import container
@@ -103,7 +102,7 @@ def _size(name: str) -> int:
         return 0
 
 
-def _in_this_process(job: Job, files, threads: int | None, progress: _Progress):
+def _in_this_process(job: Job, files, threads: int | None):
     if threads is not None:
         parallel.set_torch_threads(threads)
     for name in files:
@@ -165,7 +164,7 @@ def run_each(files, job: Job, verbose: bool, quiet: bool, label: str, threads: i
     progress = _Progress(files, label, quiet, verbose)
     with interruptible():
         results = (_in_workers(job, files, workers, per_process, progress) if workers
-                   else _in_this_process(job, files, per_process, progress))
+                   else _in_this_process(job, files, per_process))
         with contextlib.closing(results):  # a signal closes it: the workers are ended, each cleaning up
             for name, (lines, error) in zip(files, results):
                 failed += error is not None

@@ -18,7 +18,8 @@ import importlib
 import os
 import signal
 
-threads_option_help = "cores to use: torch threads, and worker processes for several files (0: all this process may use)"
+threads_option_help = ("cores to use: torch threads, and worker processes for several files "
+                       "(0: all this process may use)")
 
 
 def available_cores() -> int:

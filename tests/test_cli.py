@@ -804,8 +804,8 @@ def test_progress_bars_on_a_terminal_only(model_file, tmp_path):
     assert "compress" in shown and "2/2" in shown and "tile" in shown and "Traceback" not in shown
     assert listing() == ["a.png", "a.png.bbc", "b.png", "b.png.bbc"]
     master, slave = terminal()  # two workers: the bar over files, with its speed
-    done = subprocess.run([*command(), "decompress", "-T", "2", "-f", "-m", str(model_file), "a.png.bbc", "b.png.bbc"],
-                          stdout=subprocess.PIPE, stderr=slave, env=environment(tmp_path), timeout=120)
+    done = subprocess.run([*command(), "decompress", "-T", "2", "-f", "-m", str(model_file), "a.png.bbc",
+                           "b.png.bbc"], stdout=subprocess.PIPE, stderr=slave, env=environment(tmp_path), timeout=120)
     os.close(slave)
     shown = read_all(master).decode(errors="replace")
     assert done.returncode == 0 and "2/2" in shown and "MB/s" in shown and "Traceback" not in shown, shown
@@ -977,9 +977,10 @@ def test_recursive_folders(model_file):
     Path("photos/deeper").mkdir(parents=True)
     kept_png("photos/a.png"), kept_png("photos/deeper/b.png", seed=1)
     Path("photos/old.bbc").write_bytes(b"not compressed again")
+    Path("photos/notes.txt").write_text("not an image: skipped")
     assert_error(run("compress", "-m", model_file, "photos"), "photos", "is a folder", "-r")
     ok("compress", "-r", "-m", model_file, "photos")
-    assert listing("photos") == ["a.png", "a.png.bbc", "deeper", "old.bbc"]
+    assert listing("photos") == ["a.png", "a.png.bbc", "deeper", "notes.txt", "old.bbc"]
     assert listing("photos/deeper") == ["b.png", "b.png.bbc"]
     for name in ("photos/a.png", "photos/deeper/b.png"):
         os.rename(name, name + ".orig")
