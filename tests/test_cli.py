@@ -15,10 +15,12 @@ import json
 import os
 import pty
 import shutil
+import signal
 import struct
 import subprocess
 import sys
 import termios
+import time
 from pathlib import Path
 
 import numpy as np
@@ -1086,3 +1088,26 @@ def test_shell_completion_as_the_readme_says(tmp_path):
     env.update(_BBCODEC_COMPLETE="bash_complete", COMP_WORDS="bbcodec decomp", COMP_CWORD="1")
     done = subprocess.run(command(), capture_output=True, text=True, env=env, timeout=120)
     assert done.stdout.split() == ["plain,decompress"]
+
+
+STOPPED_WORKERS = """
+from bbcodec_cli import parallel
+from bbcodec_cli.each import job, run_each
+parallel.available_cores = lambda: 2  # two workers, whatever this machine has
+run_each(["a", "b"], job("fixtures.slow_job:action", seconds=60.0), False, True, "test", threads=2)
+"""
+
+
+def test_a_signal_ends_the_workers_and_their_files(tmp_path):
+    """SIGTERM while two workers code: each removes what it was writing, and the command ends with one line
+    (no warning from multiprocessing about what it left)."""
+    env = dict(environment(tmp_path), PYTHONPATH=os.pathsep.join([str(ROOT), str(ROOT / "tests")]))
+    process = subprocess.Popen([sys.executable, "-c", STOPPED_WORKERS], stderr=subprocess.PIPE, env=env)
+    deadline = time.monotonic() + 100
+    while listing() != ["a.partial", "b.partial"] and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert listing() == ["a.partial", "b.partial"]
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(timeout=60) == -signal.SIGTERM
+    assert process.stderr.read().decode().splitlines() == ["bbcodec: interrupted by SIGTERM"]
+    assert listing() == []
