@@ -64,7 +64,7 @@ def main() -> None:
         for threads in (1, 2):
             seconds = timed([tool, "compress", "-f", "-q", "-r", "-T", str(threads), str(folder)])
             rows.append((f"{args.files} images of {args.small}x{args.small}", f"-T {threads}",
-                         "1 (this one)" if threads == 1 else "2 workers", seconds))
+                         "1" if threads == 1 else f"{threads} workers", seconds))
     print("| case | threads | processes | seconds |\n|---|---|---|---|")
     for case, threads, processes, seconds in rows:
         print(f"| {case} | {threads} | {processes} | {seconds:.1f} |")
