@@ -45,6 +45,9 @@ def metadata_of(header: dict) -> dict:
     metadata = header.get("__metadata__", {})
     if not isinstance(metadata, dict):
         raise BBCodecError("model file: its metadata is not a JSON object")
+    if "format" not in metadata:
+        raise BBCodecError("not a bbcodec model file (no format tag; a training checkpoint becomes a model file "
+                           "with `bbcodec export CHECKPOINT -o MODEL.safetensors`)")
     if metadata.get("format") != FORMAT:
         raise BBCodecError(f"not a bbcodec model file (format {shorten(metadata.get('format'))})")
     return metadata

@@ -16,6 +16,7 @@ from tqdm import tqdm
 from bbcodec import benchmark, zoo
 from bbcodec.coding.bitsback import CODERS
 from bbcodec.coding.image import ARITHMETIC, CoderSettings
+from bbcodec_cli import parallel
 from bbcodec_cli.common import DEVICES, CLIError, fail_cleanly, resolve_device_option, resolve_model_option
 
 CODEC_HELP = ("classical codecs, comma-separated, from: " + ", ".join(benchmark.ALL_KEYS)
@@ -37,7 +38,8 @@ CODEC_HELP = ("classical codecs, comma-separated, from: " + ", ".join(benchmark.
 @click.option("--arithmetic", type=click.Choice(["auto", *ARITHMETIC]), default="auto", show_default=True,
               help="how the network computes the coder's probabilities (as for compress)")
 @click.option("--device", type=click.Choice(DEVICES), default="cpu", show_default=True)
-@click.option("--threads", type=click.IntRange(0), default=0, help="torch CPU threads (0: torch's default)")
+@click.option("-T", "--threads", type=click.IntRange(0), default=0, show_default=True,
+              help="torch CPU threads (0: all cores this process may use)")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False), help="write the results as JSON")
 @click.option("--plot", "plot_path", type=click.Path(dir_okay=False), help="write a bar chart (PNG)")
 @click.option("--markdown", "markdown_path", type=click.Path(dir_okay=False), help="write a Markdown report")
@@ -72,10 +74,7 @@ def bench(paths, models, codecs, chain, chain_batch, limit, npz_key, coder, tile
         return
     if not paths:
         raise click.UsageError("give at least one PATH (or --from-json)")
-    if threads:
-        import torch
-
-        torch.set_num_threads(threads)
+    parallel.set_torch_threads(parallel.cores_for(threads))
     try:
         keys = benchmark.parse_codec_keys(codecs)
     except ValueError as error:

@@ -8,7 +8,10 @@ that bbcodec would write the same);
 output); existing files are never overwritten without ``-f``, and binary data
 never goes to a terminal without it. Every file is processed even when
 another fails; the exit status is 0 if all succeeded, 1 if any failed, 2 for a
-usage error. Each error is one line on stderr.
+usage error. Each error is one line on stderr. Several files are coded side by
+side in worker processes under ``-T`` (:mod:`bbcodec_cli.parallel`); each
+command's per-file action is a module-level factory (``compress_action``, ...)
+so that a worker can build it.
 
 Safety (see also :mod:`bbcodec_cli.files`): outputs appear whole or not at all and get
 the input's permissions and times; ``--verify`` decodes a compressed file and
@@ -22,6 +25,7 @@ from __future__ import annotations
 
 import io
 import sys
+import time
 from pathlib import Path
 
 import click
@@ -34,7 +38,8 @@ from bbcodec.coding.image import ARITHMETIC, CoderSettings
 from bbcodec.errors import BBCodecError
 from bbcodec.portability import float_platform
 from bbcodec_cli.common import DEVICES, CLIError, error_message, resolve_device_option, resolve_model_option, shown_name
-from bbcodec_cli.each import bars_wanted, run_each
+from bbcodec_cli import parallel
+from bbcodec_cli.each import ERR, OUT, VERBOSE, bars_wanted, expand, job, refuse_folder, run_each
 from bbcodec_cli.files import (STDIO, SUFFIX, check_stdout, check_target, input_stat, read_input, verify_written,
                        write_output)
 
@@ -82,6 +87,12 @@ class _TileBar:
             self.bar = None
 
 
+recursive_option = click.option("-r", "--recursive", is_flag=True,
+                                help="a folder stands for the files under it (compress: the image files, by suffix; "
+                                     "decompress and test: the .bbc files)")
+threads_option = click.option("-T", "--threads", type=click.IntRange(0), default=0, show_default=True,
+                              help=parallel.threads_option_help)
+
 common_output = [
     click.option("-o", "--output", help="output file (single input only)"),
     click.option("-c", "--stdout", "to_stdout", is_flag=True, help="write to standard output"),
@@ -89,7 +100,11 @@ common_output = [
     click.option("--rm", "remove", is_flag=True,
                  help="remove the input after the output is safely written (compress: only a file that "
                       "decompresses to the same bytes)"),
-    click.option("-v", "--verbose", is_flag=True, help="one line per file"),
+    click.option("-k", "--keep", is_flag=True, help="keep the inputs (the default; contradicts --rm)"),
+    recursive_option,
+    threads_option,
+    click.option("-v", "--verbose", is_flag=True,
+                 help="one line per file: sizes, ratio, time, MB/s of raw pixels; and how far a long run is"),
     click.option("-q", "--quiet", is_flag=True, help="no progress bar"),
     click.option("--device", type=click.Choice(DEVICES), default="cpu", show_default=True),
 ]
@@ -147,21 +162,67 @@ no_limits_option = click.option("--no-limits", is_flag=True,
 @click.option("--verify/--no-verify", default=False, show_default=True,
               help="decode the result and compare it with the image before writing it (about doubles the "
                    "time; always done with --rm)")
-def compress(files, output, to_stdout, force, remove, verbose, quiet, device, model, coder, tile, arithmetic,
-             strip_metadata, verify):
-    """Compress image FILES to FILE.bbc (keeps the inputs; '-' reads standard input)."""
+def compress(files, output, to_stdout, force, remove, keep, recursive, threads, verbose, quiet, device, model, coder,
+             tile, arithmetic, strip_metadata, verify):
+    """Compress image FILES to FILE.bbc (keeps the inputs; '-' reads standard input; -r: folders too)."""
+    files = _files(files, recursive, remove, keep, lambda path: _format_of_name(path) is not None)
     output, to_stdout = _check_outputs(files, output, to_stdout, force)
     if arithmetic == "float":  # a warning even with -q: these files may be unreadable elsewhere
         click.echo(f"bbcodec: warning: --arithmetic float writes files that decode only on this kind of machine "
                    f"({float_platform(resolve_device_option(device))})", err=True)
+    device = resolve_device_option(device)
+    model = resolve_model_option(model, required=True)
+    run_each(files, job("bbcodec_cli.codec:compress_action", output=output, to_stdout=to_stdout, force=force,
+                        remove=remove, device=device, model=model, coder=coder, tile=tile, arithmetic=arithmetic,
+                        strip_metadata=strip_metadata, verify=verify, bars=_tile_bars(quiet, files, threads)),
+             verbose, quiet, "compress", threads)
+
+
+def _files(files, recursive: bool, remove: bool, keep: bool, wanted) -> list[str]:
+    """The files a coding command works on (folders expanded with -r), after the usage checks of -k."""
+    if keep and remove:
+        raise click.UsageError("-k/--keep and --rm contradict each other")
+    files = expand(files, recursive, wanted)
+    if not files:
+        raise click.UsageError("no file to process under the folders given")
+    return files
+
+
+def _tile_bars(quiet: bool, files, threads: int) -> str | None:
+    """Whether a tile bar is drawn (only when this process codes: one worker), and where: 'nested' under
+    the bar over files."""
+    if not bars_wanted(quiet) or (STDIO not in files and parallel.plan(threads, len(files))[0]):
+        return None
+    return "nested" if len(files) > 1 else "alone"
+
+
+def _timed(function):
+    """The action, with the seconds it took passed to the message it makes (``seconds=``)."""
+    def timed(name):
+        start = time.perf_counter()
+        return function(name, lambda: time.perf_counter() - start)
+    return timed
+
+
+def _summary(name: str, size_in: int, size_out: int, pixels: int, seconds: float, what: str) -> str:
+    """The -v line of a file: sizes, ratio, time and speed over the image's raw pixels."""
+    ratio = size_in / size_out if size_out else float("inf")
+    return (f"{shown_name(name)}: {size_in} -> {size_out} bytes ({ratio:.3f}x), {seconds:.2f} s, "
+            f"{pixels / 1e6 / max(seconds, 1e-9):.2f} MB/s, {what}")
+
+
+def compress_action(output, to_stdout, force, remove, device, model, coder, tile, arithmetic, strip_metadata, verify,
+                    bars):
+    """The per-file action of compress (see :mod:`bbcodec_cli.each`)."""
     # Batches as large as the decoder's work limit allows (only very large tiles need smaller ones).
     settings = CoderSettings(coder=coder, tile=tile, max_batch=container.batch_limit(tile, CoderSettings.max_batch),
                              arithmetic=arithmetic)
-    device = resolve_device_option(device)
-    model = resolve_model_option(model, required=True)
-    tiles = _TileBar(bars_wanted(quiet), nested=len(files) > 1)
+    tiles = _TileBar(bars is not None, nested=bars == "nested")
 
-    def one(name):
+    @_timed
+    def one(name, elapsed):
+        refuse_folder(name)
+        lines = []
         target = _target(name, output, to_stdout, lambda: name + SUFFIX)
         check_target(name, target, force)
         like = input_stat(name)
@@ -171,10 +232,12 @@ def compress(files, output, to_stdout, force, remove, verbose, quiet, device, mo
         problem = container.work_limit_problem(layout)
         if problem:  # never write a file that decoders refuse by default
             raise BBCodecError(problem)
-        progress = tiles.start(name, layout.tile_count)
         stats: dict = {}
-        data = api.compress(image, original=raw, model=model, settings=settings, strip_metadata=strip_metadata,
-                            device=device, progress=progress, stats=stats)
+        try:
+            data = api.compress(image, original=raw, model=model, settings=settings, strip_metadata=strip_metadata,
+                                device=device, progress=tiles.start(name, layout.tile_count), stats=stats)
+        finally:
+            tiles.close()
         removing = remove and name != STDIO and target != STDIO
         if verify or removing:
             try:
@@ -186,13 +249,15 @@ def compress(files, output, to_stdout, force, remove, verbose, quiet, device, mo
         write_output(target, data, force, like)
         if removing and imageio.encode(again, imageio.output_format(again)) != raw:
             removing = False
-            tqdm.write(f"bbcodec: {shown_name(name)}: kept: decompressing gives back its image, not its exact "
-                       "bytes (--rm removes only a file that comes back byte for byte)", file=sys.stderr)
+            lines.append((ERR, f"bbcodec: {shown_name(name)}: kept: decompressing gives back its image, not its "
+                               "exact bytes (--rm removes only a file that comes back byte for byte)"))
         _finish(name, removing, target, data)
-        return (f"{shown_name(name)}: {len(raw)} -> {len(data)} bytes, {8 * len(data) / image.pixels.size:.3f} "
-                f"bits/sub-pixel ({stats['method']})" + ("" if target == STDIO else f" -> {shown_name(target)}"))
+        what = (f"{8 * len(data) / image.pixels.size:.3f} bits/sub-pixel ({stats['method']})"
+                + ("" if target == STDIO else f" -> {shown_name(target)}"))
+        lines.append((VERBOSE, _summary(name, len(raw), len(data), image.pixels.size, elapsed(), what)))
+        return lines
 
-    run_each(files, one, verbose, quiet, "compress", tiles)
+    return one
 
 
 def _tile_count(data: bytes):
@@ -237,29 +302,56 @@ def _output_format(target: str | None, image: imageio.Image) -> str:
                    f".{imageio.output_format(image).lower()}")
 
 
+def _decompressed_name_from_header(name: str, data: bytes) -> str | None:
+    """The name decompress writes, when the header alone tells it (checked before decoding): a file kept
+    byte for byte comes back in its own format, and so does a PNG; else None (the image decides)."""
+    try:
+        header = container.Header.readable(container.read_header(data)[0])
+    except Exception:
+        return None  # the decoder reports the damage
+    if header.method == "original" or header.source_format == "PNG":
+        return name[: -len(SUFFIX)]
+    return None
+
+
 @click.command()
 @click.argument("files", nargs=-1, required=True)
 @with_options(common_output)
 @click.option("-m", "--model", default=None, help="model name, .safetensors file or hash (default: the one the file names)")
 @no_limits_option
-def decompress(files, output, to_stdout, force, remove, verbose, quiet, device, model, no_limits):
-    """Restore FILES (.bbc) to images with the original name, format and pixels.
+def decompress(files, output, to_stdout, force, remove, keep, recursive, threads, verbose, quiet, device, model,
+               no_limits):
+    """Restore FILES (.bbc) to images with the original name, format and pixels (-r: the .bbc files in folders).
 
     A source format that is not lossless (JPEG) is written as PNG, and the name's suffix follows.
     """
+    files = _files(files, recursive, remove, keep, lambda path: path.endswith(SUFFIX))
     output, to_stdout = _check_outputs(files, output, to_stdout, force)
     device = resolve_device_option(device)
     model = resolve_model_option(model, required=False)
-    tiles = _TileBar(bars_wanted(quiet), nested=len(files) > 1)
+    run_each(files, job("bbcodec_cli.codec:decompress_action", no_limits, output=output, to_stdout=to_stdout,
+                        force=force, remove=remove, device=device, model=model,
+                        bars=_tile_bars(quiet, files, threads)),
+             verbose, quiet, "decompress", threads)
 
-    def one(name):
+
+def decompress_action(output, to_stdout, force, remove, device, model, bars):
+    """The per-file action of decompress (see :mod:`bbcodec_cli.each`)."""
+    tiles = _TileBar(bars is not None, nested=bars == "nested")
+
+    @_timed
+    def one(name, elapsed):
+        refuse_folder(name)
         if not (to_stdout or output or name == STDIO or name.endswith(SUFFIX)):
             raise CLIError(f"unknown suffix (expected {SUFFIX}; use -o or -c to name the output)")
         if output or to_stdout or name == STDIO:  # else the name depends on the image's format
             check_target(name, _target(name, output, to_stdout, None), force)
         like = input_stat(name)
         data = read_input(name)
-        image = api.decompress(data, model=model, device=device, progress=tiles.start(name, _tile_count(data)))
+        known = None if (output or to_stdout or name == STDIO) else _decompressed_name_from_header(name, data)
+        if known is not None:
+            check_target(name, known, force)
+        image = _decoded(data, model, device, tiles, name)
         target = _target(name, output, to_stdout, lambda: _decompressed_name(name, image))
         check_target(name, target, force)
         fmt = _output_format(output, image)
@@ -268,9 +360,17 @@ def decompress(files, output, to_stdout, force, remove, verbose, quiet, device, 
         write_output(target, buffer.getvalue(), force, like)
         _finish(name, remove, target, buffer.getvalue())
         shown = "stdout" if target == STDIO else shown_name(target)
-        return f"{shown_name(name)}: {image.width}x{image.height} {image.mode} -> {shown} ({fmt})"
+        what = f"{image.width}x{image.height} {image.mode} -> {shown} ({fmt})"
+        return [(VERBOSE, _summary(name, len(data), len(buffer.getvalue()), image.pixels.size, elapsed(), what))]
 
-    run_each(files, one, verbose, quiet, "decompress", tiles, no_limits)
+    return one
+
+
+def _decoded(data: bytes, model, device, tiles, name: str) -> imageio.Image:
+    try:
+        return api.decompress(data, model=model, device=device, progress=tiles.start(name, _tile_count(data)))
+    finally:
+        tiles.close()
 
 
 @click.command("test")
@@ -278,20 +378,29 @@ def decompress(files, output, to_stdout, force, remove, verbose, quiet, device, 
 @click.option("-m", "--model", default=None, help="model name, .safetensors file or hash (default: the one the file names)")
 @click.option("--device", type=click.Choice(DEVICES), default="cpu", show_default=True)
 @click.option("-q", "--quiet", is_flag=True, help="print only errors")
+@recursive_option
+@threads_option
 @no_limits_option
-def test_command(files, model, device, quiet, no_limits):
+def test_command(files, model, device, quiet, recursive, threads, no_limits):
     """Decode .bbc FILES fully, verify their checksums and that decompress can write them; writes nothing."""
+    files = _files(files, recursive, False, False, lambda path: path.endswith(SUFFIX))
     if list(files).count(STDIO) > 1:
         raise click.UsageError("standard input ('-') can be read only once")
     device = resolve_device_option(device)
     model = resolve_model_option(model, required=False)
-    tiles = _TileBar(bars_wanted(quiet), nested=len(files) > 1)
+    run_each(files, job("bbcodec_cli.codec:test_action", no_limits, model=model, device=device, quiet=quiet,
+                        bars=_tile_bars(quiet, files, threads)),
+             False, quiet, "test", threads)
+
+
+def test_action(model, device, quiet, bars):
+    """The per-file action of test (see :mod:`bbcodec_cli.each`)."""
+    tiles = _TileBar(bars is not None, nested=bars == "nested")
 
     def one(name):
-        data = read_input(name)
-        image = api.decompress(data, model=model, device=device, progress=tiles.start(name, _tile_count(data)))
+        refuse_folder(name)
+        image = _decoded(read_input(name), model, device, tiles, name)
         imageio.write_image(image, io.BytesIO())  # what decompress would write, checked and dropped
-        if not quiet:
-            tqdm.write(f"{shown_name(name)}: OK", file=sys.stdout)
+        return [] if quiet else [(OUT, f"{shown_name(name)}: OK")]
 
-    run_each(files, one, False, quiet, "test", tiles, no_limits)
+    return one

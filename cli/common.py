@@ -11,7 +11,8 @@ does with SIGINT, so that ``finally`` blocks remove temporary files; the
 process then prints one line and dies by the same signal, as gzip does.
 :class:`Command`, the ``bbcodec`` group, runs the whole command that way, from
 option parsing on, and turns an error writing standard output (``--help`` on a
-full disk) into one line.
+full disk) into one line; a reader that closes standard output early
+(``bbcodec info *.bbc | head -1``) ends the command quietly, as click does.
 
 :func:`resolve_device_option` and :func:`resolve_model_option` check the
 ``--device`` and ``-m`` options of the commands that code images, once,
@@ -214,8 +215,8 @@ def fail_cleanly(command):
     def wrapper(*args, **kwargs):
         try:
             return command(*args, **kwargs)
-        except (click.ClickException, click.exceptions.Exit, click.Abort):
-            raise
+        except (click.ClickException, click.exceptions.Exit, click.Abort, BrokenPipeError):
+            raise  # a reader that closed standard output early: click ends the command quietly (status 1)
         except Exception as error:
             if debugging():
                 raise

@@ -1,17 +1,45 @@
-"""Running a command on each of its files: a progress bar over the files, one error line per failed file.
+"""Running a command on each of its files: in this process or in worker processes, one error line per
+failed file, a progress bar over the files on a terminal, a periodic line with ``-v`` elsewhere.
 
 Every file is processed even when another fails; the command then exits
-with status 1 (:mod:`bbcodec_cli.codec`, :mod:`bbcodec_cli.info`). Needs no torch.
+with status 1 (:mod:`bbcodec_cli.codec`, :mod:`bbcodec_cli.info`). Whatever
+process codes a file, its messages are printed here, in the order of the
+files. A job's action returns the lines it has to say (:data:`OUT`,
+:data:`ERR`, :data:`VERBOSE`). Needs no torch.
 """
 from __future__ import annotations
 
 import contextlib
+import os
 import sys
+import time
+from dataclasses import dataclass
 
 from tqdm import tqdm
 
 from bbcodec import container
-from bbcodec_cli.common import debugging, error_message, interruptible, shown_name
+from bbcodec_cli.common import CLIError, debugging, error_message, interruptible, shown_name
+from bbcodec_cli.files import STDIO
+from bbcodec_cli import parallel
+
+OUT, ERR, VERBOSE = "out", "err", "verbose"
+"""Where a line of an action goes: stdout, stderr, stderr with ``-v`` only."""
+
+REPORT_EVERY = 30.0
+"""Seconds between the lines that say how far a run is (``-v``, stderr not a terminal)."""
+
+
+@dataclass(frozen=True)
+class Job:
+    """What to do to each file: ``factory`` (``module:function``) builds the per-file action from
+    ``params`` (sorted (name, value) pairs); ``no_limits`` lifts the decoder's work limits."""
+    factory: str
+    params: tuple
+    no_limits: bool = False
+
+
+def job(factory: str, no_limits: bool = False, **params) -> Job:
+    return Job(factory, tuple(sorted(params.items())), no_limits)
 
 
 def bars_wanted(quiet: bool) -> bool:
@@ -19,32 +47,148 @@ def bars_wanted(quiet: bool) -> bool:
     return not quiet and sys.stderr.isatty()
 
 
-def run_each(files, action, verbose, quiet, label, tiles=None, no_limits: bool = False):
-    """Run ``action(name)`` for each file; report errors one line each; exit 1 if any failed.
+def attempt(job: Job, name: str):
+    """Run the job on one file: (its lines, None), or (None, the error line's text)."""
+    lifted = container.limits_lifted() if job.no_limits else contextlib.nullcontext()
+    try:
+        with lifted:
+            return parallel.action_of(job.factory, job.params)(name) or [], None
+    except Exception as error:  # every failure is one line; the next file is still processed
+        if debugging():
+            raise
+        text = error_message(error)
+        if isinstance(error, container.WorkLimitError):
+            text += " (--no-limits decodes it if you trust the file)"
+        return None, text
 
-    ``tiles``, if given, is closed after each file (a progress bar over its tiles); ``no_limits`` lifts the
-    decoder's work limits (:func:`bbcodec.container.limits_lifted`).
 
+class _Progress:
+    """A bar over the files on a terminal (files done, MB/s of the inputs); with ``-v`` elsewhere, a line
+    every :data:`REPORT_EVERY` seconds."""
+
+    def __init__(self, files, label: str, quiet: bool, verbose: bool):
+        self.sizes = {name: _size(name) for name in files}
+        self.total, self.label, self.done, self.bytes = len(files), label, 0, 0
+        self.start = self.last = time.monotonic()
+        self.lines = verbose and not quiet and not sys.stderr.isatty() and len(files) > 1
+        self.bar = tqdm(total=len(files), desc=label, unit="file", file=sys.stderr,
+                        disable=len(files) < 2 or not bars_wanted(quiet))
+
+    def rate(self) -> float:
+        return self.bytes / 1e6 / max(time.monotonic() - self.start, 1e-9)
+
+    def file_done(self, name: str) -> None:
+        self.done += 1
+        self.bytes += self.sizes[name]
+        self.bar.update(1)
+        self.bar.set_postfix_str(f"{self.rate():.2f} MB/s", refresh=False)
+        self.tick()
+
+    def tick(self) -> None:
+        now = time.monotonic()
+        if self.lines and now - self.last >= REPORT_EVERY:
+            self.last = now
+            tqdm.write(f"bbcodec: {self.label}: {self.done}/{self.total} files, {self.bytes / 1e6:.1f} MB, "
+                       f"{self.rate():.2f} MB/s, {now - self.start:.0f} s", file=sys.stderr)
+
+    def close(self) -> None:
+        self.bar.close()
+
+
+def _size(name: str) -> int:
+    try:
+        return 0 if name == STDIO else os.stat(name).st_size
+    except OSError:
+        return 0
+
+
+def _in_this_process(job: Job, files, threads: int | None):
+    if threads is not None:
+        parallel.set_torch_threads(threads)
+    for name in files:
+        yield attempt(job, name)
+
+
+def _in_workers(job: Job, files, workers: int, threads: int, progress: _Progress):
+    import multiprocessing
+    import multiprocessing.util
+
+    pool = multiprocessing.get_context("spawn").Pool(workers, initializer=parallel.start_worker, initargs=(threads,))
+    try:
+        results = pool.imap(_Call(job), files)
+        for _ in files:
+            while True:
+                try:
+                    yield results.next(timeout=min(REPORT_EVERY, 5.0))
+                    break
+                except multiprocessing.TimeoutError:
+                    progress.tick()
+        pool.close()  # the workers end once idle
+        pool.join()
+    finally:
+        pool.terminate()  # after a signal: each worker removes its temporary file and ends
+        # Release the pool's semaphores now (a process that dies by a signal runs no exit handlers, and the
+        # resource tracker would warn of them).
+        multiprocessing.util._run_finalizers(0)
+
+
+@dataclass(frozen=True)
+class _Call:
+    job: Job
+
+    def __call__(self, name):
+        return parallel.run_in_worker(self.job, name)
+
+
+def _show(name: str, lines, error: str | None, verbose: bool) -> None:
+    if error is not None:
+        tqdm.write(f"bbcodec: {shown_name(name)}: {error}", file=sys.stderr)
+        return
+    for kind, text in lines:
+        if kind == OUT:
+            tqdm.write(text, file=sys.stdout)
+        elif kind == ERR or verbose:
+            tqdm.write(text, file=sys.stderr)
+
+
+def run_each(files, job: Job, verbose: bool, quiet: bool, label: str, threads: int | None = None):
+    """Run ``job`` on each file; print what each says, in order; report errors one line each; exit 1 if
+    any failed.
+
+    ``threads`` is ``-T`` (:func:`bbcodec_cli.parallel.plan`); None: the job needs no torch and runs here.
     A termination signal stops the run after cleaning up (:func:`bbcodec_cli.common.interruptible`)."""
+    # Standard input is this process's: a list that reads it is coded here.
+    coded_apart = 1 if STDIO in files else len(files)
+    workers, per_process = parallel.plan(threads, coded_apart) if threads is not None else (0, None)
     failed = 0
-    bar = tqdm(files, desc=label, unit="file", file=sys.stderr, disable=len(files) < 2 or not bars_wanted(quiet))
-    with interruptible(), (container.limits_lifted() if no_limits else contextlib.nullcontext()):
-        for name in bar:
-            try:
-                message = action(name)
-                if verbose and message:
-                    tqdm.write(message, file=sys.stderr)
-            except Exception as error:  # every failure is one line; the next file is still processed
-                if debugging():
-                    raise
-                failed += 1
-                text = error_message(error)
-                if isinstance(error, container.WorkLimitError):
-                    text += " (--no-limits decodes it if you trust the file)"
-                tqdm.write(f"bbcodec: {shown_name(name)}: {text}", file=sys.stderr)
-            finally:
-                if tiles is not None:
-                    tiles.close()
-        bar.close()
+    progress = _Progress(files, label, quiet, verbose)
+    with interruptible():
+        results = (_in_workers(job, files, workers, per_process, progress) if workers
+                   else _in_this_process(job, files, per_process))
+        with contextlib.closing(results):  # a signal closes it: the workers are ended, each cleaning up
+            for name, (lines, error) in zip(files, results):
+                failed += error is not None
+                _show(name, lines, error, verbose)
+                progress.file_done(name)
+        progress.close()
     if failed:
         sys.exit(1)
+
+
+def expand(files, recursive: bool, wanted) -> list[str]:
+    """The files to process: a folder stands for every file under it that ``wanted(path)`` accepts (with
+    ``-r``), in name order; without ``-r`` it stays, to be refused as a folder."""
+    listed = []
+    for name in files:
+        if recursive and name != STDIO and os.path.isdir(name):
+            found = [os.path.join(top, leaf) for top, _, leaves in os.walk(name) for leaf in leaves]
+            listed += sorted(path for path in found if wanted(path))
+        else:
+            listed.append(name)
+    return listed
+
+
+def refuse_folder(name: str) -> None:
+    """A folder given without ``-r``: one line that says how to process the files under it."""
+    if name != STDIO and os.path.isdir(name):
+        raise CLIError("is a folder (use -r to process the files under it)")

@@ -1,12 +1,14 @@
 """``bbcodec info``: the header of .bbc files, without decoding them and without importing torch."""
 from __future__ import annotations
 
+import json
+
 import click
 
 from bbcodec import container
-from bbcodec.portability import where_it_decodes
+from bbcodec.portability import decodes_anywhere, where_it_decodes
 from bbcodec_cli.common import shown_name
-from bbcodec_cli.each import run_each
+from bbcodec_cli.each import OUT, job, run_each
 from bbcodec_cli.files import STDIO, read_input
 
 
@@ -31,15 +33,54 @@ def describe(name: str, data: bytes) -> str:
     return " ".join(line.split())  # one line, whatever strings a damaged header holds
 
 
+def as_json(name: str, data: bytes, names: dict[str, str]) -> str:
+    """One JSON object about a .bbc file (``info --json``): the readable header fields, the file's size,
+    the original file's size and the ratio where known, the model's hash and installed name, where it decodes."""
+    raw = container.read_header(data)[0]
+    header = container.Header.readable(raw)
+    original = next((item[1] for item in _sections(raw) if item[0] == container.ORIGINAL), None)
+    fields = {**header.to_json(), "file": name, "bytes": len(data), "original_bytes": original,
+              "ratio": original / len(data) if original else None,
+              "model_name": names.get(header.model) if header.model else None,
+              "decodes_anywhere": decodes_anywhere(header.to_json()),
+              "decodes_on": where_it_decodes(header.to_json())}
+    return json.dumps(fields, sort_keys=True)
+
+
+def _sections(raw: dict) -> list:
+    """The (name, length, ...) entries of a raw header's section list that have that shape."""
+    listed = raw.get("sections")
+    return [item for item in listed if isinstance(item, list) and len(item) >= 2 and isinstance(item[1], int)
+            ] if isinstance(listed, list) else []
+
+
+def _installed_names() -> dict[str, str]:
+    """Model hash -> the name it is installed under (shipped names first)."""
+    from bbcodec import zoo
+
+    names: dict[str, str] = {}
+    for entry in zoo.installed():
+        names.setdefault(entry.hash, entry.name)
+    return names
+
+
 @click.command()
 @click.argument("files", nargs=-1, required=True)
-def info(files):
+@click.option("--json", "as_object", is_flag=True, help="one JSON object per file (a line each)")
+def info(files, as_object):
     """Show the header of .bbc FILES without decoding them: size, mode, rate, method, model, where it decodes."""
     if list(files).count(STDIO) > 1:
         raise click.UsageError("standard input ('-') can be read only once")
+    run_each(files, job("bbcodec_cli.info:info_action", as_object=as_object), False, True, "info")
+
+
+def info_action(as_object: bool):
+    """The per-file action of info (see :mod:`bbcodec_cli.each`)."""
+    names = _installed_names() if as_object else {}
 
     def one(name):
         data = read_input(name)
-        click.echo(describe(shown_name(name), data))
+        text = as_json(shown_name(name), data, names) if as_object else describe(shown_name(name), data)
+        return [(OUT, text)]
 
-    run_each(files, one, False, True, "info")
+    return one

@@ -1,6 +1,7 @@
 """``bbcodec train``: train a codec model on images and export it for ``compress -m``."""
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -16,6 +17,7 @@ from bbcodec.training.checkpoints import model_from_checkpoint
 from bbcodec.training.data import mixed_batch, open_sources, split_held_out
 from bbcodec.training.loop import TrainConfig, is_main_process, train
 from bbcodec.training.plots import plot_training
+from bbcodec_cli import parallel
 from bbcodec_cli.common import DEVICES, fail_cleanly, resolve_device_option
 
 float_storage_option = click.option(
@@ -67,7 +69,9 @@ def _read_config(ctx: click.Context, param, path):
               help="keep a moving average of the weights with this decay (e.g. 0.999) and export it")
 @float_storage_option
 @click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--threads", type=click.IntRange(0), default=0, help="torch CPU threads (0: default)")
+@click.option("-T", "--threads", type=click.IntRange(0), default=0, show_default=True,
+              help="cores to use, shared among the processes torchrun starts on this machine (0: all this "
+                   "process may use)")
 @click.option("--device", type=click.Choice(DEVICES), default="cpu", show_default=True,
               help="train on the CPU or a GPU (under torchrun, each process on the GPU of its local rank)")
 @fail_cleanly
@@ -96,7 +100,7 @@ def train_command(data, preset_name, binary, binary_activations, latent_layers, 
     click.echo("held out: " + ", ".join(f"{name}: {count} image(s)" for name, count in about["held_out"].items()),
                err=True)
     cfg = TrainConfig(steps=steps, batch_size=batch_size, lr=lr, free_bits=free_bits, eval_every=eval_every,
-                      checkpoint_every=eval_every, seed=seed, threads=threads, ema_decay=ema_decay,
+                      checkpoint_every=eval_every, seed=seed, threads=_threads(threads), ema_decay=ema_decay,
                       device=device)
 
     def sample_batch(generator, size):
@@ -128,6 +132,12 @@ def train_command(data, preset_name, binary, binary_activations, latent_layers, 
         click.echo(f"note: {advice}", err=True)
     click.echo(str(final))
     sys.stdout.flush()
+
+
+def _threads(requested: int) -> int:
+    """Torch threads per training process: never more than the cores, in all, of this machine's processes."""
+    local_processes = max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
+    return max(1, parallel.cores_for(requested) // local_processes)
 
 
 @click.command("export")

@@ -15,10 +15,12 @@ import json
 import os
 import pty
 import shutil
+import signal
 import struct
 import subprocess
 import sys
 import termios
+import time
 from pathlib import Path
 
 import numpy as np
@@ -32,6 +34,7 @@ import bbcodec
 from bbcodec import api, container, imageio
 from bbcodec.modelfile import model_hash
 from bbcodec.portability import float_platform
+from bbcodec_cli import parallel
 from bbcodec_cli.main import main
 from fixtures.golden import must_decode_here
 from fixtures.samples import (MODE_CASES, binary_pixels, encoded, make_tiny_model, noise_pixels, pil_from_pixels,
@@ -49,6 +52,7 @@ def workdir(tmp_path, monkeypatch) -> Path:
     """Each test in an empty folder, with an empty user model folder outside it."""
     monkeypatch.setenv("BBCODEC_MODELS", str(tmp_path / "user-models"))
     monkeypatch.delenv("BBCODEC_DEBUG", raising=False)
+    monkeypatch.setattr(parallel, "available_cores", lambda: 1)  # in-process, one torch thread, unless a test says
     work = tmp_path / "work"
     work.mkdir()
     monkeypatch.chdir(work)
@@ -538,7 +542,7 @@ def test_compress_missing_file_and_directory(model_file):
     result = run("compress", "-m", model_file, "missing.png", "folder")
     assert result.exit_code == 1
     assert result.stderr.splitlines() == ["bbcodec: missing.png: No such file or directory: missing.png",
-                                          "bbcodec: folder: Is a directory: folder"]
+                                          "bbcodec: folder: is a folder (use -r to process the files under it)"]
 
 
 def damaged_copies(bbc: Path) -> dict[str, bytes]:
@@ -556,8 +560,9 @@ def test_decompress_refusals(model_file, other_model_file):
         line = assert_error(run("decompress", "--rm", "-m", model_file, name), name)
         assert any(word in line for word in ("corrupt", "truncated", "not a .bbc", "checksum")), line
         assert Path(name).exists() and not Path(name[:-4]).exists()
-    assert_error(run("decompress", bbc), "a.png.bbc", "needs model", "not installed")
-    assert_error(run("decompress", "-m", other_model_file, bbc), "a.png.bbc", "made with model")
+    assert_error(run("decompress", bbc), "a.png.bbc", "a.png already exists")  # seen in the header, before decoding
+    assert_error(run("decompress", "-o", "b.png", bbc), "a.png.bbc", "needs model", "not installed")
+    assert_error(run("decompress", "-o", "b.png", "-m", other_model_file, bbc), "a.png.bbc", "made with model")
     assert_error(run("decompress", "-m", model_file, "a.png"), "a.png", "unknown suffix")
     assert listing() == ["a.png", "a.png.bbc", "cut.bbc", "flipped.bbc", "junk.bbc", "text.bbc"]
 
@@ -793,13 +798,19 @@ def test_refuses_binary_to_a_terminal_unless_forced(model_file, tmp_path):
 def test_progress_bars_on_a_terminal_only(model_file, tmp_path):
     bits_back_png("a.png"), bits_back_png("b.png", seed=1)
     master, slave = terminal()
-    done = subprocess.run([*command(), "compress", "-m", str(model_file), "--tile", "8", "a.png", "b.png"],
+    done = subprocess.run([*command(), "compress", "-T", "1", "-m", str(model_file), "--tile", "8", "a.png", "b.png"],
                           stdout=subprocess.PIPE, stderr=slave, env=environment(tmp_path), timeout=120)
     os.close(slave)
     shown = read_all(master).decode(errors="replace")
     assert done.returncode == 0 and done.stdout == b""
     assert "compress" in shown and "2/2" in shown and "tile" in shown and "Traceback" not in shown
     assert listing() == ["a.png", "a.png.bbc", "b.png", "b.png.bbc"]
+    master, slave = terminal()  # two workers: the bar over files, with its speed
+    done = subprocess.run([*command(), "decompress", "-T", "2", "-f", "-m", str(model_file), "a.png.bbc",
+                           "b.png.bbc"], stdout=subprocess.PIPE, stderr=slave, env=environment(tmp_path), timeout=120)
+    os.close(slave)
+    shown = read_all(master).decode(errors="replace")
+    assert done.returncode == 0 and "2/2" in shown and "MB/s" in shown and "Traceback" not in shown, shown
 
 
 # -- issue 18: help on a full disk, names with newlines, Ctrl-C at start-up --------------------------------
@@ -923,3 +934,180 @@ def test_commands_that_need_no_network_start_without_torch(args, tmp_path, model
     assert done.returncode == 0 and "torch was imported" not in done.stderr, done.stderr
     if args == ["models"]:
         assert "default " in done.stdout and "tiny " in done.stdout and "broken" not in done.stdout
+
+
+# -- issue 17: threads, many files, folders, zstd habits, info --json, models info/remove ----------------
+
+
+def test_threads_never_exceed_the_cores(monkeypatch):
+    monkeypatch.setattr(parallel, "available_cores", lambda: 4)
+    assert parallel.plan(0, 1) == (0, 4)  # one file: this process, every core
+    assert parallel.plan(9, 1) == (0, 4)  # never more than the cores
+    assert parallel.plan(0, 2) == (2, 2) and parallel.plan(0, 20) == (4, 1) and parallel.plan(3, 20) == (3, 1)
+    assert parallel.plan(1, 20) == (0, 1)  # one core: no worker
+
+
+def test_threads_option_sets_torch_threads_once(model_file, monkeypatch):
+    monkeypatch.setattr(parallel, "available_cores", lambda: 3)
+    seen = []
+    monkeypatch.setattr(parallel, "set_torch_threads", seen.append)
+    kept_png("a.png")
+    ok("compress", "-T", "2", "-m", model_file, "a.png")
+    ok("test", "--threads", "9", "-m", model_file, "a.png.bbc")
+    ok("decompress", "-m", model_file, "-o", "b.png", "a.png.bbc")
+    assert seen == [2, 3, 3]
+    assert_usage_error(run("compress", "-T", "-1", "a.png"), "-1")
+
+
+def test_many_files_in_worker_processes_keep_order_and_status(model_file, monkeypatch):
+    """Two cores, three files: two spawned workers; the messages come in the order of the files, the failed
+    file is one line, and the others are done."""
+    monkeypatch.setattr(parallel, "available_cores", lambda: 2)
+    kept_png("a.png"), bits_back_png("c.png", seed=1)
+    Path("b.png").write_text("not an image")
+    result = run("compress", "-v", "-m", model_file, "--tile", "8", "a.png", "b.png", "c.png")
+    assert result.exit_code == 1
+    lines = result.stderr.splitlines()
+    assert [line.split(":")[0] for line in lines] == ["a.png", "bbcodec", "c.png"], lines
+    assert lines[1] == "bbcodec: b.png: not an image" or lines[1].startswith("bbcodec: b.png: "), lines
+    assert listing() == ["a.png", "a.png.bbc", "b.png", "c.png", "c.png.bbc"]
+    result = ok("test", "-m", model_file, "c.png.bbc", "a.png.bbc")
+    assert result.stdout.splitlines() == ["c.png.bbc: OK", "a.png.bbc: OK"]
+
+
+def test_recursive_folders(model_file):
+    Path("photos/deeper").mkdir(parents=True)
+    kept_png("photos/a.png"), kept_png("photos/deeper/b.png", seed=1)
+    Path("photos/old.bbc").write_bytes(b"not compressed again")
+    Path("photos/notes.txt").write_text("not an image: skipped")
+    assert_error(run("compress", "-m", model_file, "photos"), "photos", "is a folder", "-r")
+    ok("compress", "-r", "-m", model_file, "photos")
+    assert listing("photos") == ["a.png", "a.png.bbc", "deeper", "notes.txt", "old.bbc"]
+    assert listing("photos/deeper") == ["b.png", "b.png.bbc"]
+    for name in ("photos/a.png", "photos/deeper/b.png"):
+        os.rename(name, name + ".orig")
+    result = run("decompress", "-r", "-m", model_file, "photos")  # every .bbc: old.bbc fails, the others come back
+    assert_error(result, "photos/old.bbc", "not a .bbc file")
+    assert np.array_equal(pixels_of("photos/deeper/b.png"), pixels_of("photos/deeper/b.png.orig"))
+    assert_error(run("test", "-m", model_file, "photos"), "photos", "use -r")
+    Path("empty").mkdir()
+    assert_usage_error(run("compress", "-r", "empty"), "no file to process")
+
+
+def test_keep_is_the_default_and_contradicts_rm(model_file):
+    kept_png("a.png")
+    ok("compress", "-k", "-m", model_file, "a.png")
+    assert listing() == ["a.png", "a.png.bbc"]
+    assert_usage_error(run("compress", "-k", "--rm", "a.png"), "--keep")
+    assert_usage_error(run("decompress", "--keep", "--rm", "a.png.bbc"), "--keep")
+
+
+def test_verbose_gives_sizes_ratio_time_and_speed(model_file):
+    path = bits_back_png("a.png")
+    line = ok("compress", "-v", "-m", model_file, "--tile", "8", path).stderr.strip()
+    size_in, size_out = path.stat().st_size, Path("a.png.bbc").stat().st_size
+    assert line.startswith(f"a.png: {size_in} -> {size_out} bytes ({size_in / size_out:.3f}x), "), line
+    assert " s, " in line and "MB/s" in line
+    line = ok("decompress", "-v", "-m", model_file, "-o", "b.png", "a.png.bbc").stderr.strip()
+    assert line.startswith(f"a.png.bbc: {size_out} -> ") and "MB/s" in line and "-> b.png (PNG)" in line
+
+
+def test_a_long_run_says_how_far_it_is_when_not_on_a_terminal(model_file, monkeypatch):
+    from bbcodec_cli import each
+
+    monkeypatch.setattr(each, "REPORT_EVERY", 0.0)
+    kept_png("a.png"), kept_png("b.png", seed=1)
+    result = ok("compress", "-v", "-m", model_file, "a.png", "b.png")
+    assert any(line.startswith("bbcodec: compress: 2/2 files, ") and "MB/s" in line
+               for line in result.stderr.splitlines()), result.stderr
+    assert "files, " not in ok("compress", "-f", "-m", model_file, "a.png", "b.png").stderr  # only with -v
+
+
+def test_decompress_checks_a_target_known_from_the_header_before_decoding(model_file, monkeypatch):
+    compressed(model_file, kept_png("a.png"))
+    decoded = []
+    real = api.decompress
+    monkeypatch.setattr(api, "decompress", lambda *a, **k: decoded.append(1) or real(*a, **k))
+    assert_error(run("decompress", "-m", model_file, "a.png.bbc"), "a.png.bbc", "a.png already exists")
+    assert decoded == []
+
+
+def test_info_json(model_file):
+    bbc = compressed(model_file, bits_back_png("a.png"))
+    stored = compressed(model_file, kept_png("s.png"))
+    ok("models", "add", "--name", "mine", model_file)
+    first, second = (json.loads(line) for line in ok("info", "--json", bbc, stored).stdout.splitlines())
+    assert first["file"] == "a.png.bbc" and first["bytes"] == bbc.stat().st_size
+    assert first["model"] == model_hash(model_file.read_bytes()) and first["model_name"] == "mine"
+    assert first["decodes_anywhere"] is True and first["method"] == "bits-back"
+    assert first["original_bytes"] is None and first["ratio"] is None
+    assert second["method"] == "original" and second["original_bytes"] == Path("s.png").stat().st_size
+    assert second["ratio"] == pytest.approx(Path("s.png").stat().st_size / stored.stat().st_size)
+
+
+def test_models_info_remove_and_names_of_shipped_models(model_file, tmp_path):
+    ok("models", "add", model_file)
+    lines = ok("models", "info", "tiny").stdout.splitlines()
+    assert lines[:3] == ["name: tiny", f"hash: {model_hash(model_file.read_bytes())}", "origin: user"]
+    assert "origin: shipped" in ok("models", "info", "default").stdout
+    assert_error(run("models", "add", "--name", "default", model_file), None, "shipped model", "--name")
+    assert_error(run("models", "remove", "default"), None, "shipped model", "models add")
+    assert ok("models", "remove", "tiny").stdout.startswith("removed tiny")
+    assert user_lines(ok("models").stdout) == []
+    assert_error(run("models", "remove", "tiny"), None, "no model named 'tiny'")
+    assert_error(run("models", "info", "tiny"), None, "no model named 'tiny'")
+
+
+def test_model_errors_name_what_is_missing(model_file, tmp_path):
+    kept_png("a.png")
+    assert_error(run("compress", "-m", "nosuchmodel", "a.png"), None, "unknown model 'nosuchmodel'",
+                 "no installed model has this name or hash")
+    assert_error(run("compress", "-m", "deadbeef1234", "a.png"), None, "unknown model 'deadbeef1234'")
+    checkpoint = {"__metadata__": {"step": "3"}}  # a safetensors file without the model format tag
+    header = json.dumps(checkpoint).encode()
+    Path("run.safetensors").write_bytes(len(header).to_bytes(8, "little") + header)
+    assert_error(run("models", "add", "run.safetensors"), None, "bbcodec export")
+
+
+def test_output_closed_early_is_quiet(model_file, tmp_path):
+    """`bbcodec info ... | head -1`: no traceback, no "Broken pipe" line, the usual status."""
+    bbc = str(GOLDEN / "zoo" / "464be377d5f2.bbc")
+    for args in (["info", *[bbc] * 2000], ["models"]):
+        done = subprocess.Popen([*command(), *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                env=environment(tmp_path))
+        done.stdout.readline()
+        done.stdout.close()
+        error = done.stderr.read()
+        assert done.wait(timeout=120) in (0, 1) and error == b"", error
+
+
+def test_shell_completion_as_the_readme_says(tmp_path):
+    env = dict(environment(tmp_path), _BBCODEC_COMPLETE="bash_source")
+    done = subprocess.run(command(), capture_output=True, text=True, env=env, timeout=120)
+    assert done.returncode == 0 and "_bbcodec_completion" in done.stdout and done.stderr == ""
+    env.update(_BBCODEC_COMPLETE="bash_complete", COMP_WORDS="bbcodec decomp", COMP_CWORD="1")
+    done = subprocess.run(command(), capture_output=True, text=True, env=env, timeout=120)
+    assert done.stdout.split() == ["plain,decompress"]
+
+
+STOPPED_WORKERS = """
+from bbcodec_cli import parallel
+from bbcodec_cli.each import job, run_each
+parallel.available_cores = lambda: 2  # two workers, whatever this machine has
+run_each(["a", "b"], job("fixtures.slow_job:action", seconds=60.0), False, True, "test", threads=2)
+"""
+
+
+def test_a_signal_ends_the_workers_and_their_files(tmp_path):
+    """SIGTERM while two workers code: each removes what it was writing, and the command ends with one line
+    (no warning from multiprocessing about what it left)."""
+    env = dict(environment(tmp_path), PYTHONPATH=os.pathsep.join([str(ROOT), str(ROOT / "tests")]))
+    process = subprocess.Popen([sys.executable, "-c", STOPPED_WORKERS], stderr=subprocess.PIPE, env=env)
+    deadline = time.monotonic() + 100
+    while listing() != ["a.partial", "b.partial"] and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert listing() == ["a.partial", "b.partial"]
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(timeout=60) == -signal.SIGTERM
+    assert process.stderr.read().decode().splitlines() == ["bbcodec: interrupted by SIGTERM"]
+    assert listing() == []

@@ -253,7 +253,8 @@ def test_compress_refuses_bombs_in_a_memory_limited_process(workdir, model_file,
 def test_a_folder_named_like_an_image(workdir, model_file):
     Path("photo.png").mkdir()
     result = CliRunner().invoke(main, ["compress", "-m", str(model_file), "photo.png"])
-    assert result.exit_code == 1 and result.stderr == "bbcodec: photo.png: Is a directory: photo.png\n"
+    assert result.exit_code == 1
+    assert result.stderr == "bbcodec: photo.png: is a folder (use -r to process the files under it)\n"
 
 
 def _png_chunks(data: bytes) -> list[tuple[bytes, int]]:

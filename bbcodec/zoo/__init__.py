@@ -106,9 +106,17 @@ def load(spec: str = DEFAULT_MODEL):
     location = locate(spec)
     if location is not None:
         return load_bytes(_read(location))
-    if len(spec) >= 8:
-        return by_hash(spec)
-    raise BBCodecError(f"unknown model {spec!r} (see `bbcodec models`)")
+    if len(spec) >= 8 and _is_hex(spec):
+        try:
+            return by_hash(spec)
+        except BBCodecError:
+            pass
+    raise BBCodecError(f"unknown model {spec!r}: no installed model has this name or hash, and it is no "
+                       f"{SUFFIX} file (see `bbcodec models`)")
+
+
+def _is_hex(text: str) -> bool:
+    return all(c in "0123456789abcdefABCDEF" for c in text)
 
 
 def by_hash(digest: str):
@@ -131,6 +139,8 @@ def add(path, name: str | None = None) -> ModelEntry:
     name = name or Path(path).name.removesuffix(SUFFIX)
     if not name or name.startswith(".") or "/" in name or os.sep in name:
         raise BBCodecError(f"model name {name!r} must be a plain file name")
+    if any(entry_name == name for entry_name, _, shipped in _model_files() if shipped):
+        raise BBCodecError(f"{name!r} is the name of a shipped model; choose another with --name")
     folder = user_model_dir()
     folder.mkdir(parents=True, exist_ok=True)
     target = folder / (name + SUFFIX)
@@ -138,3 +148,23 @@ def add(path, name: str | None = None) -> ModelEntry:
         raise BBCodecError(f"a different model named {name!r} is already installed at {target}")
     atomic_write(target, data)  # the bytes checked above, not the file again: it may have changed
     return ModelEntry(name, digest, str(target), False)
+
+
+def find(name: str) -> ModelEntry:
+    """The installed model of this name (BBCodecError if none)."""
+    for entry_name, location, shipped in _model_files():
+        if entry_name == name:
+            return ModelEntry(name, _identify(_read(location)), str(location), shipped)
+    raise BBCodecError(f"no model named {name!r} is installed (see `bbcodec models`)")
+
+
+def remove(name: str) -> ModelEntry:
+    """Uninstall a user-added model; shipped models are part of the package and cannot be removed."""
+    for entry_name, location, shipped in _model_files():
+        if entry_name == name and shipped:
+            raise BBCodecError(f"{name!r} is a shipped model, part of the package: only models added with "
+                               "`bbcodec models add` can be removed")
+        if entry_name == name:
+            Path(location).unlink()
+            return ModelEntry(name, "", str(location), False)
+    raise BBCodecError(f"no model named {name!r} is installed (see `bbcodec models`)")
