@@ -3,6 +3,7 @@
 #
 #   bash bench/train_zoo.sh default|default-float|mnist      # from the repository root, venv active
 #   bash bench/train_zoo.sh photo-polyphase [OUT [--resume]]  # a longer run of the polyphase preset (not shipped)
+#   bash bench/train_zoo.sh multiscale [RUNS]                  # the two-level polyphase candidate (not shipped yet)
 #
 # Each stage is a `bbcodec train` run that writes runs/<stage>/ (log, checkpoint,
 # plot, exported model); a later stage starts from the previous stage's exported
@@ -38,6 +39,20 @@ POLYPHASE=("$D"/photos/0[0-3]?.png "$D"/photos/040.png "$D"/usc-sipi/textures "$
            --eval "$D"/photos/041.png --eval "$D"/photos/045.png --eval "$D"/photos/049.png
            --preset photo-polyphase --crop 32 --batch-size 32 --threads 1)
 
+# The two-level polyphase likelihood (photo-multiscale) on 64x64 crops, held out by the default split (every
+# 20th image of each source; no measurement set is trained on), then the same with generated synthetic images
+# (flat areas, gradients, text, charts, screens: bbcodec/training/synthetic.py). Times on one thread of the
+# 2-core machine: 56 min for stage 1 (0.55 s a step).
+MULTISCALE=("$D"/photos/0[0-3]?.png "$D"/photos/040.png "$D"/usc-sipi/textures "$D"/usc-sipi/aerials
+            --preset photo-multiscale --crop 64 --batch-size 16 --eval-every 250 --ema 0.999 --threads 1)
+
+multiscale() {  # multiscale RUNS: stage 1 natural images, stage 2 with synthetic:2000 from stage 1's weights
+    local runs=$1
+    bbcodec train "${MULTISCALE[@]}" --steps 6000 --out "$runs/ms-c64" --name ms-c64
+    bbcodec train "${MULTISCALE[@]}" synthetic:2000 --steps 4000 --lr 1e-3 \
+        --init-from "$(ls "$runs/ms-c64/ms-c64"-*.safetensors)" --out "$runs/ms-syn" --name ms-syn
+}
+
 case "${1:-}" in
     default) natural default "" 6 float32 ;;
     default-float) natural default-float --float 8 float16 ;;
@@ -50,5 +65,6 @@ case "${1:-}" in
         bbcodec train "${POLYPHASE[@]}" --steps 8000 --eval-every 250 --out "${2:-runs/photo-polyphase}" \
             --name photo-polyphase "${@:3}"
         ;;
-    *) echo "usage: bash bench/train_zoo.sh default|default-float|mnist|photo-polyphase" >&2; exit 2 ;;
+    multiscale) multiscale "${2:-runs}" ;;
+    *) echo "usage: bash bench/train_zoo.sh default|default-float|mnist|photo-polyphase|multiscale" >&2; exit 2 ;;
 esac
