@@ -191,7 +191,7 @@ def _files(files, recursive: bool, remove: bool, keep: bool, wanted) -> list[str
 def _tile_bars(quiet: bool, files, threads: int) -> str | None:
     """Whether a tile bar is drawn (only when this process codes: one worker), and where: 'nested' under
     the bar over files."""
-    if not bars_wanted(quiet) or (STDIO not in files and parallel.plan(threads, len(files))[0]):
+    if not bars_wanted(quiet) or parallel.plan_for(threads, files)[0]:
         return None
     return "nested" if len(files) > 1 else "alone"
 

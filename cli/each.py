@@ -67,7 +67,7 @@ class _Progress:
     every :data:`REPORT_EVERY` seconds."""
 
     def __init__(self, files, label: str, quiet: bool, verbose: bool):
-        self.sizes = {name: _size(name) for name in files}
+        self.sizes = {name: parallel.file_size(name) for name in files}
         self.total, self.label, self.done, self.bytes = len(files), label, 0, 0
         self.start = self.last = time.monotonic()
         self.lines = verbose and not quiet and not sys.stderr.isatty() and len(files) > 1
@@ -93,13 +93,6 @@ class _Progress:
 
     def close(self) -> None:
         self.bar.close()
-
-
-def _size(name: str) -> int:
-    try:
-        return 0 if name == STDIO else os.stat(name).st_size
-    except OSError:
-        return 0
 
 
 def _in_this_process(job: Job, files, threads: int | None):
@@ -157,9 +150,7 @@ def run_each(files, job: Job, verbose: bool, quiet: bool, label: str, threads: i
 
     ``threads`` is ``-T`` (:func:`bbcodec_cli.parallel.plan`); None: the job needs no torch and runs here.
     A termination signal stops the run after cleaning up (:func:`bbcodec_cli.common.interruptible`)."""
-    # Standard input is this process's: a list that reads it is coded here.
-    coded_apart = 1 if STDIO in files else len(files)
-    workers, per_process = parallel.plan(threads, coded_apart) if threads is not None else (0, None)
+    workers, per_process = parallel.plan_for(threads, files) if threads is not None else (0, None)
     failed = 0
     progress = _Progress(files, label, quiet, verbose)
     with interruptible():

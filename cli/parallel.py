@@ -6,6 +6,8 @@ never more than those cores. One file is coded in this process with N torch
 threads; several files go to ``min(files, N)`` worker processes (started with
 ``spawn``: torch's threads do not survive a fork) with ``N // workers``
 threads each, so that the threads of all processes together never exceed N.
+Workers are started only when the inputs add up to :data:`WORKER_MIN_BYTES`:
+below that, a worker's start-up costs more than it saves.
 
 A job is a module-level factory and its keyword arguments (plain values, so
 that they can be sent to a worker): each process builds the per-file action
@@ -17,6 +19,8 @@ import functools
 import importlib
 import os
 import signal
+
+from bbcodec_cli.files import STDIO
 
 threads_option_help = ("cores to use: torch threads, and worker processes for several files "
                        "(0: all this process may use)")
@@ -34,6 +38,27 @@ def cores_for(requested: int) -> int:
     """``-T N`` as a number of cores: 0 means all of them, and never more than the process may use."""
     cores = available_cores()
     return cores if requested <= 0 else min(requested, cores)
+
+
+WORKER_MIN_BYTES = 4_000_000
+"""Inputs smaller than this in all are coded in this process: starting a worker (spawn, importing torch,
+loading the model) takes 3-5 s, and two workers lost to one process on 20 images of 48x48 and on 8 of
+192x192 on an idle 2-core machine (bench/README.md, "Threads and many files")."""
+
+
+def file_size(name: str) -> int:
+    """The size of an input file (0 for standard input or a file that cannot be read: it fails later)."""
+    try:
+        return 0 if name == STDIO else os.stat(name).st_size
+    except OSError:
+        return 0
+
+
+def plan_for(requested: int, files: list[str]) -> tuple[int, int]:
+    """:func:`plan` for these files: a list that reads standard input (this process's) or whose inputs are
+    under :data:`WORKER_MIN_BYTES` in all is coded in this process."""
+    small = sum(file_size(name) for name in files) < WORKER_MIN_BYTES
+    return plan(requested, 1 if STDIO in files or small else len(files))
 
 
 def plan(requested: int, files: int) -> tuple[int, int]:

@@ -947,6 +947,16 @@ def test_threads_never_exceed_the_cores(monkeypatch):
     assert parallel.plan(1, 20) == (0, 1)  # one core: no worker
 
 
+def test_workers_only_for_enough_work(monkeypatch):
+    monkeypatch.setattr(parallel, "available_cores", lambda: 2)
+    Path("a").write_bytes(bytes(1000)), Path("b").write_bytes(bytes(2000))
+    monkeypatch.setattr(parallel, "WORKER_MIN_BYTES", 3001)
+    assert parallel.plan_for(0, ["a", "b"]) == (0, 2)  # small inputs: this process, both cores
+    monkeypatch.setattr(parallel, "WORKER_MIN_BYTES", 3000)
+    assert parallel.plan_for(0, ["a", "b"]) == (2, 1)
+    assert parallel.plan_for(0, ["a", "-"]) == (0, 2)  # standard input is read here
+
+
 def test_threads_option_sets_torch_threads_once(model_file, monkeypatch):
     monkeypatch.setattr(parallel, "available_cores", lambda: 3)
     seen = []
@@ -963,6 +973,7 @@ def test_many_files_in_worker_processes_keep_order_and_status(model_file, monkey
     """Two cores, three files: two spawned workers; the messages come in the order of the files, the failed
     file is one line, and the others are done."""
     monkeypatch.setattr(parallel, "available_cores", lambda: 2)
+    monkeypatch.setattr(parallel, "WORKER_MIN_BYTES", 0)
     kept_png("a.png"), bits_back_png("c.png", seed=1)
     Path("b.png").write_text("not an image")
     result = run("compress", "-v", "-m", model_file, "--tile", "8", "a.png", "b.png", "c.png")
@@ -1094,6 +1105,7 @@ STOPPED_WORKERS = """
 from bbcodec_cli import parallel
 from bbcodec_cli.each import job, run_each
 parallel.available_cores = lambda: 2  # two workers, whatever this machine has
+parallel.WORKER_MIN_BYTES = 0  # however small the files
 run_each(["a", "b"], job("fixtures.slow_job:action", seconds=60.0), False, True, "test", threads=2)
 """
 
