@@ -29,6 +29,7 @@ import time
 from pathlib import Path
 
 import click
+import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
@@ -303,15 +304,25 @@ def _output_format(target: str | None, image: imageio.Image) -> str:
 
 
 def _decompressed_name_from_header(name: str, data: bytes) -> str | None:
-    """The name decompress writes, when the header alone tells it (checked before decoding): a file kept
-    byte for byte comes back in its own format, and so does a PNG; else None (the image decides)."""
+    """The name decompress writes, when the file tells it before decoding: a file kept byte for byte comes
+    back in its own format; otherwise the format :func:`bbcodec.imageio.output_format` picks from the mode,
+    palette, metadata and size, which the header and sections give (an RGBA WebP alone also depends on
+    its alpha values). None when it cannot tell; the decoder reports any damage."""
     try:
-        header = container.Header.readable(container.read_header(data)[0])
+        box = container.from_bytes(data)
+        header = container.Header.from_json(box.header)
+        if header.method == "original":
+            return name[: -len(SUFFIX)]
+        if (header.source_format, header.mode) == ("WEBP", "RGBA"):
+            return None
+        metadata = {k[len(container.META_PREFIX):]: v for k, v in box.sections.items()
+                    if k.startswith(container.META_PREFIX)}
+        planes = np.zeros((header.height, header.width, header.channels), dtype=np.uint8)
+        skeleton = imageio.Image(planes, header.mode, box.sections.get("palette"), header.palette_mode,
+                                 header.source_format, metadata)
+        return _decompressed_name(name, skeleton)
     except Exception:
-        return None  # the decoder reports the damage
-    if header.method == "original" or header.source_format == "PNG":
-        return name[: -len(SUFFIX)]
-    return None
+        return None
 
 
 @click.command()

@@ -567,6 +567,23 @@ def test_decompress_refusals(model_file, other_model_file):
     assert listing() == ["a.png", "a.png.bbc", "cut.bbc", "flipped.bbc", "junk.bbc", "text.bbc"]
 
 
+def test_decompress_checks_the_name_from_the_file_before_decoding(model_file, monkeypatch):
+    """The name a BMP, a JPEG kept as it was and a PNG come back under is known from the .bbc itself, so an
+    existing target is refused before any decoding."""
+    own = imageio.read_image(sample_file("RGB", 33, 31)[0])
+    imageio.write_image(own, "raw.bmp", format="BMP")  # the model beats it: bits-back
+    Path("photo.jpg").write_bytes(encoded(synthetic("screen", 24, 24), "JPEG"))
+    bbcs = [compressed(model_file, name) for name in ("raw.bmp", "photo.jpg", bits_back_png("a.png"))]
+    assert [api.info(b.read_bytes())["method"] for b in bbcs] == ["bits-back", "original", "bits-back"]
+
+    def never(*args, **kwargs):
+        raise AssertionError("decoded before checking the target")
+
+    monkeypatch.setattr(api, "decompress", never)
+    for bbc in bbcs:
+        assert_error(run("decompress", "-m", model_file, bbc), bbc.name, f"{bbc.name[:-4]} already exists")
+
+
 def test_several_files_one_failing(model_file):
     kept_png("a.png"), kept_png("c.png", seed=1)
     Path("b.png").write_text("not an image")
