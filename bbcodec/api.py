@@ -85,10 +85,15 @@ def compress(source, *, model: str = zoo.DEFAULT_MODEL, settings: CoderSettings 
     return chosen
 
 
+def _image_header(image: imageio.Image, **fields) -> Header:
+    """A header describing the image (size, mode, palette mode, source format) and ``fields``."""
+    return Header(width=image.width, height=image.height, channels=image.channels, mode=image.mode,
+                  palette_mode=image.palette_mode, source_format=image.format, **fields)
+
+
 def _kept_file(image: imageio.Image, original: bytes) -> bytes:
     """A .bbc that keeps the image's file byte for byte."""
-    header = Header(width=image.width, height=image.height, channels=image.channels, mode=image.mode,
-                    palette_mode=image.palette_mode, source_format=image.format, method="original")
+    header = _image_header(image, method="original")
     sections = {container.ORIGINAL: original}
     header = header.with_image_checksum(sections)
     return container.to_bytes(container.Container(header.to_json(), sections))
@@ -105,9 +110,7 @@ def _coded_file(image: imageio.Image, model: str, settings: CoderSettings, strip
     if problem:  # never write a file that the decoder's default limits would refuse
         raise UnsupportedImageError(problem)
     encoded = encode_image(net, pixels, settings, progress)
-    header = Header(width=image.width, height=image.height, channels=image.channels, mode=image.mode,
-                    palette_mode=image.palette_mode, source_format=image.format, model=digest,
-                    pixel_checksum=pixel_checksum(pixels), method="stored")
+    header = _image_header(image, model=digest, pixel_checksum=pixel_checksum(pixels), method="stored")
     sections = {}
     if encoded.stored_bits // 8 < pixels.nbytes:
         header = replace(header, method="bits-back", coder=settings.to_dict(), grid_bits=net.config.grid_bits,
@@ -163,7 +166,7 @@ def decompress(source, *, model: str | None = None, device: str = "cpu", progres
         pixels = _decode_bits_back(header, payload, _checkpoints(box.sections), model, device, progress)
     if pixel_checksum(pixels) != header.pixel_checksum:
         raise CorruptDataError("decoded pixels do not match the file's checksum" + _hint(header, device))
-    metadata = {k[len(META_PREFIX):]: v for k, v in box.sections.items() if k.startswith(META_PREFIX)}
+    metadata = container.metadata_of(box.sections)
     try:
         image = imageio.Image(pixels=pixels, mode=header.mode, palette=box.sections.get("palette"),
                               palette_mode=header.palette_mode, format=header.source_format, metadata=metadata)

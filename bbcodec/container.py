@@ -224,6 +224,11 @@ def _has_type(value, kind) -> bool:
     return isinstance(value, kind) and not isinstance(value, bool)
 
 
+def metadata_of(sections: dict[str, bytes]) -> dict[str, bytes]:
+    """The image's metadata items from the ``meta.KEY`` sections."""
+    return {k[len(META_PREFIX):]: v for k, v in sections.items() if k.startswith(META_PREFIX)}
+
+
 def image_checksum(header: dict, sections: dict[str, bytes]) -> str:
     """A checksum over everything that shapes the output besides the coded pixels: size, mode, palette,
     source format and metadata, the pixel checksum and a kept original file. Files written since it exists carry it as

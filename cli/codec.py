@@ -315,8 +315,7 @@ def _decompressed_name_from_header(name: str, data: bytes) -> str | None:
             return name[: -len(SUFFIX)]
         if (header.source_format, header.mode) == ("WEBP", "RGBA"):
             return None
-        metadata = {k[len(container.META_PREFIX):]: v for k, v in box.sections.items()
-                    if k.startswith(container.META_PREFIX)}
+        metadata = container.metadata_of(box.sections)
         planes = np.zeros((header.height, header.width, header.channels), dtype=np.uint8)
         skeleton = imageio.Image(planes, header.mode, box.sections.get("palette"), header.palette_mode,
                                  header.source_format, metadata)
