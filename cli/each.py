@@ -102,27 +102,74 @@ def _in_this_process(job: Job, files, threads: int | None):
         yield attempt(job, name)
 
 
-def _in_workers(job: Job, files, workers: int, threads: int, progress: _Progress):
-    import multiprocessing
-    import multiprocessing.util
+KILLED = ("the worker process coding it was killed (out of memory? try -T 1, one file at a time in one "
+          "process)")
 
-    pool = multiprocessing.get_context("spawn").Pool(workers, initializer=parallel.start_worker, initargs=(threads,))
+
+def _in_workers(job: Job, files, workers: int, threads: int, progress: _Progress):
+    """The results of ``files`` in order, coded by ``workers`` spawned processes (one file each at a time).
+
+    A worker killed by a signal (the kernel's out-of-memory killer) breaks the pool and every file in
+    flight with it: each of those is coded again alone in a new process, so that only the file that kills
+    its worker again fails (:data:`KILLED`), and the rest of the files go on in a new pool."""
+    from concurrent.futures.process import BrokenProcessPool
+
+    call, waiting, in_flight = _Call(job), list(files), []
+    pool = _pool(workers, threads)
     try:
-        results = pool.imap(_Call(job), files)
-        for _ in files:
-            while True:
-                try:
-                    yield results.next(timeout=min(REPORT_EVERY, 5.0))
-                    break
-                except multiprocessing.TimeoutError:
-                    progress.tick()
-        pool.close()  # the workers end once idle
-        pool.join()
+        while waiting or in_flight:
+            while waiting and len(in_flight) < workers:
+                name = waiting.pop(0)
+                in_flight.append((name, pool.submit(call, name)))
+            try:
+                yield _result(in_flight[0][1], progress)
+                in_flight.pop(0)
+            except BrokenProcessPool:
+                lost, in_flight = [name for name, _ in in_flight], []
+                _end(pool)
+                for name in lost:
+                    pool = _pool(1, threads)
+                    try:
+                        yield _result(pool.submit(call, name), progress)
+                    except BrokenProcessPool:
+                        yield None, KILLED
+                    _end(pool)
+                pool = _pool(workers, threads)
     finally:
-        pool.terminate()  # after a signal: each worker removes its temporary file and ends
+        _end(pool)  # after a signal: each worker removes its temporary file and ends
         # Release the pool's semaphores now (a process that dies by a signal runs no exit handlers, and the
         # resource tracker would warn of them).
+        import multiprocessing.util
+
         multiprocessing.util._run_finalizers(0)
+
+
+def _pool(workers: int, threads: int):
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    return ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
+                               initializer=parallel.start_worker, initargs=(threads,))
+
+
+def _result(future, progress: _Progress):
+    """The future's result, ticking the progress lines while it is awaited."""
+    from concurrent.futures import TimeoutError as Waiting
+
+    while True:
+        try:
+            return future.result(timeout=min(REPORT_EVERY, 5.0))
+        except Waiting:
+            progress.tick()
+
+
+def _end(pool) -> None:
+    """End the pool now: running workers get SIGTERM (they clean up), queued files are dropped, and this
+    returns once the pool's own thread has finished with its queues."""
+    workers = list((pool._processes or {}).values())  # no public list before Python 3.14; shutdown drops it
+    for process in workers:
+        process.terminate()
+    pool.shutdown(wait=True, cancel_futures=True)
 
 
 @dataclass(frozen=True)

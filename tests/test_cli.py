@@ -35,6 +35,7 @@ from bbcodec import api, container, imageio
 from bbcodec.modelfile import model_hash
 from bbcodec.portability import float_platform
 from bbcodec_cli import parallel
+from bbcodec_cli.each import KILLED
 from bbcodec_cli.main import main
 from fixtures.golden import must_decode_here
 from fixtures.samples import (MODE_CASES, binary_pixels, encoded, make_tiny_model, noise_pixels, pil_from_pixels,
@@ -1120,11 +1121,34 @@ def test_shell_completion_as_the_readme_says(tmp_path):
 
 STOPPED_WORKERS = """
 from bbcodec_cli import parallel
+from bbcodec_cli.each import KILLED
 from bbcodec_cli.each import job, run_each
 parallel.available_cores = lambda: 2  # two workers, whatever this machine has
 parallel.WORKER_MIN_BYTES = 0  # however small the files
 run_each(["a", "b"], job("fixtures.slow_job:action", seconds=60.0), False, True, "test", threads=2)
 """
+
+
+KILLED_WORKER = """
+import sys
+from bbcodec_cli import parallel
+from bbcodec_cli.each import KILLED
+from bbcodec_cli.each import job, run_each
+parallel.available_cores = lambda: 2
+parallel.WORKER_MIN_BYTES = 0
+run_each(list("abcde"), job("fixtures.slow_job:killer", victim="c", seconds=0.5), False, True, "test", threads=2)
+"""
+
+
+def test_a_killed_worker_fails_its_file_only(tmp_path):
+    """A worker killed on one file (as out of memory): that file gets one error line, every other file is
+    coded, in order, and the command ends with status 1 instead of waiting for the lost file forever."""
+    env = dict(environment(tmp_path), PYTHONPATH=os.pathsep.join([str(ROOT), str(ROOT / "tests")]))
+    done = subprocess.run([sys.executable, "-c", KILLED_WORKER], capture_output=True, text=True, env=env,
+                          timeout=300)
+    assert done.returncode == 1
+    assert done.stdout.split() == ["a", "b", "d", "e"]
+    assert done.stderr.splitlines() == [f"bbcodec: c: {KILLED}"]
 
 
 def test_a_signal_ends_the_workers_and_their_files(tmp_path):
