@@ -4,6 +4,7 @@
 #   bash bench/train_zoo.sh default|default-float|mnist      # from the repository root, venv active
 #   bash bench/train_zoo.sh photo-polyphase [OUT [--resume]]  # a longer run of the polyphase preset (not shipped)
 #   bash bench/train_zoo.sh multiscale [RUNS]                  # the two-level polyphase candidate (not shipped yet)
+#   bash bench/train_zoo.sh multiscale-wide [RUNS]             # the same with context networks of 64 channels
 #
 # Each stage is a `bbcodec train` run that writes runs/<stage>/ (log, checkpoint,
 # plot, exported model); a later stage starts from the previous stage's exported
@@ -46,11 +47,12 @@ POLYPHASE=("$D"/photos/0[0-3]?.png "$D"/photos/040.png "$D"/usc-sipi/textures "$
 MULTISCALE=("$D"/photos/0[0-3]?.png "$D"/photos/040.png "$D"/usc-sipi/textures "$D"/usc-sipi/aerials
             --preset photo-multiscale --crop 64 --batch-size 16 --eval-every 250 --ema 0.999 --threads 1)
 
-multiscale() {  # multiscale RUNS: stage 1 natural images, stage 2 with synthetic:2000 from stage 1's weights
-    local runs=$1
-    bbcodec train "${MULTISCALE[@]}" --steps 6000 --out "$runs/ms-c64" --name ms-c64
-    bbcodec train "${MULTISCALE[@]}" synthetic:2000 --steps 4000 --lr 1e-3 \
-        --init-from "$(ls "$runs/ms-c64/ms-c64"-*.safetensors)" --out "$runs/ms-syn" --name ms-syn
+multiscale() {  # multiscale RUNS TAG [OPTION...]: stage 1 natural images, stage 2 with synthetic:2000 from
+    local runs=$1 tag=$2                        # stage 1's weights; OPTIONs (e.g. --set FIELD=VALUE) to both
+    shift 2
+    bbcodec train "${MULTISCALE[@]}" "$@" --steps 6000 --out "$runs/$tag-c64" --name "$tag-c64"
+    bbcodec train "${MULTISCALE[@]}" "$@" synthetic:2000 --steps 4000 --lr 1e-3 \
+        --init-from "$(ls "$runs/$tag-c64/$tag-c64"-*.safetensors)" --out "$runs/$tag-syn" --name "$tag-syn"
 }
 
 case "${1:-}" in
@@ -65,6 +67,7 @@ case "${1:-}" in
         bbcodec train "${POLYPHASE[@]}" --steps 8000 --eval-every 250 --out "${2:-runs/photo-polyphase}" \
             --name photo-polyphase "${@:3}"
         ;;
-    multiscale) multiscale "${2:-runs}" ;;
-    *) echo "usage: bash bench/train_zoo.sh default|default-float|mnist|photo-polyphase|multiscale" >&2; exit 2 ;;
+    multiscale) multiscale "${2:-runs}" ms ;;
+    multiscale-wide) multiscale "${2:-runs}" msw --set context_channels=64 ;;  # context networks twice as wide
+    *) echo "usage: bash bench/train_zoo.sh default|default-float|mnist|photo-polyphase|multiscale|multiscale-wide" >&2; exit 2 ;;
 esac

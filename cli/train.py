@@ -12,7 +12,8 @@ from tqdm import tqdm
 from bbcodec import zoo
 from bbcodec.models.export import FLOAT_STORAGE, save_model
 from bbcodec.models.latent_reach import grid_advice
-from bbcodec.models.presets import PRESETS, preset
+from bbcodec.errors import BBCodecError
+from bbcodec.models.presets import PRESETS, checked, parse_settings, preset
 from bbcodec.training.checkpoints import model_from_checkpoint
 from bbcodec.training.data import mixed_batch, open_sources, split_held_out
 from bbcodec.training.loop import TrainConfig, is_main_process, train
@@ -52,6 +53,8 @@ def _read_config(ctx: click.Context, param, path):
 @click.option("--binary/--float", "binary", default=True, show_default=True, help="binary (BWN) or float residual blocks")
 @click.option("--binary-activations", is_flag=True, help="sign activations in the residual blocks")
 @click.option("--latent-layers", type=click.IntRange(1, 16), help="override the preset's number of latent layers")
+@click.option("--set", "settings", multiple=True, metavar="FIELD=VALUE",
+              help="change a field of the preset's model config (e.g. --set context_channels=64); repeatable")
 @click.option("--steps", type=click.IntRange(1), default=10_000, show_default=True)
 @click.option("--batch-size", type=click.IntRange(1), default=32, show_default=True)
 @click.option("--crop", type=click.IntRange(4), default=32, show_default=True, help="training crop size (pixels)")
@@ -75,7 +78,7 @@ def _read_config(ctx: click.Context, param, path):
 @click.option("--device", type=click.Choice(DEVICES), default="cpu", show_default=True,
               help="train on the CPU or a GPU (under torchrun, each process on the GPU of its local rank)")
 @fail_cleanly
-def train_command(data, preset_name, binary, binary_activations, latent_layers, steps, batch_size, crop, lr,
+def train_command(data, preset_name, binary, binary_activations, latent_layers, settings, steps, batch_size, crop, lr,
                   free_bits, eval_data, eval_images, eval_every, out_dir, name, resume, init_from, ema_decay, float_storage,
                   seed, threads, device):
     """Train a codec model on DATA: folders of images, image files, .npz uint8 arrays, MNIST idx3 files.
@@ -87,7 +90,11 @@ def train_command(data, preset_name, binary, binary_activations, latent_layers, 
     changes = {"binary_weights": binary, "binary_activations": binary_activations}
     if latent_layers:
         changes["latent_layers"] = latent_layers
-    model_cfg = preset(preset_name, **changes)
+    try:
+        changes.update(parse_settings(PRESETS[preset_name], settings))
+        model_cfg = checked(preset(preset_name, **changes))
+    except (ValueError, BBCodecError) as error:
+        raise click.BadParameter(str(error), param_hint="--set") from None
     sources = open_sources(data, model_cfg.image_channels)
     if eval_data:
         held_out_sources = open_sources(eval_data, model_cfg.image_channels)

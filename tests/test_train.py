@@ -127,11 +127,13 @@ def test_train_command_trains_exports_and_the_export_compresses(tmp_path):
     np.savez(tmp_path / "images.npz", train_x=images)
     result = CliRunner().invoke(main, ["train", str(tmp_path / "images.npz"), "--preset", "tiny", "--steps", "2",
                                        "--batch-size", "4", "--crop", "8", "--eval-images", "4", "--eval-every", "1",
-                                       "--threads", "1", "--out", str(tmp_path / "run"), "--name", "mine"])
+                                       "--threads", "1", "--out", str(tmp_path / "run"), "--name", "mine",
+                                       "--set", "hidden_channels=12", "--set", "binary_weights=false"])
     assert result.exit_code == 0, result.output
     exported = Path(result.stdout.strip().splitlines()[-1])
     model, digest = bbcodec.load_model(str(exported))
-    assert exported.name == f"mine-{digest[:12]}.safetensors" and model.config.hidden_channels == 16
+    assert exported.name == f"mine-{digest[:12]}.safetensors"
+    assert model.config.hidden_channels == 12 and not model.config.binary_weights  # --set changed the preset
     assert "held out: " in result.stderr and "(held out): 1 image(s)" in result.stderr  # 16 images: the 16th
     first = json.loads((tmp_path / "run" / "log.jsonl").read_text().splitlines()[0])
     assert first["run"]["held_out"] == {f"{tmp_path / 'images.npz'} (held out)": 1}
@@ -216,3 +218,19 @@ def test_train_reads_a_recipe_from_a_config_file_and_the_command_line_wins(tmp_p
     recipe.write_text("stpes = 3\n")
     result = CliRunner().invoke(main, ["train", "--config", str(recipe), str(tmp_path / "images.npz")])
     assert result.exit_code == 2 and "unknown option(s) stpes" in result.output
+
+
+@pytest.mark.parametrize("setting, message", [
+    ("hiden_channels=8", "FIELD one of"), ("hidden_channels=wide", "hidden_channels is an integer"),
+    ("binary_weights=yes", "true or false"), ("levels=2", "FIELD one of"),  # not a field of the tiny preset
+    ("hidden_channels=100000", "expected an integer in"),  # a model file would refuse it
+])
+def test_set_refuses_what_a_model_file_could_not_hold(tmp_path, setting, message):
+    from click.testing import CliRunner
+
+    from bbcodec_cli.main import main
+
+    result = CliRunner().invoke(main, ["train", str(tmp_path), "--preset", "tiny", "--set", setting,
+                                       "--out", str(tmp_path / "run")])
+    assert result.exit_code == 2 and message in result.output and "--set" in result.output
+    assert not (tmp_path / "run").exists()

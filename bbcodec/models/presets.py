@@ -6,6 +6,8 @@ four times cheaper per pixel than ``stride`` 2. ``photo-polyphase`` is ``photo``
 likelihood that also sees decoded pixels (its context networks run at half resolution);
 ``photo-multiscale`` splits twice, so that only 1/16 of the pixels see no decoded neighbour.
 """
+import dataclasses
+
 from bbcodec.models.config import VAEConfig
 from bbcodec.models.polyphase_vae import PolyphaseConfig
 
@@ -28,3 +30,31 @@ def preset(name: str, **changes) -> VAEConfig:
     if name not in PRESETS:
         raise ValueError(f"unknown preset {name!r} (one of {', '.join(PRESETS)})")
     return PRESETS[name].replace(**changes)
+
+
+def parse_settings(base: VAEConfig, settings: list[str]) -> dict:
+    """``FIELD=VALUE`` texts as changes to ``base``'s fields, each value read as the field's type
+    (``true``/``false`` for a flag). Raises ValueError naming the fields that exist."""
+    fields = dataclasses.asdict(base)
+    changes = {}
+    for setting in settings:
+        key, sep, text = setting.partition("=")
+        if not sep or key not in fields:
+            raise ValueError(f"{setting!r}: expected FIELD=VALUE, FIELD one of {', '.join(sorted(fields))}")
+        kind = type(fields[key])
+        if kind is bool:
+            if text.lower() not in ("true", "false"):
+                raise ValueError(f"{key} is true or false, not {text!r}")
+            changes[key] = text.lower() == "true"
+        else:
+            try:
+                changes[key] = kind(text)
+            except ValueError:
+                raise ValueError(f"{key} is {'an integer' if kind is int else 'a ' + kind.__name__}, "
+                                 f"not {text!r}") from None
+    return changes
+
+
+def checked(config: VAEConfig) -> VAEConfig:
+    """``config`` if a model file holding it would load (every field in its range), else BBCodecError."""
+    return type(config).from_file(dataclasses.asdict(config))
