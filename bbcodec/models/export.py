@@ -114,8 +114,9 @@ def model_from_bytes(data: bytes) -> CodecModel:
                 if not np.isfinite(value).all():
                     raise BBCodecError(f"model file: {name} holds NaN or infinite weights")
             state[name] = torch.from_numpy(np.array(value, dtype=np.float32))
-        model = cls(config)
-        model.load_state_dict(state)
+        with torch.device("meta"):  # no random values to overwrite: the file's tensors become the parameters
+            model = cls(config)
+        model.load_state_dict(state, assign=True)
     except BBCodecError:
         raise
     except Exception as error:  # safetensors and torch errors from a damaged or hostile file

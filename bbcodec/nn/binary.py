@@ -68,7 +68,8 @@ class BinaryConv2d(_Conv2dBase):
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        nn.init.uniform_(self.v, -1.0, 1.0)
+        if not self.v.is_meta:  # a skeleton for shapes gets no values (on meta, init imports torch._dynamo)
+            nn.init.uniform_(self.v, -1.0, 1.0)
 
     def forward(self, x):
         signs = sign_ste(self.v) if self.training else torch.where(self.v >= 0, 1.0, -1.0).to(x.dtype)
@@ -89,7 +90,8 @@ class WNConv2d(_Conv2dBase):
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        nn.init.normal_(self.v, 0.0, 0.05)
+        if not self.v.is_meta:
+            nn.init.normal_(self.v, 0.0, 0.05)
 
     def weight(self) -> torch.Tensor:
         norm = self.v.flatten(1).norm(dim=1).clamp_min(1e-12)
