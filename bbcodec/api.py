@@ -54,11 +54,11 @@ def compress(source, *, model: str = zoo.DEFAULT_MODEL, settings: CoderSettings 
     """Compress an image file (path, bytes or file object) or :class:`~bbcodec.imageio.Image` to .bbc bytes.
 
     ``original`` is the file an Image was read from, if any. Given the file, the result is never
-    larger than it plus a header: when the model's code would be larger, or the file codes its
-    pixels lossily (:func:`bbcodec.imageio.lossy_coding`), the .bbc keeps the file byte for byte
-    (``method: "original"``) and :func:`decompress` gives it back (:attr:`Image.original`). With
-    ``strip_metadata`` a file is never kept as it is: a lossy one is refused, a lossless one falls
-    back to raw pixels as an Image given without its file does.
+    larger than it plus a header: when the .bbc of the model's code (or of the raw pixels) would not be
+    smaller than the file, or the file codes its pixels lossily (:func:`bbcodec.imageio.lossy_coding`),
+    the .bbc keeps the file byte for byte (``method: "original"``) and :func:`decompress` gives it back
+    (:attr:`Image.original`). With ``strip_metadata`` a file is never kept as it is: a lossy one is
+    refused, a lossless one falls back to raw pixels as an Image given without its file does.
 
     ``model`` is a model name, file or hash (:func:`bbcodec.zoo.load`);
     ``progress(tiles)`` is called as tiles are coded
@@ -78,8 +78,8 @@ def compress(source, *, model: str = zoo.DEFAULT_MODEL, settings: CoderSettings 
         chosen, coded = _kept_file(image, original), {"payload_bits": None, "net_bits": None, "initial_bits": None}
     else:
         chosen, coded = _coded_file(image, model, settings, strip_metadata, device, progress)
-        if original is not None and not strip_metadata:
-            chosen = min(chosen, _kept_file(image, original), key=len)
+        if original is not None and not strip_metadata and len(chosen) >= len(original):
+            chosen = _kept_file(image, original)  # the code does not beat the file: the file itself
     if stats is not None:
         stats.update(coded, method=info(chosen)["method"])
     return chosen
