@@ -151,7 +151,7 @@ def decompress(source, *, model: str | None = None, device: str = "cpu", progres
     """Decode a .bbc file (bytes, path or file object) to an :class:`~bbcodec.imageio.Image`.
 
     The pixel checksum and, in files written since it exists, the image checksum are verified. The model is found by the hash in the file
-    unless ``model`` names one.
+    (its first 16 bytes in format version 2) unless ``model`` names one.
     """
     box = container.from_bytes(_bbc_bytes(source))
     header = Header.from_json(box.header)
@@ -218,7 +218,7 @@ def _coder_settings(header: Header) -> CoderSettings:
 
 def _decode_bits_back(header: Header, payload, checkpoints, model, device, progress):
     net, loaded = zoo.load(model) if model else zoo.by_hash(header.model)
-    if loaded != header.model:
+    if not header.names_model(loaded):
         raise CorruptDataError(f"this file was made with model {header.model[:16]}, not {loaded[:16]}")
     settings = _coder_settings(header)
     made_with = header.entropy_coder or ENTROPY_CODER
