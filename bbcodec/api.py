@@ -54,11 +54,11 @@ def compress(source, *, model: str = zoo.DEFAULT_MODEL, settings: CoderSettings 
     """Compress an image file (path, bytes or file object) or :class:`~bbcodec.imageio.Image` to .bbc bytes.
 
     ``original`` is the file an Image was read from, if any. Given the file, the result is never
-    larger than it plus a header: when the model's code would be larger, or the file codes its
-    pixels lossily (:func:`bbcodec.imageio.lossy_coding`), the .bbc keeps the file byte for byte
-    (``method: "original"``) and :func:`decompress` gives it back (:attr:`Image.original`). With
-    ``strip_metadata`` a file is never kept as it is: a lossy one is refused, a lossless one falls
-    back to raw pixels as an Image given without its file does.
+    larger than it plus a header: when the .bbc of the model's code (or of the raw pixels) would not be
+    smaller than the file, or the file codes its pixels lossily (:func:`bbcodec.imageio.lossy_coding`),
+    the .bbc keeps the file byte for byte (``method: "original"``) and :func:`decompress` gives it back
+    (:attr:`Image.original`). With ``strip_metadata`` a file is never kept as it is: a lossy one is
+    refused, a lossless one falls back to raw pixels as an Image given without its file does.
 
     ``model`` is a model name, file or hash (:func:`bbcodec.zoo.load`);
     ``progress(tiles)`` is called as tiles are coded
@@ -78,8 +78,8 @@ def compress(source, *, model: str = zoo.DEFAULT_MODEL, settings: CoderSettings 
         chosen, coded = _kept_file(image, original), {"payload_bits": None, "net_bits": None, "initial_bits": None}
     else:
         chosen, coded = _coded_file(image, model, settings, strip_metadata, device, progress)
-        if original is not None and not strip_metadata:
-            chosen = min(chosen, _kept_file(image, original), key=len)
+        if original is not None and not strip_metadata and len(chosen) >= len(original):
+            chosen = _kept_file(image, original)  # the code does not beat the file: the file itself
     if stats is not None:
         stats.update(coded, method=info(chosen)["method"])
     return chosen
@@ -151,7 +151,7 @@ def decompress(source, *, model: str | None = None, device: str = "cpu", progres
     """Decode a .bbc file (bytes, path or file object) to an :class:`~bbcodec.imageio.Image`.
 
     The pixel checksum and, in files written since it exists, the image checksum are verified. The model is found by the hash in the file
-    unless ``model`` names one.
+    (its first 16 bytes in format version 2) unless ``model`` names one.
     """
     box = container.from_bytes(_bbc_bytes(source))
     header = Header.from_json(box.header)
@@ -218,7 +218,7 @@ def _coder_settings(header: Header) -> CoderSettings:
 
 def _decode_bits_back(header: Header, payload, checkpoints, model, device, progress):
     net, loaded = zoo.load(model) if model else zoo.by_hash(header.model)
-    if loaded != header.model:
+    if not header.names_model(loaded):
         raise CorruptDataError(f"this file was made with model {header.model[:16]}, not {loaded[:16]}")
     settings = _coder_settings(header)
     made_with = header.entropy_coder or ENTROPY_CODER

@@ -1,13 +1,44 @@
-"""The ``.bbc`` file format: magic, version, a JSON header, named binary sections.
+"""The ``.bbc`` file format: magic, version, a header, named binary sections.
 
-Layout (all integers little-endian)::
+Version 2, written since issue 20, has a binary header (fixed-size integers little-endian)::
 
     magic        4 bytes   b"\\xbbBBC"
-    version      1 byte    FORMAT_VERSION
+    version      1 byte    2
+    present      varint    which optional fields follow: bit 0 source format, 1 palette mode, 2 model,
+                           3 pixel checksum, 4 image checksum, 5 coder settings, 6 grid bits, 7 seed
+                           prefix words, 8 entropy coder, 9 float platform
+    fields       width, height, channels (varints), mode, method (one byte each), then the optional
+                 fields present, in the order of their bits: source format (one byte, or ESCAPE and a
+                 text), palette mode (one byte), model (the first MODEL_ID_BYTES bytes of its hash),
+                 pixel and image checksums (16 bytes each), coder settings (coder, tile, max batch,
+                 arithmetic: one byte, two varints, one byte), grid bits and seed prefix words
+                 (varints), entropy coder and float platform (texts)
+    section count varint
+    sections     per section: its name (one byte; ESCAPE and a text: the KEY of ``meta.KEY``), its
+                 size (varint) and its CRC-32 (4 bytes)
+    header CRC   4 bytes   CRC-32 of every byte above, the magic included
+    sections     the section bytes, in the order of the table
+
+Varints are unsigned LEB128 (at most 10 bytes; header fields below 2^32); a text is its UTF-8 length (a
+varint, at most :data:`MAX_TEXT`) and its bytes, printable. The one-byte values index the tables
+:data:`METHODS`, :data:`MODES`, :data:`SOURCE_FORMATS`, :data:`PALETTE_MODES`, :data:`CODERS`,
+:data:`ARITHMETICS` and :data:`SECTIONS`, which only ever grow at the end. A 1x1 RGB image stored raw
+takes 74 bytes (version 1: 341), 48 of them the three 16-byte digests; a bits-back file's header about
+105 (version 1: about 520).
+
+Version 1, written until then and read as before (all integers little-endian)::
+
+    magic        4 bytes   b"\\xbbBBC"
+    version      1 byte    1
     header size  4 bytes   n (at most MAX_HEADER_BYTES)
     header       n bytes   UTF-8 JSON object, keys sorted
     header CRC   4 bytes   CRC-32 of the header bytes
     sections     the byte strings listed in header["sections"] as [name, size, crc32], in order
+
+Both versions read into the same JSON header (:func:`read_header`), which is what the rest of bbcodec
+sees: version 2's digests as hex strings, its model as the first 32 hex digits of the model's hash
+(:meth:`Header.names_model`), its section table as version 1's ``sections`` list. Version 1 carries any
+JSON; version 2 only the fields and values bbcodec writes (:func:`to_bytes` refuses others).
 
 The header names the model by the hash of its weights, the geometry, the image
 mode, the coder settings and the pixel checksum that the decoder verifies.
@@ -59,7 +90,8 @@ from bbcodec.tiling import TileLayout
 MAGIC = b"\xbbBBC"
 MAX_PIXELS = 1 << 28
 """Most sub-pixels (height x width x channels) a header may declare."""
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+"""The version :func:`to_bytes` writes; :func:`read_header` reads it and version 1."""
 MAX_HEADER_BYTES = 1 << 20
 MAX_TILE_BATCHES = 1 << 15
 """Most network passes (batches of tiles) a bits-back file may ask of the decoder, all planes together.
@@ -74,7 +106,9 @@ FREE_PASSES = 64
 PAYLOAD_BYTES_PER_PASS = 4096
 """A bits-back file without stack checkpoints (written before they existed, or with them removed) may ask for
 at most FREE_PASSES network passes plus one per PAYLOAD_BYTES_PER_PASS bytes of payload."""
-_PREFIX = struct.Struct("<4sBI")
+_PREFIX = struct.Struct("<4sBI")  # version 1: magic, version, header size
+MODEL_ID_BYTES = 16
+"""Version 2 names the model by the first 16 bytes of its hash (:meth:`Header.names_model`)."""
 
 
 class WorkLimitError(CorruptDataError):
@@ -197,6 +231,11 @@ class Header:
             return None
         return TileLayout(*values)
 
+    def names_model(self, digest: str) -> bool:
+        """Whether the model of this hash is the one the header names: by the whole hash (version 1) or
+        its first MODEL_ID_BYTES bytes (version 2), never by a shorter prefix."""
+        return self.model is not None and len(self.model) >= 2 * MODEL_ID_BYTES and digest.startswith(self.model)
+
     def to_json(self) -> dict:
         """The fields as bbcodec writes them (absent ones left out, except those written as null)."""
         return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)
@@ -246,27 +285,46 @@ def _crc(data: bytes) -> int:
     return zlib.crc32(data) & 0xFFFFFFFF
 
 
-def to_bytes(container: Container) -> bytes:
-    header = dict(container.header)
-    header["sections"] = [[name, len(data), _crc(data)] for name, data in container.sections.items()]
-    header_bytes = json.dumps(header, sort_keys=True, separators=(",", ":")).encode()
+def to_bytes(container: Container, version: int = FORMAT_VERSION) -> bytes:
+    """The bytes of a .bbc file in format ``version`` (the default; 1 for files of the old format). The
+    header's ``sections`` entry, if any, is replaced by the sections' own table. ValueError for a header
+    that the version cannot carry (version 2: a field or section bbcodec does not write, a value of another
+    type or range than bbcodec writes)."""
+    header = {k: v for k, v in container.header.items() if k != "sections"}
+    table = [[name, len(data), _crc(data)] for name, data in container.sections.items()]
+    return _HEADER_WRITERS[version](header, table) + b"".join(container.sections.values())
+
+
+def _v1_header(header: dict, table: list) -> bytes:
+    """Magic, version 1, the JSON header with its section table, and the JSON's CRC."""
+    header_bytes = json.dumps({**header, "sections": table}, sort_keys=True, separators=(",", ":")).encode()
     if len(header_bytes) > MAX_HEADER_BYTES:
         raise ValueError("container header too large")
-    parts = [_PREFIX.pack(MAGIC, FORMAT_VERSION, len(header_bytes)), header_bytes,
-             struct.pack("<I", _crc(header_bytes))]
-    parts.extend(container.sections.values())
-    return b"".join(parts)
+    return _PREFIX.pack(MAGIC, 1, len(header_bytes)) + header_bytes + struct.pack("<I", _crc(header_bytes))
 
 
 def read_header(data: bytes) -> tuple[dict, int]:
-    """Parse and check the header; returns it and the offset where the sections begin."""
-    if len(data) < _PREFIX.size:
+    """Parse and check the header; returns it and the offset where the sections begin. The header is JSON
+    whatever the version (see the module doc), with the section table as ``sections``."""
+    if len(data) < _PREFIX.size:  # no file of either version is shorter
         raise CorruptDataError("not a .bbc file (too short)")
-    magic, version, size = _PREFIX.unpack_from(data)
-    if magic != MAGIC:
+    if data[:len(MAGIC)] != MAGIC:
         raise CorruptDataError("not a .bbc file (bad magic)")
-    if version != FORMAT_VERSION:
-        raise CorruptDataError(f"unsupported .bbc format version {version} (this bbcodec reads {FORMAT_VERSION})")
+    version = format_version(data)
+    if version not in _HEADER_READERS:
+        raise CorruptDataError(f"unsupported .bbc format version {version} (this bbcodec reads "
+                               f"{' and '.join(map(str, _HEADER_READERS))})")
+    return _HEADER_READERS[version](data)
+
+
+def format_version(data: bytes) -> int:
+    """The format version a file declares (the byte after the magic); only :func:`read_header` checks it."""
+    return data[len(MAGIC)]
+
+
+def _read_v1(data: bytes) -> tuple[dict, int]:
+    """The JSON header of a version 1 file and the offset of its sections."""
+    size = _PREFIX.unpack_from(data)[2]
     if size > MAX_HEADER_BYTES:
         raise CorruptDataError("corrupt .bbc header (implausible size)")
     end = _PREFIX.size + size
@@ -282,6 +340,248 @@ def read_header(data: bytes) -> tuple[dict, int]:
     if not isinstance(header, dict) or not isinstance(header.get("sections"), list):
         raise CorruptDataError("corrupt .bbc header (no section table)")
     return header, end + 4
+
+
+# -- format version 2 ---------------------------------------------------------------------------------------
+
+MODES = ("1", "L", "P", "LA", "PA", "RGB", "YCbCr", "LAB", "RGBA", "CMYK")
+SOURCE_FORMATS = ("PNG", "JPEG", "MPO", "GIF", "BMP", "DIB", "TIFF", "WEBP", "PPM", "TGA", "QOI")
+PALETTE_MODES = ("RGB", "RGBA")
+CODERS = ("bitswap", "bbans")
+ARITHMETICS = ("exact", "float", None)  # None: a file from before the field (float)
+SECTIONS = ("payload", CHECKPOINTS, "palette", ORIGINAL)
+"""With :data:`METHODS`, the closed sets that version 2 writes as one byte, a value's index: they only ever
+grow at the end. A source format outside its table, and ``meta.KEY`` sections, are written as
+:data:`ESCAPE` and a text."""
+ESCAPE = 255
+_UINT32 = 1 << 32
+_HEX = frozenset("0123456789abcdef")
+
+
+class _Malformed(Exception):
+    """A value of a version 2 header that cannot be read; the message says why, the caller where."""
+
+
+class _Reader:
+    """A version 2 header, read front to back from after the version byte, at most MAX_HEADER_BYTES."""
+
+    def __init__(self, data: bytes):
+        self.data, self.offset = data, len(MAGIC) + 1
+        self.end = min(len(data), MAX_HEADER_BYTES)
+
+    def take(self, size: int) -> bytes:
+        """The next ``size`` bytes."""
+        if size > self.end - self.offset:
+            raise CorruptDataError("truncated .bbc file (header)" if self.end == len(self.data)
+                                   else "corrupt .bbc header (implausible size)")
+        self.offset += size
+        return self.data[self.offset - size:self.offset]
+
+    def uint(self, limit: int = 1 << 64) -> int:
+        """An unsigned LEB128 number of at most 10 bytes, below ``limit``."""
+        value = 0
+        for shift in range(0, 70, 7):
+            byte = self.take(1)[0]
+            value |= (byte & 0x7F) << shift
+            if byte < 0x80:
+                if value >= limit:
+                    raise _Malformed(f"{value} is out of range")
+                return value
+        raise _Malformed("a number longer than 10 bytes")
+
+    def text(self) -> str:
+        """A printable UTF-8 text of at most MAX_TEXT bytes, after its length."""
+        size = self.uint()
+        if size > MAX_TEXT:
+            raise _Malformed(f"a text of {size} bytes, more than {MAX_TEXT}")
+        try:
+            text = self.take(size).decode()
+        except UnicodeDecodeError:
+            raise _Malformed("a text that is not UTF-8") from None
+        if not text.isprintable():
+            raise _Malformed("a text with control characters")
+        return text
+
+
+def _varint(value: int) -> bytes:
+    """An unsigned number as LEB128: 7 bits a byte, low bits first, the top bit set on all but the last."""
+    out = bytearray()
+    while value >= 0x80:
+        out.append(value & 0x7F | 0x80)
+        value >>= 7
+    out.append(value)
+    return bytes(out)
+
+
+def _text(value) -> bytes:
+    """A printable text as its UTF-8 length (a varint) and bytes."""
+    data = value.encode() if isinstance(value, str) and value.isprintable() else None
+    if data is None or len(data) > MAX_TEXT:
+        raise ValueError("not a printable text of at most MAX_TEXT bytes")
+    return _varint(len(data)) + data
+
+
+@dataclass(frozen=True)
+class _Number:
+    """An unsigned integer below 2^32 (every integer header field bbcodec writes is), as a varint."""
+
+    def write(self, value) -> bytes:
+        if not (_is_int(value) and 0 <= value < _UINT32):
+            raise ValueError("not an integer from 0 to 2^32 - 1")
+        return _varint(value)
+
+    def read(self, reader: _Reader) -> int:
+        return reader.uint(_UINT32)
+
+
+@dataclass(frozen=True)
+class _Choice:
+    """One of ``names`` as its index in one byte. With ``escape``, a string that starts with it and is not
+    one of the names: ESCAPE, then the rest of the string as a text."""
+
+    names: tuple
+    escape: str | None = None
+
+    def write(self, value) -> bytes:
+        if value in self.names:
+            return bytes([self.names.index(value)])
+        if self.escape is None or not isinstance(value, str) or not value.startswith(self.escape):
+            raise ValueError("not one of the known values")
+        return bytes([ESCAPE]) + _text(value[len(self.escape):])
+
+    def read(self, reader: _Reader):
+        code = reader.take(1)[0]
+        if code < len(self.names):
+            return self.names[code]
+        if code != ESCAPE or self.escape is None:
+            raise _Malformed(f"unknown value {code}")
+        return self.escape + reader.text()
+
+
+@dataclass(frozen=True)
+class _Text:
+    """A free string, as a text."""
+
+    def write(self, value) -> bytes:
+        return _text(value)
+
+    def read(self, reader: _Reader) -> str:
+        return reader.text()
+
+
+@dataclass(frozen=True)
+class _Digest:
+    """A lowercase hex string of ``size`` bytes, as those bytes; with ``prefix``, the first ``size`` bytes
+    of a longer one (the model's hash)."""
+
+    size: int = 16
+    prefix: bool = False
+
+    def write(self, value) -> bytes:
+        digits = 2 * self.size
+        if not (isinstance(value, str) and set(value) <= _HEX
+                and (len(value) == digits or self.prefix and len(value) > digits)):
+            raise ValueError(f"not {digits}{' or more' if self.prefix else ''} lowercase hex digits")
+        return bytes.fromhex(value[:digits])
+
+    def read(self, reader: _Reader) -> str:
+        return reader.take(self.size).hex()
+
+
+@dataclass(frozen=True)
+class _Object:
+    """A JSON object of known keys, each value in its codec, in this order; a value read as None is absent."""
+
+    parts: tuple
+
+    def write(self, value) -> bytes:
+        if not isinstance(value, dict) or not set(value) <= {key for key, _ in self.parts}:
+            raise ValueError("not an object of the known keys")
+        return b"".join(codec.write(value.get(key)) for key, codec in self.parts)
+
+    def read(self, reader: _Reader) -> dict:
+        values = [(key, codec.read(reader)) for key, codec in self.parts]
+        return {key: value for key, value in values if value is not None}
+
+
+_V2_REQUIRED = (("width", _Number()), ("height", _Number()), ("channels", _Number()), ("mode", _Choice(MODES)),
+                ("method", _Choice(METHODS)))
+_V2_OPTIONAL = (
+    ("source_format", _Choice(SOURCE_FORMATS, escape="")), ("palette_mode", _Choice(PALETTE_MODES)),
+    ("model", _Digest(MODEL_ID_BYTES, prefix=True)), ("pixel_checksum", _Digest()), ("image_checksum", _Digest()),
+    ("coder", _Object((("coder", _Choice(CODERS)), ("tile", _Number()), ("max_batch", _Number()),
+                       ("arithmetic", _Choice(ARITHMETICS))))),
+    ("grid_bits", _Number()), ("untouched_seed_words", _Number()), ("entropy_coder", _Text()),
+    ("float_platform", _Text()))
+"""The header fields of version 2 and their codecs: the required ones, then those with a presence bit each
+(bit i: the i-th), in the order they are written (the ones small files have first: one byte of presence
+bits for a stored or kept file)."""
+_SECTION_NAME = _Choice(SECTIONS, escape=META_PREFIX)
+
+
+def _v2_header(header: dict, table: list) -> bytes:
+    """Magic, version 2, the binary header with its section table, and the CRC of all of them."""
+    unknown = sorted(set(header) - {name for name, _ in _V2_REQUIRED + _V2_OPTIONAL})
+    if unknown:
+        raise ValueError(f"format version 2 has no header field {unknown[0]!r}")
+    present = sum(1 << index for index, (name, _) in enumerate(_V2_OPTIONAL) if header.get(name) is not None)
+    parts = [MAGIC, bytes([2]), _varint(present)]
+    parts += [_written(name, codec, header.get(name)) for name, codec in _v2_fields(present)]
+    parts.append(_varint(len(table)))
+    for name, size, crc in table:
+        parts += [_written("section name", _SECTION_NAME, name), _varint(size), struct.pack("<I", crc)]
+    data = b"".join(parts)
+    if len(data) > MAX_HEADER_BYTES:
+        raise ValueError("container header too large")
+    return data + struct.pack("<I", _crc(data))
+
+
+def _v2_fields(present: int) -> tuple:
+    """The (name, codec) of the fields a version 2 header with these presence bits has, in their order."""
+    return _V2_REQUIRED + tuple(field for index, field in enumerate(_V2_OPTIONAL) if present >> index & 1)
+
+
+def _written(name: str, codec, value) -> bytes:
+    """The value in its codec, or ValueError naming the field."""
+    try:
+        return codec.write(value)
+    except ValueError as error:
+        raise ValueError(f"cannot write {name} {value!r:.80} in .bbc format version 2: {error}") from None
+
+
+def _read_v2(data: bytes) -> tuple[dict, int]:
+    """The header of a version 2 file as JSON (see the module doc) and the offset of its sections."""
+    reader = _Reader(data)
+    present = _read(reader, "presence bits", _Reader.uint)
+    if present >> len(_V2_OPTIONAL):
+        raise CorruptDataError(f"corrupt .bbc header (presence bits {present:#x}: unknown fields)")
+    fields = {name: _read(reader, name, codec.read) for name, codec in _v2_fields(present)}
+    table = _read_table(reader)
+    end = reader.offset
+    if len(data) < end + 4:
+        raise CorruptDataError("truncated .bbc file (header)")
+    if struct.unpack_from("<I", data, end)[0] != _crc(data[:end]):
+        raise CorruptDataError("corrupt .bbc header (checksum mismatch)")
+    return {**Header(**fields).to_json(), "sections": table}, end + 4
+
+
+def _read_table(reader: _Reader) -> list:
+    """The section table of a version 2 header, as version 1's: [name, size, crc32] for each section."""
+    count = _read(reader, "section count", _Reader.uint)
+    return [[_read(reader, "section name", _SECTION_NAME.read), _read(reader, "section size", _Reader.uint),
+             struct.unpack("<I", reader.take(4))[0]] for _ in range(count)]
+
+
+def _read(reader: _Reader, name: str, read):
+    """``read(reader)``, or CorruptDataError naming the field."""
+    try:
+        return read(reader)
+    except _Malformed as problem:
+        raise CorruptDataError(f"corrupt .bbc header ({name}: {problem})") from None
+
+
+_HEADER_WRITERS = {1: _v1_header, 2: _v2_header}
+_HEADER_READERS = {1: _read_v1, 2: _read_v2}
 
 
 def from_bytes(data: bytes) -> Container:

@@ -15,7 +15,8 @@ in one of these ways (:class:`Mutator`):
   dimensions combined with a lying seed prefix and tiling; payload words
   flipped, cut, extended or taken from another file; palette and metadata
   sections replaced with junk or hostile JSON; the section table edited; the
-  header's JSON text edited byte by byte; a stored file's pixels changed and
+  header's bytes (JSON text, or the binary fields of a format version 2 header)
+  edited byte by byte; a stored file's pixels changed and
   its pixel checksum recomputed (a valid file, which must decode).
 
 Every case runs in this process the way ``bbcodec decompress`` runs it:
@@ -113,18 +114,19 @@ def _crc(data: bytes) -> int:
     return zlib.crc32(data) & 0xFFFFFFFF
 
 
-def assemble(header: dict, sections: list[tuple[str, bytes]], table=None, version: int | None = None) -> bytes:
-    """A .bbc file from a header (``table`` overrides its section table) with a valid header CRC."""
+def assemble(header: dict, sections: list[tuple[str, bytes]], table=None, version: int = 1) -> bytes:
+    """A .bbc file of format version 1 (its JSON header carries any value) from a header (``table`` overrides
+    its section table) with a valid header CRC."""
     header = dict(header)
     header["sections"] = table if table is not None else [[n, len(d), _crc(d)] for n, d in sections]
     text = json.dumps(header, sort_keys=True, separators=(",", ":")).encode()
     return header_blob(text, version) + b"".join(d for _, d in sections)
 
 
-def header_blob(text: bytes, version: int | None = None) -> bytes:
+def header_blob(text: bytes, version: int = 1) -> bytes:
+    """The framing of a format version 1 file around a header's JSON ``text``, its CRC valid."""
     from bbcodec import container
 
-    version = container.FORMAT_VERSION if version is None else version
     size, crc = len(text).to_bytes(4, "little"), _crc(text).to_bytes(4, "little")
     return container.MAGIC + bytes([version]) + size + text + crc
 
@@ -362,16 +364,23 @@ class Mutator:
         return assemble(header, sections, table=table)
 
     def _header_json_bytes(self, name):
+        """A few bytes of the header edited, its CRC recomputed: JSON characters in a version 1 header, any
+        byte in a version 2 one (after the version byte)."""
         from bbcodec import container
 
         data = self.raw[name]
         header, offset = container.read_header(data)
-        text = bytearray(data[9: offset - 4])
+        version_1 = container.format_version(data) == 1
+        start = 9 if version_1 else 5
+        text = bytearray(data[start: offset - 4])
         for _ in range(int(self.rng.integers(1, 4))):
             position = int(self.rng.integers(len(text)))
             text[position] = self._pick(b'0123456789-.e"{}[],:ntf \\\x00\xff') if self.rng.random() < 0.7 \
-                else int(self.rng.integers(256))
-        return header_blob(bytes(text)) + data[offset:]
+                and version_1 else int(self.rng.integers(256))
+        if version_1:
+            return header_blob(bytes(text)) + data[offset:]
+        signed = data[:start] + bytes(text)
+        return signed + _crc(signed).to_bytes(4, "little") + data[offset:]
 
     def _stored_resigned(self, name):
         from bbcodec import api, container

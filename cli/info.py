@@ -29,19 +29,21 @@ def describe(name: str, data: bytes) -> str:
              else "-" if header.method == "original" else "?")  # a kept file needs no model
     line = (f"{name}: {size} {text(header.mode or '?')}, {len(data)} bytes, {rate}, "
             f"method {text(header.method or '?')}, coder {text(header.coder_name or '-')}, model {model}, "
-            f"decodes on {text(where_it_decodes(header.to_json()), 240)}")
+            f"format {container.format_version(data)}, decodes on {text(where_it_decodes(header.to_json()), 240)}")
     return " ".join(line.split())  # one line, whatever strings a damaged header holds
 
 
 def as_json(name: str, data: bytes, names: dict[str, str]) -> str:
     """One JSON object about a .bbc file (``info --json``): the readable header fields, the file's size,
-    the original file's size and the ratio where known, the model's hash and installed name, where it decodes."""
+    the original file's size and the ratio where known, the model's hash (or its first 16 bytes, in format
+    version 2) and installed name, where it decodes, the format version."""
     raw = container.read_header(data)[0]
     header = container.Header.readable(raw)
     original = next((item[1] for item in _sections(raw) if item[0] == container.ORIGINAL), None)
     fields = {**header.to_json(), "file": name, "bytes": len(data), "original_bytes": original,
               "ratio": original / len(data) if original else None,
-              "model_name": names.get(header.model) if header.model else None,
+              "model_name": next((name for digest, name in names.items() if header.names_model(digest)), None),
+              "format_version": container.format_version(data),
               "decodes_anywhere": decodes_anywhere(header.to_json()),
               "decodes_on": where_it_decodes(header.to_json())}
     return json.dumps(fields, sort_keys=True)

@@ -171,11 +171,11 @@ def test_float_and_exact_files_differ_and_each_decodes_only_as_itself(pixel_mode
 
 
 # -- the file format ---------------------------------------------------------------------------------------
-def resigned(data: bytes, **changes) -> bytes:
+def resigned(data: bytes, version: int = container.FORMAT_VERSION, **changes) -> bytes:
     box = container.from_bytes(data)
     box.header.update(changes)
     box.header.pop("sections")
-    return container.to_bytes(box)
+    return container.to_bytes(box, version)
 
 
 def test_files_record_the_arithmetic_and_the_entropy_coder():
@@ -188,7 +188,9 @@ def test_files_record_the_arithmetic_and_the_entropy_coder():
     with pytest.raises(CorruptDataError, match="needs constriction 0.1 to decode"):
         bbcodec.decompress(resigned(data, entropy_coder="constriction 0.1"))
     with pytest.raises(CorruptDataError, match="coder settings"):
-        bbcodec.decompress(resigned(data, coder=dict(header["coder"], arithmetic="auto")))
+        bbcodec.decompress(resigned(data, 1, coder=dict(header["coder"], arithmetic="auto")))
+    with pytest.raises(ValueError, match="format version 2"):  # version 2 has no code for it
+        resigned(data, 2, coder=dict(header["coder"], arithmetic="auto"))
 
 
 def test_auto_arithmetic_is_exact_for_logistic_pixels_too():

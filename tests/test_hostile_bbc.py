@@ -30,6 +30,7 @@ import bbcodec
 from bbcodec import api, container, imageio
 from bbcodec.coding.image import CoderSettings
 from bbcodec.errors import BBCodecError, CorruptDataError
+from bbcodec.modelfile import model_hash
 from fixtures.golden import must_decode_here
 from fixtures.samples import BITS_BACK_SETTINGS, binary_pixels, noise_pixels
 
@@ -62,16 +63,20 @@ def user_models(tmp_path, monkeypatch, model_file) -> Path:
 
 @pytest.fixture(scope="module")
 def base_files(model_file) -> dict[str, bytes]:
-    """name -> .bbc bytes: two files made here with the tiny model, and the golden files this machine decodes
-    (a float-arithmetic golden file from another kind of machine is no valid base here: ``fixtures.golden``)."""
+    """name -> .bbc bytes: two files made here with the tiny model, as bbcodec writes them (format version 2,
+    ``-v2``) and as it wrote them before (version 1), and the golden files this machine decodes (a
+    float-arithmetic golden file from another kind of machine is no valid base here: ``fixtures.golden``)."""
     bits_back = bbcodec.compress(imageio.Image(binary_pixels(32, 32, 3, seed=21), "RGB"), model=str(model_file),
                                  settings=BITS_BACK_SETTINGS)
     stored = bbcodec.compress(imageio.Image(noise_pixels(9, 7, 3, seed=22), "RGB", format="PNG",
                                             metadata={"text": b'{"a":"b"}'}), model=str(model_file))
     assert api.info(bits_back)["method"] == "bits-back" and api.info(stored)["method"] == "stored"
-    files = {"made-bits-back.bbc": bits_back, "made-stored.bbc": stored}
+    assert container.format_version(bits_back) == container.format_version(stored) == 2
+    digest = model_hash(model_file.read_bytes())
+    files = {"made-bits-back.bbc": as_version_1(bits_back, digest), "made-stored.bbc": as_version_1(stored, digest)}
     golden = {path.name: path.read_bytes() for path in sorted(GOLDEN.glob("*.bbc"))}
     files.update({name: data for name, data in golden.items() if must_decode_here(api.info(data))})
+    files.update({"made-bits-back-v2.bbc": bits_back, "made-stored-v2.bbc": stored})
     return files
 
 
@@ -110,13 +115,20 @@ def assert_refused(data: bytes, *fragments: str, label: str = "") -> str:
     return message
 
 
-def resigned(data: bytes, header_changes=None, section_changes=None, drop=()) -> bytes:
+def resigned(data: bytes, header_changes=None, section_changes=None, drop=(), version=None) -> bytes:
+    """``data`` edited and re-signed, in its own format version unless ``version`` says: version 1 carries any
+    JSON value, version 2 only what bbcodec writes (ValueError for the rest)."""
     box = container.from_bytes(data)
     header = {k: v for k, v in box.header.items() if k != "sections"}
     header.update(header_changes or {})
     sections = {k: v for k, v in box.sections.items() if k not in drop}
     sections.update(section_changes or {})
-    return container.to_bytes(container.Container(header, sections))
+    return container.to_bytes(container.Container(header, sections), version or container.format_version(data))
+
+
+def as_version_1(data: bytes, model: str) -> bytes:
+    """A file as bbcodec wrote it in format version 1: the same fields, the model named by its whole hash."""
+    return resigned(data, {"model": model}, version=1)
 
 
 def flip(data: bytes, index: int, bit: int = 0) -> bytes:
@@ -141,9 +153,8 @@ def raw_damage(data: bytes, rng: np.random.Generator) -> dict[str, bytes]:
         "empty": b"",
         "magic-png": b"\x89PNG" + data[4:],
         "magic-zeros": b"\0\0\0\0" + data[4:],
-        "version-0": data[:4] + b"\x00" + data[5:],
-        "version-2": data[:4] + b"\x02" + data[5:],
-        "version-255": data[:4] + b"\xff" + data[5:],
+        **{f"version-{version}": data[:4] + bytes([version]) + data[5:]
+           for version in (0, 1, 2, 3, 255) if version != container.format_version(data)},
         "header-size-huge": data[:5] + (0xFFFFFFFF).to_bytes(4, "little") + data[9:],
         "header-size-zero": data[:5] + bytes(4) + data[9:],
         "header-size-one-more": data[:5] + (offset - 12).to_bytes(4, "little") + data[9:],
@@ -157,48 +168,56 @@ def raw_damage(data: bytes, rng: np.random.Generator) -> dict[str, bytes]:
 
 
 def resigned_damage(data: bytes, other_model_hash: str) -> dict[str, bytes]:
-    """Header and section edits with every CRC recomputed: only the parser and decoder can see them."""
+    """Header and section edits with every CRC recomputed: only the parser and decoder can see them. A file
+    of format version 2 gets those that version 2 can carry; the JSON-level ones are version 1 files."""
     header = container.from_bytes(data).header
     payload = container.from_bytes(data).sections["payload"]
+
+    def edited(*edit, **edits) -> bytes | None:
+        try:
+            return resigned(data, *edit, **edits)
+        except ValueError:  # a value that format version 2 has no code for
+            return None
+
     cases = {
-        "lying-100000x100000": resigned(data, {"width": 100000, "height": 100000}),
-        "lying-65536x65536": resigned(data, {"width": 65536, "height": 65536}),
-        "lying-8192x8192-rgba": resigned(data, {"width": 8192, "height": 8192, "channels": 4, "mode": "RGBA"}),
-        "lying-4096x4096": resigned(data, {"width": 4096, "height": 4096}),
-        "lying-1x100000000": resigned(data, {"width": 1, "height": 100_000_000}),
-        "lying-zero-width": resigned(data, {"width": 0}),
-        "lying-negative": resigned(data, {"height": -32}),
-        "lying-float": resigned(data, {"width": 32.0}),
-        "lying-huge-int": resigned(data, {"width": 10 ** 40}),
-        "lying-channels-5": resigned(data, {"channels": 5}),
-        "lying-channels-0": resigned(data, {"channels": 0}),
-        "mode-unknown": resigned(data, {"mode": "HSV"}),
-        "mode-for-other-planes": resigned(data, {"mode": "L"}),
-        "mode-palette-without-palette": resigned(data, {"mode": "P", "channels": 1}),
-        "method-unknown": resigned(data, {"method": "zstd"}),
-        "method-missing": resigned(data, {"method": None}),
-        "checksum-wrong": resigned(data, {"pixel_checksum": "0" * 32}),
-        "checksum-missing": resigned(data, {"pixel_checksum": None}),
-        "model-other": resigned(data, {"model": other_model_hash}),
-        "model-unknown": resigned(data, {"model": "ab" * 32}),
-        "model-empty": resigned(data, {"model": ""}),
-        "source-format-int": resigned(data, {"source_format": 5}),
-        "source-format-list": resigned(data, {"source_format": ["PNG"]}),
-        "newline-in-method": resigned(data, {"method": "bits\nback"}),
-        "megabyte-method": resigned(data, {"method": "x" * 500_000}),
-        "nested-width": resigned(data, {"width": [[[[[[[[32]]]]]]]]}),
-        "payload-empty": resigned(data, section_changes={"payload": b""}),
-        "payload-odd-length": resigned(data, section_changes={"payload": payload[:-1]}),
-        "payload-zero-top-word": resigned(data, section_changes={"payload": payload[:-4] + bytes(4)}),
-        "payload-junk": resigned(data, section_changes={"payload": np.random.default_rng(5).bytes(4000)}),
-        "payload-missing": resigned(data, drop=("payload",)),
-        "palette-junk": resigned(data, section_changes={"palette": b"\x01\x02"}),
-        "metadata-deep-json": resigned(data, section_changes={"meta.transparency": b"[" * 50000 + b"]" * 50000}),
-        "metadata-text-deep-json": resigned(data, {"source_format": "PNG"},
-                                            {"meta.text": b'{"k":' + b"[" * 50000 + b"]" * 50000 + b"}"}),
-        "metadata-gamma-infinite": resigned(data, {"source_format": "PNG"}, {"meta.gamma": b"1e999"}),
-        "metadata-dpi-junk": resigned(data, {"source_format": "PNG"}, {"meta.dpi": b'"x"'}),
-        "metadata-text-not-dict": resigned(data, {"source_format": "PNG"}, {"meta.text": b"[1,2]"}),
+        "lying-100000x100000": edited({"width": 100000, "height": 100000}),
+        "lying-65536x65536": edited({"width": 65536, "height": 65536}),
+        "lying-8192x8192-rgba": edited({"width": 8192, "height": 8192, "channels": 4, "mode": "RGBA"}),
+        "lying-4096x4096": edited({"width": 4096, "height": 4096}),
+        "lying-1x100000000": edited({"width": 1, "height": 100_000_000}),
+        "lying-zero-width": edited({"width": 0}),
+        "lying-negative": edited({"height": -32}),
+        "lying-float": edited({"width": 32.0}),
+        "lying-huge-int": edited({"width": 10 ** 40}),
+        "lying-channels-5": edited({"channels": 5}),
+        "lying-channels-0": edited({"channels": 0}),
+        "mode-unknown": edited({"mode": "HSV"}),
+        "mode-for-other-planes": edited({"mode": "L"}),
+        "mode-palette-without-palette": edited({"mode": "P", "channels": 1}),
+        "method-unknown": edited({"method": "zstd"}),
+        "method-missing": edited({"method": None}),
+        "checksum-wrong": edited({"pixel_checksum": "0" * 32}),
+        "checksum-missing": edited({"pixel_checksum": None}),
+        "model-other": edited({"model": other_model_hash}),
+        "model-unknown": edited({"model": "ab" * 32}),
+        "model-empty": edited({"model": ""}),
+        "source-format-int": edited({"source_format": 5}),
+        "source-format-list": edited({"source_format": ["PNG"]}),
+        "newline-in-method": edited({"method": "bits\nback"}),
+        "megabyte-method": edited({"method": "x" * 500_000}),
+        "nested-width": edited({"width": [[[[[[[[32]]]]]]]]}),
+        "payload-empty": edited(section_changes={"payload": b""}),
+        "payload-odd-length": edited(section_changes={"payload": payload[:-1]}),
+        "payload-zero-top-word": edited(section_changes={"payload": payload[:-4] + bytes(4)}),
+        "payload-junk": edited(section_changes={"payload": np.random.default_rng(5).bytes(4000)}),
+        "payload-missing": edited(drop=("payload",)),
+        "palette-junk": edited(section_changes={"palette": b"\x01\x02"}),
+        "metadata-deep-json": edited(section_changes={"meta.transparency": b"[" * 50000 + b"]" * 50000}),
+        "metadata-text-deep-json": edited({"source_format": "PNG"},
+                                          {"meta.text": b'{"k":' + b"[" * 50000 + b"]" * 50000 + b"}"}),
+        "metadata-gamma-infinite": edited({"source_format": "PNG"}, {"meta.gamma": b"1e999"}),
+        "metadata-dpi-junk": edited({"source_format": "PNG"}, {"meta.dpi": b'"x"'}),
+        "metadata-text-not-dict": edited({"source_format": "PNG"}, {"meta.text": b"[1,2]"}),
         "deep-json-header": fuzz.header_blob(b'{"sections":[],"w":' + b"[" * 100000 + b"]" * 100000 + b"}"),
         "header-not-object": fuzz.header_blob(b"[1,2,3]"),
         "header-no-sections": fuzz.header_blob(b'{"width":1}'),
@@ -213,24 +232,24 @@ def resigned_damage(data: bytes, other_model_hash: str) -> dict[str, bytes]:
     if header.get("method") == "bits-back":
         coder = header["coder"]
         cases.update({
-            "coder-tile-7": resigned(data, {"coder": {**coder, "tile": 7}}),
-            "coder-tile-text": resigned(data, {"coder": {**coder, "tile": "8"}}),
-            "coder-tile-float": resigned(data, {"coder": {**coder, "tile": 8.5}}),
-            "coder-unknown": resigned(data, {"coder": {**coder, "coder": "magic"}}),
-            "coder-extra-field": resigned(data, {"coder": {**coder, "x": 1}}),
-            "coder-not-dict": resigned(data, {"coder": [1]}),
-            "coder-arithmetic-auto": resigned(data, {"coder": {**coder, "arithmetic": "auto"}}),
-            "entropy-coder-other": resigned(data, {"entropy_coder": "constriction 9.9"}),
-            "seed-words-negative": resigned(data, {"untouched_seed_words": -1}),
-            "seed-words-huge": resigned(data, {"untouched_seed_words": 1 << 60}),
-            "seed-words-zero": resigned(data, {"untouched_seed_words": 0}),
-            "work-limit-tiny-tiles": resigned(data, {"width": 8192, "height": 8192, "channels": 1, "mode": "L",
-                                                     "coder": {**coder, "tile": 8, "max_batch": 1}}),
-            "work-limit-huge-batches": resigned(data, {"width": 4096, "height": 4096,
-                                                       "coder": {**coder, "tile": 1024, "max_batch": 16}}),
-            "lying-size-real-seed-prefix": resigned(data, {"width": 2048, "height": 2048}),
+            "coder-tile-7": edited({"coder": {**coder, "tile": 7}}),
+            "coder-tile-text": edited({"coder": {**coder, "tile": "8"}}),
+            "coder-tile-float": edited({"coder": {**coder, "tile": 8.5}}),
+            "coder-unknown": edited({"coder": {**coder, "coder": "magic"}}),
+            "coder-extra-field": edited({"coder": {**coder, "x": 1}}),
+            "coder-not-dict": edited({"coder": [1]}),
+            "coder-arithmetic-auto": edited({"coder": {**coder, "arithmetic": "auto"}}),
+            "entropy-coder-other": edited({"entropy_coder": "constriction 9.9"}),
+            "seed-words-negative": edited({"untouched_seed_words": -1}),
+            "seed-words-huge": edited({"untouched_seed_words": 1 << 60}),
+            "seed-words-zero": edited({"untouched_seed_words": 0}),
+            "work-limit-tiny-tiles": edited({"width": 8192, "height": 8192, "channels": 1, "mode": "L",
+                                             "coder": {**coder, "tile": 8, "max_batch": 1}}),
+            "work-limit-huge-batches": edited({"width": 4096, "height": 4096,
+                                               "coder": {**coder, "tile": 1024, "max_batch": 16}}),
+            "lying-size-real-seed-prefix": edited({"width": 2048, "height": 2048}),
         })
-    return cases
+    return {name: blob for name, blob in cases.items() if blob is not None}
 
 
 def corpus(base_files, other_model_hash) -> dict[str, bytes]:
@@ -239,7 +258,8 @@ def corpus(base_files, other_model_hash) -> dict[str, bytes]:
     for name, data in base_files.items():
         for case, blob in raw_damage(data, rng).items():
             cases[f"{name}/{case}"] = blob
-    for name in ("made-bits-back.bbc", "made-stored.bbc", "rgba-bbans-exact.bbc", "palette-alphas-exact.bbc"):
+    for name in ("made-bits-back.bbc", "made-stored.bbc", "rgba-bbans-exact.bbc", "palette-alphas-exact.bbc",
+                 "made-bits-back-v2.bbc", "made-stored-v2.bbc"):
         for case, blob in resigned_damage(base_files[name], other_model_hash).items():
             cases[f"{name}/{case}"] = blob
     return cases
@@ -247,8 +267,6 @@ def corpus(base_files, other_model_hash) -> dict[str, bytes]:
 
 @pytest.fixture(scope="module")
 def hostile(base_files, other_model_file) -> dict[str, bytes]:
-    from bbcodec.modelfile import model_hash
-
     return corpus(base_files, model_hash(other_model_file.read_bytes()))
 
 
@@ -256,6 +274,7 @@ def hostile(base_files, other_model_file) -> dict[str, bytes]:
 
 # Stored files need no model: a changed model name leaves them valid, and they must still decode exactly.
 STILL_VALID = {"made-stored.bbc/model-other", "made-stored.bbc/model-unknown", "made-stored.bbc/model-empty",
+               "made-stored-v2.bbc/model-other", "made-stored-v2.bbc/model-unknown",
                "palette-alphas-exact.bbc/mode-palette-without-palette"}  # it is a palette image
 
 
@@ -297,7 +316,7 @@ def test_damage_is_corrupt_data_error(hostile):
     ("cut-at-0", "not a .bbc file"),
     ("empty", "not a .bbc file"),
     ("magic-png", "bad magic"),
-    ("version-2", "version 2"),
+    ("version-3", "version 3"),
     ("header-size-huge", "implausible size"),
     ("lying-100000x100000", "network passes"),
     ("lying-1x100000000", "network passes"),
@@ -318,6 +337,31 @@ def test_damage_is_corrupt_data_error(hostile):
 ])
 def test_messages_say_what_is_wrong(hostile, case, fragment):
     assert_refused(hostile[f"made-bits-back.bbc/{case}"], fragment)
+
+
+@pytest.mark.parametrize("case, fragment", [
+    ("cut-at-0", "not a .bbc file"),
+    ("cut-at-9", "truncated .bbc file (header)"),
+    ("version-3", "version 3"),
+    ("trailing-byte", "trailing bytes"),
+    ("lying-100000x100000", "network passes"),
+    ("lying-1x100000000", "network passes"),
+    ("lying-zero-width", "implausible size"),
+    ("lying-channels-5", "implausible size"),
+    ("work-limit-tiny-tiles", "network passes"),
+    ("work-limit-huge-batches", "pixels in one network pass"),
+    ("lying-size-real-seed-prefix", "checkpoints"),
+    ("model-other", "needs model"),
+    ("model-unknown", "not installed"),
+    ("metadata-deep-json", "transparency"),
+    ("metadata-gamma-infinite", "metadata"),
+    ("entropy-coder-other", "constriction 9.9"),
+    ("payload-missing", "payload"),
+])
+def test_messages_say_what_is_wrong_in_format_version_2(hostile, case, fragment):
+    """The damage and the lies a version 2 header can carry get the messages they get in version 1: the work
+    limits and the decoder's checks work on the header's fields, whatever the version."""
+    assert_refused(hostile[f"made-bits-back-v2.bbc/{case}"], fragment)
 
 
 def test_a_file_from_another_model(base_files, other_model_file):
@@ -411,6 +455,113 @@ def test_lying_size_fails_fast(base_files, hostile, case):
         signal.signal(signal.SIGALRM, previous)
 
 
+# -- issue 20: the binary header of format version 2 ----------------------------------------------------------
+
+
+def leb128(value: int) -> bytes:
+    out = bytearray()
+    while value >= 0x80:
+        out.append(value & 0x7F | 0x80)
+        value >>= 7
+    return bytes(out + bytes([value]))
+
+
+def crc32(data: bytes) -> bytes:
+    return (zlib.crc32(data) & 0xFFFFFFFF).to_bytes(4, "little")
+
+
+PIXEL = bytes([10, 20, 30])
+PIXEL_CHECKSUM = bytes.fromhex(api.pixel_checksum(np.frombuffer(PIXEL, np.uint8).reshape(1, 1, 3)))
+RGB, STORED, PAYLOAD, META, ESCAPE = 5, 1, 0, 255, 255  # codes of format version 2 (see bbcodec.container)
+
+
+def v2_file(present: bytes = b"\x08", fields: bytes | None = None, table: bytes | None = None,
+            sections: bytes = PIXEL) -> bytes:
+    """A version 2 file of one RGB pixel stored raw (presence bit 3: the pixel checksum) with any part replaced,
+    its header CRC computed."""
+    if fields is None:
+        fields = b"\x01\x01\x03" + bytes([RGB, STORED]) + PIXEL_CHECKSUM
+    if table is None:
+        table = b"\x01" + bytes([PAYLOAD]) + leb128(len(PIXEL)) + crc32(PIXEL)
+    header = container.MAGIC + b"\x02" + present + fields + table
+    return header + crc32(header) + sections
+
+
+def with_width(width: bytes) -> bytes:
+    return v2_file(fields=width + b"\x01\x03" + bytes([RGB, STORED]) + PIXEL_CHECKSUM)
+
+
+def with_source_format(code: bytes) -> bytes:
+    """The file with a source format (presence bit 0) of these bytes."""
+    return v2_file(b"\x09", b"\x01\x01\x03" + bytes([RGB, STORED]) + code + PIXEL_CHECKSUM)
+
+
+def sections_table(*entries: tuple[bytes, bytes]) -> bytes:
+    """A section table of (name code, section bytes) entries."""
+    return leb128(len(entries)) + b"".join(code + leb128(len(data)) + crc32(data) for code, data in entries)
+
+
+V2_HOSTILE = {  # name -> (file, what the message says)
+    "number-of-11-bytes": (with_width(b"\x80" * 10 + b"\x01"), "longer than 10 bytes"),
+    "number-past-64-bits": (with_width(b"\xff" * 9 + b"\x7f"), "out of range"),
+    "width-of-2^32": (with_width(leb128(1 << 32)), "out of range"),
+    "width-of-zero": (with_width(b"\x00"), "implausible size"),
+    "unknown-mode": (v2_file(fields=b"\x01\x01\x03" + bytes([10, STORED]) + PIXEL_CHECKSUM), "unknown value 10"),
+    "unknown-method": (v2_file(fields=b"\x01\x01\x03" + bytes([RGB, 3]) + PIXEL_CHECKSUM), "unknown value 3"),
+    "unknown-presence-bit": (v2_file(leb128(1 << 10 | 8)), "unknown fields"),
+    "presence-bits-of-11-bytes": (v2_file(b"\x88" + b"\x80" * 9 + b"\x01"), "longer than 10 bytes"),
+    "unknown-source-format": (with_source_format(b"\x0b"), "unknown value 11"),
+    "text-longer-than-max-text": (with_source_format(bytes([ESCAPE]) + leb128(201) + b"A" * 201), "more than 200"),
+    "text-past-the-end": (with_source_format(bytes([ESCAPE]) + leb128(150) + b"PNG"), "truncated .bbc file"),
+    "text-of-2^60-bytes": (with_source_format(bytes([ESCAPE]) + leb128(1 << 60)), "more than 200"),
+    "text-with-control-characters": (with_source_format(bytes([ESCAPE]) + b"\x03a\nb"), "control characters"),
+    "text-not-utf8": (with_source_format(bytes([ESCAPE]) + b"\x02\xff\xfe"), "not UTF-8"),
+    "unknown-section": (v2_file(table=sections_table((b"\x07", PIXEL))), "unknown value 7"),
+    "meta-key-with-control-characters": (v2_file(table=sections_table((bytes([PAYLOAD]), PIXEL),
+                                                                      (bytes([META]) + b"\x02a\x00", b""))),
+                                         "control characters"),
+    "section-twice": (v2_file(table=sections_table((bytes([PAYLOAD]), PIXEL), (bytes([PAYLOAD]), PIXEL)),
+                              sections=PIXEL * 2), "twice"),
+    "section-count-of-2^60": (v2_file(table=leb128(1 << 60) + bytes([PAYLOAD]) + b"\x03" + crc32(PIXEL),
+                                      sections=b"")[:-4], "truncated .bbc file (header)"),
+    "section-larger-than-the-file": (v2_file(table=b"\x01" + bytes([PAYLOAD]) + leb128(1 << 62) + crc32(PIXEL)),
+                                     "truncated .bbc file (section 'payload')"),
+    "section-checksum-wrong": (v2_file(sections=b"\x00" + PIXEL[1:]), "checksum mismatch"),
+    "header-checksum-wrong": (v2_file()[:-7] + bytes([v2_file()[-7] ^ 1]) + PIXEL, "checksum mismatch"),
+    "no-header-checksum": (v2_file()[:-7], "truncated .bbc file (header)"),
+    "trailing-byte": (v2_file() + b"\x00", "trailing bytes"),
+    "header-over-a-mebibyte": (v2_file(table=sections_table(*[(bytes([META]) + b"\x01k", b"")] * 150_000)),
+                               "implausible size"),
+}
+
+
+def test_the_hand_made_version_2_file_decodes():
+    assert bbcodec.decompress(v2_file()).pixels.tobytes() == PIXEL
+
+
+@pytest.mark.parametrize("case", sorted(V2_HOSTILE))
+def test_a_hostile_version_2_header_is_corrupt_data_with_one_line(case):
+    data, fragment = V2_HOSTILE[case]
+    with pytest.raises(CorruptDataError) as caught:
+        decode_like_the_cli(data)
+    message = str(caught.value)
+    assert fragment in message and "\n" not in message and len(message) < 200, message
+
+
+def test_every_cut_and_bit_flip_of_a_small_version_2_file_is_corrupt_data(base_files, model_file):
+    """Every truncation and every single-bit flip of a 1x1 stored file, and of a bits-back file's header:
+    CorruptDataError in one line, nothing else, and nothing decoded (every byte is under a CRC)."""
+    tiny = bbcodec.compress(imageio.Image(noise_pixels(1, 1, 3, seed=23), "RGB", format="PNG"), model=str(model_file))
+    bits_back = base_files["made-bits-back-v2.bbc"]
+    for data, end in ((tiny, len(tiny)), (bits_back, container.read_header(bits_back)[1])):
+        damaged = [data[:cut] for cut in range(end)] + [flip(data, index, bit) for index in range(end)
+                                                       for bit in range(8)]
+        for blob in damaged:
+            with pytest.raises(CorruptDataError) as caught:
+                bbcodec.decompress(blob)
+            assert str(caught.value) and "\n" not in str(caught.value)
+
+
 # -- through the command, in a subprocess ------------------------------------------------------------------
 
 CLI_CASES = ["made-bits-back.bbc/" + case for case in (
@@ -419,7 +570,8 @@ CLI_CASES = ["made-bits-back.bbc/" + case for case in (
     "deep-json-header", "megabyte-method", "payload-junk", "payload-zero-top-word", "metadata-deep-json",
     "metadata-gamma-infinite", "source-format-int", "section-size-lies", "seed-words-huge")] + [
     "made-stored.bbc/lying-8192x8192-rgba", "made-stored.bbc/checksum-wrong", "rgba-bbans-exact.bbc/coder-tile-float",
-    "palette-alphas-exact.bbc/palette-junk"]
+    "palette-alphas-exact.bbc/palette-junk", "made-bits-back-v2.bbc/cut-at-9", "made-bits-back-v2.bbc/flip-header-",
+    "made-bits-back-v2.bbc/lying-100000x100000", "made-stored-v2.bbc/checksum-wrong"]
 MEMORY_LIMIT = 3 << 30
 
 

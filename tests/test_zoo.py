@@ -6,21 +6,26 @@ long as files made with it may exist; a new default is added beside the old one
 Golden files are ``HASH.bbc`` and ``HASH-exact.bbc`` (the first 12 hex digits
 of the model hash); every shipped model has at least one in exact arithmetic,
 which decodes on every machine; float files are checked where they were made
-(``fixtures.golden``).
+(``fixtures.golden``). The golden files of format version 2 (``tests/golden/v2``, one per coding method,
+made with the default model: ``make_v2_golden.py`` there) find their model by the id they carry.
 """
 from __future__ import annotations
 
+import hashlib
+import json
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 import bbcodec
-from bbcodec import zoo
+from bbcodec import container, zoo
 from bbcodec.coding.image import CoderSettings, decode_image, encode_image
 from fixtures.golden import check_golden
 
 GOLDEN = Path(__file__).resolve().parent / "golden" / "zoo"
+V2_GOLDEN = Path(__file__).resolve().parent / "golden" / "v2"
+V2_MANIFEST = json.loads((V2_GOLDEN / "golden.json").read_text())
 SHIPPED = [entry for entry in zoo.installed() if entry.shipped]
 
 
@@ -43,10 +48,31 @@ def test_every_shipped_model_has_an_exact_golden_file(entry):
 @pytest.mark.parametrize("golden", sorted(GOLDEN.glob("*.bbc")), ids=lambda path: path.stem)
 def test_every_golden_file_decodes_with_its_shipped_model(golden):
     """Exact files on every machine; float files where they were made, else refused saying so."""
-    header = bbcodec.info(golden)
-    assert header["model"] in {entry.hash for entry in SHIPPED}, "no model whose files exist may leave the package"
-    assert header["method"] == "bits-back"
+    header = container.Header.readable(bbcodec.info(golden))
+    assert any(header.names_model(entry.hash) for entry in SHIPPED), "no model whose files exist may leave the package"
+    assert header.method == "bits-back"
     check_golden(golden.read_bytes(), np.load(golden.with_suffix(".npy")))
+
+
+@pytest.mark.parametrize("name", sorted(V2_MANIFEST["files"]))
+def test_every_format_version_2_golden_file_decodes_exactly(name):
+    """One file per method, made with the default model: each decodes, bit for bit, on every machine, its model
+    found by the model id it carries alone. If this fails, the change broke format version 2: fix the change."""
+    expected = V2_MANIFEST["files"][name]
+    data = (V2_GOLDEN / name).read_bytes()
+    header = container.Header.readable(bbcodec.info(data))
+    assert container.format_version(data) == 2 and header.method == expected["method"]
+    if expected["model_hash"]:
+        assert header.names_model(expected["model_hash"])
+        assert expected["model_hash"] in {entry.hash for entry in SHIPPED}, "no model whose files exist may leave"
+    image = check_golden(data, np.load(V2_GOLDEN / expected["pixels"]))
+    assert image.mode == expected["mode"]
+    assert {k: v.hex() for k, v in image.metadata.items()} == expected["metadata"]
+    assert (hashlib.sha256(image.original).hexdigest() if image.original else None) == expected["original_sha256"]
+
+
+def test_there_is_a_format_version_2_golden_file_of_every_method():
+    assert sorted(entry["method"] for entry in V2_MANIFEST["files"].values()) == sorted(container.METHODS)
 
 
 @pytest.mark.parametrize("entry", SHIPPED, ids=[entry.name for entry in SHIPPED])

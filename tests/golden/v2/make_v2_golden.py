@@ -1,0 +1,103 @@
+"""Add the golden files of .bbc format version 2. Read this before running it.
+
+    python tests/golden/v2/make_v2_golden.py        # from the repository root
+
+Format version 2 (issue 20: a binary header) must stay decodable for as long as
+files of it may exist. ``tests/test_zoo.py`` decodes every file of ``golden.json``
+here with the installed models, found by the model id the file carries alone
+(the first 16 bytes of the model's hash), and compares the pixels exactly with
+the ``*.npy`` files (and a kept file's bytes with their SHA-256). There is one
+file per coding method, each made with the shipped ``default`` model:
+
+* ``bits-back.bbc``: a 32x32 crop of ``data/chelsea.png``, exact arithmetic
+  (decodes on every machine), with its stack checkpoints;
+* ``stored.bbc``: a 12x10 palette image of noise with transparency and a text
+  chunk, stored raw (palette, palette mode and ``meta.KEY`` sections);
+* ``original.bbc``: a 16x16 JPEG, kept byte for byte (source format JPEG).
+
+The script writes only the files that do not exist yet and never replaces one:
+a failing test means that a change broke the decoding of existing files; fix
+the change instead.
+"""
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, PngImagePlugin
+
+import bbcodec
+from bbcodec import container, imageio, zoo
+from bbcodec.coding.image import CoderSettings
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parents[2]
+MODEL = zoo.DEFAULT_MODEL
+
+
+def chelsea(height: int, width: int) -> np.ndarray:
+    """A crop of the committed photo ``data/chelsea.png`` (RGB)."""
+    photo = imageio.read_image((ROOT / "data" / "chelsea.png").read_bytes()).pixels
+    return np.ascontiguousarray(photo[100:100 + height, 150:150 + width])
+
+
+def palette_png() -> bytes:
+    """A 12x10 PNG of noise in a 16-entry palette, one entry transparent, with a text chunk."""
+    rng = np.random.default_rng(20)
+    image = Image.fromarray(rng.integers(0, 16, (10, 12), dtype=np.uint8), "P")
+    image.putpalette(rng.integers(0, 256, 48, dtype=np.uint8).tobytes())
+    text = PngImagePlugin.PngInfo()
+    text.add_text("Comment", "format version 2")
+    out = io.BytesIO()
+    image.save(out, "PNG", pnginfo=text, transparency=3)
+    return out.getvalue()
+
+
+def jpeg() -> bytes:
+    out = io.BytesIO()
+    Image.fromarray(chelsea(16, 16)).save(out, "JPEG", quality=90)
+    return out.getvalue()
+
+
+CASES = {  # name -> (what compress is given, the method its .bbc must have)
+    "bits-back.bbc": (imageio.Image(chelsea(32, 32), "RGB", format="PNG"), "bits-back"),
+    "stored.bbc": (imageio.read_image(palette_png()), "stored"),  # the image alone: PNG would keep the file
+    "original.bbc": (jpeg(), "original"),
+}
+
+
+def main() -> int:
+    manifest_path = HERE / "golden.json"
+    manifest = json.loads(manifest_path.read_text()) if manifest_path.exists() else {"format_version": 2,
+                                                                                      "files": {}}
+    digest = zoo.find(MODEL).hash
+    for name, (source, method) in CASES.items():
+        if (HERE / name).exists():
+            continue  # golden files are never replaced
+        data = bbcodec.compress(source, model=MODEL, settings=CoderSettings(arithmetic="exact"))
+        header = bbcodec.info(data)
+        if container.format_version(data) != 2 or header["method"] != method:
+            print(f"{name}: format {container.format_version(data)}, method {header['method']}, expected 2 and "
+                  f"{method}; nothing written", file=sys.stderr)
+            return 1
+        image = bbcodec.decompress(data)
+        pixels_name = name.removesuffix(".bbc") + ".npy"
+        (HERE / name).write_bytes(data)
+        np.save(HERE / pixels_name, image.pixels, allow_pickle=False)
+        manifest["files"][name] = {
+            "method": method, "mode": image.mode, "pixels": pixels_name,
+            "model": MODEL if "model" in header else None, "model_hash": digest if "model" in header else None,
+            "metadata": {k: v.hex() for k, v in sorted(image.metadata.items())},
+            "original_sha256": hashlib.sha256(image.original).hexdigest() if image.original else None,
+        }
+        print(f"{name}: {image.width}x{image.height} {image.mode}, {len(data)} bytes, {method}")
+    manifest_path.write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
