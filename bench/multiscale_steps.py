@@ -47,7 +47,7 @@ def image_breakdown(model, pixels: np.ndarray, seed: int = 0) -> tuple[np.ndarra
     """(nats per step, coded sub-pixels per step, KL nats per latent layer) of one HxWxC uint8 image."""
     stride = model.config.stride
     height, width = pixels.shape[0] - pixels.shape[0] % stride, pixels.shape[1] - pixels.shape[1] % stride
-    planes = pixels[:height, :width, :3]
+    planes = np.array(pixels[:height, :width, :3])
     if planes.shape[2] == 1:
         planes = np.repeat(planes, 3, axis=2)
     x = torch.from_numpy(np.ascontiguousarray(planes)).permute(2, 0, 1)[None]
@@ -68,11 +68,13 @@ def image_breakdown(model, pixels: np.ndarray, seed: int = 0) -> tuple[np.ndarra
 
 
 def set_breakdown(model, images) -> dict:
-    """Bits per sub-pixel of each step (within the step, and added to the whole) and of each latent layer."""
+    """Bits per sub-pixel of each step (within the step, and added to the whole) and of each latent layer,
+    and each image's -ELBO."""
     totals = [image_breakdown(model, pixels) for pixels in images]
     nats, sub_pixels, kl = (np.sum([t[i] for t in totals], axis=0) for i in range(3))
     whole = sub_pixels.sum() * math.log(2.0)
     return {
+        "images": [float((t[0].sum() + t[2].sum()) / (t[1].sum() * math.log(2.0))) for t in totals],
         "steps": [{"level": level, "phase": k, "share": sub_pixels[i] / sub_pixels.sum(),
                    "bits_within": nats[i] / (sub_pixels[i] * math.log(2.0)), "bits_added": nats[i] / whole}
                   for i, (level, k) in enumerate(coding_steps(model.config.levels))],
@@ -87,6 +89,7 @@ def main(argv=None) -> int:
     parser.add_argument("paths", nargs="+", help="sets, as for `bbcodec bench`")
     parser.add_argument("--limit", type=int, help="the first N images of each set")
     parser.add_argument("--json", help="also write the figures to this file")
+    parser.add_argument("--per-image", action="store_true", help="also print each image's -ELBO")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     model, digest = bbcodec.load_model(args.model)
@@ -101,6 +104,9 @@ def main(argv=None) -> int:
         for step in found["steps"]:
             print(f"({step['level']}, {step['phase']}) | {step['share']:.4f} | {step['bits_within']:.3f} | "
                   f"{step['bits_added']:.3f}")
+        if args.per_image:
+            for name, nelbo in zip(image_set.labels, found["images"]):
+                print(f"  {name}: -ELBO {nelbo:.3f}")
     if args.json:
         with open(args.json, "w", encoding="utf-8") as out:
             json.dump(results, out, indent=1)
