@@ -113,7 +113,8 @@ def _coded_file(image: imageio.Image, model: str, settings: CoderSettings, strip
     header = _image_header(image, model=digest, pixel_checksum=pixel_checksum(pixels), method="stored")
     sections = {}
     if encoded.stored_bits // 8 < pixels.nbytes:
-        header = replace(header, method="bits-back", coder=settings.to_dict(), grid_bits=net.config.grid_bits,
+        header = replace(header, method="bits-back", coder=replace(settings, start=encoded.start).to_dict(),
+                         grid_bits=net.config.grid_bits,
                          untouched_seed_words=encoded.untouched_seed_words, entropy_coder=ENTROPY_CODER,
                          # only this kind of machine is sure to reproduce float probabilities
                          float_platform=float_platform(device) if settings.arithmetic == "float" else None)
@@ -211,7 +212,7 @@ def _coder_settings(header: Header) -> CoderSettings:
         settings = CoderSettings(**header.coder_settings())
     except (TypeError, ValueError):
         raise CorruptDataError("corrupt .bbc header (coder settings)") from None
-    if settings.arithmetic == "auto":
+    if "auto" in (settings.arithmetic, settings.start):
         raise CorruptDataError("corrupt .bbc header (coder settings)")
     return settings
 
@@ -227,7 +228,7 @@ def _decode_bits_back(header: Header, payload, checkpoints, model, device, progr
     if len(payload) % 4:
         raise CorruptDataError("corrupt .bbc file (payload is not whole words)")
     encoded = EncodedChain(np.frombuffer(payload, dtype="<u4").astype(np.uint32), header.untouched_seed_words,
-                           stack_words=checkpoints)
+                           stack_words=checkpoints, start=settings.start)
     try:
         return decode_image(net.to(device), encoded, header.height, header.width, header.channels, settings,
                             progress)

@@ -11,7 +11,7 @@ Version 2, written since issue 20, has a binary header (fixed-size integers litt
                  fields present, in the order of their bits: source format (one byte, or ESCAPE and a
                  text), palette mode (one byte), model (the first MODEL_ID_BYTES bytes of its hash),
                  pixel and image checksums (16 bytes each), coder settings (coder, tile, max batch,
-                 arithmetic: one byte, two varints, one byte), grid bits and seed prefix words
+                 arithmetic, start: one byte, two varints, two bytes), grid bits and seed prefix words
                  (varints), entropy coder and float platform (texts)
     section count varint
     sections     per section: its name (one byte; ESCAPE and a text: the KEY of ``meta.KEY``), its
@@ -22,7 +22,7 @@ Version 2, written since issue 20, has a binary header (fixed-size integers litt
 Varints are unsigned LEB128 (at most 10 bytes; header fields below 2^32); a text is its UTF-8 length (a
 varint, at most :data:`MAX_TEXT`) and its bytes, printable. The one-byte values index the tables
 :data:`METHODS`, :data:`MODES`, :data:`SOURCE_FORMATS`, :data:`PALETTE_MODES`, :data:`CODERS`,
-:data:`ARITHMETICS` and :data:`SECTIONS`, which only ever grow at the end. A 1x1 RGB image stored raw
+:data:`ARITHMETICS`, :data:`STARTS` and :data:`SECTIONS`, which only ever grow at the end. A 1x1 RGB image stored raw
 takes 74 bytes (version 1: 341), 48 of them the three 16-byte digests; a bits-back file's header about
 105 (version 1: about 520).
 
@@ -218,8 +218,9 @@ class Header:
         return name if isinstance(name, str) else None
 
     def coder_settings(self) -> dict:
-        """The coder settings as keyword arguments; files from before the ``arithmetic`` field are float."""
-        return {"arithmetic": "float", **(self.coder or {})}
+        """The coder settings as keyword arguments; files from before the ``arithmetic`` field are float,
+        those from before ``start`` start with bits back."""
+        return {"arithmetic": "float", "start": "bits-back", **(self.coder or {})}
 
     def layout(self) -> TileLayout | None:
         """The tile layout of a bits-back header whose tiling fields are well formed, else None (decoding
@@ -349,6 +350,7 @@ SOURCE_FORMATS = ("PNG", "JPEG", "MPO", "GIF", "BMP", "DIB", "TIFF", "WEBP", "PP
 PALETTE_MODES = ("RGB", "RGBA")
 CODERS = ("bitswap", "bbans")
 ARITHMETICS = ("exact", "float", None)  # None: a file from before the field (float)
+STARTS = ("bits-back", "no-bits-back", None)  # None: a file from before the field (bits back)
 SECTIONS = ("payload", CHECKPOINTS, "palette", ORIGINAL)
 """With :data:`METHODS`, the closed sets that version 2 writes as one byte, a value's index: they only ever
 grow at the end. A source format outside its table, and ``meta.KEY`` sections, are written as
@@ -510,7 +512,7 @@ _V2_OPTIONAL = (
     ("source_format", _Choice(SOURCE_FORMATS, escape="")), ("palette_mode", _Choice(PALETTE_MODES)),
     ("model", _Digest(MODEL_ID_BYTES, prefix=True)), ("pixel_checksum", _Digest()), ("image_checksum", _Digest()),
     ("coder", _Object((("coder", _Choice(CODERS)), ("tile", _Number()), ("max_batch", _Number()),
-                       ("arithmetic", _Choice(ARITHMETICS))))),
+                       ("arithmetic", _Choice(ARITHMETICS)), ("start", _Choice(STARTS))))),
     ("grid_bits", _Number()), ("untouched_seed_words", _Number()), ("entropy_coder", _Text()),
     ("float_platform", _Text()))
 """The header fields of version 2 and their codecs: the required ones, then those with a presence bit each

@@ -100,6 +100,12 @@ class GridGaussian:
         z = torch.from_numpy(index.astype(np.float32)) * self.grid.step
         return z.view(self.mean.shape).to(self.mean.device)
 
+    def mode(self) -> torch.Tensor:
+        """The grid point nearest the mean (the most probable value the coder can give), as :meth:`pop` does."""
+        index = torch.round(self.mean.detach().double() / self.grid.step).clamp(-self.grid.max_index,
+                                                                                self.grid.max_index)
+        return (index.float() * self.grid.step).to(self.mean.device)
+
 
 
 def _log_bin_mass(lower: torch.Tensor, upper: torch.Tensor) -> torch.Tensor:

@@ -19,6 +19,7 @@ from PIL import Image as PILImage
 from PIL import PngImagePlugin
 
 import bbcodec
+from bbcodec.coding.chain import STARTS
 from bbcodec import api, container, imageio, zoo
 from bbcodec.coding.image import CoderSettings
 from bbcodec.errors import BBCodecError, CorruptDataError, UnsupportedImageError
@@ -104,7 +105,9 @@ def test_info_reads_the_header_without_a_model(bits_back_file, model_file):
     header = bbcodec.info(data)  # no model installed and none given: info never decodes
     assert (header["width"], header["height"], header["channels"], header["mode"]) == (32, 32, 3, "RGB")
     assert header["model"] == model_hash(model_file.read_bytes())[: 2 * container.MODEL_ID_BYTES]
-    assert header["coder"] == {**BITS_BACK_SETTINGS.to_dict(), "arithmetic": "exact"}  # auto: exact, even for logistic pixels
+    # auto: exact, even for logistic pixels; the start the encoder kept
+    assert header["coder"] == {**BITS_BACK_SETTINGS.to_dict(), "arithmetic": "exact", "start": header["coder"]["start"]}
+    assert header["coder"]["start"] in STARTS
     assert header["pixel_checksum"] == api.pixel_checksum(image.pixels)
     assert len(data) < image.pixels.nbytes
 
@@ -143,14 +146,32 @@ def test_bits_back_is_exact_for_every_plane_layout(model_file, mode, shape):
     assert_same_image(bbcodec.decompress(data, model=str(model_file)), image)
 
 
-@pytest.mark.parametrize("settings", [CoderSettings(coder="bbans", tile=8), CoderSettings(tile=16, max_batch=2),
+@pytest.mark.parametrize("settings", [CoderSettings(coder="bbans", tile=8, start="no-bits-back"),
+                                      CoderSettings(tile=16, max_batch=2, start="bits-back"),
                                       CoderSettings(tile=24, max_batch=1)], ids=str)
 def test_bits_back_with_other_coder_settings(model_file, settings):
     image = imageio.Image(binary_pixels(40, 36, 3, seed=5), "RGB")
     data = bbcodec.compress(image, model=str(model_file), settings=settings)
     header = bbcodec.info(data)
-    assert header["method"] == "bits-back" and header["coder"] == {**settings.to_dict(), "arithmetic": "exact"}
+    kept = header["coder"]["start"]
+    assert kept == settings.start if settings.start != "auto" else kept in STARTS
+    assert header["method"] == "bits-back"
+    assert header["coder"] == {**settings.to_dict(), "arithmetic": "exact", "start": kept}
     assert_same_image(bbcodec.decompress(data, model=str(model_file)), image)
+
+
+def test_the_first_batch_is_coded_the_cheaper_way(model_file):
+    """One batch: with ``start="auto"`` the file is exactly as small as the smaller of the two starts, and
+    each decodes (a chain that starts without bits back pops its first batch under the prior's modes)."""
+    image = imageio.Image(binary_pixels(16, 20, 3, seed=6), "RGB")
+    sizes = {}
+    for start in (*STARTS, "auto"):
+        data = bbcodec.compress(image, model=str(model_file), settings=CoderSettings(start=start))
+        assert bbcodec.info(data)["method"] == "bits-back"
+        assert_same_image(bbcodec.decompress(data, model=str(model_file)), image)
+        sizes[start] = len(data)
+    assert sizes["bits-back"] != sizes["no-bits-back"]
+    assert sizes["auto"] == min(sizes["bits-back"], sizes["no-bits-back"])
 
 
 def test_colour_under_zero_alpha_is_kept(model_file):

@@ -12,6 +12,16 @@ back") and then *pushing* the image and the latents under the generative model.
   z_i-1 at once, so only z1 needs initial bits and later layers are paid for
   by the bits just pushed.
 
+* No bits back (for the first batch of a chain only, :mod:`bbcodec.coding.chain`):
+  the latents are not coded at all but set to the modes of the prior chain,
+  z_L at the top prior's mode and each z_i at the mode of p(z_i | z_i+1), so
+  that only x is pushed, under p(x | z1). A batch that starts a chain has no
+  bits to get back: its pops would be paid for by initial bits, the whole
+  posterior entropy of its latents. When the pixels hardly depend on the
+  latents (a likelihood that sees decoded pixels), coding them under the
+  prior's modes costs far less than those initial bits; split hierarchical
+  variational compression (Ryder et al., CVPR 2022) starts its chains alike.
+
 Decoding runs each encoder backwards, step by step, with the same network
 calls on the same tensors, so the decoder recomputes every distribution bit for
 bit. Each function is meant to be read top to bottom next to its paper.
@@ -66,6 +76,28 @@ def bitswap_decode(ans: AnsStack, model, latent_like: torch.Tensor) -> torch.Ten
         z = below
     return z
 
+
+def _prior_modes(model, latent_like: torch.Tensor) -> torch.Tensor:
+    """z1 when every latent is the mode of its prior: z_L of p(z_L), then each z_i of p(z_i | z_i+1)."""
+    z = model.top_prior(latent_like).mode()
+    for layer in reversed(range(1, model.depth)):
+        z = model.conditional(layer, z).mode()
+    return z
+
+
+@torch.no_grad()
+def no_bits_back_encode(ans: AnsStack, model, x: torch.Tensor) -> None:
+    like = torch.zeros(len(x), *model.latent_shape(x.shape[1:]), device=x.device)
+    ans.push(x, model.conditional(0, _prior_modes(model, like)))  # push x under p(x | z1 at the prior's modes)
+
+
+@torch.no_grad()
+def no_bits_back_decode(ans: AnsStack, model, latent_like: torch.Tensor) -> torch.Tensor:
+    return ans.pop(model.conditional(0, _prior_modes(model, latent_like)))  # pop x given the same z1
+
+
+NO_BITS_BACK = (no_bits_back_encode, no_bits_back_decode)
+"""The push/pop pair that codes a batch without bits back (see the module doc)."""
 
 CODERS = {
     "bitswap": (bitswap_encode, bitswap_decode),

@@ -10,6 +10,15 @@ after each batch (``stack_words``); a decoder that has them checks each batch
 against them, so that a damaged or forged payload is caught after one batch,
 not after all the work the header asks for.
 
+The first batch may be coded without bits back (``start="no-bits-back"``,
+:data:`bbcodec.coding.bitsback.NO_BITS_BACK`): its latents are the prior's
+modes instead of pops that only initial bits could pay for. ``start="auto"``
+codes a chain of one batch (a small image) both ways and keeps the smaller
+(:func:`cheaper_start`); a longer chain starts with bits back. Deciding a long
+chain on its first batch alone was tried and cost more than it saved: its
+second batch then dips into the seed (three photos, 128- and 256-pixel tiles,
+bench/README.md).
+
 Accounting (all in bits):
 
 * ``stored``  = payload actually written,
@@ -24,7 +33,7 @@ import numpy as np
 import torch
 
 from bbcodec.coding.ans import WORD_BITS, AnsStack, seed_words, split_seed
-from bbcodec.coding.bitsback import CODERS
+from bbcodec.coding.bitsback import CODERS, NO_BITS_BACK
 from bbcodec.errors import CorruptDataError
 
 MAX_BITS_PER_POP = 24  # constriction's probability precision bounds what one symbol can cost
@@ -37,6 +46,7 @@ class EncodedChain:
     seed_words: int = 0          # length of the seed both sides regenerate (from the batch shapes)
     stored_bits_after: list = field(default_factory=list)  # stored size after each batch, when tracked
     stack_words: list | None = None  # the stack's size in words after each batch (checkpoints; None: unknown)
+    start: str = "bits-back"     # how the first batch was coded (STARTS)
 
     @property
     def stored_bits(self) -> int:
@@ -67,36 +77,63 @@ def _seed_length(steps) -> int:
     return max(seed_length(model, tuple(getattr(batch, "shape", batch))) for model, batch in steps)
 
 
-def encode_steps(steps, coder: str = "bitswap", track: bool = False, progress=None) -> EncodedChain:
+STARTS = ("bits-back", "no-bits-back")
+"""How the first batch of a chain is coded: like the others, or without bits back (see the module doc)."""
+
+
+def _coder_pair(coder: str, start: str, index: int):
+    """The (encode, decode) pair for the batch at ``index`` of a chain."""
+    return NO_BITS_BACK if index == 0 and start == "no-bits-back" else CODERS[coder]
+
+
+def cheaper_start(steps, coder: str = "bitswap") -> str:
+    """For one batch, the start that leaves the smaller payload (bits back when equal); else bits back."""
+    if len(steps) != 1:
+        return "bits-back"
+    seed = seed_words(_seed_length(steps))
+
+    def payload_words(start: str) -> int:
+        ans = AnsStack.seeded(seed)
+        _coder_pair(coder, start, 0)[0](ans, *steps[0])
+        return len(split_seed(ans.words(), seed)[1])
+
+    return min(STARTS, key=payload_words)
+
+
+def encode_steps(steps, coder: str = "bitswap", track: bool = False, progress=None,
+                 start: str = "bits-back") -> EncodedChain:
     """Push each ``(model, batch)`` in order onto one seeded stack.
 
     ``model`` is anything with the coders' interface (depth, posterior,
     conditional, top_prior, latent_shape); ``batch`` a uint8 tensor (B, C, H, W).
-    ``progress(images)``, if given, is called after each batch.
+    ``progress(images)``, if given, is called after each batch. ``start``: one of
+    :data:`STARTS`, or ``"auto"`` (:func:`cheaper_start`).
     """
-    encode, _ = CODERS[coder]
+    if start == "auto":
+        start = cheaper_start(steps, coder)
     seed = seed_words(_seed_length(steps))
     ans = AnsStack.seeded(seed)
     sizes, stack_words = [], []
-    for model, batch in steps:
-        encode(ans, model, batch)
+    for index, (model, batch) in enumerate(steps):
+        _coder_pair(coder, start, index)[0](ans, model, batch)
         stack_words.append(ans.num_words())
         if progress:
             progress(len(batch))
         if track:
             sizes.append(WORD_BITS * len(split_seed(ans.words(), seed)[1]))
     untouched, payload = split_seed(ans.words(), seed)
-    return EncodedChain(payload, untouched, len(seed), sizes, stack_words)
+    return EncodedChain(payload, untouched, len(seed), sizes, stack_words, start)
 
 
 def decode_steps(steps, encoded: EncodedChain, coder: str = "bitswap", progress=None) -> list:
-    """Pop the batches of ``steps`` = [(model, batch shape)] (the encoder's order); check the stack ends on the seed."""
-    _, decode = CODERS[coder]
+    """Pop the batches of ``steps`` = [(model, batch shape)] (the encoder's order, its ``encoded.start``);
+    check the stack ends on the seed."""
     seed = seed_words(_seed_length(steps))
     ans = AnsStack.from_payload(seed, encoded.untouched_seed_words, encoded.payload)
     expected = _checkpoints(encoded, len(steps), len(seed), ans.num_words())
     batches = []
     for index, (model, shape) in reversed(list(enumerate(steps))):
+        decode = _coder_pair(coder, encoded.start, index)[1]
         batches.append(decode(ans, model, _latent_like(model, shape)))
         # The encoder's stack never reached below the untouched seed; a decoder that does
         # has run out of real data (damaged payload, or a header that claims a larger image).

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from bbcodec.coding.bitsback import CODERS
-from bbcodec.coding.chain import EncodedChain, decode_steps, encode_steps
+from bbcodec.coding.chain import STARTS, EncodedChain, decode_steps, encode_steps
 from bbcodec.tiling import TileLayout
 
 
@@ -38,12 +38,18 @@ class CoderSettings:
     software as the encoder), or ``"auto"``: exact (every model supports it).
     Files store the resolved choice (:meth:`resolve`); files written before
     the field existed are float.
+
+    ``start`` is how the chain's first batch is coded (:data:`~bbcodec.coding.chain.STARTS`):
+    ``"auto"`` lets the encoder keep the cheaper of the two
+    (:func:`~bbcodec.coding.chain.cheaper_start`), and files store the one it
+    kept; files written before the field existed start with bits back.
     """
 
     coder: str = "bitswap"
     tile: int = 64
     max_batch: int = 16
     arithmetic: str = "auto"
+    start: str = "auto"
 
     def __post_init__(self):
         if self.coder not in CODERS:
@@ -52,6 +58,8 @@ class CoderSettings:
             raise ValueError(f"tile must be 8..1024 and max_batch 1..256, got {self.tile}, {self.max_batch}")
         if self.arithmetic not in ARITHMETIC + ("auto",):
             raise ValueError(f"unknown arithmetic {self.arithmetic!r} (one of {', '.join(ARITHMETIC)}, auto)")
+        if self.start not in STARTS + ("auto",):
+            raise ValueError(f"unknown start {self.start!r} (one of {', '.join(STARTS)}, auto)")
 
     def resolve(self) -> "CoderSettings":
         """These settings with ``arithmetic`` decided: ``auto`` is exact, for every model."""
@@ -128,7 +136,7 @@ def encode_image(model, pixels: np.ndarray, settings: CoderSettings = CoderSetti
     model = coding_model(model, settings.resolve().arithmetic)
     steps = [(view, cut_batch(pixels, group, batch, model.device))
              for view, group, batch in tile_views(model, settings.layout(*pixels.shape))]
-    return encode_steps(steps, settings.coder, progress=progress)
+    return encode_steps(steps, settings.coder, progress=progress, start=settings.start)
 
 
 def decode_image(model, encoded: EncodedChain, height: int, width: int, channels: int,
