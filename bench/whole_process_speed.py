@@ -2,7 +2,9 @@
 
 Each round runs, one after another, every command of the comparison as its
 own process (start-up, imports, model loading and file writes included):
-bbcodec compress and decompress of one image with the model given, then JPEG
+bbcodec compress and decompress of one image with the model given (the
+image as a raw PPM file, so that the model codes it: a file whose code
+would not beat it would be kept as it is, and nothing timed), then JPEG
 XL lossless encode and decode at effort 7 and effort 9 through libjxl
 (imagecodecs, also a fresh Python process, so that both sides pay an
 interpreter's start). Rounds alternate the commands so that a change in the
@@ -53,18 +55,18 @@ def timed(command: list[str]) -> tuple[float, float]:
 def commands(image: Path, work: Path, model: str, threads: int) -> dict[str, list[str]]:
     """The commands of one comparison, by name, in the order a round runs them."""
     bbcodec = [sys.executable, "-m", "bbcodec"]
-    bbc, back = work / "image.bbc", work / "back.png"
+    bbc, back = work / "image.bbc", work / "back.ppm"
     jxl = {effort: work / f"image-e{effort}.jxl" for effort in (7, 9)}
     named = {
         "bbcodec compress": [*bbcodec, "compress", "-q", "-f", "-T", str(threads), "-m", model, str(image),
                              "-o", str(bbc)],
         "bbcodec decompress": [*bbcodec, "decompress", "-q", "-f", "-T", str(threads), "-m", model, str(bbc),
-                               "-o", str(back)],
+                               "-o", str(back)],  # raw pixels, as JPEG XL's decoder below writes
     }
     for effort, path in jxl.items():
         named[f"JPEG XL e{effort} encode"] = [sys.executable, "-c", JXL_ENCODE, str(image), str(path), str(effort),
                                               str(threads)]
-        named[f"JPEG XL e{effort} decode"] = [sys.executable, "-c", JXL_DECODE, str(path), str(work / "jxl.png"),
+        named[f"JPEG XL e{effort} decode"] = [sys.executable, "-c", JXL_DECODE, str(path), str(work / "jxl.ppm"),
                                               str(threads)]
     return named
 
@@ -79,9 +81,14 @@ def measure(image: Path, model: str, threads: int, rounds: int) -> dict:
                 wall, cpu = timed(command)
                 if round_:  # the first round warms the page cache and writes the files the decoders read
                     times[name].append((wall, cpu))
-        decoded = np.asarray(Image.open(Path(folder) / "back.png"))
+        decoded = np.asarray(Image.open(Path(folder) / "back.ppm"))
         if not np.array_equal(decoded, np.asarray(Image.open(image))):
             raise SystemExit("bbcodec's decoded image differs from the input")
+        method = json.loads(subprocess.run([sys.executable, "-m", "bbcodec", "info", "--json",
+                                            str(Path(folder) / "image.bbc")], check=True, capture_output=True,
+                                           text=True).stdout)["method"]
+        if method != "bits-back":
+            raise SystemExit(f"bbcodec did not code the image with the model (method {method})")
     result = {}
     for name, runs in times.items():
         walls = [w for w, _ in runs]
@@ -93,13 +100,15 @@ def measure(image: Path, model: str, threads: int, rounds: int) -> dict:
     return result
 
 
-def cropped(path: str, size: str | None, folder: Path) -> Path:
-    """The image, or its top-left WIDTHxHEIGHT crop written as a PNG in ``folder``."""
-    if not size:
-        return Path(path)
-    width, height = map(int, size.split("x"))
-    out = folder / f"{Path(path).stem}-{width}x{height}.png"
-    Image.open(path).crop((0, 0, width, height)).save(out)
+def as_raw_file(path: str, size: str | None, folder: Path) -> Path:
+    """The image (or its top-left WIDTHxHEIGHT crop) as a PPM/PGM file in ``folder``: raw pixels, which the
+    model's code always beats, so that bbcodec times its coder, never a file kept as it was given."""
+    image = Image.open(path)
+    if size:
+        width, height = map(int, size.split("x"))
+        image = image.crop((0, 0, width, height))
+    out = folder / f"{Path(path).stem}-{image.width}x{image.height}.ppm"
+    image.save(out)
     return out
 
 
@@ -113,7 +122,7 @@ def main(argv=None) -> int:
     parser.add_argument("--json", help="also write the results to this file")
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory() as folder:
-        image = cropped(args.image, args.crop, Path(folder))
+        image = as_raw_file(args.image, args.crop, Path(folder))
         report = {"image": args.image, "crop": args.crop, "model": args.model, "rounds": args.rounds,
                   "machine": f"{platform.machine()}, {os.cpu_count()} logical cores",
                   "load_before": os.getloadavg(), "threads": {}}
