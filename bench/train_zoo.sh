@@ -50,7 +50,9 @@ MULTISCALE=("$D"/photos/0[0-3]?.png "$D"/photos/040.png "$D"/usc-sipi/textures "
 multiscale() {  # multiscale RUNS TAG [OPTION...]: stage 1 natural images, stage 2 with synthetic:2000 from
     local runs=$1 tag=$2                        # stage 1's weights; OPTIONs (e.g. --set FIELD=VALUE) to both
     shift 2
-    bbcodec train "${MULTISCALE[@]}" "$@" --steps 6000 --out "$runs/$tag-c64" --name "$tag-c64"
+    if ! ls "$runs/$tag-c64/$tag-c64"-*.safetensors >/dev/null 2>&1; then  # stage 1 not finished yet
+        bbcodec train "${MULTISCALE[@]}" "$@" --steps 6000 --out "$runs/$tag-c64" --name "$tag-c64"
+    fi
     bbcodec train "${MULTISCALE[@]}" "$@" synthetic:2000 --steps 4000 --lr 1e-3 \
         --init-from "$(ls "$runs/$tag-c64/$tag-c64"-*.safetensors)" --out "$runs/$tag-syn" --name "$tag-syn"
 }
