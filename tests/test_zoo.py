@@ -6,7 +6,7 @@ long as files made with it may exist; a new default is added beside the old one
 Golden files are ``HASH.bbc`` and ``HASH-exact.bbc`` (the first 12 hex digits
 of the model hash); every shipped model has at least one in exact arithmetic,
 which decodes on every machine; float files are checked where they were made
-(``fixtures.golden``). The golden files of format version 2 (``tests/golden/v2``, one per coding method,
+(``fixtures.golden``). The golden files of format version 2 (``tests/golden/v2``, one per coding method and per start of a chain,
 made with the default model: ``make_v2_golden.py`` there) find their model by the id they carry.
 """
 from __future__ import annotations
@@ -20,6 +20,7 @@ import pytest
 
 import bbcodec
 from bbcodec import container, zoo
+from bbcodec.coding.chain import STARTS
 from bbcodec.coding.image import CoderSettings, decode_image, encode_image
 from fixtures.golden import check_golden
 
@@ -71,8 +72,11 @@ def test_every_format_version_2_golden_file_decodes_exactly(name):
     assert (hashlib.sha256(image.original).hexdigest() if image.original else None) == expected["original_sha256"]
 
 
-def test_there_is_a_format_version_2_golden_file_of_every_method():
-    assert sorted(entry["method"] for entry in V2_MANIFEST["files"].values()) == sorted(container.METHODS)
+def test_there_is_a_format_version_2_golden_file_of_every_method_and_start():
+    assert {entry["method"] for entry in V2_MANIFEST["files"].values()} == set(container.METHODS)
+    starts = {container.from_bytes((V2_GOLDEN / name).read_bytes()).header.get("coder", {}).get("start")
+              for name in V2_MANIFEST["files"]}
+    assert set(STARTS) <= starts
 
 
 @pytest.mark.parametrize("entry", SHIPPED, ids=[entry.name for entry in SHIPPED])

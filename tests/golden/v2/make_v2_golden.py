@@ -7,13 +7,16 @@ files of it may exist. ``tests/test_zoo.py`` decodes every file of ``golden.json
 here with the installed models, found by the model id the file carries alone
 (the first 16 bytes of the model's hash), and compares the pixels exactly with
 the ``*.npy`` files (and a kept file's bytes with their SHA-256). There is one
-file per coding method, each made with the shipped ``default`` model:
+file per coding method, made with the shipped ``default`` model, and one per
+way of starting a chain:
 
 * ``bits-back.bbc``: a 32x32 crop of ``data/chelsea.png``, exact arithmetic
   (decodes on every machine), with its stack checkpoints;
 * ``stored.bbc``: a 12x10 palette image of noise with transparency and a text
   chunk, stored raw (palette, palette mode and ``meta.KEY`` sections);
-* ``original.bbc``: a 16x16 JPEG, kept byte for byte (source format JPEG).
+* ``original.bbc``: a 16x16 JPEG, kept byte for byte (source format JPEG);
+* ``no-bits-back.bbc``: a drawn 28x28 digit coded by the shipped ``mnist`` model
+  with the chain's only batch coded without bits back (``start``).
 
 The script writes only the files that do not exist yet and never replaces one:
 a failing test means that a change broke the decoding of existing files; fix
@@ -28,7 +31,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, PngImagePlugin
+from PIL import Image, ImageDraw, PngImagePlugin
 
 import bbcodec
 from bbcodec import container, imageio, zoo
@@ -63,10 +66,22 @@ def jpeg() -> bytes:
     return out.getvalue()
 
 
-CASES = {  # name -> (what compress is given, the method its .bbc must have)
-    "bits-back.bbc": (imageio.Image(chelsea(32, 32), "RGB", format="PNG"), "bits-back"),
-    "stored.bbc": (imageio.read_image(palette_png()), "stored"),  # the image alone: PNG would keep the file
-    "original.bbc": (jpeg(), "original"),
+def digit() -> np.ndarray:
+    """A 28x28 grey "7" drawn on black, MNIST-like."""
+    image = Image.new("L", (28, 28))
+    draw = ImageDraw.Draw(image)
+    draw.line([(7, 7), (21, 7), (12, 23)], fill=255, width=3)
+    return np.asarray(image)[:, :, None].copy()
+
+
+EXACT = CoderSettings(arithmetic="exact")
+CASES = {  # name -> (what compress is given, the method its .bbc must have, the model, the coder settings)
+    "bits-back.bbc": (imageio.Image(chelsea(32, 32), "RGB", format="PNG"), "bits-back", MODEL, EXACT),
+    "stored.bbc": (imageio.read_image(palette_png()), "stored", MODEL, EXACT),  # alone: PNG would keep the file
+    "original.bbc": (jpeg(), "original", MODEL, EXACT),
+    # a chain whose first (and only) batch is coded without bits back, latents at the prior's modes
+    "no-bits-back.bbc": (imageio.Image(digit(), "L", format="PNG"), "bits-back", "mnist",
+                         CoderSettings(arithmetic="exact", start="no-bits-back")),
 }
 
 
@@ -74,12 +89,14 @@ def main() -> int:
     manifest_path = HERE / "golden.json"
     manifest = json.loads(manifest_path.read_text()) if manifest_path.exists() else {"format_version": 2,
                                                                                       "files": {}}
-    digest = zoo.find(MODEL).hash
-    for name, (source, method) in CASES.items():
+    for name, (source, method, model, settings) in CASES.items():
         if (HERE / name).exists():
             continue  # golden files are never replaced
-        data = bbcodec.compress(source, model=MODEL, settings=CoderSettings(arithmetic="exact"))
+        data = bbcodec.compress(source, model=model, settings=settings)
         header = bbcodec.info(data)
+        if header.get("coder", {}).get("start", settings.start) != settings.start:
+            print(f"{name}: start {header['coder']['start']}, expected {settings.start}", file=sys.stderr)
+            return 1
         if container.format_version(data) != 2 or header["method"] != method:
             print(f"{name}: format {container.format_version(data)}, method {header['method']}, expected 2 and "
                   f"{method}; nothing written", file=sys.stderr)
@@ -90,7 +107,8 @@ def main() -> int:
         np.save(HERE / pixels_name, image.pixels, allow_pickle=False)
         manifest["files"][name] = {
             "method": method, "mode": image.mode, "pixels": pixels_name,
-            "model": MODEL if "model" in header else None, "model_hash": digest if "model" in header else None,
+            "model": model if "model" in header else None,
+            "model_hash": zoo.find(model).hash if "model" in header else None,
             "metadata": {k: v.hex() for k, v in sorted(image.metadata.items())},
             "original_sha256": hashlib.sha256(image.original).hexdigest() if image.original else None,
         }
