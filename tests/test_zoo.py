@@ -6,8 +6,8 @@ long as files made with it may exist; a new default is added beside the old one
 Golden files are ``HASH.bbc`` and ``HASH-exact.bbc`` (the first 12 hex digits
 of the model hash); every shipped model has at least one in exact arithmetic,
 which decodes on every machine; float files are checked where they were made
-(``fixtures.golden``). The golden files of format version 2 (``tests/golden/v2``, one per coding method and per start of a chain,
-made with the default model: ``make_v2_golden.py`` there) find their model by the id they carry.
+(``fixtures.golden``). The golden files of format version 2 (``tests/golden/v2``, one per coding method and per start of a
+chain, made with the shipped models: ``make_v2_golden.py`` there) find their model by the id they carry.
 """
 from __future__ import annotations
 
