@@ -14,7 +14,7 @@ The first batch may be coded without bits back (``start="no-bits-back"``,
 :data:`bbcodec.coding.bitsback.NO_BITS_BACK`): its latents are the prior's
 modes instead of pops that only initial bits could pay for. ``start="auto"``
 codes a chain of one batch (a small image) both ways and keeps the smaller
-(:func:`cheaper_start`); a longer chain starts with bits back. Deciding a long
+(:func:`encode_steps`); a longer chain starts with bits back. Deciding a long
 chain on its first batch alone was tried and cost more than it saved: its
 second batch then dips into the seed (three photos, 128- and 256-pixel tiles,
 bench/README.md).
@@ -86,20 +86,6 @@ def _coder_pair(coder: str, start: str, index: int):
     return NO_BITS_BACK if index == 0 and start == "no-bits-back" else CODERS[coder]
 
 
-def cheaper_start(steps, coder: str = "bitswap") -> str:
-    """For one batch, the start that leaves the smaller payload (bits back when equal); else bits back."""
-    if len(steps) != 1:
-        return "bits-back"
-    seed = seed_words(_seed_length(steps))
-
-    def payload_words(start: str) -> int:
-        ans = AnsStack.seeded(seed)
-        _coder_pair(coder, start, 0)[0](ans, *steps[0])
-        return len(split_seed(ans.words(), seed)[1])
-
-    return min(STARTS, key=payload_words)
-
-
 def encode_steps(steps, coder: str = "bitswap", track: bool = False, progress=None,
                  start: str = "bits-back") -> EncodedChain:
     """Push each ``(model, batch)`` in order onto one seeded stack.
@@ -107,10 +93,19 @@ def encode_steps(steps, coder: str = "bitswap", track: bool = False, progress=No
     ``model`` is anything with the coders' interface (depth, posterior,
     conditional, top_prior, latent_shape); ``batch`` a uint8 tensor (B, C, H, W).
     ``progress(images)``, if given, is called after each batch. ``start``: one of
-    :data:`STARTS`, or ``"auto"`` (:func:`cheaper_start`).
+    :data:`STARTS`, or ``"auto"``: a chain of one batch is coded both ways and
+    the smaller kept (bits back when equal), a longer one starts with bits back.
     """
-    if start == "auto":
-        start = cheaper_start(steps, coder)
+    if start != "auto":
+        return _encode_from(start, steps, coder, track, progress)
+    if len(steps) != 1:
+        return _encode_from("bits-back", steps, coder, track, progress)
+    chains = [_encode_from(way, steps, coder, track, progress if way == STARTS[-1] else None) for way in STARTS]
+    return min(chains, key=lambda chain: len(chain.payload))
+
+
+def _encode_from(start: str, steps, coder: str, track: bool, progress) -> EncodedChain:
+    """The chain of ``steps`` whose first batch is coded as ``start`` says."""
     seed = seed_words(_seed_length(steps))
     ans = AnsStack.seeded(seed)
     sizes, stack_words = [], []

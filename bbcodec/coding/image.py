@@ -41,7 +41,7 @@ class CoderSettings:
 
     ``start`` is how the chain's first batch is coded (:data:`~bbcodec.coding.chain.STARTS`):
     ``"auto"`` lets the encoder keep the cheaper of the two
-    (:func:`~bbcodec.coding.chain.cheaper_start`), and files store the one it
+    (:func:`~bbcodec.coding.chain.encode_steps`), and files store the one it
     kept; files written before the field existed start with bits back.
     """
 
