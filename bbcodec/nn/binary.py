@@ -52,6 +52,12 @@ class _Conv2dBase(nn.Module):
         self.v = nn.Parameter(torch.empty(out_channels, in_channels, kernel_size, kernel_size))
         self.g = nn.Parameter(torch.full((out_channels,), float(init_scale)))
         self.bias = nn.Parameter(torch.zeros(out_channels))
+        if not self.v.is_meta:  # a skeleton for shapes gets no values (on meta, init imports torch._dynamo)
+            self.init_weights()
+
+    def init_weights(self) -> None:
+        """Random starting values of ``v`` (the layer's own distribution)."""
+        raise NotImplementedError
 
     @property
     def fan_in(self) -> int:
@@ -66,10 +72,8 @@ class BinaryConv2d(_Conv2dBase):
 
     binary = True
 
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        if not self.v.is_meta:  # a skeleton for shapes gets no values (on meta, init imports torch._dynamo)
-            nn.init.uniform_(self.v, -1.0, 1.0)
+    def init_weights(self) -> None:
+        nn.init.uniform_(self.v, -1.0, 1.0)
 
     def forward(self, x):
         signs = sign_ste(self.v) if self.training else torch.where(self.v >= 0, 1.0, -1.0).to(x.dtype)
@@ -88,10 +92,8 @@ class WNConv2d(_Conv2dBase):
 
     binary = False
 
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        if not self.v.is_meta:
-            nn.init.normal_(self.v, 0.0, 0.05)
+    def init_weights(self) -> None:
+        nn.init.normal_(self.v, 0.0, 0.05)
 
     def weight(self) -> torch.Tensor:
         norm = self.v.flatten(1).norm(dim=1).clamp_min(1e-12)
