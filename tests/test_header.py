@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from bbcodec import container, imageio
-from bbcodec.coding import bitsback, image
+from bbcodec.coding import bitsback, chain, image
 from bbcodec.container import Header
 from bbcodec.errors import CorruptDataError
 from bbcodec.tiling import TileLayout
@@ -98,7 +98,8 @@ HEADERS = st.builds(
     image_checksum=st.none() | hex_digits(32),
     coder=st.none() | st.fixed_dictionaries(
         {"coder": st.sampled_from(container.CODERS), "tile": UINT32, "max_batch": UINT32},
-        optional={"arithmetic": st.sampled_from(image.ARITHMETIC)}),  # absent: a file from before the field
+        optional={"arithmetic": st.sampled_from(image.ARITHMETIC),  # absent: a file from before the field
+                  "start": st.sampled_from(chain.STARTS)}),
     grid_bits=st.none() | UINT32, untouched_seed_words=st.none() | UINT32, entropy_coder=st.none() | TEXTS,
     float_platform=st.none() | TEXTS)
 """Every header format version 2 can carry: each field absent or any value of what bbcodec writes."""
@@ -168,7 +169,7 @@ def test_format_version_2_has_a_code_for_every_header_field():
 
 def test_the_codes_of_format_version_2_never_change():
     """A file stores a value's index in these tables: they may only grow at the end, and they cover every
-    mode, source format, coder and arithmetic bbcodec has."""
+    mode, source format, coder, arithmetic and start bbcodec has."""
     assert container.METHODS == ("bits-back", "stored", "original")
     assert container.MODES == ("1", "L", "P", "LA", "PA", "RGB", "YCbCr", "LAB", "RGBA", "CMYK")
     assert container.SOURCE_FORMATS == ("PNG", "JPEG", "MPO", "GIF", "BMP", "DIB", "TIFF", "WEBP", "PPM", "TGA",
@@ -176,12 +177,14 @@ def test_the_codes_of_format_version_2_never_change():
     assert container.PALETTE_MODES == ("RGB", "RGBA")
     assert container.CODERS == ("bitswap", "bbans")
     assert container.ARITHMETICS == ("exact", "float", None)
+    assert container.STARTS == ("bits-back", "no-bits-back", None)
     assert container.SECTIONS == ("payload", "stack", "palette", "original")
     assert container.ESCAPE == 255
     assert set(container.MODES) == set(imageio.CHANNELS)
     assert set(container.SOURCE_FORMATS) >= imageio.INPUT_FORMATS | set(imageio.LOSSLESS_FORMATS)
     assert set(container.CODERS) == set(bitsback.CODERS)
     assert set(container.ARITHMETICS) == {*image.ARITHMETIC, None}
+    assert set(container.STARTS) == {*chain.STARTS, None}
 
 
 def test_a_source_format_outside_the_table_is_written_as_text():
