@@ -5,6 +5,7 @@
 #   bash bench/train_zoo.sh photo-polyphase [OUT [--resume]]  # a longer run of the polyphase preset (not shipped)
 #   bash bench/train_zoo.sh multiscale [RUNS]                  # the two-level polyphase candidate (not shipped yet)
 #   bash bench/train_zoo.sh multiscale-wide [RUNS]             # the same with context networks of 64 channels
+#   bash bench/train_zoo.sh multiscale-linear [RUNS]           # the same with a linear path from the neighbours
 #
 # Each stage is a `bbcodec train` run that writes runs/<stage>/ (log, checkpoint,
 # plot, exported model); a later stage starts from the previous stage's exported
@@ -71,5 +72,6 @@ case "${1:-}" in
         ;;
     multiscale) multiscale "${2:-runs}" ms ;;
     multiscale-wide) multiscale "${2:-runs}" msw --set context_channels=64 ;;  # context networks twice as wide
-    *) echo "usage: bash bench/train_zoo.sh default|default-float|mnist|photo-polyphase|multiscale|multiscale-wide" >&2; exit 2 ;;
+    multiscale-linear) multiscale "${2:-runs}" msl --set linear_prediction=true ;;  # interpolation + correction
+    *) echo "usage: bash bench/train_zoo.sh default|default-float|mnist|photo-polyphase|multiscale|multiscale-wide|multiscale-linear" >&2; exit 2 ;;
 esac

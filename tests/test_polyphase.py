@@ -17,6 +17,7 @@ from bbcodec.models.export import load_model, model_to_bytes, save_model
 from bbcodec.models.polyphase_vae import (PHASES, PolyphaseConfig, PolyphaseVAE, coding_steps, join_phases,
                                           split_phases)
 from bbcodec.models.presets import preset
+from bbcodec.nn.arithmetic import FLOAT
 from fixtures.samples import binary_pixels
 from roundtrip import check_roundtrip
 
@@ -24,6 +25,8 @@ CONFIG = PolyphaseConfig(hidden_channels=16, latent_channels=4, latent_layers=2,
                          pixel_distribution="laplace", channel_coupling=True, feature_channels=8,
                          context_channels=16, context_blocks=1)
 TWO_LEVELS = CONFIG.replace(levels=2)
+LINEAR = TWO_LEVELS.replace(linear_prediction=True)
+SHAPES = {"one-level": CONFIG, "two-levels": TWO_LEVELS, "linear": LINEAR}
 
 
 def make_polyphase(seed: int = 0, config: PolyphaseConfig = CONFIG) -> PolyphaseVAE:
@@ -87,9 +90,10 @@ def test_the_steps_go_from_the_coarsest_image_to_the_finest_phases():
     assert steps[0::4, 0::4].eq(0).all() and steps[1::2, 1::2].eq(6).all() and steps[2::4, 2::4].eq(3).all()
 
 
-@pytest.mark.parametrize("levels", [1, 2])
-def test_each_step_depends_on_the_earlier_steps_and_never_on_its_own_or_later_ones(levels):
-    model = make_polyphase(config=CONFIG.replace(levels=levels))
+@pytest.mark.parametrize("shape", sorted(SHAPES))
+def test_each_step_depends_on_the_earlier_steps_and_never_on_its_own_or_later_ones(shape):
+    model = make_polyphase(config=SHAPES[shape])
+    levels = model.config.levels
     x = as_batch(smooth_pixels(16, 16))
     dist = likelihood(model, x)
     base = dist.log_prob(x)
@@ -118,9 +122,9 @@ def test_pixels_outside_the_crop_do_not_change_the_coded_likelihood(model, level
 
 @pytest.mark.parametrize("arithmetic", ["float", "exact"])
 @pytest.mark.parametrize("planes", [3, 1], ids=["rgb", "grey"])
-@pytest.mark.parametrize("levels", [1, 2])
-def test_the_coded_cost_is_the_log_probability(model, arithmetic, planes, levels):
-    model = model if levels == 1 else make_polyphase(config=TWO_LEVELS)
+@pytest.mark.parametrize("shape", sorted(SHAPES))
+def test_the_coded_cost_is_the_log_probability(model, arithmetic, planes, shape):
+    model = model if shape == "one-level" else make_polyphase(config=SHAPES[shape])
     x = as_batch(smooth_pixels(32, 32, seed=2))
     ops_model = model.exact() if arithmetic == "exact" else None
     channels = slice(0, 3) if planes == 3 else slice(model.grey_channel, model.grey_channel + 1)
@@ -152,6 +156,25 @@ def test_the_training_loss_is_the_log_probability_that_the_coder_codes(model):
     assert torch.allclose(loss["recon"], bits)
 
 
+def test_linear_prediction_starts_as_the_mean_of_the_nearest_decoded_neighbours():
+    """On a linear ramp the mean of the nearest neighbours is exact: the linear path predicts every inner pixel."""
+    model = make_polyphase(config=LINEAR)
+    rows, columns = torch.meshgrid(torch.arange(16), torch.arange(16), indexing="ij")
+    ramp = (20 + 5 * rows + 3 * columns).to(torch.uint8).expand(1, 3, 16, 16)
+    channels = model.config.image_channels
+    for step, (level, k) in enumerate(coding_steps(LINEAR.levels)):
+        linear = model.phases[step].linear
+        if k == 0:
+            assert linear is None
+            continue
+        level_phases = split_phases(ramp[:, :, ::2 ** (level - 1), ::2 ** (level - 1)])
+        with torch.no_grad():
+            out = linear(FLOAT.pixels(torch.cat(level_phases[:k], dim=1)))
+        means, rest = out[:, :channels, :-1, :-1], out[:, channels:]
+        assert torch.allclose(means, FLOAT.pixels(level_phases[k])[:, :, :-1, :-1], atol=1e-5), (level, k)
+        assert not rest.any()  # log-scales and coupling start from the head alone
+
+
 # -- through the codec ------------------------------------------------------------------------------
 IMAGES = {"rgb": (binary_pixels(17, 23, 3, seed=1), "RGB"), "grey": (binary_pixels(17, 23, 1, seed=2), "L"),
           "rgba": (binary_pixels(17, 23, 4, seed=3), "RGBA")}
@@ -170,10 +193,12 @@ def test_compress_and_decompress_round_trip(model_path, kind, coder, arithmetic)
     assert np.array_equal(bbcodec.decompress(data, model=str(model_path)).pixels, pixels)
 
 
-@pytest.mark.parametrize("coder, kind", [("bitswap", "rgb"), ("bbans", "rgb"), ("bitswap", "grey")])
-def test_a_two_level_model_round_trips_in_exact_arithmetic(tmp_path, coder, kind):
+@pytest.mark.parametrize("coder, kind, shape", [("bitswap", "rgb", "two-levels"), ("bbans", "rgb", "two-levels"),
+                                                ("bitswap", "grey", "two-levels"), ("bbans", "rgb", "linear"),
+                                                ("bitswap", "grey", "linear")])
+def test_a_two_level_model_round_trips_in_exact_arithmetic(tmp_path, coder, kind, shape):
     path = tmp_path / "two-levels.safetensors"
-    save_model(make_polyphase(3, TWO_LEVELS), path)
+    save_model(make_polyphase(3, SHAPES[shape]), path)
     pixels, mode = IMAGES[kind]
     data = bbcodec.compress(imageio.Image(pixels, mode), model=str(path), settings=CoderSettings(coder=coder, tile=16))
     assert np.array_equal(bbcodec.decompress(data, model=str(path)).pixels, pixels)
@@ -202,14 +227,26 @@ def test_a_model_file_names_the_family_and_loads_as_it(model_path, model):
     assert b'"family":"markov-vae-polyphase"' in model_to_bytes(model)[:2000]
 
 
-def test_a_model_file_from_before_levels_has_one_level():
+def test_a_model_file_from_before_levels_has_one_level_and_no_linear_prediction():
     fields = dict(PolyphaseConfig().__dict__)
-    del fields["levels"]
-    assert PolyphaseConfig.from_file(fields).levels == 1
+    del fields["levels"], fields["linear_prediction"]
+    config = PolyphaseConfig.from_file(fields)
+    assert config.levels == 1 and config.linear_prediction is False
+
+
+def test_a_linear_prediction_model_file_loads_as_saved(tmp_path):
+    path = tmp_path / "linear.safetensors"
+    model = make_polyphase(4, LINEAR)
+    save_model(model, path)
+    loaded = load_model(path)
+    assert loaded.config == LINEAR
+    x = as_batch(smooth_pixels(16, 16))
+    assert torch.equal(likelihood(loaded, x).log_prob(x), likelihood(model, x).log_prob(x))
 
 
 @pytest.mark.parametrize("field, value", [("context_channels", 0), ("feature_channels", "8"),
-                                          ("context_blocks", None), ("levels", 4), ("levels", 0)])
+                                          ("context_blocks", None), ("levels", 4), ("levels", 0),
+                                          ("linear_prediction", 1), ("linear_prediction", "true")])
 def test_a_model_file_with_bad_context_fields_is_refused(field, value):
     fields = {**PolyphaseConfig().__dict__, field: value}
     if value is None:

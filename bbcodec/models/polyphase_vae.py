@@ -30,7 +30,12 @@ A context network feeds the decoded pixels (``source="pixels"``) and the
 features (``source="hidden"``) through separate convolutions and adds them,
 then binary residual blocks, then a float head: the layers next to the pixels
 and the latents stay float, the residual blocks are binary (Bird, Kingma &
-Barber, ICLR 2021). Being written against the arithmetic ``ops``
+Barber, ICLR 2021). With ``linear_prediction`` a float 3x3 convolution also
+takes the decoded pixels straight to the head's output, starting as the mean
+of each pixel's nearest decoded neighbours (:data:`NEAREST_NEIGHBOURS`), so
+the network learns a correction to an interpolation instead of the
+interpolation itself: the classical predictor of lossless coding (the
+median/gradient predictors of LOCO-I and CALIC) as a trained linear layer. Being written against the arithmetic ``ops``
 (:mod:`bbcodec.nn.arithmetic`), it runs in exact integers with no code of
 its own.
 
@@ -54,6 +59,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from bbcodec.errors import BBCodecError, shorten
 from bbcodec.models.config import VAEConfig, check_integers
 from bbcodec.models.family import register
 from bbcodec.models.markov_vae import ConditionalNet, MarkovVAE
@@ -65,6 +71,11 @@ PHASES = 4
 CONTEXT_LIMITS = {"feature_channels": (1, 256), "context_channels": (1, 1024), "context_blocks": (0, 16),
                   "levels": (1, 3)}
 """Allowed ranges of the context fields of a model file."""
+NEAREST_NEIGHBOURS = {1: [(0, 0, 0), (0, 0, 1)], 2: [(0, 0, 0), (0, 1, 0)],
+                      3: [(1, 0, 0), (1, 1, 0), (2, 0, 0), (2, 0, 1)]}
+"""Phase k's nearest decoded neighbours, as (earlier phase, row offset, column offset) in phase coordinates:
+phase 1 between two phase-0 pixels of its row, phase 2 between two of its column, phase 3 between the
+phase-1 pixels above and below and the phase-2 pixels left and right."""
 
 
 def coding_steps(levels: int) -> list[tuple[int, int]]:
@@ -83,13 +94,16 @@ class PolyphaseConfig(VAEConfig):
     ``feature_channels``: the features the first conditional gives each
     half-resolution pixel; ``context_channels`` and ``context_blocks``: the
     width and the residual blocks of each phase's context network;
-    ``levels``: the depth of the multi-scale split (1: four phases).
+    ``levels``: the depth of the multi-scale split (1: four phases);
+    ``linear_prediction``: a linear path from the decoded neighbours to the
+    pixel parameters (module docstring).
     """
 
     feature_channels: int = 16
     context_channels: int = 32
     context_blocks: int = 1
     levels: int = 1
+    linear_prediction: bool = False
 
     def __post_init__(self):
         super().__post_init__()
@@ -100,9 +114,12 @@ class PolyphaseConfig(VAEConfig):
     @classmethod
     def from_file(cls, fields: dict) -> "PolyphaseConfig":
         """The config from a model file's fields: the context fields checked here, the rest as a VAEConfig's
-        (files from before ``levels`` have one level)."""
-        fields = {"levels": 1, **fields}
+        (files from before ``levels`` have one level, from before ``linear_prediction`` none)."""
+        fields = {"levels": 1, "linear_prediction": False, **fields}
         check_integers(fields, CONTEXT_LIMITS)
+        if not isinstance(fields["linear_prediction"], bool):
+            raise BBCodecError(f"model file: config linear_prediction = {shorten(fields['linear_prediction'])}, "
+                               "expected true or false")
         return super().from_file(fields)
 
 
@@ -131,15 +148,36 @@ class ContextNet(nn.Module):
             for _ in range(config.context_blocks)
         ])
         self.head = WNConv2d(width, out_channels, 3, init_scale=0.1)
+        self.linear = None
+        if earlier and config.linear_prediction:
+            self.linear = WNConv2d(config.image_channels * earlier, out_channels, 3, init_scale=0.0)
+            if not self.linear.v.is_meta:
+                interpolate_(self.linear, earlier, config.image_channels)
 
     def forward(self, features: torch.Tensor, earlier: torch.Tensor | None, ops=FLOAT) -> torch.Tensor:
         """``features``: hidden activations; ``earlier``: uint8 pixels of the phases before, or None for phase 0."""
         h = ops.conv(self.features, ops.elu(features))
+        pixels = ops.pixels(earlier) if earlier is not None else None
         if self.pixels is not None:
-            h = ops.residual(h, ops.conv(self.pixels, ops.pixels(earlier), "pixels"))
+            h = ops.residual(h, ops.conv(self.pixels, pixels, "pixels"))
         for block in self.blocks:
             h = block(h, ops)
-        return ops.conv(self.head, ops.elu(h))
+        out = ops.conv(self.head, ops.elu(h))
+        if self.linear is not None:
+            out = ops.residual(out, ops.conv(self.linear, pixels, "pixels"))
+        return out
+
+
+@torch.no_grad()
+def interpolate_(layer: WNConv2d, phase: int, channels: int) -> None:
+    """Start ``layer`` (decoded phases -> pixel parameters, means first) as the mean of each channel's nearest
+    neighbours in :data:`NEAREST_NEIGHBOURS`; its other outputs start at zero (gain 0, random direction)."""
+    neighbours = NEAREST_NEIGHBOURS[phase]
+    for channel in range(channels):
+        layer.v[channel].zero_()
+        for earlier, dy, dx in neighbours:
+            layer.v[channel, earlier * channels + channel, 1 + dy, 1 + dx] = 1.0 / len(neighbours)
+        layer.g[channel] = layer.v[channel].norm()
 
 
 class PolyphasePixels:
