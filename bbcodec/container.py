@@ -81,11 +81,12 @@ import hashlib
 import json
 import struct
 import typing
-import zlib
 from dataclasses import dataclass, field
 
 from bbcodec.errors import CorruptDataError
 from bbcodec.tiling import TileLayout
+from bbcodec.wire import (MAX_TEXT, Choice, Digest, Malformed, Number, Object, Reader, Text, crc32, is_int,
+                          varint)
 
 MAGIC = b"\xbbBBC"
 MAX_PIXELS = 1 << 28
@@ -228,7 +229,7 @@ class Header:
         if self.method != "bits-back" or self.coder is None:
             return None
         values = [self.height, self.width, self.channels, self.coder.get("tile"), self.coder.get("max_batch")]
-        if not all(_is_int(v) and v > 0 for v in values) or values[0] * values[1] > 1 << 40 or values[3] < 2:
+        if not all(is_int(v) and v > 0 for v in values) or values[0] * values[1] > 1 << 40 or values[3] < 2:
             return None
         return TileLayout(*values)
 
@@ -282,17 +283,13 @@ def image_checksum(header: dict, sections: dict[str, bytes]) -> str:
     return digest.hexdigest()
 
 
-def _crc(data: bytes) -> int:
-    return zlib.crc32(data) & 0xFFFFFFFF
-
-
 def to_bytes(container: Container, version: int = FORMAT_VERSION) -> bytes:
     """The bytes of a .bbc file in format ``version`` (the default; 1 for files of the old format). The
     header's ``sections`` entry, if any, is replaced by the sections' own table. ValueError for a header
     that the version cannot carry (version 2: a field or section bbcodec does not write, a value of another
     type or range than bbcodec writes)."""
     header = {k: v for k, v in container.header.items() if k != "sections"}
-    table = [[name, len(data), _crc(data)] for name, data in container.sections.items()]
+    table = [[name, len(data), crc32(data)] for name, data in container.sections.items()]
     return _HEADER_WRITERS[version](header, table) + b"".join(container.sections.values())
 
 
@@ -301,7 +298,7 @@ def _v1_header(header: dict, table: list) -> bytes:
     header_bytes = json.dumps({**header, "sections": table}, sort_keys=True, separators=(",", ":")).encode()
     if len(header_bytes) > MAX_HEADER_BYTES:
         raise ValueError("container header too large")
-    return _PREFIX.pack(MAGIC, 1, len(header_bytes)) + header_bytes + struct.pack("<I", _crc(header_bytes))
+    return _PREFIX.pack(MAGIC, 1, len(header_bytes)) + header_bytes + struct.pack("<I", crc32(header_bytes))
 
 
 def read_header(data: bytes) -> tuple[dict, int]:
@@ -332,7 +329,7 @@ def _read_v1(data: bytes) -> tuple[dict, int]:
     if len(data) < end + 4:
         raise CorruptDataError("truncated .bbc file (header)")
     header_bytes = data[_PREFIX.size:end]
-    if struct.unpack_from("<I", data, end)[0] != _crc(header_bytes):
+    if struct.unpack_from("<I", data, end)[0] != crc32(header_bytes):
         raise CorruptDataError("corrupt .bbc header (checksum mismatch)")
     try:
         header = json.loads(header_bytes)
@@ -354,171 +351,21 @@ STARTS = ("bits-back", "no-bits-back", None)  # None: a file from before the fie
 SECTIONS = ("payload", CHECKPOINTS, "palette", ORIGINAL)
 """With :data:`METHODS`, the closed sets that version 2 writes as one byte, a value's index: they only ever
 grow at the end. A source format outside its table, and ``meta.KEY`` sections, are written as
-:data:`ESCAPE` and a text."""
-ESCAPE = 255
-_UINT32 = 1 << 32
-_HEX = frozenset("0123456789abcdef")
+:data:`bbcodec.wire.ESCAPE` and a text."""
 
-
-class _Malformed(Exception):
-    """A value of a version 2 header that cannot be read; the message says why, the caller where."""
-
-
-class _Reader:
-    """A version 2 header, read front to back from after the version byte, at most MAX_HEADER_BYTES."""
-
-    def __init__(self, data: bytes):
-        self.data, self.offset = data, len(MAGIC) + 1
-        self.end = min(len(data), MAX_HEADER_BYTES)
-
-    def take(self, size: int) -> bytes:
-        """The next ``size`` bytes."""
-        if size > self.end - self.offset:
-            raise CorruptDataError("truncated .bbc file (header)" if self.end == len(self.data)
-                                   else "corrupt .bbc header (implausible size)")
-        self.offset += size
-        return self.data[self.offset - size:self.offset]
-
-    def uint(self, limit: int = 1 << 64) -> int:
-        """An unsigned LEB128 number of at most 10 bytes, below ``limit``."""
-        value = 0
-        for shift in range(0, 70, 7):
-            byte = self.take(1)[0]
-            value |= (byte & 0x7F) << shift
-            if byte < 0x80:
-                if value >= limit:
-                    raise _Malformed(f"{value} is out of range")
-                return value
-        raise _Malformed("a number longer than 10 bytes")
-
-    def text(self) -> str:
-        """A printable UTF-8 text of at most MAX_TEXT bytes, after its length."""
-        size = self.uint()
-        if size > MAX_TEXT:
-            raise _Malformed(f"a text of {size} bytes, more than {MAX_TEXT}")
-        try:
-            text = self.take(size).decode()
-        except UnicodeDecodeError:
-            raise _Malformed("a text that is not UTF-8") from None
-        if not text.isprintable():
-            raise _Malformed("a text with control characters")
-        return text
-
-
-def _varint(value: int) -> bytes:
-    """An unsigned number as LEB128: 7 bits a byte, low bits first, the top bit set on all but the last."""
-    out = bytearray()
-    while value >= 0x80:
-        out.append(value & 0x7F | 0x80)
-        value >>= 7
-    out.append(value)
-    return bytes(out)
-
-
-def _text(value) -> bytes:
-    """A printable text as its UTF-8 length (a varint) and bytes."""
-    data = value.encode() if isinstance(value, str) and value.isprintable() else None
-    if data is None or len(data) > MAX_TEXT:
-        raise ValueError("not a printable text of at most MAX_TEXT bytes")
-    return _varint(len(data)) + data
-
-
-@dataclass(frozen=True)
-class _Number:
-    """An unsigned integer below 2^32 (every integer header field bbcodec writes is), as a varint."""
-
-    def write(self, value) -> bytes:
-        if not (_is_int(value) and 0 <= value < _UINT32):
-            raise ValueError("not an integer from 0 to 2^32 - 1")
-        return _varint(value)
-
-    def read(self, reader: _Reader) -> int:
-        return reader.uint(_UINT32)
-
-
-@dataclass(frozen=True)
-class _Choice:
-    """One of ``names`` as its index in one byte. With ``escape``, a string that starts with it and is not
-    one of the names: ESCAPE, then the rest of the string as a text."""
-
-    names: tuple
-    escape: str | None = None
-
-    def write(self, value) -> bytes:
-        if value in self.names:
-            return bytes([self.names.index(value)])
-        if self.escape is None or not isinstance(value, str) or not value.startswith(self.escape):
-            raise ValueError("not one of the known values")
-        return bytes([ESCAPE]) + _text(value[len(self.escape):])
-
-    def read(self, reader: _Reader):
-        code = reader.take(1)[0]
-        if code < len(self.names):
-            return self.names[code]
-        if code != ESCAPE or self.escape is None:
-            raise _Malformed(f"unknown value {code}")
-        return self.escape + reader.text()
-
-
-@dataclass(frozen=True)
-class _Text:
-    """A free string, as a text."""
-
-    def write(self, value) -> bytes:
-        return _text(value)
-
-    def read(self, reader: _Reader) -> str:
-        return reader.text()
-
-
-@dataclass(frozen=True)
-class _Digest:
-    """A lowercase hex string of ``size`` bytes, as those bytes; with ``prefix``, the first ``size`` bytes
-    of a longer one (the model's hash)."""
-
-    size: int = 16
-    prefix: bool = False
-
-    def write(self, value) -> bytes:
-        digits = 2 * self.size
-        if not (isinstance(value, str) and set(value) <= _HEX
-                and (len(value) == digits or self.prefix and len(value) > digits)):
-            raise ValueError(f"not {digits}{' or more' if self.prefix else ''} lowercase hex digits")
-        return bytes.fromhex(value[:digits])
-
-    def read(self, reader: _Reader) -> str:
-        return reader.take(self.size).hex()
-
-
-@dataclass(frozen=True)
-class _Object:
-    """A JSON object of known keys, each value in its codec, in this order; a value read as None is absent."""
-
-    parts: tuple
-
-    def write(self, value) -> bytes:
-        if not isinstance(value, dict) or not set(value) <= {key for key, _ in self.parts}:
-            raise ValueError("not an object of the known keys")
-        return b"".join(codec.write(value.get(key)) for key, codec in self.parts)
-
-    def read(self, reader: _Reader) -> dict:
-        values = [(key, codec.read(reader)) for key, codec in self.parts]
-        return {key: value for key, value in values if value is not None}
-
-
-_V2_REQUIRED = (("width", _Number()), ("height", _Number()), ("channels", _Number()), ("mode", _Choice(MODES)),
-                ("method", _Choice(METHODS)))
+_V2_REQUIRED = (("width", Number()), ("height", Number()), ("channels", Number()), ("mode", Choice(MODES)),
+                ("method", Choice(METHODS)))
 _V2_OPTIONAL = (
-    ("source_format", _Choice(SOURCE_FORMATS, escape="")), ("palette_mode", _Choice(PALETTE_MODES)),
-    ("model", _Digest(MODEL_ID_BYTES, prefix=True)), ("pixel_checksum", _Digest()), ("image_checksum", _Digest()),
-    ("coder", _Object((("coder", _Choice(CODERS)), ("tile", _Number()), ("max_batch", _Number()),
-                       ("arithmetic", _Choice(ARITHMETICS)), ("start", _Choice(STARTS))))),
-    ("grid_bits", _Number()), ("untouched_seed_words", _Number()), ("entropy_coder", _Text()),
-    ("float_platform", _Text()))
+    ("source_format", Choice(SOURCE_FORMATS, escape="")), ("palette_mode", Choice(PALETTE_MODES)),
+    ("model", Digest(MODEL_ID_BYTES, prefix=True)), ("pixel_checksum", Digest()), ("image_checksum", Digest()),
+    ("coder", Object((("coder", Choice(CODERS)), ("tile", Number()), ("max_batch", Number()),
+                       ("arithmetic", Choice(ARITHMETICS)), ("start", Choice(STARTS))))),
+    ("grid_bits", Number()), ("untouched_seed_words", Number()), ("entropy_coder", Text()),
+    ("float_platform", Text()))
 """The header fields of version 2 and their codecs: the required ones, then those with a presence bit each
 (bit i: the i-th), in the order they are written (the ones small files have first: one byte of presence
 bits for a stored or kept file)."""
-_SECTION_NAME = _Choice(SECTIONS, escape=META_PREFIX)
+_SECTION_NAME = Choice(SECTIONS, escape=META_PREFIX)
 
 
 def _v2_header(header: dict, table: list) -> bytes:
@@ -527,15 +374,15 @@ def _v2_header(header: dict, table: list) -> bytes:
     if unknown:
         raise ValueError(f"format version 2 has no header field {unknown[0]!r}")
     present = sum(1 << index for index, (name, _) in enumerate(_V2_OPTIONAL) if header.get(name) is not None)
-    parts = [MAGIC, bytes([2]), _varint(present)]
+    parts = [MAGIC, bytes([2]), varint(present)]
     parts += [_written(name, codec, header.get(name)) for name, codec in _v2_fields(present)]
-    parts.append(_varint(len(table)))
+    parts.append(varint(len(table)))
     for name, size, crc in table:
-        parts += [_written("section name", _SECTION_NAME, name), _varint(size), struct.pack("<I", crc)]
+        parts += [_written("section name", _SECTION_NAME, name), varint(size), struct.pack("<I", crc)]
     data = b"".join(parts)
     if len(data) > MAX_HEADER_BYTES:
         raise ValueError("container header too large")
-    return data + struct.pack("<I", _crc(data))
+    return data + struct.pack("<I", crc32(data))
 
 
 def _v2_fields(present: int) -> tuple:
@@ -553,8 +400,8 @@ def _written(name: str, codec, value) -> bytes:
 
 def _read_v2(data: bytes) -> tuple[dict, int]:
     """The header of a version 2 file as JSON (see the module doc) and the offset of its sections."""
-    reader = _Reader(data)
-    present = _read(reader, "presence bits", _Reader.uint)
+    reader = Reader(data, len(MAGIC) + 1, MAX_HEADER_BYTES, "truncated .bbc file (header)", "corrupt .bbc header (implausible size)")
+    present = _read(reader, "presence bits", Reader.uint)
     if present >> len(_V2_OPTIONAL):
         raise CorruptDataError(f"corrupt .bbc header (presence bits {present:#x}: unknown fields)")
     fields = {name: _read(reader, name, codec.read) for name, codec in _v2_fields(present)}
@@ -562,23 +409,23 @@ def _read_v2(data: bytes) -> tuple[dict, int]:
     end = reader.offset
     if len(data) < end + 4:
         raise CorruptDataError("truncated .bbc file (header)")
-    if struct.unpack_from("<I", data, end)[0] != _crc(data[:end]):
+    if struct.unpack_from("<I", data, end)[0] != crc32(data[:end]):
         raise CorruptDataError("corrupt .bbc header (checksum mismatch)")
     return {**Header(**fields).to_json(), "sections": table}, end + 4
 
 
-def _read_table(reader: _Reader) -> list:
+def _read_table(reader: Reader) -> list:
     """The section table of a version 2 header, as version 1's: [name, size, crc32] for each section."""
-    count = _read(reader, "section count", _Reader.uint)
-    return [[_read(reader, "section name", _SECTION_NAME.read), _read(reader, "section size", _Reader.uint),
+    count = _read(reader, "section count", Reader.uint)
+    return [[_read(reader, "section name", _SECTION_NAME.read), _read(reader, "section size", Reader.uint),
              struct.unpack("<I", reader.take(4))[0]] for _ in range(count)]
 
 
-def _read(reader: _Reader, name: str, read):
+def _read(reader: Reader, name: str, read):
     """``read(reader)``, or CorruptDataError naming the field."""
     try:
         return read(reader)
-    except _Malformed as problem:
+    except Malformed as problem:
         raise CorruptDataError(f"corrupt .bbc header ({name}: {problem})") from None
 
 
@@ -598,7 +445,7 @@ def from_bytes(data: bytes) -> Container:
     sections = {}
     for entry in header["sections"]:
         if not (isinstance(entry, list) and len(entry) == 3 and isinstance(entry[0], str)
-                and all(_is_int(v) and v >= 0 for v in entry[1:])):
+                and all(is_int(v) and v >= 0 for v in entry[1:])):
             raise CorruptDataError("corrupt .bbc header (bad section entry)")
         name, size, crc = entry
         if name in sections:
@@ -606,7 +453,7 @@ def from_bytes(data: bytes) -> Container:
         chunk = data[offset:offset + size]
         if len(chunk) != size:
             raise CorruptDataError(f"truncated .bbc file (section {name!r})")
-        if _crc(chunk) != crc:
+        if crc32(chunk) != crc:
             raise CorruptDataError(f"corrupt .bbc file (section {name!r} checksum mismatch)")
         sections[name] = chunk
         offset += size
@@ -616,9 +463,6 @@ def from_bytes(data: bytes) -> Container:
     if problem:
         raise WorkLimitError(f"refusing to decode: {problem}")
     return Container(header, sections)
-
-
-MAX_TEXT = 200
 
 
 def _plain_strings(value, depth: int = 0) -> bool:
@@ -631,10 +475,6 @@ def _plain_strings(value, depth: int = 0) -> bool:
     if isinstance(value, list):
         return depth < 3 and all(_plain_strings(v, depth + 1) for v in value)
     return True
-
-
-def _is_int(value) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def work_limit_problem(layout: TileLayout) -> str | None:

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bbcodec import container, imageio
+from bbcodec import container, imageio, wire
 from bbcodec.coding import bitsback, chain, image
 from bbcodec.container import Header
 from bbcodec.errors import CorruptDataError
@@ -179,7 +179,7 @@ def test_the_codes_of_format_version_2_never_change():
     assert container.ARITHMETICS == ("exact", "float", None)
     assert container.STARTS == ("bits-back", "no-bits-back", None)
     assert container.SECTIONS == ("payload", "stack", "palette", "original")
-    assert container.ESCAPE == 255
+    assert wire.ESCAPE == 255
     assert set(container.MODES) == set(imageio.CHANNELS)
     assert set(container.SOURCE_FORMATS) >= imageio.INPUT_FORMATS | set(imageio.LOSSLESS_FORMATS)
     assert set(container.CODERS) == set(bitsback.CODERS)
