@@ -46,7 +46,7 @@ def write_all(target, data) -> None:
         target.flush()
 
 
-def _create_beside(path: Path, mode: int) -> tuple[int, str]:
+def create_beside(path: Path, mode: int) -> tuple[int, str]:
     """A new file ``.NAME.XXXXXXXX.tmp`` beside ``path``, created with ``mode`` (less the umask): its descriptor
     and name."""
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
@@ -63,7 +63,7 @@ def write_temporary(path, data, private: bool = True) -> str:
     """A hidden temporary file beside ``path`` (``.NAME.XXXXXXXX.tmp``) holding all of ``data``, flushed to
     disk; its name. ``private``: readable by its owner only, else with the permissions a new file gets
     (the umask's). Nothing is left behind if this fails (OSError)."""
-    handle, tmp_name = _create_beside(Path(path), 0o600 if private else 0o666)
+    handle, tmp_name = create_beside(Path(path), 0o600 if private else 0o666)
     try:
         try:
             write_all(handle, data)

@@ -166,7 +166,7 @@ no_limits_option = click.option("--no-limits", is_flag=True,
 def compress(files, output, to_stdout, force, remove, keep, recursive, threads, verbose, quiet, device, model, coder,
              tile, arithmetic, strip_metadata, verify):
     """Compress image FILES to FILE.bbc (keeps the inputs; '-' reads standard input; -r: folders too)."""
-    files = _files(files, recursive, remove, keep, lambda path: _format_of_name(path) is not None)
+    files = _files(files, recursive, remove, keep, lambda path: format_of_name(path) is not None)
     output, to_stdout = _check_outputs(files, output, to_stdout, force)
     if arithmetic == "float":  # a warning even with -q: these files may be unreadable elsewhere
         click.echo(f"bbcodec: warning: --arithmetic float writes files that decode only on this kind of machine "
@@ -275,7 +275,7 @@ def _tile_count(data: bytes):
     return count
 
 
-def _format_of_name(name: str) -> str | None:
+def format_of_name(name: str) -> str | None:
     return Image.registered_extensions().get(Path(name).suffix.lower())
 
 
@@ -286,7 +286,7 @@ def _decompressed_name(name: str, image: imageio.Image) -> str:
     written = imageio.output_format(image)
     if written == image.format:
         return base
-    if _format_of_name(base):
+    if format_of_name(base):
         return str(Path(base).with_suffix("." + written.lower()))
     return f"{base}.{written.lower()}"
 
@@ -294,7 +294,7 @@ def _decompressed_name(name: str, image: imageio.Image) -> str:
 def _output_format(target: str | None, image: imageio.Image) -> str:
     """The format to write: the one the ``-o`` target's suffix names (it must store this image exactly),
     else the image's own (:func:`bbcodec.imageio.output_format`)."""
-    named = _format_of_name(target) if target else None
+    named = format_of_name(target) if target else None
     if named is None or named == imageio.output_format(image):
         return imageio.output_format(image)
     if named in imageio.LOSSLESS_FORMATS and imageio.output_format(image, named) == named:

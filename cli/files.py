@@ -48,7 +48,7 @@ def atomic_write(path: Path, data: bytes, like: os.stat_result | None = None, ov
         if overwrite:
             os.replace(tmp_name, path)
         else:
-            _link_new(tmp_name, path)
+            link_new(tmp_name, path)
         sync_directory(path.parent)
     except FileExistsError:
         raise CLIError(f"{path} already exists (use -f to overwrite)") from None
@@ -82,7 +82,7 @@ def verify_written(path: Path, data: bytes) -> None:
         raise CLIError(f"{path} does not read back as written: removed it and kept the input")
 
 
-def _link_new(tmp_name: str, path: Path) -> None:
+def link_new(tmp_name: str, path: Path) -> None:
     """Move ``tmp_name`` to ``path`` unless ``path`` exists (FileExistsError)."""
     try:
         os.link(tmp_name, path)  # atomic, and fails if the name exists; the temporary name is removed after

@@ -23,6 +23,9 @@ COMMANDS = {
     "models": ("bbcodec_cli.models", "models", "List the installed models, or install one."),
     "train": ("bbcodec_cli.train", "train_command", "Train a codec model on images and export it."),
     "export": ("bbcodec_cli.train", "export_command", "Export a training checkpoint as a codec model file."),
+    "pack": ("bbcodec_cli.archive", "pack_command", "Pack images, folders, .npz and MNIST files into one archive (.bba)."),
+    "unpack": ("bbcodec_cli.archive", "unpack_command", "Write the images of an archive, or some of them, into a folder."),
+    "list": ("bbcodec_cli.archive", "list_command", "List the images of an archive."),
     "bench": ("bbcodec_cli.bench", "bench", "Measure bbcodec beside the classical lossless codecs, with real files."),
 }
 

@@ -1,0 +1,262 @@
+"""Archives (bbcodec.archive, ``bbcodec pack / unpack / list``): many images on chunked bits-back chains."""
+from __future__ import annotations
+
+import io
+import struct
+import zlib
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from bbcodec import archive, imageio
+from bbcodec.errors import CorruptDataError
+from bbcodec.wire import crc32, varint
+from bbcodec_cli import parallel
+from bbcodec_cli.main import main
+from fixtures.samples import MODE_CASES, binary_pixels, noise_pixels, sample_file
+
+
+def mixed_members() -> list[archive.Member]:
+    """Every lossless mode of the samples at two sizes, then a counting series of small grey images."""
+    members = []
+    for case, (_, _, suffix) in MODE_CASES.items():
+        if suffix != ".png":
+            continue
+        for height, width in ((5, 7), (19, 12)):
+            data, _ = sample_file(case, height, width, seed=height)
+            members.append(archive.Member(f"mixed/{case}-{height}x{width}.png", imageio.read_image(data)))
+    members += [archive.Member(f"digits/{i:03d}", imageio.Image(binary_pixels(8, 8, 1, seed=i), "L"))
+                for i in range(30)]
+    return members
+
+
+def packed(members, model_file, **options) -> bytes:
+    buffer = io.BytesIO()
+    archive.pack(members, buffer, model=str(model_file), **options)
+    return buffer.getvalue()
+
+
+def same_image(a: imageio.Image, b: imageio.Image) -> bool:
+    return (a.mode, a.palette, a.palette_mode, a.format, a.metadata) == (b.mode, b.palette, b.palette_mode, b.format,
+                                                                           b.metadata) and np.array_equal(a.pixels,
+                                                                                                          b.pixels)
+
+
+@pytest.fixture(scope="module")
+def members():
+    return mixed_members()
+
+
+@pytest.fixture(scope="module")
+def data(members, model_file) -> bytes:
+    return packed(members, model_file, chunk_subpixels=1500)
+
+
+@pytest.fixture(scope="module")
+def opened(model_file):
+    """Archive(data) reading with the test model (not installed)."""
+    return lambda data, model=model_file: archive.Archive(data, model=str(model))
+
+
+# -- the library ------------------------------------------------------------------------------------------------
+def test_every_image_comes_back_exactly_with_its_name_mode_palette_and_metadata(members, data, opened):
+    box = opened(data)
+    assert box.complete and not box.problems and len(box.chunks) > 3
+    assert box.names() == [m.name for m in members]
+    unpacked = dict(box)
+    assert all(same_image(unpacked[m.name], m.image) for m in members)
+
+
+def test_one_image_is_extracted_from_its_chunk_alone(members, data, opened, monkeypatch):
+    box = opened(data)
+    decoded = []
+    original = box.decode_chunk
+    monkeypatch.setattr(box, "decode_chunk", lambda chunk: decoded.append(chunk.index) or original(chunk))
+    wanted = members[-5]
+    assert same_image(box.extract(wanted.name), wanted.image)
+    assert len(decoded) == 1
+    with pytest.raises(KeyError):
+        box.extract("no/such/image")
+
+
+def test_counting_names_of_one_description_are_one_series_entry():
+    image = imageio.Image(np.zeros((4, 4, 1), np.uint8), "L")
+    names = [f"set/{i:04d}" for i in range(7, 20)] + ["set/0021", "other.png", "x9", "x10"]
+    entries = archive.entries_of([archive.Member(name, image) for name in names])
+    assert [(e.prefix, e.digits, e.first, e.count) for e in entries] == [
+        ("set/", 4, 7, 13), ("set/0021", 0, 0, 1), ("other.png", 0, 0, 1), ("x9", 0, 0, 1), ("x10", 0, 0, 1)]
+    assert [name for entry in entries for name in entry.names()] == names
+
+
+def test_ten_thousand_counting_names_are_one_entry():
+    image = imageio.Image(np.zeros((2, 2, 1), np.uint8), "L")
+    names = [f"t10k/{i:05d}" for i in range(10_000)]
+    entries = archive.entries_of([archive.Member(name, image) for name in names])
+    assert len(entries) == 1 and entries[0].names() == names
+
+
+def test_images_that_the_model_codes_larger_than_raw_are_stored_raw(model_file, opened):
+    noise = [archive.Member(f"noise/{i}", imageio.Image(noise_pixels(16, 16, 3, seed=i), "RGB")) for i in range(3)]
+    buffer = io.BytesIO()
+    report = archive.pack(noise, buffer, model=str(model_file))
+    assert report.stored_chunks == report.chunks == 1
+    assert all(same_image(image, m.image) for (_, image), m in zip(opened(buffer.getvalue()), noise))
+
+
+@pytest.mark.parametrize("name", ["", "../up.png", "/etc/passwd", "a//b.png", "a/./b.png", "c:\\x.png", "a\nb",
+                                  "x" * 201])
+def test_names_that_would_write_outside_the_folder_are_refused(model_file, name):
+    image = imageio.Image(np.zeros((2, 2, 1), np.uint8), "L")
+    with pytest.raises(archive.ArchiveError):
+        packed([archive.Member(name, image)], model_file)
+
+
+def test_two_members_of_one_name_are_refused(model_file):
+    image = imageio.Image(np.zeros((2, 2, 1), np.uint8), "L")
+    with pytest.raises(archive.ArchiveError, match="two members"):
+        packed([archive.Member("a.png", image)] * 2, model_file)
+
+
+def forged_chunk(entries: bytes) -> bytes:
+    """A chunk whose entries are ``entries`` (stored pixels of 2x2 grey images, digest not checked), CRC right."""
+    compressed = zlib.compress(entries)
+    body = varint(len(compressed)) + compressed + bytes([1]) + varint(4) + bytes(4) + bytes(16)
+    return archive.CHUNK_MAGIC + varint(len(body)) + body + struct.pack("<I", crc32(body))
+
+
+def test_a_forged_chunk_naming_a_path_outside_the_folder_is_refused_and_the_rest_stays_readable(data, opened):
+    description = archive.describe(imageio.Image(np.zeros((2, 2, 1), np.uint8), "L"))
+    evil = archive._entries_bytes([archive.Entry("../../evil.png", description)])
+    header_end = archive.ArchiveHeader.read(data)[1]
+    box = opened(data[:header_end] + forged_chunk(evil) + data[header_end:])
+    assert "../../evil.png" not in box.names() and len(box.names()) == len(opened(data).names())
+    assert any("outside the folder" in problem for problem in box.problems)
+
+
+def test_a_damaged_chunk_loses_its_own_images_only(members, data, opened):
+    box = opened(data)
+    second = box.chunks[1]
+    damaged = bytearray(data)
+    damaged[(second.body.start + second.body.stop) // 2] ^= 0x10
+    hurt = opened(bytes(damaged))
+    lost = {name for name, _ in second.members}
+    assert set(hurt.names()) == set(box.names()) - lost
+    assert any("chunk 2" in problem and "damaged" in problem for problem in hurt.problems)
+    assert all(same_image(image, m.image) for (name, image), m in zip(hurt, (m for m in members if m.name not in lost)))
+
+
+def test_every_truncation_and_bit_flip_is_refused_or_decodes_exactly(members, model_file, opened):
+    small = members[:2] + members[-3:]
+    data = packed(small, model_file, chunk_subpixels=100)
+    expected = {m.name: m.image for m in small}
+    rng = np.random.default_rng(0)
+    cuts = list(range(0, len(data), 7)) + [len(data) - 1]
+    flips = [(int(i), 1 << int(b)) for i, b in zip(rng.integers(0, len(data), 120), rng.integers(0, 8, 120))]
+    for kind, damaged in [("cut", data[:cut]) for cut in cuts] + [("flip", _flipped(data, *f)) for f in flips]:
+        try:
+            box = opened(damaged)
+        except CorruptDataError:
+            continue
+        assert kind == "flip" or not box.complete
+        for chunk in box.chunks:
+            try:
+                images = box.decode_chunk(chunk)
+            except CorruptDataError:
+                continue
+            assert all(same_image(image, expected[name]) for name, image in images)
+
+
+def _flipped(data: bytes, index: int, bit: int) -> bytes:
+    damaged = bytearray(data)
+    damaged[index] ^= bit
+    return bytes(damaged)
+
+
+def test_another_model_is_refused_with_a_clear_message(data, opened, other_model_file):
+    box = opened(data, other_model_file)
+    with pytest.raises(CorruptDataError, match="made with model"):
+        box.decode_chunk(box.chunks[0])
+
+
+# -- the commands -----------------------------------------------------------------------------------------------
+@pytest.fixture
+def workdir(tmp_path, monkeypatch):
+    monkeypatch.setenv("BBCODEC_MODELS", str(tmp_path / "user-models"))
+    monkeypatch.setattr(parallel, "available_cores", lambda: 1)
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+def run(*args):
+    result = CliRunner().invoke(main, [str(a) for a in args])
+    assert "Traceback" not in result.output and "Traceback" not in result.stderr
+    if result.exception is not None and not isinstance(result.exception, SystemExit):
+        raise AssertionError(f"uncaught {result.exception!r}\n{result.output}") from result.exception
+    return result
+
+
+def write_inputs(folder) -> dict:
+    """A folder of PNGs (one in a subfolder), an .npz of four RGB images; {member name: pixels}."""
+    (folder / "pics" / "sub").mkdir(parents=True)
+    expected = {}
+    for index, (case, path) in enumerate([("RGB", "pics/a.png"), ("P", "pics/sub/b.png"), ("LA", "pics/c.png")]):
+        data, _ = sample_file(case, 9, 6 + index, seed=index)
+        (folder / path).write_bytes(data)
+        expected[path] = imageio.read_image(data).pixels
+    array = np.stack([binary_pixels(6, 5, 3, seed=s) for s in range(4)])
+    np.savez(folder / "set.npz", test_x=array)
+    expected.update({f"set.npz/{i}": array[i] for i in range(4)})
+    return expected
+
+
+def test_pack_list_and_unpack_round_trip_a_folder_and_an_npz(workdir, model_file):
+    expected = write_inputs(workdir)
+    packed_run = run("pack", "all.bba", "pics", "set.npz", "-m", model_file, "--chunk", 200)
+    assert packed_run.exit_code == 0, packed_run.output
+    assert "7 images" in packed_run.stderr
+    listed = run("list", "all.bba")
+    assert listed.exit_code == 0 and listed.stdout.split() == sorted(expected)[:3] + [f"set.npz/{i}" for i in range(4)]
+    assert run("unpack", "all.bba", "-C", "out", "-m", model_file).exit_code == 0
+    for name, pixels in expected.items():
+        written = workdir / "out" / (name if name.endswith(".png") else name + ".png")
+        assert np.array_equal(imageio.read_image(written.read_bytes()).pixels, pixels), name
+
+
+def test_unpack_writes_only_the_members_named_and_never_over_a_file(workdir, model_file):
+    write_inputs(workdir)
+    assert run("pack", "all.bba", "pics", "set.npz", "-m", model_file).exit_code == 0
+    assert run("unpack", "all.bba", "set.npz/2", "-C", "one", "-m", model_file).exit_code == 0
+    assert [p.name for p in (workdir / "one").rglob("*") if p.is_file()] == ["2.png"]
+    again = run("unpack", "all.bba", "set.npz/2", "-C", "one", "-m", model_file)
+    assert again.exit_code == 1 and "already exists" in again.stderr
+    missing = run("unpack", "all.bba", "nope", "-C", "one", "-m", model_file)
+    assert missing.exit_code == 1 and "nope: not in the archive" in missing.stderr
+
+
+def test_pack_refuses_an_existing_archive_an_input_as_target_and_lossy_files(workdir, model_file):
+    write_inputs(workdir)
+    (workdir / "old.bba").write_bytes(b"x")
+    assert "already exists" in run("pack", "old.bba", "pics", "-m", model_file).stderr
+    assert "one of the inputs" in run("pack", "pics/a.png", "pics/a.png", "-m", model_file, "-f").stderr
+    jpeg, _ = sample_file("CMYK-JPEG", 8, 8)
+    (workdir / "photo.jpg").write_bytes(jpeg)
+    refused = run("pack", "new.bba", "photo.jpg", "-m", model_file)
+    assert refused.exit_code == 1 and "lossy" in refused.stderr and not (workdir / "new.bba").exists()
+    assert not list(workdir.glob(".new.bba*"))  # no temporary file left behind
+
+
+def test_unpack_of_a_damaged_archive_writes_the_intact_images_and_fails(workdir, model_file):
+    write_inputs(workdir)
+    assert run("pack", "all.bba", "pics", "set.npz", "-m", model_file, "--chunk", 200).exit_code == 0
+    data = (workdir / "all.bba").read_bytes()
+    box = archive.Archive(data)
+    first = box.chunks[0]
+    damaged = bytearray(data)
+    damaged[first.body.stop - 3] ^= 1
+    (workdir / "all.bba").write_bytes(bytes(damaged))
+    result = run("unpack", "all.bba", "-C", "out", "-m", model_file)
+    assert result.exit_code == 1 and "chunk 1" in result.stderr and "damaged" in result.stderr
+    written = {str(p.relative_to(workdir / "out")) for p in (workdir / "out").rglob("*") if p.is_file()}
+    lost = {name for name, _ in first.members}
+    assert written and not written & lost
