@@ -46,7 +46,7 @@ import numpy as np
 from bbcodec import container, imageio, zoo
 from bbcodec.coding.ans import ENTROPY_CODER
 from bbcodec.coding.chain import STARTS, EncodedChain, decode_steps, encode_steps
-from bbcodec.coding.image import CoderSettings, coding_model, cut_batch, tile_views
+from bbcodec.coding.image import CoderSettings, batch_shape, coding_model, cut_batch, paste_batch, tile_views
 from bbcodec.errors import BBCodecError, CorruptDataError, UnsupportedImageError
 from bbcodec.safeio import write_all
 from bbcodec.wire import Choice, Malformed, Reader, crc32, varint, text as wire_text
@@ -546,8 +546,7 @@ class Archive:
                 raise container.WorkLimitError(f"chunk {index + 1}: refusing to decode: {problem}")
         coder = coding_model(net.to(self.device), header.settings.arithmetic)
         steps = _chain_steps(coder, shapes, header.settings)
-        batch_shapes = [(view, (len(batch), group.stop - group.start, batch[0].height, batch[0].width))
-                        for view, group, batch, _ in steps]
+        batch_shapes = [(view, batch_shape(group, batch)) for view, group, batch, _ in steps]
         try:
             decoded = decode_steps(batch_shapes, encoded, header.settings.coder)
         except CorruptDataError as error:
@@ -556,8 +555,7 @@ class Archive:
             raise CorruptDataError(f"chunk {index + 1}: cannot decode ({error})") from None
         pixels = [np.empty(shape, dtype=np.uint8) for shape in shapes]
         for (_, group, batch, image), tiles in zip(steps, decoded):
-            for t, tile in zip(batch, tiles.cpu().numpy()):
-                pixels[image][t.top:t.top + t.height, t.left:t.left + t.width, group] = tile.transpose(1, 2, 0)
+            paste_batch(pixels[image], group, batch, tiles)
         return pixels
 
 

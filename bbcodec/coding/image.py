@@ -128,6 +128,17 @@ def cut_batch(pixels: np.ndarray, group: slice, batch, device) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(np.stack(tiles).transpose(0, 3, 1, 2))).to(device)
 
 
+def paste_batch(pixels: np.ndarray, group: slice, batch, tiles: torch.Tensor) -> None:
+    """Write one decoded batch of tiles (B, planes, H, W) into an (H, W, C) image: the inverse of :func:`cut_batch`."""
+    for t, tile in zip(batch, tiles.cpu().numpy()):
+        pixels[t.top:t.top + t.height, t.left:t.left + t.width, group] = tile.transpose(1, 2, 0)
+
+
+def batch_shape(group: slice, batch) -> tuple[int, int, int, int]:
+    """The (B, planes, H, W) shape of one batch of tiles of one plane group."""
+    return len(batch), group.stop - group.start, batch[0].height, batch[0].width
+
+
 def encode_image(model, pixels: np.ndarray, settings: CoderSettings = CoderSettings(), progress=None) -> EncodedChain:
     """Code an (H, W, C) uint8 array losslessly; returns the chain's payload and accounting.
 
@@ -144,11 +155,9 @@ def decode_image(model, encoded: EncodedChain, height: int, width: int, channels
     """Inverse of :func:`encode_image`."""
     model = coding_model(model, settings.resolve().arithmetic)
     steps = list(tile_views(model, settings.layout(height, width, channels)))
-    shapes = [(view, (len(batch), group.stop - group.start, batch[0].height, batch[0].width))
-              for view, group, batch in steps]
+    shapes = [(view, batch_shape(group, batch)) for view, group, batch in steps]
     decoded = decode_steps(shapes, encoded, settings.coder, progress=progress)
     pixels = np.empty((height, width, channels), dtype=np.uint8)
-    for (view, group, batch), tiles in zip(steps, decoded):
-        for t, tile in zip(batch, tiles.cpu().numpy()):
-            pixels[t.top:t.top + t.height, t.left:t.left + t.width, group] = tile.transpose(1, 2, 0)
+    for (_, group, batch), tiles in zip(steps, decoded):
+        paste_batch(pixels, group, batch, tiles)
     return pixels
