@@ -61,7 +61,8 @@ DEFAULT_CHUNK_SUBPIXELS = 1 << 21
 MAX_CHUNK_SUBPIXELS = 1 << 26
 """Most sub-pixels a chunk may declare (a reader's memory); a larger image is a chunk of its own."""
 MAX_ENTRIES_BYTES = 1 << 24
-"""Most bytes the entries of one chunk may decompress to."""
+"""Most bytes the entries of one chunk may decompress to. A chunk also holds at most
+:data:`bbcodec.container.MAX_TILE_BATCHES` images (each is at least one network pass)."""
 METHODS = ("bits-back", "stored")
 _DIGITS = re.compile(r"^(.*?)([0-9]+)([^0-9]*)$")
 
@@ -228,8 +229,8 @@ def _read_entries(data: bytes) -> list[tuple[str, Description]]:
         first, count, suffix = (reader.uint(10 ** 18), reader.uint(1 << 32), reader.text()) if digits else (0, 1, "")
         description = Description.read(reader)
         subpixels += count * int(np.prod(description.shape))
-        if subpixels > MAX_CHUNK_SUBPIXELS or count == 0:
-            raise Malformed("a chunk of more images than its limit allows")
+        if subpixels > MAX_CHUNK_SUBPIXELS or count == 0 or len(members) + count > container.MAX_TILE_BATCHES:
+            raise Malformed("a chunk of more images or sub-pixels than the limits allow")
         for name in Entry(prefix, b"", digits, first, count, suffix).names():
             try:
                 members.append((check_name(name), description))

@@ -134,6 +134,14 @@ def test_a_forged_chunk_naming_a_path_outside_the_folder_is_refused_and_the_rest
     assert any("outside the folder" in problem for problem in box.problems)
 
 
+def test_a_forged_series_of_a_billion_images_is_refused_before_any_name_is_made(data, opened):
+    description = archive.describe(imageio.Image(np.zeros((1, 1, 1), np.uint8), "L"))
+    huge = archive._entries_bytes([archive.Entry("x/", description, digits=10, count=10 ** 9)])
+    header_end = archive.ArchiveHeader.read(data)[1]
+    box = opened(data[:header_end] + forged_chunk(huge))
+    assert box.names() == [] and any("limits" in problem for problem in box.problems)
+
+
 def test_a_damaged_chunk_loses_its_own_images_only(members, data, opened):
     box = opened(data)
     second = box.chunks[1]
