@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import contextlib
 import io
+import mmap
 import os
+import stat
 from pathlib import Path
 
 import click
@@ -124,10 +126,19 @@ def pack_command(target, inputs, model, chunk, tile, arithmetic, npz_key, force,
 
 # -- reading ---------------------------------------------------------------------------------------------------
 def open_archive(name: str, model: str | None = None, device: str = "cpu") -> archive.Archive:
+    """The archive in the regular file ``name``, mapped into memory (only the chunks used are read)."""
     try:
-        return archive.Archive(Path(name).read_bytes(), model=model, device=device)
+        handle = os.open(name, os.O_RDONLY | os.O_NONBLOCK)  # a FIFO would block until a writer came
+        try:
+            info = os.fstat(handle)
+            if not stat.S_ISREG(info.st_mode):
+                raise CLIError(f"{name}: not a regular file")
+            data = mmap.mmap(handle, 0, access=mmap.ACCESS_READ) if info.st_size else b""
+        finally:
+            os.close(handle)
     except OSError as error:
         raise CLIError(f"{name}: {error.strerror or error}") from None
+    return archive.Archive(data, model=model, device=device)
 
 
 def _report(name: str, problems) -> int:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import io
+import os
 import struct
 import zlib
 
@@ -268,3 +269,15 @@ def test_unpack_of_a_damaged_archive_writes_the_intact_images_and_fails(workdir,
     written = {str(p.relative_to(workdir / "out")) for p in (workdir / "out").rglob("*") if p.is_file()}
     lost = {name for name, _ in first.members}
     assert written and not written & lost
+
+
+def test_list_and_unpack_refuse_special_files_and_non_archives_in_one_line(workdir):
+    os.mkfifo(workdir / "fifo")
+    (workdir / "text.bba").write_bytes(b"not an archive")
+    (workdir / "empty.bba").write_bytes(b"")
+    for name, message in [("fifo", "not a regular file"), (".", "not a regular file"), ("/dev/null", "not a regular"),
+                          ("text.bba", "not a bbcodec archive"), ("empty.bba", "not a bbcodec archive"),
+                          ("missing.bba", "No such file")]:
+        for command in ("list", "unpack"):
+            result = run(command, name)
+            assert result.exit_code == 1 and message in result.stderr and len(result.stderr.splitlines()) == 1
