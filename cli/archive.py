@@ -210,7 +210,8 @@ def unpack_command(name, members, directory, model, force, device, threads):
             continue
         for member, image in images:
             if not wanted or member in wanted:
-                atomic_write(_inside(folder, folder / unpacked_name(member, image)), _encoded(image), overwrite=force)
+                target = _inside(folder, folder / unpacked_name(member, image))
+                atomic_write(target, _encoded(image), overwrite=force)
     raise SystemExit(_report(name, problems))
 
 

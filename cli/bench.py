@@ -14,6 +14,7 @@ import click
 from tqdm import tqdm
 
 from bbcodec import benchmark, zoo
+from bbcodec.archive import DEFAULT_CHUNK_SUBPIXELS, MAX_CHUNK_SUBPIXELS
 from bbcodec.coding.bitsback import CODERS
 from bbcodec.coding.image import ARITHMETIC, CoderSettings
 from bbcodec_cli import parallel
@@ -31,6 +32,9 @@ CODEC_HELP = ("classical codecs, comma-separated, from: " + ", ".join(benchmark.
 @click.option("--chain", is_flag=True, help="also code each set of equal-sized images as ONE bits-back chain")
 @click.option("--chain-batch", type=click.IntRange(1, 4096), default=1, show_default=True,
               help="images per chain step at most (steps grow 1, 2, 4, ...)")
+@click.option("--archive", is_flag=True, help="also pack each set (any sizes) into ONE archive, as bbcodec pack does")
+@click.option("--archive-chunk", type=click.IntRange(1, MAX_CHUNK_SUBPIXELS), default=DEFAULT_CHUNK_SUBPIXELS,
+              show_default=True, help="sub-pixels per archive chunk at most")
 @click.option("--limit", type=click.IntRange(1), help="the first N images of each set only")
 @click.option("--npz-key", help="array in .npz files [default: test_x, or the only one]")
 @click.option("--coder", type=click.Choice(sorted(CODERS)), default="bitswap", show_default=True)
@@ -50,8 +54,8 @@ CODEC_HELP = ("classical codecs, comma-separated, from: " + ", ".join(benchmark.
 @click.option("--keep", "keep_dir", type=click.Path(file_okay=False), help="keep the .bbc files in this folder")
 @click.option("-q", "--quiet", is_flag=True, help="no progress bars")
 @fail_cleanly
-def bench(paths, models, codecs, chain, chain_batch, limit, npz_key, coder, tile, arithmetic, device, threads,
-          json_path, plot_path, markdown_path, from_json, title, notes_given, keep_dir, quiet):
+def bench(paths, models, codecs, chain, chain_batch, archive, archive_chunk, limit, npz_key, coder, tile, arithmetic,
+          device, threads, json_path, plot_path, markdown_path, from_json, title, notes_given, keep_dir, quiet):
     """Measure bbcodec against PNG, WebP, JPEG XL, JPEG 2000, ... on PATHS, with real files.
 
     Each PATH is a set: a folder of images, a quoted glob of image files, an
@@ -62,7 +66,7 @@ def bench(paths, models, codecs, chain, chain_batch, limit, npz_key, coder, tile
 
     \b
     bbcodec bench 'photos=data/photos/04[1-9].png' data/waterloo --json out.json --plot out.png
-    bbcodec bench mnist=t10k-images-idx3-ubyte.gz --chain --limit 100
+    bbcodec bench mnist=t10k-images-idx3-ubyte.gz --chain --archive --limit 100
     """
     if from_json:
         if paths:
@@ -102,9 +106,9 @@ def bench(paths, models, codecs, chain, chain_batch, limit, npz_key, coder, tile
             click.echo(f"bbcodec: measured {report.sets[-1].name}", err=True)
 
     settings = CoderSettings(coder=coder, tile=tile, arithmetic=arithmetic)
-    report = benchmark.run(sets, specs, chosen, chain=chain, chain_batch=chain_batch, device=device,
-                           settings=settings, workdir=keep_dir, notes=notes, command=_command_line(),
-                           progress=progress, on_set=partial)
+    report = benchmark.run(sets, specs, chosen, chain=chain, chain_batch=chain_batch, archive=archive,
+                           archive_chunk=archive_chunk, device=device, settings=settings, workdir=keep_dir,
+                           notes=notes, command=_command_line(), progress=progress, on_set=partial)
     _write([report], json_path, plot_path, markdown_path, title, notes_given)
     click.echo(benchmark.format_table(report))
     if report.failures:

@@ -1,4 +1,5 @@
-"""``bbcodec bench`` on tiny inputs: real file sizes, the overhead split, chains, missing codecs, lossless failures.
+"""``bbcodec bench`` on tiny inputs: real file sizes, the overhead split, chains, archives, missing codecs, lossless
+failures.
 
 Every test uses a tiny random model file and images of a few dozen pixels, written by the test: a
 folder of PNGs (grey, RGB, RGBA, palette), an .npz array and a gzipped MNIST idx file.
@@ -14,7 +15,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from bbcodec import benchmark
+from bbcodec import archive, benchmark
 from bbcodec.benchmark import codecs
 from bbcodec.benchmark import measure
 from bbcodec_cli.main import main
@@ -172,10 +173,56 @@ def test_a_wrong_bbcodec_decode_is_a_loud_failure(model_file, npz, workdir, monk
     assert "LOSSLESS FAILURE" in result.stderr and "bbcodec tiny" in result.stderr
 
 
+def test_bench_packs_each_set_into_one_archive(model_file, folder, workdir):
+    result = run(f"pngs={folder}", "-m", model_file, "--codecs", "none", "--archive", "--archive-chunk", "2000",
+                 "--json", "out.json", "-q")
+    assert result.exit_code == 0, result.output
+    report = json.loads((workdir / "out.json").read_text())
+    image_set = report["sets"][0]
+    (packed,) = image_set["archives"]
+    assert report["failures"] == [] and packed["exact"] and packed["codec"] == "bbcodec tiny"
+    # images of every size and mode; the 32x32 RGB one is more than a chunk, so a chunk of its own
+    assert packed["images"] == 4 and packed["subpixels"] == image_set["subpixels"]
+    assert (packed["chunks"], packed["chunk_subpixels"]) == (2, 2000)
+    assert packed["bits_per_subpixel"] == pytest.approx(8 * packed["bytes"] / packed["subpixels"])
+    assert packed["compress_mbps"] > 0 and packed["decompress_mbps"] > 0
+    assert "one archive of 4 images in 2 chunk(s)" in result.stdout
+    assert benchmark.read_json(workdir / "out.json").sets[0].archives[0].to_dict() == packed
+    again = run("--from-json", "out.json", "--markdown", "out.md")
+    assert again.exit_code == 0, again.output
+    text = (workdir / "out.md").read_text()
+    assert "One archive per set" in text and "4 files, 0 chained images and 4 archived images" in text
+    del image_set["archives"]  # a file written before archives were measured
+    assert benchmark.report_from_dict(report).sets[0].archives == []
+
+
+@pytest.mark.parametrize("damage", ["pixel", "end record"])
+def test_a_wrong_or_damaged_archive_is_a_loud_failure(model_file, npz, workdir, monkeypatch, damage):
+    class Flipping(measure.Archive):
+        def decode_chunk(self, chunk):
+            images = super().decode_chunk(chunk)
+            images[-1][1].pixels[-1, -1, -1] ^= 1
+            return images
+
+    def truncated(members, target, **options):
+        packed = archive.pack(members, target, **options)
+        target.truncate(target.tell() - 1)
+        return packed
+
+    monkeypatch.setattr(measure, *(("Archive", Flipping) if damage == "pixel" else ("pack", truncated)))
+    result = run(npz, "-m", model_file, "--codecs", "none", "--limit", "1", "--archive", "--json", "out.json")
+    assert result.exit_code == 1
+    assert "LOSSLESS FAILURE" in result.stderr and "archive of 1 images: bbcodec tiny" in result.stderr
+    assert ("decoded images differ" if damage == "pixel" else "the end record is missing") in result.stderr
+    assert json.loads((workdir / "out.json").read_text())["sets"][0]["archives"][0]["exact"] is False
+
+
 def test_usage_errors(model_file, npz):
     assert run().exit_code == 2
     bad = run(npz, "-m", model_file, "--codecs", "png,gif")
     assert bad.exit_code == 2 and "unknown codec 'gif'" in bad.stderr
+    chunk = run(npz, "-m", model_file, "--archive", "--archive-chunk", "0")
+    assert chunk.exit_code == 2 and "--archive-chunk" in chunk.stderr
     missing = run("nothing-here", "-m", model_file, "--codecs", "none")
     assert missing.exit_code == 1 and "no such file or folder" in missing.stderr
 

@@ -14,7 +14,10 @@ What :func:`run` measures, for every image of every set:
   pixels (one byte per sub-pixel);
 * optionally (``chain=True``), for sets of equal-sized images, every image
   coded on ONE bits-back chain, which is how the bits-back papers count a
-  data set's rate (:class:`ChainResult`).
+  data set's rate (:class:`ChainResult`);
+* optionally (``archive=True``), every image of a set packed into ONE
+  archive (:mod:`bbcodec.archive`: chunked chains, headers and checksums
+  included), read back and checked (:class:`ArchiveResult`).
 
 A file that does not decode to the exact pixels is a *failure*: it is
 recorded in :attr:`Report.failures` (the command reports it loudly and exits
@@ -34,19 +37,20 @@ so every codec gets the same plain planes: grey, RGB or RGBA.
 """
 from bbcodec.benchmark.codecs import (ALL_KEYS, DEFAULT_KEYS, Codec, classical_codecs, measure_classical,
                                       parse_codec_keys)
-from bbcodec.benchmark.measure import (MAX_CHAIN_PIXELS, chain_steps, environment, image_nelbo_bits, measure_chain,
-                                       measure_model, model_label, resolve_device, run)
+from bbcodec.benchmark.measure import (MAX_CHAIN_PIXELS, chain_steps, environment, image_nelbo_bits, measure_archive,
+                                       measure_chain, measure_model, model_label, resolve_device, run)
 from bbcodec.benchmark.report import format_table, markdown, plot
-from bbcodec.benchmark.results import (ChainResult, CodecResult, ModelResult, Report, SetResult, read_json,
-                                       report_from_dict, write_json)
+from bbcodec.benchmark.results import (ArchiveResult, ChainResult, CodecResult, ModelResult, Report, SetResult,
+                                       read_json, report_from_dict, write_json)
 from bbcodec.benchmark.sets import ImageSet, open_set, open_sets, plain_planes
 
 __all__ = [
     "ALL_KEYS", "DEFAULT_KEYS", "Codec", "classical_codecs", "measure_classical",
     "parse_codec_keys",
     "ImageSet", "open_set", "open_sets", "plain_planes",
-    "ChainResult", "CodecResult", "ModelResult", "Report", "SetResult", "read_json", "report_from_dict", "write_json",
-    "MAX_CHAIN_PIXELS", "chain_steps", "environment", "image_nelbo_bits", "measure_chain", "measure_model",
-    "model_label", "resolve_device", "run",
+    "ArchiveResult", "ChainResult", "CodecResult", "ModelResult", "Report", "SetResult", "read_json",
+    "report_from_dict", "write_json",
+    "MAX_CHAIN_PIXELS", "chain_steps", "environment", "image_nelbo_bits", "measure_archive", "measure_chain",
+    "measure_model", "model_label", "resolve_device", "run",
     "format_table", "markdown", "plot",
 ]

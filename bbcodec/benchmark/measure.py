@@ -1,7 +1,8 @@
-"""Running the benchmark: every bbcodec model (real files, chains) and classical codec on every set."""
+"""Running the benchmark: every bbcodec model (real files, chains, archives) and classical codec on every set."""
 from __future__ import annotations
 
 import datetime
+import io
 import math
 import os
 import platform
@@ -14,8 +15,9 @@ import numpy as np
 import torch
 
 from bbcodec import api, imageio, zoo
+from bbcodec.archive import DEFAULT_CHUNK_SUBPIXELS, Archive, Member, pack
 from bbcodec.benchmark.codecs import Codec, classical_codecs, measure_classical, same_pixels
-from bbcodec.benchmark.results import ChainResult, CodecResult, ModelResult, Report, SetResult
+from bbcodec.benchmark.results import ArchiveResult, ChainResult, CodecResult, ModelResult, Report, SetResult
 from bbcodec.benchmark.sets import ImageSet
 from bbcodec.coding.chain import decode_steps, encode_steps
 from bbcodec.coding.image import CoderSettings, TileView, coding_model, cut_batch, tile_views
@@ -163,6 +165,42 @@ def measure_chain(spec: str, images: list[np.ndarray], batch: int, device: str,
     return result
 
 
+def measure_archive(spec: str, images: list[np.ndarray], chunk_subpixels: int, device: str,
+                    settings: CoderSettings = CoderSettings()) -> tuple[ArchiveResult, str]:
+    """Pack all ``images`` (any sizes) into one archive in memory, read it back, decode and check every image.
+
+    Returns the result and '' or what went wrong (an image the archive refused, a damaged archive, an image
+    that came back different). The size is the whole archive's, header, entries and checksums included.
+    """
+    settings = settings.resolve()
+    result = ArchiveResult(f"bbcodec {model_label(spec)}", zoo.load(spec)[1],
+                           f"{settings.coder}, tile {settings.tile}, {settings.arithmetic}", chunk_subpixels)
+    members = [Member(f"{number:05d}", _image(pixels)) for number, pixels in enumerate(images)]
+    buffer = io.BytesIO()
+    try:
+        start = time.perf_counter()
+        packed = pack(members, buffer, model=spec, settings=settings, chunk_subpixels=chunk_subpixels, device=device)
+        result.encode_seconds = time.perf_counter() - start
+    except BBCodecError as failure:
+        return result, f"pack: {type(failure).__name__}: {failure}"
+    data = buffer.getvalue()
+    result.images, result.chunks, result.subpixels = packed.images, packed.chunks, packed.subpixels
+    result.bytes, result.stored_chunks = len(data), packed.stored_chunks
+    try:
+        start = time.perf_counter()
+        archive = Archive(data, model=spec, device=device)
+        decoded = list(archive)
+        result.decode_seconds = time.perf_counter() - start
+    except BBCodecError as failure:  # a damaged header, or a chunk that does not match its digest
+        return result, f"{type(failure).__name__}: {failure}"
+    if not archive.complete:
+        return result, "damaged archive: " + "; ".join(archive.problems)
+    result.exact = len(decoded) == len(members) and all(
+        name == member.name and same_pixels(image.pixels, member.image.pixels)
+        for (name, image), member in zip(decoded, members))
+    return result, "" if result.exact else "decoded images differ"
+
+
 def _warm_up(models, codecs, device, settings):
     """One small image through every codec first, so that no measurement pays for loading or first calls."""
     pixels = np.random.default_rng(0).integers(0, 256, (32, 32, 3), dtype=np.uint8)
@@ -187,12 +225,15 @@ MAX_CHAIN_PIXELS = 256 * 256
 
 
 def run(sets: list[ImageSet], models=(zoo.DEFAULT_MODEL,), codecs: list[Codec] | None = None, *,
-        chain: bool = False, chain_batch: int = 1, device: str = "cpu",
+        chain: bool = False, chain_batch: int = 1, archive: bool = False,
+        archive_chunk: int = DEFAULT_CHUNK_SUBPIXELS, device: str = "cpu",
         settings: CoderSettings = CoderSettings(), workdir=None, notes=(), command: str = "",
         seed: int = 0, progress: Callable[[str, int, int], None] | None = None,
         on_set: Callable[[Report], None] | None = None) -> Report:
     """Measure every model and codec on every set (see :mod:`bbcodec.benchmark`); returns the :class:`Report`.
 
+    ``chain``: also code each set of equal-sized small images on one chain (at most ``chain_batch``
+    images a step); ``archive``: also pack each set into one archive (chunks of at most ``archive_chunk`` sub-pixels).
     ``workdir`` keeps the ``.bbc`` files (default: a temporary folder, removed).
     ``progress(set name, images done, images)`` is called as images are done;
     ``on_set(report)`` after each set (to save partial results).
@@ -243,6 +284,13 @@ def run(sets: list[ImageSet], models=(zoo.DEFAULT_MODEL,), codecs: list[Codec] |
                             report.failures.append(f"{image_set.name}: chain of {result.images} images: "
                                                    f"bbcodec {model_label(spec)}: decoded images differ")
                         out.chains.append(result)
+            if archive:
+                for spec in models:
+                    result, error = measure_archive(spec, image_set.images, archive_chunk, device, settings)
+                    if error:
+                        report.failures.append(f"{image_set.name}: archive of {len(image_set.images)} images: "
+                                               f"bbcodec {model_label(spec)}: {error}")
+                    out.archives.append(result)
             report.sets.append(out)
             if on_set:
                 on_set(report)

@@ -43,6 +43,10 @@ def format_table(report: Report) -> str:
                          f"initial bits {_f(d['initial_bits_per_subpixel'], 4)}), "
                          f"{_speed(d['compress_mbps'])} / {_speed(d['decompress_mbps'])} MB/s, "
                          f"{'exact' if ch.exact else 'LOSSLESS FAILURE'}")
+        for a in s.archives:
+            lines.append(f"  {a.codec}, one archive of {a.images} images in {a.chunks} chunk(s) ({a.stored_chunks} "
+                         f"stored raw): {_f(a.bits_per_subpixel)} bits/sub-px, {_speed(a.compress_mbps)} / "
+                         f"{_speed(a.decompress_mbps)} MB/s, {'exact' if a.exact else 'LOSSLESS FAILURE'}")
         lines += [f"  note: {n}" for n in s.notes]
     lines += [f"note: {n}" for n in report.notes]
     lines += [f"LOSSLESS FAILURE: {f}" for f in report.failures]
@@ -63,13 +67,17 @@ def _summary(reports) -> list[str]:
     """Who measured what, where: the opening paragraph of the Markdown report."""
     files = sum(c.images for r in reports for s in r.sets for c in s.codecs)
     chained = sum(ch.images for r in reports for s in r.sets for ch in s.chains)
+    archived = sum(a.images for r in reports for s in r.sets for a in s.archives)
+    counted = [f"{files:,} files", f"{chained:,} chained images"]
+    if archived:
+        counted.append(f"{archived:,} archived images")
     failures = sum(len(r.failures) for r in reports)
     dates = sorted({r.environment.get("date", "?") for r in reports})
     machines = sorted({r.environment.get("machine", "?") for r in reports})
     devices = sorted({r.environment.get("device_name", "?") for r in reports})
     gpu = "a CUDA GPU was available" if any(r.environment.get("cuda_available") for r in reports) else "no GPU"
     loads = [str(r.environment.get("load_average")) for r in reports if r.environment.get("load_average")]
-    verdict = (f"all {files:,} files and {chained:,} chained images decoded to exactly their pixels" if not failures
+    verdict = (f"all {', '.join(counted[:-1])} and {counted[-1]} decoded to exactly their pixels" if not failures
                else f"**{failures} LOSSLESS FAILURE(S)**, listed under Runs")
     return [f"Measured with `bbcodec bench` on {', '.join(dates)}. Machine: {'; '.join(machines)}, {gpu}; "
             f"measured on {'; '.join(devices)}. Every size is that of a real file (a whole file format, header "
@@ -81,7 +89,7 @@ def _summary(reports) -> list[str]:
 
 def markdown(reports, title: str = "bbcodec bench results", preamble: str = "", made_by: str = "",
              chart: str = "") -> str:
-    """A Markdown report of one or more runs: rates, chains, overhead split, speeds, commands.
+    """A Markdown report of one or more runs: rates, chains, archives, overhead split, speeds, commands.
 
     ``made_by``: the command that wrote the report, recorded under Runs;
     ``chart``: a link to the bar chart (:func:`plot`), shown under the rates."""
@@ -121,6 +129,18 @@ def markdown(reports, title: str = "bbcodec bench results", preamble: str = "", 
                          f"{_f(d['net_bits_per_subpixel'])} | {_f(d['initial_bits_per_subpixel'], 4)} | "
                          f"{_speed(d['compress_mbps'])} | {_speed(d['decompress_mbps'])} | "
                          f"{'yes' if ch.exact else 'NO'} |")
+    archives = [(s, a) for s in sets for a in s.archives]
+    if archives:
+        lines += ["", "## One archive per set (all images packed into one archive: bits-back chains in chunks that "
+                      "decode alone; header, entries and checksums included)", "",
+                  "| set | model | images | chunks | bits/sub-pixel | compress MB/s | decompress MB/s | exact |",
+                  "|---|---|---:|---:|---:|---:|---:|---|"]
+        for s, a in archives:
+            chunks = f"{a.chunks:,}" + (f" ({a.stored_chunks:,} stored raw)" if a.stored_chunks else "")
+            lines.append(f"| {s.name} | {a.codec} ({a.model_hash[:12]}), {a.coder}, chunks of at most "
+                         f"{a.chunk_subpixels:,} sub-pixels | {a.images:,} | {chunks} | "
+                         f"**{_f(a.bits_per_subpixel)}** | {_speed(a.compress_mbps)} | {_speed(a.decompress_mbps)} | "
+                         f"{'yes' if a.exact else 'NO'} |")
     lines += ["", "## bbcodec: where the bits of the files go (bits per sub-pixel)", "",
               "file = −ELBO + discretization + initial bits + stored fallback + container. −ELBO: the model's "
               "bound on the coded tiles (one posterior sample, the float model); discretization: the bits-back "
@@ -166,6 +186,14 @@ def markdown(reports, title: str = "bbcodec bench results", preamble: str = "", 
     return "\n".join(lines).rstrip() + "\n"
 
 
+def _rates(s) -> dict[str, float]:
+    """A set's bits per sub-pixel by bar of the chart: every codec's files, then its chains and archives."""
+    rates = {c.codec: c.bits_per_subpixel for c in s.codecs}
+    rates.update({ch.codec + " (chain)": ch.bits_per_subpixel for ch in s.chains})
+    rates.update({a.codec + " (archive)": a.bits_per_subpixel for a in s.archives})
+    return rates
+
+
 def plot(reports, path) -> bool:
     """A bar chart (PNG) of bits per sub-pixel per set and codec, and throughput per codec.
 
@@ -181,19 +209,12 @@ def plot(reports, path) -> bool:
     reports = [reports] if isinstance(reports, Report) else list(reports)
     sets = [s for r in reports for s in r.sets]
     names = _codec_names(reports)
-    chain_names = sorted({ch.codec + " (chain)" for s in sets for ch in s.chains})
-    bars = names + chain_names
+    bars = names + sorted({name for s in sets for name in _rates(s)} - set(names))
     figure, (rate, speed) = plt.subplots(2, 1, figsize=(max(8, 1.6 * len(sets) + 4), 9), constrained_layout=True)
     width = 0.8 / max(1, len(bars))
     colours = plt.get_cmap("tab10" if len(bars) <= 10 else "tab20")
     for i, name in enumerate(bars):
-        values = []
-        for s in sets:
-            if name in chain_names:
-                found = [ch.bits_per_subpixel for ch in s.chains if ch.codec + " (chain)" == name]
-            else:
-                found = [c.bits_per_subpixel for c in s.codecs if c.codec == name]
-            values.append(found[0] if found else math.nan)
+        values = [_rates(s).get(name, math.nan) for s in sets]
         rate.bar(np.arange(len(sets)) + (i - (len(bars) - 1) / 2) * width, values, width, label=name,
                  color=colours(i))
     rate.set_xticks(np.arange(len(sets)), [s.name for s in sets])

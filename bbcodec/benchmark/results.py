@@ -1,4 +1,4 @@
-"""What a benchmark run measured (per codec, model, chain and set), and its JSON file."""
+"""What a benchmark run measured (per codec, model, chain, archive and set), and its JSON file."""
 from __future__ import annotations
 
 import dataclasses
@@ -133,6 +133,43 @@ class ChainResult:
 
 
 @dataclass
+class ArchiveResult:
+    """Every image of a set packed into one archive (:mod:`bbcodec.archive`): all its bytes, header, entries and
+    checksums included, read back and every image decoded and checked."""
+
+    codec: str
+    model_hash: str
+    coder: str
+    chunk_subpixels: int           # sub-pixels per chunk at most (a larger image is a chunk of its own)
+    images: int = 0
+    chunks: int = 0
+    subpixels: int = 0
+    bytes: int = 0
+    stored_chunks: int = 0         # chunks stored raw because bits-back would have been larger
+    encode_seconds: float = 0.0    # packing
+    decode_seconds: float = 0.0    # reading the archive back and decoding every chunk
+    exact: bool = False
+
+    @property
+    def bits_per_subpixel(self) -> float:
+        return 8.0 * self.bytes / self.subpixels if self.subpixels else math.nan
+
+    @property
+    def compress_mbps(self) -> float:
+        return self.subpixels / 1e6 / self.encode_seconds if self.encode_seconds > 0 else math.nan
+
+    @property
+    def decompress_mbps(self) -> float:
+        return self.subpixels / 1e6 / self.decode_seconds if self.decode_seconds > 0 else math.nan
+
+    def to_dict(self) -> dict:
+        data = dataclasses.asdict(self)
+        data.update(bits_per_subpixel=self.bits_per_subpixel, compress_mbps=self.compress_mbps,
+                    decompress_mbps=self.decompress_mbps)
+        return data
+
+
+@dataclass
 class SetResult:
     name: str
     source: str
@@ -142,12 +179,14 @@ class SetResult:
     shapes: str
     codecs: list = field(default_factory=list)   # ModelResult first, then CodecResult
     chains: list = field(default_factory=list)   # ChainResult
+    archives: list = field(default_factory=list)  # ArchiveResult
     notes: list = field(default_factory=list)
 
     def to_dict(self) -> dict:
         data = {k: getattr(self, k) for k in ("name", "source", "kind", "images", "subpixels", "shapes")}
         data["codecs"] = [c.to_dict() for c in self.codecs]
         data["chains"] = [c.to_dict() for c in self.chains]
+        data["archives"] = [a.to_dict() for a in self.archives]
         data["notes"] = list(self.notes)
         return data
 
@@ -173,10 +212,11 @@ def report_from_dict(data: dict) -> Report:
 
     sets = []
     for s in data.get("sets", []):
-        result = fields(SetResult, {k: v for k, v in s.items() if k not in ("codecs", "chains")})
+        result = fields(SetResult, {k: v for k, v in s.items() if k not in ("codecs", "chains", "archives")})
         result.codecs = [fields(ModelResult if c["key"].startswith("bbcodec:") else CodecResult, c)
                          for c in s.get("codecs", [])]
         result.chains = [fields(ChainResult, c) for c in s.get("chains", [])]
+        result.archives = [fields(ArchiveResult, a) for a in s.get("archives", [])]  # none in older files
         sets.append(result)
     return Report(sets, data.get("environment", {}), data.get("command", ""), data.get("notes", []),
                   data.get("failures", []))
