@@ -7,8 +7,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 
+class Throughput:
+    """Compress and decompress speed in MB/s of raw pixels (one byte per sub-pixel), from a result's
+    ``subpixels``, ``encode_seconds`` and ``decode_seconds``."""
+
+    @property
+    def compress_mbps(self) -> float:
+        return self.subpixels / 1e6 / self.encode_seconds if self.encode_seconds > 0 else math.nan
+
+    @property
+    def decompress_mbps(self) -> float:
+        return self.subpixels / 1e6 / self.decode_seconds if self.decode_seconds > 0 else math.nan
+
+
 @dataclass
-class CodecResult:
+class CodecResult(Throughput):
     """One codec on one set: totals over its images."""
 
     codec: str                     # display name
@@ -25,14 +38,6 @@ class CodecResult:
     @property
     def bits_per_subpixel(self) -> float:
         return 8.0 * self.file_bytes / self.subpixels if self.subpixels else math.nan
-
-    @property
-    def compress_mbps(self) -> float:
-        return self.subpixels / 1e6 / self.encode_seconds if self.encode_seconds > 0 else math.nan
-
-    @property
-    def decompress_mbps(self) -> float:
-        return self.subpixels / 1e6 / self.decode_seconds if self.decode_seconds > 0 else math.nan
 
     def add(self, subpixels: int, size: int, encode_seconds: float, decode_seconds: float, exact: bool):
         self.images += 1
@@ -101,7 +106,7 @@ class ModelResult(CodecResult):
 
 
 @dataclass
-class ChainResult:
+class ChainResult(Throughput):
     """Every image of a set coded on one bits-back chain (payload only, no container: the papers' count)."""
 
     codec: str
@@ -127,13 +132,12 @@ class ChainResult:
         per = 1.0 / self.subpixels if self.subpixels else math.nan
         data.update(bits_per_subpixel=self.bits_per_subpixel, net_bits_per_subpixel=self.net_bits * per,
                     initial_bits_per_subpixel=self.initial_bits * per, nelbo_bits_per_subpixel=self.nelbo_bits * per,
-                    compress_mbps=self.subpixels / 1e6 / self.encode_seconds if self.encode_seconds else math.nan,
-                    decompress_mbps=self.subpixels / 1e6 / self.decode_seconds if self.decode_seconds else math.nan)
+                    compress_mbps=self.compress_mbps, decompress_mbps=self.decompress_mbps)
         return data
 
 
 @dataclass
-class ArchiveResult:
+class ArchiveResult(Throughput):
     """Every image of a set packed into one archive (:mod:`bbcodec.archive`): all its bytes, header, entries and
     checksums included, read back and every image decoded and checked."""
 
@@ -153,14 +157,6 @@ class ArchiveResult:
     @property
     def bits_per_subpixel(self) -> float:
         return 8.0 * self.bytes / self.subpixels if self.subpixels else math.nan
-
-    @property
-    def compress_mbps(self) -> float:
-        return self.subpixels / 1e6 / self.encode_seconds if self.encode_seconds > 0 else math.nan
-
-    @property
-    def decompress_mbps(self) -> float:
-        return self.subpixels / 1e6 / self.decode_seconds if self.decode_seconds > 0 else math.nan
 
     def to_dict(self) -> dict:
         data = dataclasses.asdict(self)
