@@ -281,3 +281,17 @@ def test_list_and_unpack_refuse_special_files_and_non_archives_in_one_line(workd
         for command in ("list", "unpack"):
             result = run(command, name)
             assert result.exit_code == 1 and message in result.stderr and len(result.stderr.splitlines()) == 1
+
+
+def test_an_mnist_idx_file_is_packed_as_one_counting_series(workdir, model_file):
+    import gzip
+
+    digits = np.stack([binary_pixels(6, 6, 1, seed=s)[..., 0] for s in range(12)])
+    header = struct.pack(">IIII", 0x803, len(digits), 6, 6)
+    (workdir / "tiny-idx3-ubyte.gz").write_bytes(gzip.compress(header + digits.tobytes()))
+    assert run("pack", "d.bba", "tiny-idx3-ubyte.gz", "-m", model_file).exit_code == 0
+    box = archive.Archive((workdir / "d.bba").read_bytes(), model=str(model_file))
+    assert box.names() == [f"tiny-idx3-ubyte.gz/{i:02d}" for i in range(12)]
+    assert len(archive.entries_of([archive.Member(n, imageio.Image(d[..., None], "L"))
+                                   for n, d in zip(box.names(), digits)])) == 1
+    assert all(np.array_equal(image.pixels[..., 0], digits[i]) for i, (_, image) in enumerate(box))
