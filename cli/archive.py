@@ -15,9 +15,11 @@ import io
 import mmap
 import os
 import stat
+import sys
 from pathlib import Path
 
 import click
+from tqdm import tqdm
 
 from bbcodec import archive, imageio
 from bbcodec.coding.image import ARITHMETIC, CoderSettings
@@ -26,6 +28,7 @@ from bbcodec.safeio import create_beside, sync_directory
 from bbcodec.training.data import IMAGE_SUFFIXES, load_mnist_images, read_npz
 from bbcodec_cli.codec import DEVICES, format_of_name, threads_option
 from bbcodec_cli.common import CLIError, error_message, fail_cleanly, resolve_device_option, resolve_model_option
+from bbcodec_cli.each import bars_wanted
 from bbcodec_cli.files import atomic_write, link_new, same_file
 from bbcodec_cli.parallel import cores_for, set_torch_threads
 
@@ -102,7 +105,7 @@ def new_file(path: Path, force: bool):
 @click.option("--arithmetic", type=click.Choice(["auto", *ARITHMETIC]), default="auto", show_default=True)
 @click.option("--npz-key", default=None, help="the array of an .npz input (default: test_x, or its only array)")
 @click.option("-f", "--force", is_flag=True, help="overwrite an existing archive")
-@click.option("-q", "--quiet", is_flag=True, help="no summary line")
+@click.option("-q", "--quiet", is_flag=True, help="no progress bar and no summary line")
 @click.option("--device", type=click.Choice(DEVICES), default="cpu", show_default=True)
 @threads_option
 @fail_cleanly
@@ -116,9 +119,14 @@ def pack_command(target, inputs, model, chunk, tile, arithmetic, npz_key, force,
     device = resolve_device_option(device)
     settings = CoderSettings(tile=tile, arithmetic=arithmetic)
     set_torch_threads(cores_for(threads))
-    with new_file(Path(target), force) as file:
-        report = archive.pack(members_of(inputs, npz_key), file, model=model, settings=settings,
-                              chunk_subpixels=chunk, device=device)
+    bar = tqdm(desc=target, unit="image", file=sys.stderr, leave=False) if bars_wanted(quiet) else None
+    try:
+        with new_file(Path(target), force) as file:
+            report = archive.pack(members_of(inputs, npz_key), file, model=model, settings=settings,
+                                  chunk_subpixels=chunk, device=device, progress=bar.update if bar else None)
+    finally:
+        if bar:
+            bar.close()
     if not quiet:
         click.echo(f"{target}: {report.images} images in {report.chunks} chunks, {report.bytes:,} bytes, "
                    f"{report.bits_per_subpixel:.3f} bits per sub-pixel", err=True)
