@@ -128,7 +128,7 @@ def forged_chunk(entries: bytes) -> bytes:
 
 def test_a_forged_chunk_naming_a_path_outside_the_folder_is_refused_and_the_rest_stays_readable(data, opened):
     description = archive.describe(imageio.Image(np.zeros((2, 2, 1), np.uint8), "L"))
-    evil = archive._entries_bytes([archive.Entry("../../evil.png", description)])
+    evil = archive.entries_bytes([archive.Entry("../../evil.png", description)])
     header_end = archive.ArchiveHeader.read(data)[1]
     box = opened(data[:header_end] + forged_chunk(evil) + data[header_end:])
     assert "../../evil.png" not in box.names() and len(box.names()) == len(opened(data).names())
@@ -137,7 +137,7 @@ def test_a_forged_chunk_naming_a_path_outside_the_folder_is_refused_and_the_rest
 
 def test_a_forged_series_of_a_billion_images_is_refused_before_any_name_is_made(data, opened):
     description = archive.describe(imageio.Image(np.zeros((1, 1, 1), np.uint8), "L"))
-    huge = archive._entries_bytes([archive.Entry("x/", description, digits=10, count=10 ** 9)])
+    huge = archive.entries_bytes([archive.Entry("x/", description, digits=10, count=10 ** 9)])
     header_end = archive.ArchiveHeader.read(data)[1]
     box = opened(data[:header_end] + forged_chunk(huge))
     assert box.names() == [] and any("limits" in problem for problem in box.problems)

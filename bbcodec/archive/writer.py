@@ -1,0 +1,106 @@
+"""Writing an archive: members packed chunk by chunk, each chunk one bits-back chain (or raw pixels)."""
+from __future__ import annotations
+
+import struct
+import zlib
+from dataclasses import dataclass
+from typing import Iterable
+
+import numpy as np
+
+from bbcodec import container, zoo
+from bbcodec.archive.entries import ArchiveError, Member, check_name, entries_bytes, entries_of
+from bbcodec.archive.layout import (CHUNK_MAGIC, DEFAULT_CHUNK_SUBPIXELS, END_MAGIC, MAX_CHUNK_SUBPIXELS, START,
+                                    ArchiveHeader, chain_steps, content_digest)
+from bbcodec.coding.ans import ENTROPY_CODER
+from bbcodec.coding.chain import encode_steps
+from bbcodec.coding.image import CoderSettings, coding_model, cut_batch
+from bbcodec.errors import UnsupportedImageError
+from bbcodec.safeio import write_all
+from bbcodec.wire import crc32, varint
+
+@dataclass
+class PackReport:
+    """What :func:`pack` wrote: images, chunks, bytes, the sub-pixels coded and the chunks stored raw."""
+
+    images: int = 0
+    chunks: int = 0
+    bytes: int = 0
+    subpixels: int = 0
+    stored_chunks: int = 0
+
+    @property
+    def bits_per_subpixel(self) -> float:
+        return 8 * self.bytes / max(1, self.subpixels)
+
+
+def pack(members: Iterable[Member], target, *, model: str = zoo.DEFAULT_MODEL,
+         settings: CoderSettings = CoderSettings(), chunk_subpixels: int = DEFAULT_CHUNK_SUBPIXELS,
+         device: str = "cpu", progress=None) -> PackReport:
+    """Write an archive of ``members`` to ``target`` (a binary file object), chunk by chunk, in their order.
+
+    A chunk is closed once it holds ``chunk_subpixels`` sub-pixels; an image never spans two chunks.
+    ``progress(images)`` is called after each chunk. Raises ArchiveError for a member that an archive
+    cannot hold (a bad or repeated name), UnsupportedImageError for an image the model cannot code.
+    """
+    if not 1 <= chunk_subpixels <= MAX_CHUNK_SUBPIXELS:
+        raise ValueError(f"chunk_subpixels must be 1..{MAX_CHUNK_SUBPIXELS}")
+    net, digest = zoo.load(model)
+    net = net.to(device)
+    settings = settings.resolve()
+    header = ArchiveHeader(digest, settings, net.config.grid_bits, ENTROPY_CODER)
+    report = PackReport()
+    _write(target, header.to_bytes(), report)
+    names: set[str] = set()
+    chunk: list[Member] = []
+    subpixels = passes = 0
+    for member in members:
+        if check_name(member.name) in names:
+            raise ArchiveError(f"{member.name}: two members of one name")
+        names.add(member.name)
+        layout = settings.layout(*member.image.pixels.shape)
+        problem = container.work_limit_problem(layout)
+        if problem or member.image.pixels.size > MAX_CHUNK_SUBPIXELS:
+            raise UnsupportedImageError(f"{member.name}: {problem or 'too large for an archive chunk'}")
+        size, work = member.image.pixels.size, layout.work()[0]
+        if chunk and (subpixels + size > chunk_subpixels or passes + work > container.MAX_TILE_BATCHES):
+            _write_chunk(target, net, settings, chunk, report, progress)
+            chunk, subpixels, passes = [], 0, 0
+        chunk.append(member)
+        subpixels, passes = subpixels + size, passes + work
+    if chunk:
+        _write_chunk(target, net, settings, chunk, report, progress)
+    end = END_MAGIC + varint(report.chunks) + varint(report.images)
+    _write(target, end + struct.pack("<I", crc32(end)), report)
+    return report
+
+
+def _write(target, data: bytes, report: PackReport) -> None:
+    write_all(target, data)
+    report.bytes += len(data)
+
+
+def _write_chunk(target, net, settings: CoderSettings, chunk: list[Member], report: PackReport, progress) -> None:
+    entries = entries_bytes(entries_of(chunk))
+    pixels = [m.image.pixels for m in chunk]
+    model = coding_model(net, settings.arithmetic)
+    steps = [(view, cut_batch(pixels[index], group, batch, model.device))
+             for view, group, batch, index in chain_steps(model, [p.shape for p in pixels], settings)]
+    encoded = encode_steps(steps, settings.coder, start=settings.start)
+    raw = sum(p.size for p in pixels)
+    if encoded.stored_bits // 8 < raw:
+        coded = [bytes([0]), varint(encoded.untouched_seed_words), START.write(encoded.start),
+                 varint(len(encoded.stack_words))] + [varint(int(w)) for w in encoded.stack_words]
+        payload = encoded.payload.astype("<u4").tobytes()
+    else:
+        coded, payload = [bytes([1])], b"".join(np.ascontiguousarray(p).tobytes() for p in pixels)
+        report.stored_chunks += 1
+    compressed = zlib.compress(entries, 9)
+    body = b"".join([varint(len(compressed)), compressed, *coded, varint(len(payload)), payload,
+                     content_digest(entries, pixels)])
+    _write(target, CHUNK_MAGIC + varint(len(body)) + body + struct.pack("<I", crc32(body)), report)
+    report.chunks += 1
+    report.images += len(chunk)
+    report.subpixels += raw
+    if progress:
+        progress(len(chunk))
