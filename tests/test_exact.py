@@ -16,7 +16,7 @@ from bbcodec.distributions import DiscretizedLogistic
 from bbcodec.errors import CorruptDataError
 from bbcodec.exact import tables
 from bbcodec.exact.logistic import ExactDiscretizedLogistic
-from bbcodec.exact.backend import ACT_LIMIT, ExactConv, exact_model
+from bbcodec.exact.backend import ACT_LIMIT, ExactConv, exact_model, full_float32_products
 from bbcodec.models.config import VAEConfig
 from bbcodec.portability import float_platform
 from conftest import REPO_ROOT, make_model, shared_data_dir
@@ -148,6 +148,22 @@ def test_files_are_byte_identical_for_any_thread_count_and_network_batch_split(p
             exact.ops.max_images = None
     assert all(p == payloads[0] for p in payloads)
     assert np.array_equal(decode_image(pixel_model, encode_image(pixel_model, pixels, EXACT), 40, 36, 3, EXACT), pixels)
+
+
+def test_files_are_the_same_when_a_program_allows_narrower_float32_products(pixel_model):
+    """bfloat16 or TF32 products (allowed by ``set_float32_matmul_precision``) would break exact sums on CPUs that
+    have them: the exact path then sums in float64, and the file is the same."""
+    pixels = smooth_pixels(24, 20)
+    expected = encode_image(pixel_model, pixels, EXACT).payload.tobytes()
+    assert full_float32_products()
+    for precision in ("medium", "high"):
+        torch.set_float32_matmul_precision(precision)
+        try:
+            assert not full_float32_products()
+            assert encode_image(pixel_model, pixels, EXACT).payload.tobytes() == expected
+        finally:
+            torch.set_float32_matmul_precision("highest")
+    assert full_float32_products()
 
 
 @pytest.mark.parametrize("shape", [(1, 1, 3), (17, 5, 1), (33, 40, 3), (20, 20, 4)], ids=str)

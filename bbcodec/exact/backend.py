@@ -113,8 +113,9 @@ class ExactConv:
 
         In float64 every sum is exact (construction bounds them below 2**52).
         On the CPU, when this input's sums are provably below 2**24, float32
-        gives the same integers faster; on a GPU float32 is avoided, since
-        TF32 may be enabled behind its back.
+        gives the same integers faster, unless the program has let float32
+        products run in a narrower type (:func:`full_float32_products`); on a
+        GPU float32 is avoided, since TF32 may be enabled behind its back.
 
         A k x k convolution is the sum of k*k matrix products, one per kernel
         position, each on a shifted window of the zero-padded input. With the
@@ -123,7 +124,8 @@ class ExactConv:
         are dropped), so no input is copied.
         """
         batch, channels, height, width = x.shape
-        fast = x.device.type == "cpu" and float(x.abs().max()) * self.row_l1 < FLOAT32_EXACT
+        fast = (x.device.type == "cpu" and full_float32_products()
+                and float(x.abs().max()) * self.row_l1 < FLOAT32_EXACT)
         taps = self.taps32 if fast else self.taps
         x = x.float() if fast else x
         if self.kernel_size == 1:
@@ -142,6 +144,17 @@ class ExactConv:
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         sums = self._sums(x)   # a new tensor: rescaled in place
         return sums.mul_(self.multiplier).add_(self.offset).mul_(2.0 ** -self.shift).floor_().clamp_(-ACT_LIMIT, ACT_LIMIT)
+
+
+def full_float32_products() -> bool:
+    """Whether float32 matrix products run in full float32 in this process. A program may allow bfloat16 or
+    TF32 for them (``torch.set_float32_matmul_precision("medium")``, or oneDNN's own
+    ``torch.backends.mkldnn.matmul.fp32_precision``), which CPUs with bfloat16 units then use: the integer
+    sums would no longer be exact, so the exact convolutions sum in float64 instead."""
+    if torch.get_float32_matmul_precision() != "highest":
+        return False
+    matmul = getattr(getattr(torch.backends, "mkldnn", None), "matmul", None)
+    return getattr(matmul, "fp32_precision", "none") in ("none", "ieee")
 
 
 def exact_elu(x: torch.Tensor) -> torch.Tensor:
