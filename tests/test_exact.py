@@ -150,7 +150,7 @@ def test_files_are_byte_identical_for_any_thread_count_and_network_batch_split(p
     assert np.array_equal(decode_image(pixel_model, encode_image(pixel_model, pixels, EXACT), 40, 36, 3, EXACT), pixels)
 
 
-def test_files_are_the_same_when_a_program_allows_narrower_float32_products(pixel_model):
+def test_files_are_the_same_when_a_program_allows_narrower_float32_products(pixel_model, monkeypatch):
     """bfloat16 or TF32 products (allowed by ``set_float32_matmul_precision``) would break exact sums on CPUs that
     have them: the exact path then sums in float64, and the file is the same."""
     pixels = smooth_pixels(24, 20)
@@ -164,6 +164,9 @@ def test_files_are_the_same_when_a_program_allows_narrower_float32_products(pixe
         finally:
             torch.set_float32_matmul_precision("highest")
     assert full_float32_products()
+    monkeypatch.setenv("ONEDNN_DEFAULT_FPMATH_MODE", "BF16")
+    assert not full_float32_products()
+    assert encode_image(pixel_model, pixels, EXACT).payload.tobytes() == expected
 
 
 @pytest.mark.parametrize("shape", [(1, 1, 3), (17, 5, 1), (33, 40, 3), (20, 20, 4)], ids=str)

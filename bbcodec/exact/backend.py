@@ -37,6 +37,7 @@ integers, and for logistic pixels the exact table builder.
 from __future__ import annotations
 
 import math
+import os
 import weakref
 
 import numpy as np
@@ -96,40 +97,45 @@ class ExactConv:
         if self.shift < 1 or largest_sum >= SUM_LIMIT:
             raise ExactArithmeticError("a layer's weights are too large for exact arithmetic")
         self.weights = torch.from_numpy(weights)   # (out, in, k, k) whole numbers
-        # one (out, in) matrix per kernel position, in float64 and float32
+        self.weights32 = self.weights.float()
+        # one (out, in) matrix per kernel position (the float64 path)
         self.taps = self.weights.permute(2, 3, 0, 1).reshape(-1, *weights.shape[:2]).contiguous()
-        self.taps32 = self.taps.float()
         self.row_l1 = float(np.abs(weights).reshape(len(weights), -1).sum(axis=1).max())
         self.multiplier = torch.from_numpy(multiplier).view(1, -1, 1, 1)
         self.offset = torch.from_numpy(offset).view(1, -1, 1, 1)
 
     def to(self, device) -> "ExactConv":
-        self.taps, self.taps32, self.multiplier, self.offset = (
-            t.to(device) for t in (self.taps, self.taps32, self.multiplier, self.offset))
+        self.weights32, self.taps, self.multiplier, self.offset = (
+            t.to(device) for t in (self.weights32, self.taps, self.multiplier, self.offset))
         return self
 
     def _sums(self, x: torch.Tensor) -> torch.Tensor:
         """The integer sums conv(x, W), exact.
 
         In float64 every sum is exact (construction bounds them below 2**52).
-        On the CPU, when this input's sums are provably below 2**24, float32
-        gives the same integers faster, unless the program has let float32
-        products run in a narrower type (:func:`full_float32_products`); on a
-        GPU float32 is avoided, since TF32 may be enabled behind its back.
+        On the CPU, when this input's sums are provably below 2**24 (every
+        partial sum, in whatever order, is at most the sum of the absolute
+        products), float32 gives the same integers: there the convolution is
+        torch's own float32 one (oneDNN's direct convolution or im2col and a
+        matrix product), about twice as fast, with NNPACK switched off (its
+        Winograd transforms are not sums of integer products) and only while
+        float32 products run in full float32 (:func:`full_float32_products`).
+        On a GPU float32 is avoided, since TF32 may be enabled behind its back.
 
-        A k x k convolution is the sum of k*k matrix products, one per kernel
-        position, each on a shifted window of the zero-padded input. With the
-        padded rows laid end to end, a window is one contiguous stretch of
-        them (it also covers the padding columns between rows, whose results
-        are dropped), so no input is copied.
+        In float64, a k x k convolution is the sum of k*k matrix products, one
+        per kernel position, each on a shifted window of the zero-padded
+        input. With the padded rows laid end to end, a window is one
+        contiguous stretch of them (it also covers the padding columns between
+        rows, whose results are dropped), so no input is copied.
         """
+        if (x.device.type == "cpu" and full_float32_products()
+                and float(x.abs().max()) * self.row_l1 < FLOAT32_EXACT):
+            with torch.backends.nnpack.flags(enabled=False):
+                return F.conv2d(x.float(), self.weights32, padding=self.padding).double()
         batch, channels, height, width = x.shape
-        fast = (x.device.type == "cpu" and full_float32_products()
-                and float(x.abs().max()) * self.row_l1 < FLOAT32_EXACT)
-        taps = self.taps32 if fast else self.taps
-        x = x.float() if fast else x
+        taps = self.taps
         if self.kernel_size == 1:
-            return torch.matmul(taps[0], x.reshape(batch, channels, -1)).double().view(batch, -1, height, width)
+            return torch.matmul(taps[0], x.reshape(batch, channels, -1)).view(batch, -1, height, width)
         k, pad = self.kernel_size, self.padding
         padded_width = width + 2 * pad
         rows = F.pad(x, (pad, pad, pad, pad)).reshape(batch, channels, -1)
@@ -139,7 +145,7 @@ class ExactConv:
             start = (position // k) * padded_width + position % k
             sums.baddbmm_(tap.expand(batch, -1, -1), rows[:, :, start:start + length])
         sums = F.pad(sums, (0, height * padded_width - length)).view(batch, -1, height, padded_width)
-        return sums[..., :width].double()
+        return sums[..., :width]
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         sums = self._sums(x)   # a new tensor: rescaled in place
@@ -147,14 +153,18 @@ class ExactConv:
 
 
 def full_float32_products() -> bool:
-    """Whether float32 matrix products run in full float32 in this process. A program may allow bfloat16 or
-    TF32 for them (``torch.set_float32_matmul_precision("medium")``, or oneDNN's own
-    ``torch.backends.mkldnn.matmul.fp32_precision``), which CPUs with bfloat16 units then use: the integer
-    sums would no longer be exact, so the exact convolutions sum in float64 instead."""
+    """Whether float32 products and convolutions run in full float32 in this process. A program may allow
+    bfloat16 or TF32 for them (``torch.set_float32_matmul_precision("medium")``, oneDNN's own
+    ``torch.backends.mkldnn.matmul/conv.fp32_precision``, or ``ONEDNN_DEFAULT_FPMATH_MODE`` in the
+    environment), which CPUs with bfloat16 units then use: the integer sums would no longer be exact, so the
+    exact convolutions sum in float64 instead."""
     if torch.get_float32_matmul_precision() != "highest":
         return False
-    matmul = getattr(getattr(torch.backends, "mkldnn", None), "matmul", None)
-    return getattr(matmul, "fp32_precision", "none") in ("none", "ieee")
+    if os.environ.get("ONEDNN_DEFAULT_FPMATH_MODE", "STRICT").upper() not in ("STRICT", ""):
+        return False
+    mkldnn = getattr(torch.backends, "mkldnn", None)
+    return all(getattr(getattr(mkldnn, kind, None), "fp32_precision", "none") in ("none", "ieee")
+               for kind in ("matmul", "conv"))
 
 
 def exact_elu(x: torch.Tensor) -> torch.Tensor:
