@@ -17,8 +17,9 @@ Layout (varints are LEB128, texts their UTF-8 length and bytes: :mod:`bbcodec.wi
              arithmetic (one byte, two varints, one byte), grid bits, entropy coder (text), CRC-32
     chunk    b"BBCK", body size (varint), body, CRC-32 of the body
              body: entries size, zlib-compressed entries; method (bits-back or stored); for bits-back
-             the untouched seed words, the start kept, the stack size after each batch; the payload
-             (size, bytes); a BLAKE2b-128 digest of the entries and every image's pixels
+             the untouched seed words, the start kept, the stack size after each batch (their count
+             and their zlib-compressed changes); the payload (size, bytes); a BLAKE2b-128 digest of
+             the entries and every image's pixels
     end      b"BBCE", chunks, images (varints), CRC-32 of the end record
 
 Entries name the chunk's images and describe them (mode, size, palette,

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import struct
+import zlib
 from dataclasses import dataclass
 
 import numpy as np
@@ -85,3 +86,36 @@ def content_digest(entries: bytes, pixels: list[np.ndarray]) -> bytes:
     for image in pixels:
         digest.update(np.ascontiguousarray(image).tobytes())
     return digest.digest()
+
+
+def stack_sizes_bytes(sizes) -> bytes:
+    """The stack's size after each batch of a chunk (what the decoder checks batch by batch), compactly: the
+    count, then the zlib-compressed changes from one size to the next as zigzag varints (a 28x28 digit grows
+    the stack by some 40 words: one byte, where its size would take three)."""
+    previous, deltas = 0, []
+    for size in sizes:
+        delta, previous = int(size) - previous, int(size)
+        deltas.append(varint(delta << 1 if delta >= 0 else (-delta << 1) - 1))
+    packed = zlib.compress(b"".join(deltas), 9)
+    return varint(len(sizes)) + varint(len(packed)) + packed
+
+
+def read_stack_sizes(reader: Reader) -> list[int]:
+    """The sizes :func:`stack_sizes_bytes` wrote (at most MAX_TILE_BATCHES of them); Malformed if damaged."""
+    count = reader.uint(container.MAX_TILE_BATCHES + 1)
+    inflater = zlib.decompressobj()
+    data = inflater.decompress(reader.take(reader.uint(1 << 32)), 10 * count)
+    if inflater.unconsumed_tail or not inflater.eof:
+        raise Malformed("stack sizes larger than their count allows, or cut short")
+    deltas = Reader(data, 0, len(data), "stack sizes cut short", "stack sizes cut short")
+    sizes, size = [], 0
+    for _ in range(count):
+        zigzag = deltas.uint(1 << 41)
+        size += zigzag >> 1 if not zigzag & 1 else -((zigzag + 1) >> 1)
+        if size < 0:
+            raise Malformed("a negative stack size")
+        sizes.append(size)
+    if deltas.offset != len(data):
+        raise Malformed("trailing bytes after the stack sizes")
+    return sizes
+

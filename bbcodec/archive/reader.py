@@ -11,7 +11,7 @@ import numpy as np
 from bbcodec import container, imageio, zoo
 from bbcodec.archive.entries import Description, read_entries
 from bbcodec.archive.layout import (CHUNK_MAGIC, END_MAGIC, MAX_ENTRIES_BYTES, METHODS, START, ArchiveHeader,
-                                    chain_steps, content_digest)
+                                    chain_steps, content_digest, read_stack_sizes)
 from bbcodec.coding.ans import ENTROPY_CODER
 from bbcodec.coding.chain import EncodedChain, decode_steps
 from bbcodec.coding.image import batch_shape, coding_model, paste_batch
@@ -147,7 +147,7 @@ class Archive:
                 raise Malformed(f"unknown method {method}")
             if METHODS[method] == "bits-back":
                 untouched, start = reader.uint(1 << 40), START.read(reader)
-                stack = [reader.uint(1 << 40) for _ in range(reader.uint(container.MAX_TILE_BATCHES + 1))]
+                stack = read_stack_sizes(reader)
             payload = reader.take(reader.uint(len(body) + 1))
             digest = reader.take(16)
         except Malformed as problem:

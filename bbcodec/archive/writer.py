@@ -11,7 +11,7 @@ import numpy as np
 from bbcodec import container, zoo
 from bbcodec.archive.entries import ArchiveError, Member, check_name, entries_bytes, entries_of
 from bbcodec.archive.layout import (CHUNK_MAGIC, DEFAULT_CHUNK_SUBPIXELS, END_MAGIC, MAX_CHUNK_SUBPIXELS, START,
-                                    ArchiveHeader, chain_steps, content_digest)
+                                    ArchiveHeader, chain_steps, content_digest, stack_sizes_bytes)
 from bbcodec.coding.ans import ENTROPY_CODER
 from bbcodec.coding.chain import encode_steps
 from bbcodec.coding.image import CoderSettings, coding_model, cut_batch
@@ -90,7 +90,7 @@ def _write_chunk(target, net, settings: CoderSettings, chunk: list[Member], repo
     raw = sum(p.size for p in pixels)
     if encoded.stored_bits // 8 < raw:
         coded = [bytes([0]), varint(encoded.untouched_seed_words), START.write(encoded.start),
-                 varint(len(encoded.stack_words))] + [varint(int(w)) for w in encoded.stack_words]
+                 stack_sizes_bytes(encoded.stack_words)]
         payload = encoded.payload.astype("<u4").tobytes()
     else:
         coded, payload = [bytes([1])], b"".join(np.ascontiguousarray(p).tobytes() for p in pixels)
