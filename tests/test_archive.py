@@ -2,9 +2,11 @@
 from __future__ import annotations
 
 import io
+import json
 import os
 import struct
 import zlib
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -295,3 +297,23 @@ def test_an_mnist_idx_file_is_packed_as_one_counting_series(workdir, model_file)
     assert len(archive.entries_of([archive.Member(n, imageio.Image(d[..., None], "L"))
                                    for n, d in zip(box.names(), digits)])) == 1
     assert all(np.array_equal(image.pixels[..., 0], digits[i]) for i, (_, image) in enumerate(box))
+
+
+GOLDEN = Path(__file__).resolve().parent / "golden" / "archive"
+
+
+def test_the_golden_archive_reads_back_exactly_with_the_installed_model():
+    """``tests/golden/archive/mixed.bba`` (made by ``make_archive_golden.py`` there, never replaced): found model
+    by the id it carries, every member's name, mode, palette, metadata and pixels as recorded."""
+    manifest = json.loads((GOLDEN / "golden.json").read_text())
+    box = archive.Archive((GOLDEN / "mixed.bba").read_bytes())
+    assert box.complete and len(box.chunks) == manifest["chunks"]
+    assert manifest["model_hash"].startswith(box.header.model)
+    decoded = dict(box)
+    with np.load(GOLDEN / "pixels.npz") as pixels:
+        for member in manifest["members"]:
+            image = decoded[member["name"]]
+            assert (image.mode, (image.palette or b"").hex()) == (member["mode"], member["palette"])
+            assert {k: v.hex() for k, v in image.metadata.items()} == member["metadata"]
+            assert np.array_equal(image.pixels, pixels[member["array"]])
+    assert box.names() == [member["name"] for member in manifest["members"]]

@@ -1,0 +1,83 @@
+"""Add the golden archive (``bbcodec pack``'s format, version 1). Read this before running it.
+
+    python tests/golden/archive/make_archive_golden.py        # from the repository root
+
+Archives must stay readable for as long as they may exist. ``tests/test_archive.py``
+reads ``mixed.bba`` with the installed models, found by the model id the archive
+carries alone, and compares every member's name, mode, palette, metadata and
+pixels exactly with ``golden.json`` and ``pixels.npz``. It is made with the
+shipped ``default`` model in small chunks, so that it holds several chunks, a
+chunk stored raw and a counting series:
+
+* ``photo/chelsea.png``: a 24x24 RGB crop of ``data/chelsea.png`` (source format PNG);
+* ``noise/palette.png``: a 12x10 palette image of noise with a transparent entry and a
+  text chunk (raw: the model cannot code noise smaller);
+* ``digits/00`` ... ``digits/05``: six 8x8 grey images, one series entry.
+
+The script writes only what does not exist yet and never replaces a file: a
+failing test means that a change broke reading existing archives; fix the
+change instead.
+"""
+from __future__ import annotations
+
+import io
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, PngImagePlugin
+
+from bbcodec import archive, imageio, zoo
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parents[2]
+MODEL = zoo.DEFAULT_MODEL
+CHUNK_SUBPIXELS = 150
+
+
+def members() -> list[archive.Member]:
+    photo = imageio.read_image((ROOT / "data" / "chelsea.png").read_bytes()).pixels
+    crop = imageio.Image(np.ascontiguousarray(photo[100:124, 150:174]), "RGB", format="PNG")
+    rng = np.random.default_rng(21)
+    noise = Image.fromarray(rng.integers(0, 16, (10, 12), dtype=np.uint8), "P")
+    noise.putpalette(rng.integers(0, 256, 48, dtype=np.uint8).tobytes())
+    text = PngImagePlugin.PngInfo()
+    text.add_text("Comment", "archive version 1")
+    buffer = io.BytesIO()
+    noise.save(buffer, "PNG", pnginfo=text, transparency=3)
+    y, x = np.mgrid[:8, :8]
+    digits = [imageio.Image(((x * (i + 3) + y * 7) % 256).astype(np.uint8)[:, :, None], "L") for i in range(6)]
+    return ([archive.Member("photo/chelsea.png", crop), archive.Member("noise/palette.png",
+                                                                         imageio.read_image(buffer.getvalue()))]
+            + [archive.Member(f"digits/{i:02d}", image) for i, image in enumerate(digits)])
+
+
+def main() -> int:
+    target = HERE / "mixed.bba"
+    if target.exists():
+        print(f"{target} exists: golden files are never replaced", file=sys.stderr)
+        return 0
+    packed = members()
+    buffer = io.BytesIO()
+    report = archive.pack(packed, buffer, model=MODEL, chunk_subpixels=CHUNK_SUBPIXELS)
+    box = archive.Archive(buffer.getvalue())
+    if not box.complete or report.stored_chunks == 0 or report.chunks < 3:
+        print(f"expected several chunks, one stored raw: {report}", file=sys.stderr)
+        return 1
+    decoded = dict(box)
+    target.write_bytes(buffer.getvalue())
+    np.savez(HERE / "pixels.npz", **{f"m{i}": decoded[m.name].pixels for i, m in enumerate(packed)})
+    manifest = {"model": MODEL, "model_hash": zoo.find(MODEL).hash, "chunks": report.chunks,
+                "members": [{"name": m.name, "array": f"m{i}", "mode": decoded[m.name].mode,
+                             "palette": (decoded[m.name].palette or b"").hex(),
+                             "metadata": {k: v.hex() for k, v in sorted(decoded[m.name].metadata.items())}}
+                            for i, m in enumerate(packed)]}
+    (HERE / "golden.json").write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n")
+    print(f"{target.name}: {report.images} images, {report.chunks} chunks ({report.stored_chunks} raw), "
+          f"{report.bytes} bytes")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
