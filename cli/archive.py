@@ -22,7 +22,7 @@ import click
 from tqdm import tqdm
 
 from bbcodec import archive, imageio
-from bbcodec.coding.image import ARITHMETIC, CoderSettings
+from bbcodec.coding.image import CoderSettings
 from bbcodec.errors import BBCodecError
 from bbcodec.safeio import create_beside, sync_directory
 from bbcodec.training.data import IMAGE_SUFFIXES, load_mnist_images, read_npz
@@ -102,22 +102,22 @@ def new_file(path: Path, force: bool):
               show_default=True, help="sub-pixels per chunk: larger costs fewer initial bits, smaller makes "
                                       "extracting one image faster")
 @click.option("--tile", type=click.IntRange(8, 1024), default=CoderSettings.tile, show_default=True)
-@click.option("--arithmetic", type=click.Choice(["auto", *ARITHMETIC]), default="auto", show_default=True)
 @click.option("--npz-key", default=None, help="the array of an .npz input (default: test_x, or its only array)")
 @click.option("-f", "--force", is_flag=True, help="overwrite an existing archive")
 @click.option("-q", "--quiet", is_flag=True, help="no progress bar and no summary line")
 @click.option("--device", type=click.Choice(DEVICES), default="cpu", show_default=True)
 @threads_option
 @fail_cleanly
-def pack_command(target, inputs, model, chunk, tile, arithmetic, npz_key, force, quiet, device, threads):
-    """Pack image FILES, folders, .npz arrays and MNIST files into the archive ARCHIVE (.bba)."""
+def pack_command(target, inputs, model, chunk, tile, npz_key, force, quiet, device, threads):
+    """Pack INPUTS (image files, folders, .npz arrays, MNIST idx files) into the archive ARCHIVE (.bba), in
+    exact arithmetic (it decodes on every machine)."""
     if os.path.lexists(target) and not force:
         raise CLIError(f"{target} already exists (use -f to overwrite)")
     if any(same_file(name, target) for name in inputs):
         raise CLIError(f"{target} is one of the inputs")
     model = resolve_model_option(model, required=True)
     device = resolve_device_option(device)
-    settings = CoderSettings(tile=tile, arithmetic=arithmetic)
+    settings = CoderSettings(tile=tile)
     set_torch_threads(cores_for(threads))
     bar = tqdm(desc=target, unit="image", file=sys.stderr, leave=False) if bars_wanted(quiet) else None
     try:

@@ -115,6 +115,14 @@ def test_names_that_would_write_outside_the_folder_are_refused(model_file, name)
         packed([archive.Member(name, image)], model_file)
 
 
+def test_float_arithmetic_is_refused_since_an_archive_must_decode_on_every_machine(model_file):
+    from bbcodec.coding.image import CoderSettings
+
+    image = imageio.Image(np.zeros((2, 2, 1), np.uint8), "L")
+    with pytest.raises(archive.ArchiveError, match="exact arithmetic"):
+        packed([archive.Member("a.png", image)], model_file, settings=CoderSettings(arithmetic="float"))
+
+
 def test_two_members_of_one_name_are_refused(model_file):
     image = imageio.Image(np.zeros((2, 2, 1), np.uint8), "L")
     with pytest.raises(archive.ArchiveError, match="two members"):

@@ -48,6 +48,8 @@ def pack(members: Iterable[Member], target, *, model: str = zoo.DEFAULT_MODEL,
     net, digest = zoo.load(model)
     net = net.to(device)
     settings = settings.resolve()
+    if settings.arithmetic != "exact":
+        raise ArchiveError("archives are coded in exact arithmetic, so that they decode on every machine")
     header = ArchiveHeader(digest, settings, net.config.grid_bits, ENTROPY_CODER)
     report = PackReport()
     _write(target, header.to_bytes(), report)

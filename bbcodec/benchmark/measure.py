@@ -8,6 +8,7 @@ import os
 import platform
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Callable
 
@@ -172,7 +173,7 @@ def measure_archive(spec: str, images: list[np.ndarray], chunk_subpixels: int, d
     Returns the result and '' or what went wrong (an image the archive refused, a damaged archive, an image
     that came back different). The size is the whole archive's, header, entries and checksums included.
     """
-    settings = settings.resolve()
+    settings = replace(settings, arithmetic="exact")  # archives are always exact
     result = ArchiveResult(f"bbcodec {model_label(spec)}", zoo.load(spec)[1],
                            f"{settings.coder}, tile {settings.tile}, {settings.arithmetic}", chunk_subpixels)
     members = [Member(f"{number:05d}", _image(pixels)) for number, pixels in enumerate(images)]
