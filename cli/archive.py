@@ -219,7 +219,7 @@ def unpack_command(name, members, directory, model, force, device, threads):
         for member, image in images:
             if not wanted or member in wanted:
                 target = _inside(folder, folder / unpacked_name(member, image))
-                atomic_write(target, _encoded(image), overwrite=force)
+                atomic_write(target, _encoded(image), overwrite=force, private=False)
     raise SystemExit(_report(name, problems))
 
 

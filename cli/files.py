@@ -27,7 +27,8 @@ MAX_INPUT_BYTES = 1 << 30
 """Largest input read (1 GiB): an uncompressed 2^26-pixel RGBA image is 256 MiB."""
 
 
-def atomic_write(path: Path, data: bytes, like: os.stat_result | None = None, overwrite: bool = False) -> None:
+def atomic_write(path: Path, data: bytes, like: os.stat_result | None = None, overwrite: bool = False,
+                 private: bool = True) -> None:
     """Write ``data`` to a temporary file beside ``path``, flush it to disk, then move it into place.
 
     An interrupted or failed run leaves neither a partial ``path`` nor the
@@ -35,11 +36,12 @@ def atomic_write(path: Path, data: bytes, like: os.stat_result | None = None, ov
     one that appeared while the data was being computed (the file is linked into
     place, which fails if the name exists). With ``like`` (the input's :func:`input_stat`, taken
     before reading it, since reading changes its access time), the new file gets that file's
-    permission bits and times, as gzip does.
+    permission bits and times, as gzip does; without it, the file is its owner's only (``private``) or gets
+    the permissions a new file gets (the umask's: what tar gives the files it unpacks).
     """
     path = Path(path)
     try:
-        tmp_name = write_temporary(path, data)
+        tmp_name = write_temporary(path, data, private=private)
     except OSError as error:
         raise CLIError(f"cannot write {path}: {error.strerror or error}") from None
     try:

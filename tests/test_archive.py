@@ -237,9 +237,12 @@ def test_pack_list_and_unpack_round_trip_a_folder_and_an_npz(workdir, model_file
     listed = run("list", "all.bba")
     assert listed.exit_code == 0 and listed.stdout.split() == sorted(expected)[:3] + [f"set.npz/{i}" for i in range(4)]
     assert run("unpack", "all.bba", "-C", "out", "-m", model_file).exit_code == 0
+    umask = os.umask(0)
+    os.umask(umask)
     for name, pixels in expected.items():
         written = workdir / "out" / (name if name.endswith(".png") else name + ".png")
         assert np.array_equal(imageio.read_image(written.read_bytes()).pixels, pixels), name
+        assert written.stat().st_mode & 0o777 == 0o666 & ~umask  # as tar unpacks: the umask's permissions
 
 
 def test_unpack_writes_only_the_members_named_and_never_over_a_file(workdir, model_file):
