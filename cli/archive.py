@@ -16,6 +16,7 @@ import mmap
 import os
 import stat
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import click
@@ -53,13 +54,14 @@ def members_of(inputs, npz_key: str | None = None):
 
 
 def _file_member(name: str, path: Path) -> archive.Member:
+    """The image of a file, carrying the file's bytes: the archive keeps those instead when its code is larger."""
     data = path.read_bytes()
     lossy = imageio.lossy_coding(data)
     if lossy:
         raise CLIError(f"{path}: a lossy {lossy} file; archives hold exact pixels of lossless images "
                        "(bbcodec compress keeps such a file byte for byte)")
     try:
-        return archive.Member(name, imageio.read_image(data))
+        return archive.Member(name, replace(imageio.read_image(data), original=data))
     except BBCodecError as error:
         raise CLIError(f"{path}: {error_message(error)}") from None
 
@@ -128,7 +130,8 @@ def pack_command(target, inputs, model, chunk, tile, npz_key, force, quiet, devi
         if bar:
             bar.close()
     if not quiet:
-        click.echo(f"{target}: {report.images} images in {report.chunks} chunks, {report.bytes:,} bytes, "
+        kept = f" ({report.kept_files} kept as their files: the model's code was larger)" if report.kept_files else ""
+        click.echo(f"{target}: {report.images} images{kept} in {report.chunks} chunks, {report.bytes:,} bytes, "
                    f"{report.bits_per_subpixel:.3f} bits per sub-pixel", err=True)
 
 

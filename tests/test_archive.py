@@ -6,11 +6,13 @@ import json
 import os
 import struct
 import zlib
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from PIL import Image as PILImage
 
 from bbcodec import archive, imageio
 from bbcodec.errors import CorruptDataError
@@ -20,9 +22,17 @@ from bbcodec_cli.main import main
 from fixtures.samples import MODE_CASES, binary_pixels, noise_pixels, sample_file
 
 
+def flat_png() -> bytes:
+    """A flat RGB PNG of a few dozen bytes, which no model code beats (an archive keeps it as it is)."""
+    buffer = io.BytesIO()
+    PILImage.new("RGB", (48, 40), (30, 120, 200)).save(buffer, "PNG", optimize=True)
+    return buffer.getvalue()
+
+
 def mixed_members() -> list[archive.Member]:
-    """Every lossless mode of the samples at two sizes, then a counting series of small grey images."""
-    members = []
+    """A file the archive keeps as it is, every lossless mode of the samples at two sizes, then a counting
+    series of small grey images."""
+    members = [archive.Member("kept/flat.png", replace(imageio.read_image(flat_png()), original=flat_png()))]
     for case, (_, _, suffix) in MODE_CASES.items():
         if suffix != ".png":
             continue
@@ -195,7 +205,7 @@ def _flipped(data: bytes, index: int, bit: int) -> bytes:
 def test_another_model_is_refused_with_a_clear_message(data, opened, other_model_file):
     box = opened(data, other_model_file)
     with pytest.raises(CorruptDataError, match="made with model"):
-        box.decode_chunk(box.chunks[0])
+        box.decode_chunk(box.chunks[-1])
 
 
 # -- the commands -----------------------------------------------------------------------------------------------
@@ -328,3 +338,23 @@ def test_the_golden_archive_reads_back_exactly_with_the_installed_model():
             assert {k: v.hex() for k, v in image.metadata.items()} == member["metadata"]
             assert np.array_equal(image.pixels, pixels[member["array"]])
     assert box.names() == [member["name"] for member in manifest["members"]]
+
+
+def test_an_image_whose_code_is_larger_than_its_file_is_kept_as_that_file(workdir, model_file):
+    """A flat PNG deflates to a few dozen bytes, which no model code beats: the archive keeps the file itself,
+    unpack writes it back byte for byte, and the other members are still coded."""
+    (workdir / "pics").mkdir()
+    flat = flat_png()
+    (workdir / "pics" / "flat.png").write_bytes(flat)
+    coded, _ = sample_file("RGB", 12, 10, seed=3)
+    (workdir / "pics" / "raw.png").write_bytes(coded)
+    result = run("pack", "p.bba", "pics", "-m", model_file)
+    assert result.exit_code == 0 and "1 kept as their files" in result.stderr
+    box = archive.Archive((workdir / "p.bba").read_bytes(), model=str(model_file))
+    kinds = {name: description.kept for chunk in box.chunks for name, description in chunk.members}
+    assert kinds == {"pics/flat.png": True, "pics/raw.png": False}
+    assert (workdir / "p.bba").stat().st_size < len(flat) + len(coded) + 200
+    assert run("unpack", "p.bba", "-C", "out", "-m", model_file).exit_code == 0
+    assert (workdir / "out" / "pics" / "flat.png").read_bytes() == flat
+    assert np.array_equal(imageio.read_image((workdir / "out" / "pics" / "raw.png").read_bytes()).pixels,
+                          imageio.read_image(coded).pixels)

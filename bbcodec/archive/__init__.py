@@ -18,12 +18,16 @@ Layout (varints are LEB128, texts their UTF-8 length and bytes: :mod:`bbcodec.wi
     chunk    b"BBCK", body size (varint), body, CRC-32 of the body
              body: entries size, zlib-compressed entries; method (bits-back or stored); for bits-back
              the untouched seed words, the start kept, the stack size after each batch (their count
-             and their zlib-compressed changes); the payload (size, bytes); a BLAKE2b-128 digest of
-             the entries and every image's pixels
+             and their zlib-compressed changes); the payload (size, bytes); the files kept as they are
+             (size, bytes each); a BLAKE2b-128 digest of the entries and every image's pixels or kept file
     end      b"BBCE", chunks, images (varints), CRC-32 of the end record
 
 Entries name the chunk's images and describe them (mode, size, palette,
-source format, metadata). A run of images whose names count up (``x/0007``,
+source format, metadata). An image that came from a file (``image.original``)
+whose code on the chain is larger than that file (the stack's growth over its
+batches) is kept as the file's bytes, as ``compress`` keeps such a file, and
+the chunk's other images are coded again without it: an archive of files is
+never much larger than the files. A run of images whose names count up (``x/0007``,
 ``x/0008``, ...) with the same description is one *series* entry, so the
 10,000 digits of an MNIST file cost a few bytes of entries, not 10,000 names.
 

@@ -90,12 +90,14 @@ def _counting(name: str) -> tuple[str, str, int, int] | None:
     return prefix, suffix, len(number), int(number)
 
 
-_DESCRIPTION_FLAGS = ("palette_mode", "format", "palette", "metadata")
+_DESCRIPTION_FLAGS = ("palette_mode", "format", "palette", "metadata", "kept")
+"""The presence bits of a description; ``kept``: the image is its file's bytes, kept in the chunk."""
 
 
-def describe(image: imageio.Image) -> bytes:
-    """Everything but the pixels that rebuilds ``image``: mode, size, palette, source format, metadata."""
-    present = sum(1 << i for i, name in enumerate(_DESCRIPTION_FLAGS) if getattr(image, name))
+def describe(image: imageio.Image, kept: bool = False) -> bytes:
+    """Everything but the pixels that rebuilds ``image``: mode, size, palette, source format, metadata; and
+    whether the chunk keeps its file's bytes instead of coding its pixels (``kept``)."""
+    present = sum(1 << i for i, name in enumerate(_DESCRIPTION_FLAGS[:4]) if getattr(image, name)) | kept << 4
     parts = [_MODE.write(image.mode), varint(image.width), varint(image.height), bytes([present])]
     if image.palette_mode:
         parts.append(_PALETTE_MODE.write(image.palette_mode))
@@ -126,6 +128,7 @@ class Description:
     format: str | None = None
     palette: bytes | None = None
     metadata: dict = field(default_factory=dict)
+    kept: bool = False
 
     @property
     def shape(self) -> tuple[int, int, int]:
@@ -149,14 +152,15 @@ class Description:
         for _ in range(reader.uint(1 << 10) if present & 8 else 0):
             key = reader.text()
             metadata[key] = reader.take(reader.uint(MAX_ENTRIES_BYTES))
-        return cls(mode, width, height, palette_mode, source_format, palette, metadata)
+        return cls(mode, width, height, palette_mode, source_format, palette, metadata, bool(present & 16))
 
 
-def entries_of(members: list[Member]) -> list[Entry]:
-    """The entries of these members in order: runs of counting names with one description become series."""
+def entries_of(members: list[Member], kept: frozenset = frozenset()) -> list[Entry]:
+    """The entries of these members in order (those at the indices ``kept`` kept as their files): runs of
+    counting names with one description become series."""
     entries: list[Entry] = []
-    for member in members:
-        description = describe(member.image)
+    for index, member in enumerate(members):
+        description = describe(member.image, index in kept)
         if entries and entries[-1].extends(member.name, description):
             entries[-1] = entries[-1].grown()
         else:

@@ -81,10 +81,11 @@ def chain_steps(model, shapes: list[tuple[int, int, int]], settings: CoderSettin
             for view, group, batch in tile_views(model, settings.layout(*shape))]
 
 
-def content_digest(entries: bytes, pixels: list[np.ndarray]) -> bytes:
+def content_digest(entries: bytes, contents: list) -> bytes:
+    """The digest of a chunk: its entries, then each member's pixels (an array) or kept file (bytes), in order."""
     digest = hashlib.blake2b(entries, digest_size=16)
-    for image in pixels:
-        digest.update(np.ascontiguousarray(image).tobytes())
+    for content in contents:
+        digest.update(content if isinstance(content, bytes) else np.ascontiguousarray(content).tobytes())
     return digest.digest()
 
 

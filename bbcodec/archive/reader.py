@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import struct
 import zlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Iterator
 
 import numpy as np
@@ -139,7 +139,8 @@ class Archive:
         """[(name, image)] of one chunk, decoded and checked against its digest (CorruptDataError if not)."""
         body = bytes(self.data[chunk.body])
         reader = Reader(body, 0, len(body), f"chunk {chunk.index + 1}: truncated", "truncated")
-        shapes = [description.shape for _, description in chunk.members]
+        coded = [index for index, (_, description) in enumerate(chunk.members) if not description.kept]
+        shapes = [chunk.members[index][1].shape for index in coded]
         try:
             reader.take(reader.uint(len(body) + 1))  # the entries, read already
             method = reader.take(1)[0]
@@ -149,19 +150,23 @@ class Archive:
                 untouched, start = reader.uint(1 << 40), START.read(reader)
                 stack = read_stack_sizes(reader)
             payload = reader.take(reader.uint(len(body) + 1))
+            files = {index: reader.take(reader.uint(len(body) + 1))
+                     for index, (_, description) in enumerate(chunk.members) if description.kept}
             digest = reader.take(16)
         except Malformed as problem:
             raise CorruptDataError(f"chunk {chunk.index + 1}: corrupt ({problem})") from None
-        if METHODS[method] == "stored":
+        if METHODS[method] == "stored" or not coded:
             pixels = _split_stored(payload, shapes, chunk.index)
         else:
             encoded = EncodedChain(_words(payload, chunk.index), untouched, stack_words=stack, start=start)
             pixels = self._decode(encoded, shapes, chunk.index)
-        if content_digest(chunk.entries, pixels) != digest:
+        contents = dict(zip(coded, pixels)) | files
+        if content_digest(chunk.entries, [contents[i] for i in range(len(chunk.members))]) != digest:
             raise CorruptDataError(f"chunk {chunk.index + 1}: decoded images do not match its checksum "
                                    "(a damaged archive, or another model or machine than the archive's)")
         try:
-            return [(name, description.image(p)) for (name, description), p in zip(chunk.members, pixels)]
+            return [(name, _kept_image(description, contents[i]) if description.kept
+                     else description.image(contents[i])) for i, (name, description) in enumerate(chunk.members)]
         except UnsupportedImageError as error:
             raise CorruptDataError(f"chunk {chunk.index + 1}: corrupt ({error})") from None
 
@@ -205,3 +210,13 @@ def _split_stored(payload: bytes, shapes, index: int) -> list[np.ndarray]:
     offsets = np.cumsum([0] + sizes)
     return [np.frombuffer(payload, np.uint8, size, int(offset)).reshape(shape).copy()
             for size, offset, shape in zip(sizes, offsets, shapes)]
+
+
+def _kept_image(description: Description, data: bytes) -> imageio.Image:
+    """The image of a member kept as its file, carrying those bytes, if it is the image its entry describes."""
+    image = imageio.read_image(data, verify=False)
+    if (image.mode, image.width, image.height, image.format) != (description.mode, description.width,
+                                                                 description.height, description.format):
+        raise UnsupportedImageError("a kept file that is not the image its entry describes")
+    return replace(image, original=data)
+

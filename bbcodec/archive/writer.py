@@ -21,13 +21,15 @@ from bbcodec.wire import crc32, varint
 
 @dataclass
 class PackReport:
-    """What :func:`pack` wrote: images, chunks, bytes, the sub-pixels coded and the chunks stored raw."""
+    """What :func:`pack` wrote: images, chunks, bytes, the images' sub-pixels, the chunks stored raw and the
+    images kept as their files."""
 
     images: int = 0
     chunks: int = 0
     bytes: int = 0
     subpixels: int = 0
     stored_chunks: int = 0
+    kept_files: int = 0
 
     @property
     def bits_per_subpixel(self) -> float:
@@ -83,26 +85,54 @@ def _write(target, data: bytes, report: PackReport) -> None:
 
 
 def _write_chunk(target, net, settings: CoderSettings, chunk: list[Member], report: PackReport, progress) -> None:
-    entries = entries_bytes(entries_of(chunk))
-    pixels = [m.image.pixels for m in chunk]
+    """One chunk: its members on one chain (or raw), except those whose code is larger than the file they came
+    from, which the chunk keeps as those files' bytes (then the others are coded again without them)."""
     model = coding_model(net, settings.arithmetic)
-    steps = [(view, cut_batch(pixels[index], group, batch, model.device))
-             for view, group, batch, index in chain_steps(model, [p.shape for p in pixels], settings)]
-    encoded = encode_steps(steps, settings.coder, start=settings.start)
-    raw = sum(p.size for p in pixels)
-    if encoded.stored_bits // 8 < raw:
-        coded = [bytes([0]), varint(encoded.untouched_seed_words), START.write(encoded.start),
-                 stack_sizes_bytes(encoded.stack_words)]
+    encoded, owners = _chain(model, chunk, settings)
+    kept = _costlier_than_their_files(encoded, owners, chunk)
+    coded = [m for i, m in enumerate(chunk) if i not in kept]
+    if kept:
+        encoded, _ = _chain(model, coded, settings)
+    entries = entries_bytes(entries_of(chunk, kept))
+    raw = sum(m.image.pixels.size for m in coded)
+    if encoded is not None and encoded.stored_bits // 8 < raw:
+        method = [bytes([0]), varint(encoded.untouched_seed_words), START.write(encoded.start),
+                  stack_sizes_bytes(encoded.stack_words)]
         payload = encoded.payload.astype("<u4").tobytes()
     else:
-        coded, payload = [bytes([1])], b"".join(np.ascontiguousarray(p).tobytes() for p in pixels)
-        report.stored_chunks += 1
+        method, payload = [bytes([1])], b"".join(np.ascontiguousarray(m.image.pixels).tobytes() for m in coded)
+        report.stored_chunks += bool(coded)
+    files = b"".join(varint(len(chunk[i].image.original)) + chunk[i].image.original for i in sorted(kept))
+    contents = [m.image.original if i in kept else m.image.pixels for i, m in enumerate(chunk)]
     compressed = zlib.compress(entries, 9)
-    body = b"".join([varint(len(compressed)), compressed, *coded, varint(len(payload)), payload,
-                     content_digest(entries, pixels)])
+    body = b"".join([varint(len(compressed)), compressed, *method, varint(len(payload)), payload, files,
+                     content_digest(entries, contents)])
     _write(target, CHUNK_MAGIC + varint(len(body)) + body + struct.pack("<I", crc32(body)), report)
     report.chunks += 1
     report.images += len(chunk)
-    report.subpixels += raw
+    report.kept_files += len(kept)
+    report.subpixels += sum(m.image.pixels.size for m in chunk)
     if progress:
         progress(len(chunk))
+
+
+def _chain(model, members: list[Member], settings: CoderSettings):
+    """The members' images on one chain, and the member each batch belongs to (None and [] for no members)."""
+    if not members:
+        return None, []
+    steps = chain_steps(model, [m.image.pixels.shape for m in members], settings)
+    batches = [(view, cut_batch(members[index].image.pixels, group, batch, model.device))
+               for view, group, batch, index in steps]
+    return encode_steps(batches, settings.coder, start=settings.start), [index for *_, index in steps]
+
+
+def _costlier_than_their_files(encoded, owners: list[int], members: list[Member]) -> frozenset:
+    """The indices of members that came from a file (``image.original``) whose code on the chain, the stack's
+    growth over their batches, is larger than that file."""
+    growth: dict[int, int] = {}
+    previous = encoded.seed_words if encoded is not None else 0
+    for size, owner in zip(encoded.stack_words if encoded is not None else [], owners):
+        growth[owner] = growth.get(owner, 0) + int(size) - previous
+        previous = int(size)
+    return frozenset(index for index, words in growth.items()
+                     if members[index].image.original is not None and 4 * words > len(members[index].image.original))
