@@ -130,7 +130,7 @@ def pack_command(target, inputs, model, chunk, tile, npz_key, force, quiet, devi
         if bar:
             bar.close()
     if not quiet:
-        kept = f" ({report.kept_files} kept as their files: the model's code was larger)" if report.kept_files else ""
+        kept = f" ({report.kept_files} kept byte for byte: the model's code was larger)" if report.kept_files else ""
         click.echo(f"{target}: {report.images} images{kept} in {report.chunks} chunks, {report.bytes:,} bytes, "
                    f"{report.bits_per_subpixel:.3f} bits per sub-pixel", err=True)
 
