@@ -1,18 +1,21 @@
-"""Add the golden archive (``bbcodec pack``'s format, version 1). Read this before running it.
+"""Add the golden archives (``bbcodec pack``'s format, version 1). Read this before running it.
 
     python tests/golden/archive/make_archive_golden.py        # from the repository root
 
 Archives must stay readable for as long as they may exist. ``tests/test_archive.py``
-reads ``mixed.bba`` with the installed models, found by the model id the archive
+reads every archive of ``golden.json`` with the installed models, found by the model id the archive
 carries alone, and compares every member's name, mode, palette, metadata and
-pixels exactly with ``golden.json`` and ``pixels.npz``. It is made with the
-shipped ``default`` model in small chunks, so that it holds several chunks, a
-chunk stored raw and a counting series:
+pixels (and a kept file's bytes) exactly with ``golden.json`` and the ``.npz``
+files. They are made with the shipped ``default`` model. ``mixed.bba``, in small
+chunks, holds several chunks, a chunk stored raw and a counting series:
 
 * ``photo/chelsea.png``: a 24x24 RGB crop of ``data/chelsea.png`` (source format PNG);
 * ``noise/palette.png``: a 12x10 palette image of noise with a transparent entry and a
   text chunk (raw: the model cannot code noise smaller);
-* ``digits/00`` ... ``digits/05``: six 8x8 grey images, one series entry.
+* ``digits/00`` ... ``digits/05``: six 8x8 grey images, one series entry;
+
+and ``kept.bba``, one chunk in which a flat PNG is kept byte for byte (its code would be larger than
+the file) beside a coded crop of ``data/chelsea.png``.
 
 The script writes only what does not exist yet and never replaces a file: a
 failing test means that a change broke reading existing archives; fix the
@@ -20,6 +23,8 @@ change instead.
 """
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import io
 import json
 import sys
@@ -53,29 +58,47 @@ def members() -> list[archive.Member]:
             + [archive.Member(f"digits/{i:02d}", image) for i, image in enumerate(digits)])
 
 
-def main() -> int:
-    target = HERE / "mixed.bba"
-    if target.exists():
-        print(f"{target} exists: golden files are never replaced", file=sys.stderr)
-        return 0
-    packed = members()
+def kept_members() -> list[archive.Member]:
     buffer = io.BytesIO()
-    report = archive.pack(packed, buffer, model=MODEL, chunk_subpixels=CHUNK_SUBPIXELS)
-    box = archive.Archive(buffer.getvalue())
-    if not box.complete or report.stored_chunks == 0 or report.chunks < 3:
-        print(f"expected several chunks, one stored raw: {report}", file=sys.stderr)
-        return 1
-    decoded = dict(box)
-    target.write_bytes(buffer.getvalue())
-    np.savez(HERE / "pixels.npz", **{f"m{i}": decoded[m.name].pixels for i, m in enumerate(packed)})
-    manifest = {"model": MODEL, "model_hash": zoo.find(MODEL).hash, "chunks": report.chunks,
-                "members": [{"name": m.name, "array": f"m{i}", "mode": decoded[m.name].mode,
-                             "palette": (decoded[m.name].palette or b"").hex(),
-                             "metadata": {k: v.hex() for k, v in sorted(decoded[m.name].metadata.items())}}
-                            for i, m in enumerate(packed)]}
-    (HERE / "golden.json").write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n")
-    print(f"{target.name}: {report.images} images, {report.chunks} chunks ({report.stored_chunks} raw), "
-          f"{report.bytes} bytes")
+    Image.new("RGB", (40, 32), (200, 60, 20)).save(buffer, "PNG", optimize=True)
+    flat = dataclasses.replace(imageio.read_image(buffer.getvalue()), original=buffer.getvalue())
+    return [archive.Member("flat.png", flat), members()[0]]
+
+
+CASES = {  # archive -> (members, chunk sub-pixels, what its report must show)
+    "mixed.bba": (members, CHUNK_SUBPIXELS, lambda r: r.stored_chunks > 0 and r.chunks >= 3),
+    "kept.bba": (kept_members, archive.DEFAULT_CHUNK_SUBPIXELS, lambda r: r.kept_files == 1 and r.chunks == 1),
+}
+
+
+def main() -> int:
+    manifest_path = HERE / "golden.json"
+    manifest = json.loads(manifest_path.read_text()) if manifest_path.exists() else {}
+    for name, (make, chunk, expected) in CASES.items():
+        if (HERE / name).exists():
+            continue  # golden files are never replaced
+        packed = make()
+        buffer = io.BytesIO()
+        report = archive.pack(packed, buffer, model=MODEL, chunk_subpixels=chunk)
+        box = archive.Archive(buffer.getvalue())
+        if not box.complete or not expected(report):
+            print(f"{name}: not the archive this case is for: {report}", file=sys.stderr)
+            return 1
+        decoded = dict(box)
+        (HERE / name).write_bytes(buffer.getvalue())
+        pixels = name.removesuffix(".bba") + ".npz"
+        np.savez(HERE / pixels, **{f"m{i}": decoded[m.name].pixels for i, m in enumerate(packed)})
+        manifest[name] = {
+            "model": MODEL, "model_hash": zoo.find(MODEL).hash, "chunks": report.chunks, "pixels": pixels,
+            "members": [{"name": m.name, "array": f"m{i}", "mode": decoded[m.name].mode,
+                         "palette": (decoded[m.name].palette or b"").hex(),
+                         "metadata": {k: v.hex() for k, v in sorted(decoded[m.name].metadata.items())},
+                         "original_sha256": hashlib.sha256(decoded[m.name].original).hexdigest()
+                         if decoded[m.name].original else None}
+                        for i, m in enumerate(packed)]}
+        print(f"{name}: {report.images} images, {report.chunks} chunks ({report.stored_chunks} raw, "
+              f"{report.kept_files} kept), {report.bytes} bytes")
+    manifest_path.write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n")
     return 0
 
 
