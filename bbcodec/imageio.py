@@ -74,6 +74,8 @@ MAX_PIXELS = 1 << 26
 """Default limit on width * height for :func:`read_image` (decompression bombs).
 Pillow's own limit (2 * ``PIL.Image.MAX_IMAGE_PIXELS``) applies too."""
 
+PLAIN_MODES = {1: "L", 3: "RGB", 4: "RGBA"}
+"""The mode of plain planes (grey, RGB, RGBA) by their number: how arrays of pixels (``.npz``, MNIST) are read."""
 CHANNELS = {"1": 1, "L": 1, "P": 1, "LA": 2, "PA": 2, "RGB": 3, "YCbCr": 3, "LAB": 3, "RGBA": 4, "CMYK": 4}
 """The supported modes and their number of planes."""
 

@@ -5,7 +5,7 @@ unbuffered or non-blocking stream (``PYTHONUNBUFFERED=1``, a non-blocking
 pipe) may accept only part of a ``write()``, and a full disk shows itself
 first as such a short write. :func:`atomic_write` is how bbcodec writes a
 file (model files, installed models, training checkpoints; the command's
-outputs through :func:`write_temporary`): a hidden temporary file in the same
+outputs through :func:`create_beside`): a hidden temporary file in the same
 folder, written to the last byte and flushed to disk, then renamed into
 place, so that the name holds the old file or the whole new one, never a part.
 :func:`read_regular` reads only a regular file, at most a given number of

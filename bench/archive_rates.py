@@ -29,11 +29,8 @@ from bbcodec import archive, imageio
 from bbcodec.benchmark.measure import measure_chain
 from bbcodec.benchmark.sets import open_set
 
-MODES = {1: "L", 3: "RGB", 4: "RGBA"}
-
-
 def measure(images, model: str, chunk: int, extractions: int) -> dict:
-    members = [archive.Member(f"set/{i:05d}", imageio.Image(im, MODES[im.shape[2]])) for i, im in enumerate(images)]
+    members = [archive.Member(f"set/{i:05d}", imageio.Image(im, imageio.PLAIN_MODES[im.shape[2]])) for i, im in enumerate(images)]
     buffer = io.BytesIO()
     start = time.perf_counter()
     report = archive.pack(members, buffer, model=model, chunk_subpixels=chunk)

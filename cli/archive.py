@@ -10,7 +10,6 @@ stderr and exit status 1.
 """
 from __future__ import annotations
 
-import contextlib
 import io
 import mmap
 import os
@@ -25,12 +24,11 @@ from tqdm import tqdm
 from bbcodec import archive, imageio
 from bbcodec.coding.image import CoderSettings
 from bbcodec.errors import BBCodecError
-from bbcodec.safeio import create_beside, sync_directory
 from bbcodec.training.data import IMAGE_SUFFIXES, load_mnist_images, read_npz
-from bbcodec_cli.codec import DEVICES, format_of_name, threads_option
+from bbcodec_cli.codec import DEVICES, image_file_name, threads_option
 from bbcodec_cli.common import CLIError, error_message, fail_cleanly, resolve_device_option, resolve_model_option
 from bbcodec_cli.each import bars_wanted
-from bbcodec_cli.files import atomic_write, link_new, same_file
+from bbcodec_cli.files import atomic_write, new_file, same_file
 from bbcodec_cli.parallel import cores_for, set_torch_threads
 
 
@@ -72,28 +70,9 @@ def _array_members(path: Path, npz_key: str | None):
     else:
         images = load_mnist_images(path).numpy().transpose(0, 2, 3, 1)
     digits = len(str(max(len(images) - 1, 0)))
-    modes = {1: "L", 3: "RGB", 4: "RGBA"}
     for index, pixels in enumerate(images):
-        yield archive.Member(f"{path.name}/{index:0{digits}d}", imageio.Image(pixels, modes[pixels.shape[2]]))
-
-
-@contextlib.contextmanager
-def new_file(path: Path, force: bool):
-    """A binary file object for writing ``path`` whole: a hidden temporary file beside it, flushed to disk and
-    moved into place when the block ends without an error (removed otherwise)."""
-    handle, tmp_name = create_beside(path, 0o666)
-    try:
-        with open(handle, "wb") as file:
-            yield file
-            file.flush()
-            os.fsync(file.fileno())
-        try:
-            os.replace(tmp_name, path) if force else link_new(tmp_name, path)
-        except FileExistsError:
-            raise CLIError(f"{path} already exists (use -f to overwrite)") from None
-        sync_directory(path.parent)
-    finally:
-        Path(tmp_name).unlink(missing_ok=True)
+        image = imageio.Image(pixels, imageio.PLAIN_MODES[pixels.shape[2]])
+        yield archive.Member(f"{path.name}/{index:0{digits}d}", image)
 
 
 @click.command("pack")
@@ -123,7 +102,7 @@ def pack_command(target, inputs, model, chunk, tile, npz_key, force, quiet, devi
     set_torch_threads(cores_for(threads))
     bar = tqdm(desc=target, unit="image", file=sys.stderr, leave=False) if bars_wanted(quiet) else None
     try:
-        with new_file(Path(target), force) as file:
+        with new_file(Path(target), overwrite=force, private=False) as file:
             report = archive.pack(members_of(inputs, npz_key), file, model=model, settings=settings,
                                   chunk_subpixels=chunk, device=device, progress=bar.update if bar else None)
     finally:
@@ -175,17 +154,6 @@ def list_command(name, long_format):
     raise SystemExit(_report(name, box.problems))
 
 
-def unpacked_name(name: str, image: imageio.Image) -> str:
-    """The file a member is written to: its name, with the suffix of the format it is written in
-    (replacing a known image suffix of another format, else appended)."""
-    written = imageio.output_format(image)
-    named = format_of_name(name)
-    if named == written:
-        return name
-    stem = name[: -len(Path(name).suffix)] if named else name
-    return f"{stem}.{written.lower()}"
-
-
 def _inside(folder: Path, target: Path) -> Path:
     """``target`` (under ``folder``) with its parent folders made, or CLIError if a link leads it outside."""
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -198,7 +166,8 @@ def _inside(folder: Path, target: Path) -> Path:
 @click.argument("name", metavar="ARCHIVE")
 @click.argument("members", nargs=-1)
 @click.option("-C", "--directory", default=".", show_default=True, help="the folder to write the images into")
-@click.option("-m", "--model", default=None, help="model name, .safetensors file or hash (default: the one the archive names)")
+@click.option("-m", "--model", default=None,
+              help="model name, .safetensors file or hash (default: the one the archive names)")
 @click.option("-f", "--force", is_flag=True, help="overwrite existing files")
 @click.option("--device", type=click.Choice(DEVICES), default="cpu", show_default=True)
 @threads_option
@@ -221,7 +190,7 @@ def unpack_command(name, members, directory, model, force, device, threads):
             continue
         for member, image in images:
             if not wanted or member in wanted:
-                target = _inside(folder, folder / unpacked_name(member, image))
+                target = _inside(folder, folder / image_file_name(member, image))
                 atomic_write(target, _encoded(image), overwrite=force, private=False)
     raise SystemExit(_report(name, problems))
 

@@ -280,9 +280,14 @@ def format_of_name(name: str) -> str | None:
 
 
 def _decompressed_name(name: str, image: imageio.Image) -> str:
-    """``x.png.bbc`` -> ``x.png``; if the image is written in another format than its source (a JPEG
-    is written as PNG), a known image suffix is replaced (``x.jpg`` -> ``x.png``), another appended."""
-    base = name[: -len(SUFFIX)]
+    """``x.png.bbc`` -> ``x.png`` (see :func:`image_file_name`)."""
+    return image_file_name(name[: -len(SUFFIX)], image)
+
+
+def image_file_name(base: str, image: imageio.Image) -> str:
+    """The name to write ``image`` under, from ``base``: itself if the image is written in its source
+    format; else (a JPEG is written as PNG, an array has no format) a known image suffix is replaced
+    (``x.jpg`` -> ``x.png``), another appended (``digits/07`` -> ``digits/07.png``)."""
     written = imageio.output_format(image)
     if written == image.format:
         return base

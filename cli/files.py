@@ -18,7 +18,7 @@ import stat
 import sys
 from pathlib import Path
 
-from bbcodec.safeio import sync_directory, write_all, write_temporary
+from bbcodec.safeio import create_beside, sync_directory, write_all
 from bbcodec_cli.common import CLIError
 
 SUFFIX = ".bbc"
@@ -27,9 +27,10 @@ MAX_INPUT_BYTES = 1 << 30
 """Largest input read (1 GiB): an uncompressed 2^26-pixel RGBA image is 256 MiB."""
 
 
-def atomic_write(path: Path, data: bytes, like: os.stat_result | None = None, overwrite: bool = False,
-                 private: bool = True) -> None:
-    """Write ``data`` to a temporary file beside ``path``, flush it to disk, then move it into place.
+@contextlib.contextmanager
+def new_file(path: Path, like: os.stat_result | None = None, overwrite: bool = False, private: bool = True):
+    """A binary file object that writes ``path`` whole: a temporary file beside it, flushed to disk and moved
+    into place when the block ends without an error.
 
     An interrupted or failed run leaves neither a partial ``path`` nor the
     temporary file. Without ``overwrite`` an existing ``path`` is refused, also
@@ -37,27 +38,41 @@ def atomic_write(path: Path, data: bytes, like: os.stat_result | None = None, ov
     place, which fails if the name exists). With ``like`` (the input's :func:`input_stat`, taken
     before reading it, since reading changes its access time), the new file gets that file's
     permission bits and times, as gzip does; without it, the file is its owner's only (``private``) or gets
-    the permissions a new file gets (the umask's: what tar gives the files it unpacks).
+    the permissions a new file gets (the umask's: what tar gives the files it unpacks). Errors of the
+    block itself pass through as they are; errors writing the file are one CLIError line.
     """
     path = Path(path)
     try:
-        tmp_name = write_temporary(path, data, private=private)
+        handle, tmp_name = create_beside(path, 0o600 if private else 0o666)
     except OSError as error:
         raise CLIError(f"cannot write {path}: {error.strerror or error}") from None
     try:
+        with open(handle, "wb") as file:
+            yield file
+            _written(path, lambda: (file.flush(), os.fsync(file.fileno())))
         if like is not None:
-            copy_attributes(like, tmp_name)
-        if overwrite:
-            os.replace(tmp_name, path)
-        else:
-            link_new(tmp_name, path)
+            _written(path, lambda: copy_attributes(like, tmp_name))
+        _written(path, lambda: os.replace(tmp_name, path) if overwrite else link_new(tmp_name, path))
         sync_directory(path.parent)
+    finally:
+        Path(tmp_name).unlink(missing_ok=True)
+
+
+def _written(path: Path, step) -> None:
+    """``step()``, a step of writing ``path``, its OSError as one CLIError line."""
+    try:
+        step()
     except FileExistsError:
         raise CLIError(f"{path} already exists (use -f to overwrite)") from None
     except OSError as error:
         raise CLIError(f"cannot write {path}: {error.strerror or error}") from None
-    finally:
-        Path(tmp_name).unlink(missing_ok=True)
+
+
+def atomic_write(path: Path, data: bytes, like: os.stat_result | None = None, overwrite: bool = False,
+                 private: bool = True) -> None:
+    """Write ``data`` to ``path`` whole (:func:`new_file`), every byte checked."""
+    with new_file(path, like, overwrite, private) as file:
+        _written(path, lambda: write_all(file, data))
 
 
 def input_stat(name: str) -> os.stat_result | None:

@@ -70,11 +70,8 @@ class Archive:
                              "read may be lost)")
 
     def _next_magic(self, offset: int) -> int:
-        found = [i for i in (self._find(CHUNK_MAGIC, offset), self._find(END_MAGIC, offset)) if i >= 0]
+        found = [i for i in (self.data.find(CHUNK_MAGIC, offset), self.data.find(END_MAGIC, offset)) if i >= 0]
         return min(found) if found else len(self.data)
-
-    def _find(self, magic: bytes, offset: int) -> int:
-        return self.data.find(magic, offset)
 
     def _read_end(self, offset: int) -> bool:
         reader = Reader(self.data, offset + 4, offset + 64, "truncated", "bad end record")
@@ -121,9 +118,6 @@ class Archive:
     def names(self) -> list[str]:
         """Every readable member's name, in archive order."""
         return [name for chunk in self.chunks for name, _ in chunk.members]
-
-    def members(self) -> list[tuple[str, Description]]:
-        return [member for chunk in self.chunks for member in chunk.members]
 
     def extract(self, name: str) -> imageio.Image:
         """One member's image (decoding its chunk only). KeyError for a name the readable chunks lack."""

@@ -55,7 +55,7 @@ def environment(device: str) -> dict:
 
 
 def _image(pixels: np.ndarray) -> imageio.Image:
-    return imageio.Image(pixels=pixels, mode={1: "L", 3: "RGB", 4: "RGBA"}[pixels.shape[2]])
+    return imageio.Image(pixels=pixels, mode=imageio.PLAIN_MODES[pixels.shape[2]])
 
 
 @torch.no_grad()
