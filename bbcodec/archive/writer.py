@@ -130,8 +130,8 @@ def _costlier_than_their_files(encoded, owners: list[int], members: list[Member]
     """The indices of members that came from a file (``image.original``) whose code on the chain, the stack's
     growth over their batches, is larger than that file."""
     growth: dict[int, int] = {}
-    previous = encoded.seed_words if encoded is not None else 0
-    for size, owner in zip(encoded.stack_words if encoded is not None else [], owners):
+    previous = encoded.seed_words
+    for size, owner in zip(encoded.stack_words, owners):
         growth[owner] = growth.get(owner, 0) + int(size) - previous
         previous = int(size)
     return frozenset(index for index, words in growth.items()
