@@ -105,7 +105,7 @@ def _coded_file(image: imageio.Image, model: str, settings: CoderSettings, strip
     net, digest = zoo.load(model)
     net = net.to(device)
     pixels = image.pixels
-    settings = settings.resolve()
+    settings = settings.resolve(net)
     problem = container.work_limit_problem(settings.layout(image.height, image.width, image.channels))
     if problem:  # never write a file that the decoder's default limits would refuse
         raise UnsupportedImageError(problem)
@@ -212,7 +212,7 @@ def _coder_settings(header: Header) -> CoderSettings:
         settings = CoderSettings(**header.coder_settings())
     except (TypeError, ValueError):
         raise CorruptDataError("corrupt .bbc header (coder settings)") from None
-    if "auto" in (settings.arithmetic, settings.start):
+    if "auto" in (settings.coder, settings.arithmetic, settings.start):
         raise CorruptDataError("corrupt .bbc header (coder settings)")
     return settings
 

@@ -345,7 +345,7 @@ def _read_v1(data: bytes) -> tuple[dict, int]:
 MODES = ("1", "L", "P", "LA", "PA", "RGB", "YCbCr", "LAB", "RGBA", "CMYK")
 SOURCE_FORMATS = ("PNG", "JPEG", "MPO", "GIF", "BMP", "DIB", "TIFF", "WEBP", "PPM", "TGA", "QOI")
 PALETTE_MODES = ("RGB", "RGBA")
-CODERS = ("bitswap", "bbans")
+CODERS = ("bitswap", "bbans", "topdown")
 ARITHMETICS = ("exact", "float", None)  # None: a file from before the field (float)
 STARTS = ("bits-back", "no-bits-back", None)  # None: a file from before the field (bits back)
 SECTIONS = ("payload", CHECKPOINTS, "palette", ORIGINAL)

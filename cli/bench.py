@@ -37,7 +37,8 @@ CODEC_HELP = ("classical codecs, comma-separated, from: " + ", ".join(benchmark.
               show_default=True, help="sub-pixels per archive chunk at most")
 @click.option("--limit", type=click.IntRange(1), help="the first N images of each set only")
 @click.option("--npz-key", help="array in .npz files [default: test_x, or the only one]")
-@click.option("--coder", type=click.Choice(sorted(CODERS)), default="bitswap", show_default=True)
+@click.option("--coder", type=click.Choice(["auto", *sorted(CODERS)]), default="auto", show_default=True,
+              help="bits-back order (auto: the model's own, bitswap for a Markov chain, topdown for a top-down VAE)")
 @click.option("--tile", type=click.IntRange(8, 1024), default=CoderSettings().tile, show_default=True)
 @click.option("--arithmetic", type=click.Choice(["auto", *ARITHMETIC]), default="auto", show_default=True,
               help="how the network computes the coder's probabilities (as for compress)")

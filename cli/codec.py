@@ -154,7 +154,8 @@ no_limits_option = click.option("--no-limits", is_flag=True,
 @click.argument("files", nargs=-1, required=True)
 @with_options(common_output)
 @click.option("-m", "--model", default=None, help="model name, .safetensors file or hash (default: the shipped model)")
-@click.option("--coder", type=click.Choice(sorted(CODERS)), default="bitswap", show_default=True)
+@click.option("--coder", type=click.Choice(["auto", *sorted(CODERS)]), default="auto", show_default=True,
+              help="bits-back order (auto: the model's own, bitswap for a Markov chain, topdown for a top-down VAE)")
 @click.option("--tile", type=click.IntRange(8, 1024), default=CoderSettings.tile, show_default=True)
 @click.option("--arithmetic", type=click.Choice(["auto", *ARITHMETIC]), default="auto", show_default=True,
               help="exact (auto): integer networks, the file decodes on any machine; float: faster, but the "

@@ -106,7 +106,8 @@ def test_info_reads_the_header_without_a_model(bits_back_file, model_file):
     assert (header["width"], header["height"], header["channels"], header["mode"]) == (32, 32, 3, "RGB")
     assert header["model"] == model_hash(model_file.read_bytes())[: 2 * container.MODEL_ID_BYTES]
     # auto: exact, even for logistic pixels; the start the encoder kept
-    assert header["coder"] == {**BITS_BACK_SETTINGS.to_dict(), "arithmetic": "exact", "start": header["coder"]["start"]}
+    assert header["coder"] == {**BITS_BACK_SETTINGS.to_dict(), "coder": "bitswap", "arithmetic": "exact",
+                               "start": header["coder"]["start"]}
     assert header["coder"]["start"] in STARTS
     assert header["pixel_checksum"] == api.pixel_checksum(image.pixels)
     assert len(data) < image.pixels.nbytes
@@ -156,7 +157,8 @@ def test_bits_back_with_other_coder_settings(model_file, settings):
     kept = header["coder"]["start"]
     assert kept == settings.start if settings.start != "auto" else kept in STARTS
     assert header["method"] == "bits-back"
-    assert header["coder"] == {**settings.to_dict(), "arithmetic": "exact", "start": kept}
+    coder = "bitswap" if settings.coder == "auto" else settings.coder  # the Markov chain's own
+    assert header["coder"] == {**settings.to_dict(), "coder": coder, "arithmetic": "exact", "start": kept}
     assert_same_image(bbcodec.decompress(data, model=str(model_file)), image)
 
 

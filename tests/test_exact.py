@@ -213,7 +213,7 @@ def test_files_record_the_arithmetic_and_the_entropy_coder():
 
 
 def test_auto_arithmetic_is_exact_for_logistic_pixels_too():
-    assert CoderSettings().resolve().arithmetic == "exact"
+    assert CoderSettings().resolve(make_model()).arithmetic == "exact"
     image = imageio.Image(binary_pixels(32, 32, 3), "RGB")  # bits-back codes it below its raw size
     path = REPO_ROOT / "tests" / "golden" / "tiny.safetensors"  # logistic pixels
     header = bbcodec.info(bbcodec.compress(image, model=str(path), settings=BITS_BACK_SETTINGS))

@@ -175,7 +175,7 @@ def test_the_codes_of_format_version_2_never_change():
     assert container.SOURCE_FORMATS == ("PNG", "JPEG", "MPO", "GIF", "BMP", "DIB", "TIFF", "WEBP", "PPM", "TGA",
                                         "QOI")
     assert container.PALETTE_MODES == ("RGB", "RGBA")
-    assert container.CODERS == ("bitswap", "bbans")
+    assert container.CODERS == ("bitswap", "bbans", "topdown")
     assert container.ARITHMETICS == ("exact", "float", None)
     assert container.STARTS == ("bits-back", "no-bits-back", None)
     assert container.SECTIONS == ("payload", "stack", "palette", "original")

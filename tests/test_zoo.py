@@ -82,8 +82,8 @@ def test_there_is_a_format_version_2_golden_file_of_every_method_and_start():
 @pytest.mark.parametrize("entry", SHIPPED, ids=[entry.name for entry in SHIPPED])
 def test_every_shipped_model_codes_in_exact_arithmetic_by_default(entry):
     """The default settings are exact, and every model's weights fit the integer path (a round trip here)."""
-    settings = CoderSettings(tile=16).resolve()
-    assert settings.arithmetic == "exact"
     model = bbcodec.load_model(entry.name)[0]
+    settings = CoderSettings(tile=16).resolve(model)
+    assert settings.arithmetic == "exact"
     pixels = np.random.default_rng(0).integers(0, 256, (16, 16, 3), dtype=np.uint8)
     assert np.array_equal(decode_image(model, encode_image(model, pixels, settings), 16, 16, 3, settings), pixels)

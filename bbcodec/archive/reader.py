@@ -14,7 +14,7 @@ from bbcodec.archive.layout import (CHUNK_MAGIC, END_MAGIC, MAX_ENTRIES_BYTES, M
                                     chain_steps, content_digest, read_stack_sizes)
 from bbcodec.coding.ans import ENTROPY_CODER
 from bbcodec.coding.chain import EncodedChain, decode_steps
-from bbcodec.coding.image import batch_shape, coding_model, paste_batch
+from bbcodec.coding.image import batch_shape, check_coder, coding_model, paste_batch
 from bbcodec.errors import CorruptDataError, UnsupportedImageError
 from bbcodec.wire import Malformed, Reader, crc32
 
@@ -176,6 +176,7 @@ class Archive:
             problem = container.work_limit_problem(header.settings.layout(*shape))
             if problem:
                 raise container.WorkLimitError(f"chunk {index + 1}: refusing to decode: {problem}")
+        check_coder(net, header.settings.coder, CorruptDataError)
         coder = coding_model(net.to(self.device), header.settings.arithmetic)
         steps = chain_steps(coder, shapes, header.settings)
         batch_shapes = [(view, batch_shape(group, batch)) for view, group, batch, _ in steps]

@@ -20,6 +20,7 @@ from bbcodec.archive import DEFAULT_CHUNK_SUBPIXELS, Archive, Member, pack
 from bbcodec.benchmark.codecs import Codec, classical_codecs, measure_classical, same_pixels
 from bbcodec.benchmark.results import ArchiveResult, ChainResult, CodecResult, ModelResult, Report, SetResult
 from bbcodec.benchmark.sets import ImageSet
+from bbcodec.coding.bitsback import coded_cost
 from bbcodec.coding.chain import decode_steps, encode_steps
 from bbcodec.coding.image import CoderSettings, TileView, coding_model, cut_batch, tile_views
 from bbcodec.errors import BBCodecError
@@ -58,24 +59,13 @@ def _image(pixels: np.ndarray) -> imageio.Image:
     return imageio.Image(pixels=pixels, mode=imageio.PLAIN_MODES[pixels.shape[2]])
 
 
-@torch.no_grad()
-def _nelbo_nats(view, x: torch.Tensor) -> float:
-    """−ELBO (nats) of a batch under a coder's view of the model, one posterior sample:
-    −log p(x|z1) − Σ log p(z_i|z_i+1) − log p(zL) + Σ log q(z_i|z_i-1)."""
-    below, nats = x, 0.0
-    for layer in range(view.depth):
-        q = view.posterior(layer, below)
-        z = q.rsample()
-        nats += float(q.log_prob(z).double().sum()) - float(view.conditional(layer, z).log_prob(below).double().sum())
-        below = z
-    return nats - float(view.top_prior(below).log_prob(below).double().sum())
-
-
 def image_nelbo_bits(model, pixels: np.ndarray, settings: CoderSettings = CoderSettings()) -> float:
-    """The model's −ELBO, in bits, of an (H, W, C) image on exactly the tiles and planes the coder codes.
+    """The model's −ELBO, in bits, of an (H, W, C) image on exactly the tiles and planes the coder codes (one
+    posterior sample, counted by running the coder on a :class:`~bbcodec.coding.bitsback.CostStack`).
 
     This is the trained (float) model's bound, whatever arithmetic the coder uses."""
-    nats = sum(_nelbo_nats(view, cut_batch(pixels, group, batch, model.device))
+    coder = settings.resolve(model).coder
+    nats = sum(coded_cost(view, cut_batch(pixels, group, batch, model.device), coder).nats
                for view, group, batch in tile_views(model, settings.layout(*pixels.shape)))
     return nats / math.log(2.0)
 
@@ -143,7 +133,7 @@ def measure_chain(spec: str, images: list[np.ndarray], batch: int, device: str,
     """
     model, digest = zoo.load(spec)
     model = model.to(device)
-    settings = settings.resolve()
+    settings = settings.resolve(model)
     coder = coding_model(model, settings.arithmetic)
     steps = chain_steps(coder, images, batch, device)
     result = ChainResult(f"bbcodec {model_label(spec)}", digest, f"{settings.coder}, {settings.arithmetic}", batch,
@@ -161,8 +151,8 @@ def measure_chain(spec: str, images: list[np.ndarray], batch: int, device: str,
     result.decode_seconds = time.perf_counter() - start
     result.stored_bits, result.net_bits = encoded.stored_bits, encoded.net_bits
     result.initial_bits = encoded.initial_bits
-    result.nelbo_bits = sum(_nelbo_nats(TileView(model, view.channels, view.height, view.width), x)
-                            for view, x in steps) / math.log(2.0)
+    result.nelbo_bits = sum(coded_cost(TileView(model, view.channels, view.height, view.width), x,
+                                       settings.coder).nats for view, x in steps) / math.log(2.0)
     return result
 
 
@@ -244,7 +234,7 @@ def run(sets: list[ImageSet], models=(zoo.DEFAULT_MODEL,), codecs: list[Codec] |
     torch.manual_seed(seed)
     report = Report(environment=environment(device), command=command, notes=list(notes))
     report.environment["coder_settings"] = settings.to_dict()
-    hashes = {spec: zoo.load(spec)[1] for spec in models}
+    loaded = {spec: zoo.load(spec) for spec in models}
     _warm_up(models, codecs, device, settings)
     with tempfile.TemporaryDirectory(prefix="bbcodec-bench-") as temporary:
         folder = Path(workdir) if workdir else Path(temporary)
@@ -253,9 +243,10 @@ def run(sets: list[ImageSet], models=(zoo.DEFAULT_MODEL,), codecs: list[Codec] |
             out = SetResult(image_set.name, image_set.source, image_set.kind, len(image_set.images),
                             image_set.subpixels, _shapes(image_set.images), notes=list(image_set.notes))
             model_results = [ModelResult(f"bbcodec {model_label(spec)}", f"bbcodec:{model_label(spec)}",
-                                         f"model {hashes[spec][:12]}, {settings.coder}, tile {settings.tile}, "
-                                         f"{settings.resolve().arithmetic} arithmetic",
-                                         model_hash=hashes[spec]) for spec in models]
+                                         f"model {digest[:12]}, {resolved.coder}, tile {resolved.tile}, "
+                                         f"{resolved.arithmetic} arithmetic", model_hash=digest)
+                             for spec in models for (net, digest) in [loaded[spec]]
+                             for resolved in [settings.resolve(net)]]
             codec_results = [CodecResult(c.name, c.key, c.settings) for c in codecs]
             for number, (pixels, label) in enumerate(zip(image_set.images, image_set.labels)):
                 for spec, result in zip(models, model_results):

@@ -12,6 +12,14 @@ back") and then *pushing* the image and the latents under the generative model.
   z_i-1 at once, so only z1 needs initial bits and later layers are paid for
   by the bits just pushed.
 
+* Top-down BB-ANS (HiLLoC: Townsend, Bird, Kucsko & Barber, ICLR 2020) for a
+  model whose posterior of each layer sees x and all the layers above
+  (:mod:`bbcodec.models.topdown_vae`): pop z_L .. z_1 from q(z_i | x, z_>i)
+  (the order inference runs in), push x under p(x | z), then push z_1 .. z_L
+  under p(z_i | z_>i), so that the decoder pops the latents top-down, as the
+  generative model runs, then x, and gives the latents back. Like BB-ANS, the
+  first image needs initial bits for every layer.
+
 * No bits back (for the first batch of a chain only, :mod:`bbcodec.coding.chain`):
   the latents are not coded at all but set to the modes of the prior chain,
   z_L at the top prior's mode and each z_i at the mode of p(z_i | z_i+1), so
@@ -96,10 +104,94 @@ def no_bits_back_decode(ans: AnsStack, model, latent_like: torch.Tensor) -> torc
     return ans.pop(model.conditional(0, _prior_modes(model, latent_like)))  # pop x given the same z1
 
 
-NO_BITS_BACK = (no_bits_back_encode, no_bits_back_decode)
-"""The push/pop pair that codes a batch without bits back (see the module doc)."""
+@torch.no_grad()
+def topdown_encode(ans: AnsStack, model, x: torch.Tensor) -> None:
+    features = model.bottom_up(x)
+    state = model.top_state(torch.zeros(len(x), *model.latent_shape(x.shape[1:]), device=x.device))
+    priors, latents = [], []
+    for layer in reversed(range(model.depth)):            # pop z_L..z1 from q(z_i | x, z_>i)
+        z = ans.pop(model.inference(layer, state, features))
+        priors.append(model.prior(layer, state))
+        latents.append(z)
+        state = model.descend(layer, state, z)
+    ans.push(x, model.likelihood(state))                  # push x under p(x | z)
+    for prior, z in zip(reversed(priors), reversed(latents)):
+        ans.push(z, prior)                                # push z1..z_L under p(z_i | z_>i)
+
+
+@torch.no_grad()
+def topdown_decode(ans: AnsStack, model, latent_like: torch.Tensor) -> torch.Tensor:
+    state, states, latents = model.top_state(latent_like), [], []
+    for layer in reversed(range(model.depth)):            # pop z_L..z1 given the layers above
+        states.append(state)
+        latents.append(ans.pop(model.prior(layer, state)))
+        state = model.descend(layer, state, latents[-1])
+    x = ans.pop(model.likelihood(state))                  # pop x given z
+    features = model.bottom_up(x)
+    for layer, state, z in zip(range(model.depth), reversed(states), reversed(latents)):
+        ans.push(z, model.inference(layer, state, features))  # give z1..z_L back under q, last pop first
+    return x
+
+
+def _topdown_prior_modes(model, latent_like: torch.Tensor) -> torch.Tensor:
+    """The state below z1 when every latent is the mode of its prior given the layers above."""
+    state = model.top_state(latent_like)
+    for layer in reversed(range(model.depth)):
+        state = model.descend(layer, state, model.prior(layer, state).mode())
+    return state
+
+
+@torch.no_grad()
+def topdown_no_bits_back_encode(ans: AnsStack, model, x: torch.Tensor) -> None:
+    like = torch.zeros(len(x), *model.latent_shape(x.shape[1:]), device=x.device)
+    ans.push(x, model.likelihood(_topdown_prior_modes(model, like)))  # push x under p(x | z at the prior's modes)
+
+
+@torch.no_grad()
+def topdown_no_bits_back_decode(ans: AnsStack, model, latent_like: torch.Tensor) -> torch.Tensor:
+    return ans.pop(model.likelihood(_topdown_prior_modes(model, latent_like)))  # pop x given the same z
+
 
 CODERS = {
     "bitswap": (bitswap_encode, bitswap_decode),
     "bbans": (bbans_encode, bbans_decode),
+    "topdown": (topdown_encode, topdown_decode),
 }
+"""The (encode, decode) pair of each coder, by the name that files store."""
+
+NO_BITS_BACK = {
+    "bitswap": (no_bits_back_encode, no_bits_back_decode),
+    "bbans": (no_bits_back_encode, no_bits_back_decode),
+    "topdown": (topdown_no_bits_back_encode, topdown_no_bits_back_decode),
+}
+"""The push/pop pair that codes a batch without bits back (see the module doc), for each coder's models."""
+
+
+class CostStack:
+    """A stand-in for the ANS stack that counts what a coder would cost instead of coding (nats).
+
+    A pop draws a sample of the distribution (``rsample``) and gains its log
+    probability (the bits it gets back), a push pays the value's negative log
+    probability: running a coder's encoder on it gives that coder's −ELBO of
+    the batch, one posterior sample, in float, for any model structure.
+    ``popped`` lists the distributions popped, in order.
+    """
+
+    def __init__(self):
+        self.nats, self.popped = 0.0, []
+
+    def pop(self, dist):
+        value = dist.rsample()
+        self.nats += float(dist.log_prob(value).double().sum())
+        self.popped.append(dist)
+        return value
+
+    def push(self, value, dist) -> None:
+        self.nats -= float(dist.log_prob(value).double().sum())
+
+
+def coded_cost(model, x: torch.Tensor, coder: str) -> CostStack:
+    """What ``coder`` costs to code the batch ``x`` with ``model``, counted on a :class:`CostStack`."""
+    stack = CostStack()
+    CODERS[coder][0](stack, model, x)
+    return stack

@@ -83,7 +83,7 @@ STARTS = ("bits-back", "no-bits-back")
 
 def _coder_pair(coder: str, start: str, index: int):
     """The (encode, decode) pair for the batch at ``index`` of a chain."""
-    return NO_BITS_BACK if index == 0 and start == "no-bits-back" else CODERS[coder]
+    return NO_BITS_BACK[coder] if index == 0 and start == "no-bits-back" else CODERS[coder]
 
 
 def encode_steps(steps, coder: str = "bitswap", track: bool = False, progress=None,

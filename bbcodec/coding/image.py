@@ -21,6 +21,7 @@ import torch
 
 from bbcodec.coding.bitsback import CODERS
 from bbcodec.coding.chain import STARTS, EncodedChain, decode_steps, encode_steps
+from bbcodec.errors import BBCodecError, CorruptDataError
 from bbcodec.tiling import TileLayout
 
 
@@ -43,17 +44,21 @@ class CoderSettings:
     ``"auto"`` lets the encoder keep the cheaper of the two
     (:func:`~bbcodec.coding.chain.encode_steps`), and files store the one it
     kept; files written before the field existed start with bits back.
+
+    ``coder`` is one of :data:`~bbcodec.coding.bitsback.CODERS` that the
+    model's family codes with (its ``coders``), or ``"auto"``: the family's
+    first. Files store the resolved name.
     """
 
-    coder: str = "bitswap"
+    coder: str = "auto"
     tile: int = 64
     max_batch: int = 16
     arithmetic: str = "auto"
     start: str = "auto"
 
     def __post_init__(self):
-        if self.coder not in CODERS:
-            raise ValueError(f"unknown coder {self.coder!r} (one of {', '.join(CODERS)})")
+        if self.coder not in CODERS and self.coder != "auto":
+            raise ValueError(f"unknown coder {self.coder!r} (one of {', '.join(CODERS)}, auto)")
         if not (8 <= self.tile <= 1024 and 1 <= self.max_batch <= 256):
             raise ValueError(f"tile must be 8..1024 and max_batch 1..256, got {self.tile}, {self.max_batch}")
         if self.arithmetic not in ARITHMETIC + ("auto",):
@@ -61,9 +66,12 @@ class CoderSettings:
         if self.start not in STARTS + ("auto",):
             raise ValueError(f"unknown start {self.start!r} (one of {', '.join(STARTS)}, auto)")
 
-    def resolve(self) -> "CoderSettings":
-        """These settings with ``arithmetic`` decided: ``auto`` is exact, for every model."""
-        return self if self.arithmetic != "auto" else replace(self, arithmetic="exact")
+    def resolve(self, model) -> "CoderSettings":
+        """These settings decided for ``model``: ``auto`` arithmetic is exact (every model supports it), an
+        ``auto`` coder the first of the model's family; a BBCodecError if the family cannot use the coder."""
+        coder = model.coders[0] if self.coder == "auto" else self.coder
+        check_coder(model, coder)
+        return replace(self, coder=coder, arithmetic="exact" if self.arithmetic == "auto" else self.arithmetic)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -71,6 +79,13 @@ class CoderSettings:
     def layout(self, height: int, width: int, channels: int) -> TileLayout:
         """How an image of this size is tiled and batched with these settings."""
         return TileLayout(height, width, channels, self.tile, self.max_batch)
+
+
+def check_coder(model, coder: str, error=BBCodecError) -> None:
+    """An ``error`` unless ``model``'s family codes with ``coder`` (a Markov chain cannot be coded top-down, nor a
+    top-down model with Bit-Swap)."""
+    if coder not in model.coders:
+        raise error(f"a {model.family} model codes with {' or '.join(model.coders)}, not {coder}")
 
 
 def coding_model(model, arithmetic: str):
@@ -81,7 +96,9 @@ def coding_model(model, arithmetic: str):
 
 
 class TileView:
-    """The model as the coders see it for one batch of tiles of ``channels`` (1 or 3) planes."""
+    """The model as the coders see it for one batch of tiles of ``channels`` (1 or 3) planes: what it is shown
+    of pixels is three channels (``posterior`` of layer 0, ``bottom_up``), and its pixel likelihood
+    (``conditional`` of layer 0, ``likelihood``) is cropped to the tile's real pixels and channels."""
 
     def __init__(self, model, channels: int, height: int, width: int):
         self.model, self.channels, self.height, self.width = model, channels, height, width
@@ -105,15 +122,15 @@ class TileView:
             return slice(0, 3)
         return slice(self.model.grey_channel, self.model.grey_channel + 1)
 
-    def top_prior(self, like):
-        return self.model.top_prior(like)
+    def bottom_up(self, x):
+        return self.model.bottom_up(self._model_input(x))
 
-    def latent_shape(self, image_shape):
-        return self.model.latent_shape(image_shape)
+    def likelihood(self, state):
+        return self.model.likelihood(state).crop(self._coded_channels(), self.height, self.width)
 
-    @property
-    def device(self):
-        return self.model.device
+    def __getattr__(self, name):
+        """Every other call of the coders (``top_prior``, ``latent_shape``, ``prior``...) is the model's own."""
+        return getattr(self.model, name)
 
 
 def tile_views(model, layout: TileLayout):
@@ -144,7 +161,8 @@ def encode_image(model, pixels: np.ndarray, settings: CoderSettings = CoderSetti
 
     ``progress(tiles)``, if given, is called after each batch of tiles.
     """
-    model = coding_model(model, settings.resolve().arithmetic)
+    settings = settings.resolve(model)
+    model = coding_model(model, settings.arithmetic)
     steps = [(view, cut_batch(pixels, group, batch, model.device))
              for view, group, batch in tile_views(model, settings.layout(*pixels.shape))]
     return encode_steps(steps, settings.coder, progress=progress, start=settings.start)
@@ -152,8 +170,11 @@ def encode_image(model, pixels: np.ndarray, settings: CoderSettings = CoderSetti
 
 def decode_image(model, encoded: EncodedChain, height: int, width: int, channels: int,
                  settings: CoderSettings = CoderSettings(), progress=None) -> np.ndarray:
-    """Inverse of :func:`encode_image`."""
-    model = coding_model(model, settings.resolve().arithmetic)
+    """Inverse of :func:`encode_image` (a CorruptDataError if the model cannot use the coder a file names)."""
+    if settings.coder != "auto":
+        check_coder(model, settings.coder, CorruptDataError)
+    settings = settings.resolve(model)
+    model = coding_model(model, settings.arithmetic)
     steps = list(tile_views(model, settings.layout(height, width, channels)))
     shapes = [(view, batch_shape(group, batch)) for view, group, batch in steps]
     decoded = decode_steps(shapes, encoded, settings.coder, progress=progress)

@@ -290,9 +290,10 @@ class InArithmetic:
 _EXACT_MODELS: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
 
 
-def exact_model(model) -> InArithmetic:
-    """``model`` in exact arithmetic on the model's device, built once per model object."""
+def exact_model(model, adapter: type = InArithmetic) -> InArithmetic:
+    """``model`` in exact arithmetic on the model's device, built once per model object; ``adapter``: how the
+    coders see it (:class:`InArithmetic` or a family's subclass with its own coding calls)."""
     exact = _EXACT_MODELS.get(model)
     if exact is None:
-        exact = _EXACT_MODELS[model] = InArithmetic(model, ExactArithmetic(model.config.grid))
+        exact = _EXACT_MODELS[model] = adapter(model, ExactArithmetic(model.config.grid))
     return exact.to(model.device)

@@ -69,6 +69,9 @@ class CodecModel(nn.Module):
 
     family: ClassVar[str]
     config_type: ClassVar[type]
+    coders: ClassVar[tuple[str, ...]] = ("bitswap", "bbans")
+    """The coders (:data:`bbcodec.coding.bitsback.CODERS`) that can code this family, the default first: a
+    Markov chain of latents takes Bit-Swap or BB-ANS."""
 
     def __init__(self, config):
         super().__init__()

@@ -14,25 +14,24 @@ import math
 
 import torch
 
+from bbcodec.coding.bitsback import coded_cost
+
 REACH_STDS = 3.0
 WARN_SHARE = 0.005
 """The share of posterior elements reaching past the bound above which ``bbcodec train`` suggests a wider grid."""
 
 
-@torch.no_grad()
 def posterior_reach(model, x: torch.Tensor) -> list[torch.Tensor]:
-    """``|mean| + 3 std`` of every posterior element, one flat tensor per latent layer.
+    """``|mean| + 3 std`` of every posterior element, one flat tensor per latent layer (in the order the
+    model's default coder pops them).
 
-    ``model`` is anything with the coders' interface (a MarkovVAE, or a
+    ``model`` is anything with the coders' interface (a codec model, or a
     :class:`~bbcodec.coding.image.TileView` for grey planes); ``x`` a uint8
-    batch. One posterior sample of each layer feeds the next, as in coding.
+    batch. The coder runs on a :class:`~bbcodec.coding.bitsback.CostStack`:
+    one posterior sample of each layer feeds the next, as in coding.
     """
-    reach, below = [], x
-    for layer in range(model.depth):
-        q = model.posterior(layer, below)
-        reach.append((q.mean.abs() + REACH_STDS * q.std).flatten())
-        below = q.rsample()
-    return reach
+    popped = coded_cost(model, x, model.coders[0]).popped
+    return [(q.mean.abs() + REACH_STDS * q.std).flatten() for q in popped]
 
 
 def share_beyond(reach: list[torch.Tensor], bound: float) -> float:

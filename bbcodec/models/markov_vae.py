@@ -31,6 +31,27 @@ from bbcodec.models.family import CodecModel, register
 from bbcodec.nn import ResidualBlock, WNConv2d
 from bbcodec.nn.arithmetic import FLOAT
 
+def pixel_head_channels(config: VAEConfig) -> int:
+    """The channels of a pixel head's output: mean and log-scale per channel, and the coupling weights."""
+    return 2 * config.image_channels + (3 if config.channel_coupling else 0)
+
+
+def pixel_distribution(config: VAEConfig, params: torch.Tensor, ops=FLOAT):
+    """The pixel distribution that a pixel head's output (:func:`pixel_head_channels` maps) stands for."""
+    c = config.image_channels
+    mean, log_scale = params[:, :c], params[:, c:2 * c]
+    if config.pixel_distribution == "logistic":
+        return ops.logistic(mean, log_scale)
+    return ops.laplace(mean, log_scale, params[:, 2 * c:] if config.channel_coupling else None)
+
+
+def pad_to_stride(x: torch.Tensor, stride: int) -> torch.Tensor:
+    """An image whose sides are not multiples of the stride, extended by repeating its last row and column
+    (the likelihood of those extra pixels is never coded: see :meth:`DiscretizedLogistic.crop`)."""
+    pad_h, pad_w = -x.shape[2] % stride, -x.shape[3] % stride
+    return F.pad(x, (0, pad_w, 0, pad_h), mode="replicate") if pad_h or pad_w else x
+
+
 class ConditionalNet(nn.Module):
     """stem (float) -> residual blocks -> head (float).
 
@@ -92,32 +113,12 @@ class MarkovVAE(CodecModel):
     def _likelihood_net(self, config: VAEConfig) -> nn.Module:
         """The first conditional network, on z1: in this family it gives the pixel parameters at full resolution
         (a family that derives from this one may give features for a pixel likelihood of its own)."""
-        return ConditionalNet(config, config.latent_channels, self.pixel_head_channels(config), unfold=config.stride)
-
-    @staticmethod
-    def pixel_head_channels(config: VAEConfig) -> int:
-        """The channels of a pixel head's output: mean and log-scale per channel, and the coupling weights."""
-        return 2 * config.image_channels + (3 if config.channel_coupling else 0)
-
-    def pixel_likelihood(self, params: torch.Tensor, ops=FLOAT):
-        """The pixel distribution that a pixel head's output (:meth:`pixel_head_channels` maps) stands for."""
-        c = self.config.image_channels
-        mean, log_scale = params[:, :c], params[:, c:2 * c]
-        if self.config.pixel_distribution == "logistic":
-            return ops.logistic(mean, log_scale)
-        return ops.laplace(mean, log_scale, params[:, 2 * c:] if self.config.channel_coupling else None)
+        return ConditionalNet(config, config.latent_channels, pixel_head_channels(config), unfold=config.stride)
 
     # -- the distributions the coders and the loss use, in float or exact arithmetic (``ops``) --
-    def _padded(self, x: torch.Tensor) -> torch.Tensor:
-        """An image whose sides are not multiples of the stride, extended by repeating its last row and column
-        (the likelihood of those extra pixels is never coded: see :meth:`DiscretizedLogistic.crop`)."""
-        stride = self.config.stride
-        pad_h, pad_w = -x.shape[2] % stride, -x.shape[3] % stride
-        return F.pad(x, (0, pad_w, 0, pad_h), mode="replicate") if pad_h or pad_w else x
-
     def posterior(self, layer: int, below: torch.Tensor, ops=FLOAT) -> GridGaussian:
         """q(z_{layer+1} | below), where below is x (layer 0, uint8) or z_layer."""
-        inputs = self._padded(ops.pixels(below)) if layer == 0 else ops.latents(below)
+        inputs = pad_to_stride(ops.pixels(below), self.config.stride) if layer == 0 else ops.latents(below)
         return ops.gaussian(ops.run(self.posteriors[layer], inputs), self.config.min_std, self.config.grid)
 
     def conditional(self, layer: int, z: torch.Tensor, ops=FLOAT):
@@ -125,7 +126,7 @@ class MarkovVAE(CodecModel):
         params = ops.run(self.conditionals[layer], ops.latents(z))
         if layer > 0:
             return ops.gaussian(params, self.config.min_std, self.config.grid)
-        return self.pixel_likelihood(params, ops)
+        return pixel_distribution(self.config, params, ops)
 
     def top_prior(self, like: torch.Tensor) -> GridGaussian:
         """p(z_L) = N(0, I), shaped like ``like``."""
@@ -163,27 +164,38 @@ class MarkovVAE(CodecModel):
             q = self.posterior(layer, below)
             z = q.rsample()
             if layer == 0:
-                recon, dims = self._reconstruction_nats(x, z)
+                recon, dims = reconstruction_nats(self.conditional(0, z), x, self.grey_channel)
             else:
                 kls[-1] = kls[-1] - self.conditional(layer, z).log_prob(below).flatten(1).sum(1)
             kls.append(q.log_prob(z).flatten(1).sum(1))
             below = z
         kls[-1] = kls[-1] - self.top_prior(below).log_prob(below).flatten(1).sum(1)
-        to_bits = 1.0 / (dims.sum() * math.log(2.0))
-        kl_bits = [k.sum() * to_bits for k in kls]
-        recon_bits = recon.sum() * to_bits
-        floor = free_bits * below[0].numel() * len(x) / dims.sum()
-        loss = recon_bits + sum(torch.clamp(k, min=floor) for k in kl_bits)
-        return {"loss": loss, "nelbo": recon_bits + sum(kl_bits), "recon": recon_bits, "kl": torch.stack(kl_bits)}
+        return nelbo_terms(recon, dims, kls, below[0].numel(), free_bits)
 
-    def _reconstruction_nats(self, x: torch.Tensor, z: torch.Tensor):
-        """-log p(x | z1) per image, and the number of coded sub-pixels per image."""
-        log_prob = self.conditional(0, z).log_prob(x)
-        per_pixel = x[0, 0].numel()
-        if x.shape[1] != 3:
-            return -log_prob.flatten(1).sum(1), torch.full((len(x),), float(x[0].numel()))
-        grey = ((x[:, 0] == x[:, 1]) & (x[:, 1] == x[:, 2])).flatten(1).all(1)
-        colour_nats = -log_prob.flatten(1).sum(1)
-        grey_nats = -log_prob[:, self.grey_channel].flatten(1).sum(1)
-        dims = torch.where(grey, float(per_pixel), float(3 * per_pixel))
-        return torch.where(grey, grey_nats, colour_nats), dims
+
+def reconstruction_nats(likelihood, x: torch.Tensor, grey_channel: int):
+    """-log p(x | z) per image under ``likelihood``, and the number of coded sub-pixels per image: a grey image
+    in an RGB batch (three equal channels) counts only its ``grey_channel``, as the coder codes it."""
+    log_prob = likelihood.log_prob(x)
+    per_pixel = x[0, 0].numel()
+    if x.shape[1] != 3:
+        return -log_prob.flatten(1).sum(1), torch.full((len(x),), float(x[0].numel()))
+    grey = ((x[:, 0] == x[:, 1]) & (x[:, 1] == x[:, 2])).flatten(1).all(1)
+    colour_nats = -log_prob.flatten(1).sum(1)
+    grey_nats = -log_prob[:, grey_channel].flatten(1).sum(1)
+    dims = torch.where(grey, float(per_pixel), float(3 * per_pixel))
+    return torch.where(grey, grey_nats, colour_nats), dims
+
+
+def nelbo_terms(recon: torch.Tensor, dims: torch.Tensor, kls: list[torch.Tensor], latent_dims: int,
+                free_bits: float) -> dict:
+    """The training report of a batch from its per-image reconstruction nats, coded sub-pixels and per-layer
+    KL nats (``latent_dims`` elements a layer per image): ``loss`` (each layer's KL at least ``free_bits``
+    bits per latent dimension, averaged over the batch, as in Kingma et al. 2016), ``nelbo`` (the true
+    bound), ``recon`` and ``kl``, all in bits per coded sub-pixel."""
+    to_bits = 1.0 / (dims.sum() * math.log(2.0))
+    kl_bits = [k.sum() * to_bits for k in kls]
+    recon_bits = recon.sum() * to_bits
+    floor = free_bits * latent_dims * len(recon) / dims.sum()
+    loss = recon_bits + sum(torch.clamp(k, min=floor) for k in kl_bits)
+    return {"loss": loss, "nelbo": recon_bits + sum(kl_bits), "recon": recon_bits, "kl": torch.stack(kl_bits)}

@@ -62,7 +62,7 @@ from torch import nn
 from bbcodec.errors import BBCodecError, shorten
 from bbcodec.models.config import VAEConfig, check_integers
 from bbcodec.models.family import register
-from bbcodec.models.markov_vae import ConditionalNet, MarkovVAE
+from bbcodec.models.markov_vae import ConditionalNet, MarkovVAE, pixel_distribution, pixel_head_channels
 from bbcodec.nn import ResidualBlock, WNConv2d
 from bbcodec.nn.arithmetic import FLOAT
 
@@ -270,6 +270,32 @@ class PolyphasePixels:
         return join_phases(phases)[:, :planes, :self.height, :self.width]
 
 
+class PolyphaseHead(nn.ModuleList):
+    """The context networks of every step of :func:`coding_steps`, and the likelihood they make of features.
+
+    A family gives it ``feature_channels`` features at half the image's
+    resolution (from its latents) and gets p(x | features) back as
+    :class:`PolyphasePixels`, in the arithmetic ``ops``.
+    """
+
+    def __init__(self, config: PolyphaseConfig):
+        out = pixel_head_channels(config)
+        super().__init__([ContextNet(config, level, k, out) for level, k in coding_steps(config.levels)])
+        self.config = config
+
+    def likelihood(self, features: torch.Tensor, ops=FLOAT) -> PolyphasePixels:
+        """p(x | features): ``features`` (B, feature_channels, H/2, W/2) as the hidden activations of ``ops``."""
+        size = (2 * features.shape[2], 2 * features.shape[3])
+        levels = self.config.levels
+        by_level = [features] + [F.pixel_unshuffle(features, 2 ** level) for level in range(1, levels)]
+        return PolyphasePixels(partial(self._phase, by_level, ops), self.config.image_channels, size, levels)
+
+    def _phase(self, features: list[torch.Tensor], ops, step: int, earlier: torch.Tensor | None):
+        """Step ``step``'s pixel distribution given the features of its level and the earlier phases' pixels."""
+        level = coding_steps(self.config.levels)[step][0]
+        return pixel_distribution(self.config, self[step](features[level - 1], earlier, ops), ops)
+
+
 @register
 class PolyphaseVAE(MarkovVAE):
     """The Markov-chain VAE whose pixels come in four steps, each given the steps before (module docstring)."""
@@ -279,8 +305,7 @@ class PolyphaseVAE(MarkovVAE):
 
     def __init__(self, config: PolyphaseConfig):
         super().__init__(config)
-        out = self.pixel_head_channels(config)
-        self.phases = nn.ModuleList([ContextNet(config, level, k, out) for level, k in coding_steps(config.levels)])
+        self.phases = PolyphaseHead(config)
 
     def _likelihood_net(self, config: PolyphaseConfig) -> nn.Module:
         """Features at half resolution from the latents (a 1/stride grid)."""
@@ -290,13 +315,4 @@ class PolyphaseVAE(MarkovVAE):
         """p(below | z_{layer+1}): the polyphase pixel likelihood for layer 0, else a latent Gaussian."""
         if layer > 0:
             return super().conditional(layer, z, ops)
-        features = ops.run(self.conditionals[0], ops.latents(z))
-        size = (2 * features.shape[2], 2 * features.shape[3])
-        levels = self.config.levels
-        by_level = [features] + [F.pixel_unshuffle(features, 2 ** level) for level in range(1, levels)]
-        return PolyphasePixels(partial(self._phase, by_level, ops), self.config.image_channels, size, levels)
-
-    def _phase(self, features: list[torch.Tensor], ops, step: int, earlier: torch.Tensor | None):
-        """Step ``step``'s pixel distribution given the features of its level and the earlier phases' pixels."""
-        level = coding_steps(self.config.levels)[step][0]
-        return self.pixel_likelihood(self.phases[step](features[level - 1], earlier, ops), ops)
+        return self.phases.likelihood(ops.run(self.conditionals[0], ops.latents(z)), ops)

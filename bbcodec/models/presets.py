@@ -4,12 +4,14 @@ The sizes are chosen for CPU coding speed as much as rate: ``stride`` 4 puts
 the latents at 1/4 of the image resolution, which makes a network pass about
 four times cheaper per pixel than ``stride`` 2. ``photo-polyphase`` is ``photo`` with a pixel
 likelihood that also sees decoded pixels (its context networks run at half resolution);
-``photo-multiscale`` splits twice, so that only 1/16 of the pixels see no decoded neighbour.
+``photo-multiscale`` splits twice, so that only 1/16 of the pixels see no decoded neighbour;
+``photo-topdown`` is the same likelihood under a top-down ResNet VAE instead of a Markov chain.
 """
 import dataclasses
 
 from bbcodec.models.config import VAEConfig
 from bbcodec.models.polyphase_vae import PolyphaseConfig
+from bbcodec.models.topdown_vae import TopDownConfig
 
 PHOTO = dict(hidden_channels=64, latent_channels=12, latent_layers=4, blocks_per_net=2, stride=4,
              pixel_distribution="laplace", channel_coupling=True)
@@ -22,6 +24,9 @@ PRESETS = {
     # the photo model whose pixels are decoded in four polyphase steps (bbcodec/models/polyphase_vae.py)
     "photo-polyphase": PolyphaseConfig(**PHOTO, feature_channels=16, context_channels=32, context_blocks=1),
     "photo-multiscale": PolyphaseConfig(**PHOTO, feature_channels=16, context_channels=32, context_blocks=1, levels=2),
+    # the top-down ResNet VAE (bbcodec/models/topdown_vae.py) with the two-level likelihood and its linear path
+    "photo-topdown": TopDownConfig(**PHOTO, feature_channels=16, context_channels=32, context_blocks=1, levels=2,
+                                   linear_prediction=True),
     "large": VAEConfig(hidden_channels=128, latent_channels=16, latent_layers=6, blocks_per_net=3, stride=2),
 }
 
