@@ -6,6 +6,7 @@
 #   bash bench/train_zoo.sh multiscale [RUNS]                  # the two-level polyphase candidate (not shipped yet)
 #   bash bench/train_zoo.sh multiscale-wide [RUNS]             # the same with context networks of 64 channels
 #   bash bench/train_zoo.sh multiscale-linear [RUNS]           # the same with a linear path from the neighbours
+#   bash bench/train_zoo.sh topdown [RUNS] [OPTION...]         # the top-down ResNet VAE on multiscale-linear's data
 #
 # Each stage is a `bbcodec train` run that writes runs/<stage>/ (log, checkpoint,
 # plot, exported model); a later stage starts from the previous stage's exported
@@ -58,6 +59,15 @@ multiscale() {  # multiscale RUNS TAG [OPTION...]: stage 1 natural images, stage
         --init-from "$(ls "$runs/$tag-c64/$tag-c64"-*.safetensors)" --out "$runs/$tag-syn" --name "$tag-syn"
 }
 
+# The top-down ResNet VAE (photo-topdown: multiscale-linear's likelihood under bidirectional inference) on
+# stage 1 of multiscale's data and schedule, so that its curve compares with msl-c64's step for step. OPTIONs
+# make its twins: --float (float residual blocks), --set binary_activations=true (sign activations).
+topdown() {  # topdown RUNS NAME [OPTION...]
+    local runs=$1 name=$2
+    shift 2
+    bbcodec train "${MULTISCALE[@]}" --preset photo-topdown "$@" --steps 6000 --out "$runs/$name" --name "$name"
+}
+
 case "${1:-}" in
     default) natural default "" 6 float32 ;;
     default-float) natural default-float --float 8 float16 ;;
@@ -73,5 +83,8 @@ case "${1:-}" in
     multiscale) multiscale "${2:-runs}" ms ;;
     multiscale-wide) multiscale "${2:-runs}" msw --set context_channels=64 ;;  # context networks twice as wide
     multiscale-linear) multiscale "${2:-runs}" msl --set linear_prediction=true ;;  # interpolation + correction
-    *) echo "usage: bash bench/train_zoo.sh default|default-float|mnist|photo-polyphase|multiscale|multiscale-wide|multiscale-linear" >&2; exit 2 ;;
+    topdown) topdown "${2:-runs}" td-c64 "${@:3}" ;;
+    topdown-float) topdown "${2:-runs}" tdf-c64 --float "${@:3}" ;;
+    topdown-signs) topdown "${2:-runs}" tds-c64 --set binary_activations=true "${@:3}" ;;
+    *) echo "usage: bash bench/train_zoo.sh default|default-float|mnist|photo-polyphase|multiscale|multiscale-wide|multiscale-linear|topdown|topdown-float|topdown-signs" >&2; exit 2 ;;
 esac

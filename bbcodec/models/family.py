@@ -23,7 +23,10 @@ Barber, ICLR 2019) or Bit-Swap (Kingma, Abbeel & Ho, ICML 2019), with
 
 Bit-Swap needs the latents to form a Markov chain (each posterior sees only
 the layer below, each conditional only the layer above); BB-ANS needs only
-ordered posterior, prior and likelihood steps. Every distribution offers
+ordered posterior, prior and likelihood steps. A family whose posteriors run
+top-down (:mod:`bbcodec.models.topdown_vae`) offers instead the six calls
+its coder (``topdown`` in :mod:`bbcodec.coding.bitsback`) makes, and names
+the coders it can use in ``coders``. Every distribution offers
 ``push(ans, value)`` and ``pop(ans)`` (:mod:`bbcodec.distributions`).
 """
 from __future__ import annotations
