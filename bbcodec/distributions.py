@@ -4,7 +4,9 @@ Each distribution serves both sides from one object, so that the coder codes
 exactly what the model was trained on:
 
 * training: ``log_prob`` (and ``rsample`` for latents);
-* coding: ``push(ans, value)`` and ``pop(ans)`` on an :class:`~bbcodec.coding.ans.AnsStack`.
+* coding: ``push(ans, value)`` and ``pop(ans)`` on an :class:`~bbcodec.coding.ans.AnsStack`;
+* drawing samples of a model (:mod:`bbcodec.sampling`): ``rsample(generator)`` for latents and
+  ``sample(generator)`` for pixels, uint8 levels drawn as ``pop`` would decode them.
 
 :class:`GridGaussian` is a diagonal Gaussian over a continuous latent; for
 coding it is discretized on a uniform grid of step ``2**-grid_bits`` clipped to
@@ -34,6 +36,31 @@ import torch.nn.functional as F
 PIXEL_LEVELS = 256
 OUTER_EDGE = 1e4
 TABLE_CHUNK = 1 << 14  # sub-pixels per probability table (16384 x 256 float64 = 32 MiB)
+
+
+def _noise(like: torch.Tensor, generator: torch.Generator | None, draw=torch.randn) -> torch.Tensor:
+    """``draw`` (``torch.randn`` or ``torch.rand``) shaped like ``like``, from ``generator`` (the global one if
+    None). The numbers are drawn on the generator's device, then moved to ``like``'s, so that one seed gives
+    the same noise wherever the model runs."""
+    device = generator.device if generator is not None else like.device
+    return draw(like.shape, generator=generator, dtype=like.dtype, device=device).to(like.device)
+
+
+def _open_uniform(like: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+    """Uniform noise in (0, 1) shaped like ``like``: ``torch.rand`` can give 0, where an inverse CDF is
+    infinite (it never gives 1)."""
+    return _noise(like, generator, torch.rand).clamp_min(torch.finfo(like.dtype).tiny)
+
+
+def _nearest_level(value: torch.Tensor) -> torch.Tensor:
+    """The pixel level (0..255, uint8) whose bin holds ``value``, in pixel units: the nearest one, the outer
+    levels taking everything beyond them, as the outer bins of both pixel distributions do."""
+    return torch.round(value).clamp(0, PIXEL_LEVELS - 1).to(torch.uint8)
+
+
+def _to_pixel_units(value: torch.Tensor) -> torch.Tensor:
+    """A value in the model's [-1, 1] pixel units in units of pixel levels (level k at k)."""
+    return (value + 1.0) * ((PIXEL_LEVELS - 1) / 2.0)
 
 
 @dataclass(frozen=True)
@@ -74,8 +101,10 @@ class GridGaussian:
         self.mean, self.std, self.grid = mean, std, grid
 
     # -- training -----------------------------------------------------------
-    def rsample(self) -> torch.Tensor:
-        return self.mean + self.std * torch.randn_like(self.mean)
+    def rsample(self, generator: torch.Generator | None = None) -> torch.Tensor:
+        """mean + std * standard normal noise, from ``generator`` if given (else torch's global one)."""
+        noise = torch.randn_like(self.mean) if generator is None else _noise(self.mean, generator)
+        return self.mean + self.std * noise
 
     def log_prob(self, z: torch.Tensor) -> torch.Tensor:
         """Log density (nats) per element."""
@@ -188,6 +217,14 @@ class DiscretizedLogistic:
         # a copy, so that the small decoded buffer does not pin the tables' heap space until the image ends
         return torch.from_numpy(symbols.astype(np.uint8)).view(self.mean.shape).clone().to(self.mean.device)
 
+    # -- sampling -----------------------------------------------------------
+    def sample(self, generator: torch.Generator | None = None) -> torch.Tensor:
+        """uint8 pixels (0..255) shaped like the mean, each drawn from its sub-pixel's distribution: a
+        logistic sample (mean + scale * logit(u)) taken to the level whose bin holds it."""
+        u = _open_uniform(self.mean, generator)
+        value = self.mean + torch.exp(self.log_scale) * (torch.log(u) - torch.log1p(-u))
+        return _nearest_level(_to_pixel_units(value))
+
 
 def _laplace_log_bin_mass(lower: torch.Tensor, upper: torch.Tensor) -> torch.Tensor:
     """log(F(upper) - F(lower)) for the standard Laplace CDF F, lower < upper, stable everywhere.
@@ -233,7 +270,7 @@ class DiscretizedLaplace:
             earlier = x[:, :channel].to(mean.dtype) * (2.0 / (PIXEL_LEVELS - 1)) - 1.0
             weights = self.coupling[:, (channel - 1) * channel // 2:][:, :channel]
             mean = mean + (weights * earlier).sum(dim=1)
-        return (mean + 1.0) * ((PIXEL_LEVELS - 1) / 2.0)
+        return _to_pixel_units(mean)
 
     def _scale(self) -> torch.Tensor:
         return self.scale * ((PIXEL_LEVELS - 1) / 2.0)
@@ -273,6 +310,20 @@ class DiscretizedLaplace:
         for c in range(self.mean.shape[1]):
             symbols = ans.coder.decode(model, self._numpy(self._centre(c, x)), self._numpy(scale[:, c]))
             x[:, c] = torch.from_numpy(symbols.astype(np.uint8)).view(x[:, c].shape)
+        return x
+
+    # -- sampling -----------------------------------------------------------
+    def sample(self, generator: torch.Generator | None = None) -> torch.Tensor:
+        """uint8 pixels (0..255) shaped like the mean, drawn channel by channel in the order :meth:`pop`
+        decodes them, each channel's mean moved by the channels drawn before it (:meth:`_centre`): a Laplace
+        sample by the inverse CDF, taken to the level whose bin holds it."""
+        u = _open_uniform(self.mean, generator)
+        # the inverse CDF of the standard Laplace: log(2u) below the median, -log(2(1 - u)) above it
+        noise = torch.where(u < 0.5, torch.log(2.0 * u), -torch.log(2.0 * (1.0 - u)))
+        offset = self._scale() * noise
+        x = torch.zeros(self.mean.shape, dtype=torch.uint8, device=self.mean.device)
+        for c in range(self.mean.shape[1]):
+            x[:, c] = _nearest_level(self._centre(c, x) + offset[:, c])
         return x
 
 

@@ -27,6 +27,7 @@ COMMANDS = {
     "unpack": ("bbcodec_cli.archive", "unpack_command", "Write the images of an archive, or some of them, into a folder."),
     "list": ("bbcodec_cli.archive", "list_command", "List the images of an archive."),
     "bench": ("bbcodec_cli.bench", "bench", "Measure bbcodec beside the classical lossless codecs, with real files."),
+    "sample": ("bbcodec_cli.sample", "sample_command", "Draw a grid of samples of a model to a PNG."),
 }
 
 

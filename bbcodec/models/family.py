@@ -28,6 +28,10 @@ top-down (:mod:`bbcodec.models.topdown_vae`) offers instead the six calls
 its coder (``topdown`` in :mod:`bbcodec.coding.bitsback`) makes, and names
 the coders it can use in ``coders``. Every distribution offers
 ``push(ans, value)`` and ``pop(ans)`` (:mod:`bbcodec.distributions`).
+
+Beside coding, a family may draw images from its generative model
+(:meth:`CodecModel.sample`, used by :mod:`bbcodec.sampling`) by implementing
+``draw``.
 """
 from __future__ import annotations
 
@@ -90,6 +94,32 @@ class CodecModel(nn.Module):
         """The training loss of a uint8 batch: a dict with ``loss`` and ``nelbo`` in bits per sub-pixel (and, if
         the family has latent layers to report, ``kl``: one entry per layer)."""
         raise NotImplementedError
+
+    def sample(self, count: int, height: int, width: int, generator: torch.Generator | None = None
+               ) -> torch.Tensor:
+        """``count`` images (uint8, (count, image_channels, height, width)) drawn from the generative model,
+        in float arithmetic and eval mode, the noise from ``generator`` (torch's global one if None).
+
+        ``height`` and ``width`` must be multiples of ``config.stride`` (ValueError); a family draws through
+        :meth:`draw`, which this class leaves to the families (NotImplementedError).
+        """
+        stride = self.config.stride
+        if count < 1 or height < 1 or width < 1 or height % stride or width % stride:
+            raise ValueError(f"cannot sample {count} image(s) of {height}x{width}: the count must be positive "
+                             f"and the sides positive multiples of the model's stride, {stride}")
+        like = torch.zeros(count, *self.latent_shape((self.config.image_channels, height, width)),
+                           device=self.device)
+        training = self.training
+        try:
+            with torch.no_grad():
+                return self.eval().draw(like, generator)
+        finally:
+            self.train(training)
+
+    def draw(self, like: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+        """uint8 images drawn from the generative model, their latents shaped like ``like`` (called by
+        :meth:`sample`, which checks the sizes and sets no_grad and eval mode)."""
+        raise NotImplementedError(f"the {self.family} model family cannot draw samples")
 
     def exact(self) -> CodingModel:
         """This model computed in exact integer arithmetic: the same probabilities on every machine.

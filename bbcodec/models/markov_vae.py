@@ -138,6 +138,14 @@ class MarkovVAE(CodecModel):
         stride = self.config.stride
         return self.config.latent_channels, -(-height // stride), -(-width // stride)
 
+    def draw(self, like: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+        """uint8 images down the chain: z_L from the top prior, each z_i from p(z_i | z_i+1), x from p(x | z_1)
+        (see :meth:`CodecModel.sample <bbcodec.models.family.CodecModel.sample>`)."""
+        z = self.top_prior(like).rsample(generator)
+        for layer in reversed(range(1, self.depth)):
+            z = self.conditional(layer, z).rsample(generator)
+        return self.conditional(0, z).sample(generator)
+
     @property
     def grey_channel(self) -> int:
         """The channel whose likelihood codes a lone (grey, alpha, index) plane.

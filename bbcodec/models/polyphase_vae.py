@@ -48,6 +48,7 @@ outside the coded tile (the padding up to a multiple of the stride) are zero
 wherever a context network sees them, on both sides. A lone (grey, alpha)
 plane enters the context networks as three equal channels, as the posterior
 sees it, and only the model's ``grey_channel`` is coded.
+:meth:`PolyphasePixels.sample` draws the steps in the same order as pop decodes them.
 """
 from __future__ import annotations
 
@@ -257,11 +258,22 @@ class PolyphasePixels:
             self._coded_step(step, phases[:k]).push(ans, phases[k][:, self.coded, :rows, :columns])
 
     def pop(self, ans) -> torch.Tensor:
+        return self._in_order(lambda distribution: distribution.pop(ans))
+
+    # -- sampling --------------------------------------------------------------------
+    def sample(self, generator: torch.Generator | None = None) -> torch.Tensor:
+        """uint8 pixels drawn step by step in decoding order, each step given the pixels drawn before it;
+        shaped as :meth:`pop` decodes them (the coded channels and the top-left height x width pixels)."""
+        return self._in_order(lambda distribution: distribution.sample(generator))
+
+    def _in_order(self, draw: Callable) -> torch.Tensor:
+        """The coded pixels, each step's phase ``draw(distribution)`` (popped or sampled) in decoding order,
+        its distribution computed from the phases obtained before it."""
         phases = []
         for step, (level, k) in enumerate(self.steps):
             if k == 1 and step > 1:   # a finer level: its phase 0 is the image decoded so far
                 phases = [join_phases(phases)]
-            values = self._coded_step(step, phases).pop(ans)
+            values = draw(self._coded_step(step, phases))
             rows, columns = self._extent(level, k)
             phase = values.new_zeros(len(values), self.channels, self.size[0] >> level, self.size[1] >> level)
             phase[:, :, :rows, :columns] = values

@@ -145,6 +145,15 @@ class TopDownVAE(CodecModel):
         unfold = self.config.stride // 2
         return self.phases.likelihood(F.pixel_shuffle(features, unfold) if unfold > 1 else features, ops)
 
+    def draw(self, like: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+        """uint8 images drawn top-down: each z_i from its prior given the state above, the state then
+        descending through it, x from the likelihood of the last state (see
+        :meth:`CodecModel.sample <bbcodec.models.family.CodecModel.sample>`)."""
+        state = self.top_state(like)
+        for layer in reversed(range(self.depth)):
+            state = self.descend(layer, state, self.prior(layer, state).rsample(generator))
+        return self.likelihood(state).sample(generator)
+
     def exact(self):
         """This model in exact integer arithmetic, with the coders' calls of this family."""
         return exact_model(self, TopDownInArithmetic)
