@@ -139,7 +139,7 @@ def measure_chain(spec: str, images: list[np.ndarray], batch: int, device: str,
     result = ChainResult(f"bbcodec {model_label(spec)}", digest, f"{settings.coder}, {settings.arithmetic}", batch,
                          len(images), int(sum(im.size for im in images)))
     start = time.perf_counter()
-    encoded = encode_steps(steps, settings.coder, progress=progress)
+    encoded = encode_steps(steps, settings.coder, progress=progress, start=settings.start)
     result.encode_seconds = time.perf_counter() - start
     start = time.perf_counter()
     try:

@@ -13,11 +13,13 @@ not after all the work the header asks for.
 The first batch may be coded without bits back (``start="no-bits-back"``,
 :data:`bbcodec.coding.bitsback.NO_BITS_BACK`): its latents are the prior's
 modes instead of pops that only initial bits could pay for. ``start="auto"``
-codes a chain of one batch (a small image) both ways and keeps the smaller
-(:func:`encode_steps`); a longer chain starts with bits back. Deciding a long
-chain on its first batch alone was tried and cost more than it saved: its
-second batch then dips into the seed (three photos, 128- and 256-pixel tiles,
-bench/README.md).
+codes a chain of one or two batches (a small image) both ways and keeps the
+smaller (:func:`encode_steps`); a longer chain codes its first two batches
+both ways and goes on with the start that left the smaller payload
+(:func:`cheaper_start`). Deciding on the first batch alone was tried and cost
+more than it saved: the second batch of a chain started without bits back
+may dip into the seed (three photos, 128- and 256-pixel tiles,
+bench/README.md), which the second batch shows.
 
 Accounting (all in bits):
 
@@ -93,20 +95,37 @@ def encode_steps(steps, coder: str = "bitswap", track: bool = False, progress=No
     ``model`` is anything with the coders' interface (depth, posterior,
     conditional, top_prior, latent_shape); ``batch`` a uint8 tensor (B, C, H, W).
     ``progress(images)``, if given, is called after each batch. ``start``: one of
-    :data:`STARTS`, or ``"auto"``: a chain of one batch is coded both ways and
-    the smaller kept (bits back when equal), a longer one starts with bits back.
+    :data:`STARTS`, or ``"auto"``: a chain of one or two batches is coded both
+    ways and the smaller kept (bits back when equal); a longer one starts the
+    way that leaves the smaller payload after its first two batches (:func:`cheaper_start`).
     """
     if start != "auto":
         return _encode_from(start, steps, coder, track, progress)
-    if len(steps) != 1:
-        return _encode_from("bits-back", steps, coder, track, progress)
+    if len(steps) > PREFIX_BATCHES:
+        return _encode_from(cheaper_start(steps, coder), steps, coder, track, progress)
     chains = [_encode_from(way, steps, coder, track, progress if way == STARTS[-1] else None) for way in STARTS]
     return min(chains, key=lambda chain: len(chain.payload))
 
 
-def _encode_from(start: str, steps, coder: str, track: bool, progress) -> EncodedChain:
-    """The chain of ``steps`` whose first batch is coded as ``start`` says."""
-    seed = seed_words(_seed_length(steps))
+PREFIX_BATCHES = 2
+"""How many batches :func:`cheaper_start` codes both ways: the second is where a chain started without bits back
+pays for it (its pops dip into the seed if the first batch pushed too little)."""
+
+
+def cheaper_start(steps, coder: str) -> str:
+    """The start whose chain is the smaller after the first :data:`PREFIX_BATCHES` batches (bits back when
+    equal), both coded on the seed of the whole chain. After them the stack holds enough to pay for later pops
+    either way, so what remains costs the same."""
+    seed = _seed_length(steps)
+    sizes = [len(_encode_from(way, steps[:PREFIX_BATCHES], coder, False, None, seed).payload) for way in STARTS]
+    return STARTS[int(sizes[1] < sizes[0])]
+
+
+def _encode_from(start: str, steps, coder: str, track: bool, progress, seed_length: int | None = None
+                 ) -> EncodedChain:
+    """The chain of ``steps`` whose first batch is coded as ``start`` says (on a seed of ``seed_length`` words,
+    by default the one :func:`decode_steps` regenerates for these steps)."""
+    seed = seed_words(seed_length or _seed_length(steps))
     ans = AnsStack.seeded(seed)
     sizes, stack_words = [], []
     for index, (model, batch) in enumerate(steps):
