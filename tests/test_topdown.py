@@ -151,3 +151,18 @@ def test_a_long_chain_starts_the_way_its_first_two_batches_are_cheaper(model, ti
     assert np.array_equal(auto.payload, encode_steps(steps, coding, start=chosen).payload)
     decoded = decode_steps([(net, b.shape) for b in batches], auto, coding)
     assert all(torch.equal(d, b) for d, b in zip(decoded, batches))
+
+
+def test_an_archive_of_the_family_round_trips(model_path):
+    import io
+
+    from bbcodec import archive
+
+    members = [archive.Member(f"image-{i}", imageio.Image(binary_pixels(12 + i, 9, 3 if i % 2 else 1, seed=i),
+                                                          "RGB" if i % 2 else "L")) for i in range(5)]
+    buffer = io.BytesIO()
+    archive.pack(members, buffer, model=str(model_path))
+    packed = archive.Archive(buffer.getvalue(), model=str(model_path))
+    assert packed.header.settings.coder == "topdown"
+    assert packed.names() == [m.name for m in members]
+    assert all(np.array_equal(packed.extract(m.name).pixels, m.image.pixels) for m in members)
