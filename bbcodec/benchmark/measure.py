@@ -192,6 +192,14 @@ def measure_archive(spec: str, images: list[np.ndarray], chunk_subpixels: int, d
     return result, "" if result.exact else "decoded images differ"
 
 
+def _model_result(spec: str, model, digest: str, settings: CoderSettings) -> ModelResult:
+    """An empty result for ``spec``, labelled with the settings as its files will be coded."""
+    resolved = settings.resolve(model)
+    return ModelResult(f"bbcodec {model_label(spec)}", f"bbcodec:{model_label(spec)}",
+                       f"model {digest[:12]}, {resolved.coder}, tile {resolved.tile}, {resolved.arithmetic} arithmetic",
+                       model_hash=digest)
+
+
 def _warm_up(models, codecs, device, settings):
     """One small image through every codec first, so that no measurement pays for loading or first calls."""
     pixels = np.random.default_rng(0).integers(0, 256, (32, 32, 3), dtype=np.uint8)
@@ -242,11 +250,7 @@ def run(sets: list[ImageSet], models=(zoo.DEFAULT_MODEL,), codecs: list[Codec] |
         for index, image_set in enumerate(sets):
             out = SetResult(image_set.name, image_set.source, image_set.kind, len(image_set.images),
                             image_set.subpixels, _shapes(image_set.images), notes=list(image_set.notes))
-            model_results = [ModelResult(f"bbcodec {model_label(spec)}", f"bbcodec:{model_label(spec)}",
-                                         f"model {digest[:12]}, {resolved.coder}, tile {resolved.tile}, "
-                                         f"{resolved.arithmetic} arithmetic", model_hash=digest)
-                             for spec in models for (net, digest) in [loaded[spec]]
-                             for resolved in [settings.resolve(net)]]
+            model_results = [_model_result(spec, *loaded[spec], settings) for spec in models]
             codec_results = [CodecResult(c.name, c.key, c.settings) for c in codecs]
             for number, (pixels, label) in enumerate(zip(image_set.images, image_set.labels)):
                 for spec, result in zip(models, model_results):

@@ -85,6 +85,11 @@ def bitswap_decode(ans: AnsStack, model, latent_like: torch.Tensor) -> torch.Ten
     return z
 
 
+def _latents_like(model, x: torch.Tensor) -> torch.Tensor:
+    """Zeros shaped like the latents of one layer for the batch ``x``."""
+    return torch.zeros(len(x), *model.latent_shape(x.shape[1:]), device=x.device)
+
+
 def _prior_modes(model, latent_like: torch.Tensor) -> torch.Tensor:
     """z1 when every latent is the mode of its prior: z_L of p(z_L), then each z_i of p(z_i | z_i+1)."""
     z = model.top_prior(latent_like).mode()
@@ -95,8 +100,8 @@ def _prior_modes(model, latent_like: torch.Tensor) -> torch.Tensor:
 
 @torch.no_grad()
 def no_bits_back_encode(ans: AnsStack, model, x: torch.Tensor) -> None:
-    like = torch.zeros(len(x), *model.latent_shape(x.shape[1:]), device=x.device)
-    ans.push(x, model.conditional(0, _prior_modes(model, like)))  # push x under p(x | z1 at the prior's modes)
+    # push x under p(x | z1 at the prior's modes)
+    ans.push(x, model.conditional(0, _prior_modes(model, _latents_like(model, x))))
 
 
 @torch.no_grad()
@@ -107,7 +112,7 @@ def no_bits_back_decode(ans: AnsStack, model, latent_like: torch.Tensor) -> torc
 @torch.no_grad()
 def topdown_encode(ans: AnsStack, model, x: torch.Tensor) -> None:
     features = model.bottom_up(x)
-    state = model.top_state(torch.zeros(len(x), *model.latent_shape(x.shape[1:]), device=x.device))
+    state = model.top_state(_latents_like(model, x))
     priors, latents = [], []
     for layer in reversed(range(model.depth)):            # pop z_L..z1 from q(z_i | x, z_>i)
         z = ans.pop(model.inference(layer, state, features))
@@ -143,8 +148,8 @@ def _topdown_prior_modes(model, latent_like: torch.Tensor) -> torch.Tensor:
 
 @torch.no_grad()
 def topdown_no_bits_back_encode(ans: AnsStack, model, x: torch.Tensor) -> None:
-    like = torch.zeros(len(x), *model.latent_shape(x.shape[1:]), device=x.device)
-    ans.push(x, model.likelihood(_topdown_prior_modes(model, like)))  # push x under p(x | z at the prior's modes)
+    # push x under p(x | z at the prior's modes)
+    ans.push(x, model.likelihood(_topdown_prior_modes(model, _latents_like(model, x))))
 
 
 @torch.no_grad()

@@ -13,10 +13,9 @@ not after all the work the header asks for.
 The first batch may be coded without bits back (``start="no-bits-back"``,
 :data:`bbcodec.coding.bitsback.NO_BITS_BACK`): its latents are the prior's
 modes instead of pops that only initial bits could pay for. ``start="auto"``
-codes a chain of one or two batches (a small image) both ways and keeps the
-smaller (:func:`encode_steps`); a longer chain codes its first two batches
-both ways and goes on with the start that left the smaller payload
-(:func:`cheaper_start`). Deciding on the first batch alone was tried and cost
+codes the first two batches of a chain both ways and goes on from the one
+that left the smaller payload (:func:`encode_steps`; a chain of one or two
+batches, a small image, is then simply the smaller of the two). Deciding on the first batch alone was tried and cost
 more than it saved: the second batch of a chain started without bits back
 may dip into the seed (three photos, 128- and 256-pixel tiles,
 bench/README.md), which the second batch shows.
@@ -95,48 +94,57 @@ def encode_steps(steps, coder: str = "bitswap", track: bool = False, progress=No
     ``model`` is anything with the coders' interface (depth, posterior,
     conditional, top_prior, latent_shape); ``batch`` a uint8 tensor (B, C, H, W).
     ``progress(images)``, if given, is called after each batch. ``start``: one of
-    :data:`STARTS`, or ``"auto"``: a chain of one or two batches is coded both
-    ways and the smaller kept (bits back when equal); a longer one starts the
-    way that leaves the smaller payload after its first two batches (:func:`cheaper_start`).
+    :data:`STARTS`, or ``"auto"``: the first :data:`PREFIX_BATCHES` batches are
+    coded both ways and the chain goes on from the one with the smaller payload
+    (bits back when equal), so a chain of one or two batches is the smaller of
+    the two whole chains.
     """
+    seed = seed_words(_seed_length(steps))
     if start != "auto":
-        return _encode_from(start, steps, coder, track, progress)
-    if len(steps) > PREFIX_BATCHES:
-        return _encode_from(cheaper_start(steps, coder), steps, coder, track, progress)
-    chains = [_encode_from(way, steps, coder, track, progress if way == STARTS[-1] else None) for way in STARTS]
-    return min(chains, key=lambda chain: len(chain.payload))
+        chain = _ChainEncoder(start, seed, coder, track)
+        chain.code(steps, progress)
+        return chain.result()
+    prefixes = [_ChainEncoder(way, seed, coder, track) for way in STARTS]
+    for prefix in prefixes:
+        prefix.code(steps[:PREFIX_BATCHES])
+    chain = min(prefixes, key=_ChainEncoder.payload_words)
+    if progress:
+        for _, batch in steps[:PREFIX_BATCHES]:
+            progress(len(batch))
+    chain.code(steps[PREFIX_BATCHES:], progress)
+    return chain.result()
 
 
 PREFIX_BATCHES = 2
-"""How many batches :func:`cheaper_start` codes both ways: the second is where a chain started without bits back
-pays for it (its pops dip into the seed if the first batch pushed too little)."""
+"""How many batches ``start="auto"`` codes both ways: the second is where a chain started without bits back pays
+for it (its pops dip into the seed if the first batch pushed too little); after them the stack holds enough to
+pay for later pops either way, so what remains costs the same."""
 
 
-def cheaper_start(steps, coder: str) -> str:
-    """The start whose chain is the smaller after the first :data:`PREFIX_BATCHES` batches (bits back when
-    equal), both coded on the seed of the whole chain. After them the stack holds enough to pay for later pops
-    either way, so what remains costs the same."""
-    seed = _seed_length(steps)
-    sizes = [len(_encode_from(way, steps[:PREFIX_BATCHES], coder, False, None, seed).payload) for way in STARTS]
-    return STARTS[int(sizes[1] < sizes[0])]
+class _ChainEncoder:
+    """One chain being coded: batches pushed onto a seeded stack, its first batch coded as ``start`` says."""
 
+    def __init__(self, start: str, seed: np.ndarray, coder: str, track: bool):
+        self.start, self.seed, self.coder, self.track = start, seed, coder, track
+        self.ans = AnsStack.seeded(seed)
+        self.sizes, self.stack_words = [], []
 
-def _encode_from(start: str, steps, coder: str, track: bool, progress, seed_length: int | None = None
-                 ) -> EncodedChain:
-    """The chain of ``steps`` whose first batch is coded as ``start`` says (on a seed of ``seed_length`` words,
-    by default the one :func:`decode_steps` regenerates for these steps)."""
-    seed = seed_words(seed_length or _seed_length(steps))
-    ans = AnsStack.seeded(seed)
-    sizes, stack_words = [], []
-    for index, (model, batch) in enumerate(steps):
-        _coder_pair(coder, start, index)[0](ans, model, batch)
-        stack_words.append(ans.num_words())
-        if progress:
-            progress(len(batch))
-        if track:
-            sizes.append(WORD_BITS * len(split_seed(ans.words(), seed)[1]))
-    untouched, payload = split_seed(ans.words(), seed)
-    return EncodedChain(payload, untouched, len(seed), sizes, stack_words, start)
+    def code(self, steps, progress=None) -> None:
+        """Push the next batches of the chain."""
+        for index, (model, batch) in enumerate(steps, start=len(self.stack_words)):
+            _coder_pair(self.coder, self.start, index)[0](self.ans, model, batch)
+            self.stack_words.append(self.ans.num_words())
+            if progress:
+                progress(len(batch))
+            if self.track:
+                self.sizes.append(WORD_BITS * self.payload_words())
+
+    def payload_words(self) -> int:
+        return len(split_seed(self.ans.words(), self.seed)[1])
+
+    def result(self) -> EncodedChain:
+        untouched, payload = split_seed(self.ans.words(), self.seed)
+        return EncodedChain(payload, untouched, len(self.seed), self.sizes, self.stack_words, self.start)
 
 
 def decode_steps(steps, encoded: EncodedChain, coder: str = "bitswap", progress=None) -> list:
