@@ -46,6 +46,7 @@ import torch.nn.functional as F
 
 from bbcodec.distributions import PIXEL_LEVELS, DiscretizedLaplace, GridGaussian
 from bbcodec.errors import BBCodecError
+from bbcodec.exact import sign_conv
 from bbcodec.exact.logistic import ExactDiscretizedLogistic
 from bbcodec.exact.tables import EXP, INPUT_BITS, SOFTPLUS, TANH, lookup
 
@@ -70,10 +71,14 @@ class ExactConv:
     """floor((conv(x, W) * A + B) / 2**shift) on integers, saturated to the activation range.
 
     ``in_unit`` and ``in_limit``: what one input integer means and how large
-    an input can be. The output is in units of 2**-ACT_BITS.
+    an input can be. The output is in units of 2**-ACT_BITS. ``signs``: the
+    layer convolves the signs of its input (binary activations, ±2**ACT_BITS),
+    which a binary layer sums with XNOR and popcount
+    (:mod:`bbcodec.exact.sign_conv`) where numba is installed: the same
+    integers, faster.
     """
 
-    def __init__(self, conv, in_unit: float, in_limit: int):
+    def __init__(self, conv, in_unit: float, in_limit: int, signs: bool = False):
         v = conv.v.detach().cpu().double().numpy()
         gain = conv.g.detach().cpu().double().numpy()
         bias = conv.bias.detach().cpu().double().numpy()
@@ -103,6 +108,9 @@ class ExactConv:
         self.row_l1 = float(np.abs(weights).reshape(len(weights), -1).sum(axis=1).max())
         self.multiplier = torch.from_numpy(multiplier).view(1, -1, 1, 1)
         self.offset = torch.from_numpy(offset).view(1, -1, 1, 1)
+        self.signs = signs
+        self.sign_conv = (sign_conv.SignConv(self.weights, self.padding, 2.0 ** ACT_BITS)
+                          if signs and conv.binary and sign_conv.available() else None)
 
     def to(self, device) -> "ExactConv":
         self.weights32, self.taps, self.multiplier, self.offset = (
@@ -128,6 +136,10 @@ class ExactConv:
         contiguous stretch of them (it also covers the padding columns between
         rows, whose results are dropped), so no input is copied.
         """
+        if self.signs:
+            if self.sign_conv is not None and x.device.type == "cpu":
+                return self.sign_conv(x)
+            x = exact_sign(x)
         if (x.device.type == "cpu" and full_float32_products()
                 and float(x.abs().max()) * self.row_l1 < FLOAT32_EXACT):
             with torch.backends.nnpack.flags(enabled=False):
@@ -174,7 +186,9 @@ def exact_elu(x: torch.Tensor) -> torch.Tensor:
 
 
 def exact_sign(x: torch.Tensor) -> torch.Tensor:
-    return torch.where(x >= 0, 1.0, -1.0).to(x.dtype) * 2.0 ** ACT_BITS
+    """sign(x) (sign(0) = +1) in activation units: +-2**ACT_BITS, in x's dtype."""
+    one = x.new_full((), 2.0 ** ACT_BITS)
+    return torch.where(x >= 0, one, -one)
 
 
 def _from_units(values: torch.Tensor, bits: int) -> torch.Tensor:
@@ -197,7 +211,7 @@ class ExactArithmetic:
     def __init__(self, grid):
         self.grid = grid
         self.units = {"pixels": (PIXEL_UNIT, PIXEL_LEVELS - 1), "latents": (grid.step, grid.max_index),
-                      "hidden": (2.0 ** -ACT_BITS, ACT_LIMIT)}
+                      "hidden": (2.0 ** -ACT_BITS, ACT_LIMIT), "signs": (2.0 ** -ACT_BITS, ACT_LIMIT)}
         self.device = torch.device("cpu")
         self.max_images = None
         self._convs: dict = {}
@@ -212,7 +226,8 @@ class ExactArithmetic:
         """The integer version of a convolution layer fed ``source`` values, built once."""
         conv = self._convs.get((layer, source))
         if conv is None:
-            conv = self._convs[layer, source] = ExactConv(layer, *self.units[source]).to(self.device)
+            conv = self._convs[layer, source] = ExactConv(layer, *self.units[source], signs=source == "signs")
+            conv.to(self.device)
         return conv
 
     # -- network inputs and operations -----------------------------------------------
@@ -226,8 +241,10 @@ class ExactArithmetic:
     def conv(self, layer, x: torch.Tensor, source: str = "hidden") -> torch.Tensor:
         return self.exact_conv(layer, source)(x)
 
+    def sign_conv(self, layer, x: torch.Tensor) -> torch.Tensor:
+        return self.exact_conv(layer, "signs")(x)
+
     elu = staticmethod(exact_elu)
-    sign = staticmethod(exact_sign)
 
     @staticmethod
     def residual(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:

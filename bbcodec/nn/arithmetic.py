@@ -15,7 +15,9 @@ The operations:
 * ``conv(layer, x, source)``: a weight-normalized or binary convolution;
   ``source`` says what ``x`` holds (``"pixels"``, ``"latents"`` or
   ``"hidden"``), which the exact backend needs for its integer units;
-* ``elu(x)``, ``sign(x)``: the activations (sign: binary activations);
+* ``sign_conv(layer, x)``: ``conv(layer, sign(x))``, binary activations
+  (sign(0) = +1), which the exact backend sums with XNOR and popcount;
+* ``elu(x)``: the float activation;
 * ``residual(x, y)``: ``x + y`` (the exact backend saturates);
 * ``run(net, x)``: ``net(x, ops)``, the exact backend in parts to bound memory;
 * ``gaussian(params, min_std, grid)``: a latent Gaussian from its head's
@@ -52,8 +54,11 @@ class FloatArithmetic:
     def conv(layer, x: torch.Tensor, source: str = "hidden") -> torch.Tensor:
         return layer(x)
 
+    @staticmethod
+    def sign_conv(layer, x: torch.Tensor) -> torch.Tensor:
+        return layer(sign_ste(x))
+
     elu = staticmethod(F.elu)
-    sign = staticmethod(sign_ste)
 
     @staticmethod
     def residual(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:

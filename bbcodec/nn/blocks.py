@@ -24,5 +24,6 @@ class ResidualBlock(nn.Module):
         self.conv2 = make_conv(channels, channels, kernel_size, binary=binary_weights, init_scale=0.1)
 
     def forward(self, x, ops=FLOAT):
-        act = ops.sign if self.binary_activations else ops.elu
-        return ops.residual(x, ops.conv(self.conv2, act(ops.conv(self.conv1, act(x)))))
+        if self.binary_activations:
+            return ops.residual(x, ops.sign_conv(self.conv2, ops.sign_conv(self.conv1, x)))
+        return ops.residual(x, ops.conv(self.conv2, ops.elu(ops.conv(self.conv1, ops.elu(x)))))
