@@ -253,21 +253,31 @@ class DiscretizedLaplace:
     ``coupling`` weights (three maps a, b, c for an RGB image, each in
     [-1, 1]), the channels are coded in order R, G, B and the mean of a later
     channel moves linearly with the values of the earlier ones, as in
-    PixelCNN++ (Salimans et al. 2017): mean_G + a*R, mean_B + b*R + c*G. The
-    encoder and the decoder compute each channel's mean with the same call
+    PixelCNN++ (Salimans et al. 2017): mean_G + a*R, mean_B + b*R + c*G. With
+    ``residual`` it moves with their residuals instead, how far each earlier
+    channel fell from its own mean: mean_G + a*(R - mean_R), mean_B +
+    b*(R - mean_R) + c*(G - mean_G). A photo's residuals are strongly
+    correlated across channels (the same edge, the same noise), which the
+    weights then capture alone, without the network having to subtract
+    a*mean_R from mean_G (the lossless colour transforms of classical
+    codecs, such as JPEG XL's or JPEG-LS's G - R, do the same with fixed
+    weights). The encoder and the decoder compute each channel's mean with the same call
     (:meth:`_centre`) on the same values. The network's transforms (exp of a
     log-scale, tanh of the coupling) are the model's business, so that the
     exact path (:mod:`bbcodec.exact`) can supply its own.
     """
 
-    def __init__(self, mean: torch.Tensor, scale: torch.Tensor, coupling: torch.Tensor | None = None):
-        self.mean, self.scale, self.coupling = mean, scale, coupling
+    def __init__(self, mean: torch.Tensor, scale: torch.Tensor, coupling: torch.Tensor | None = None,
+                 residual: bool = False):
+        self.mean, self.scale, self.coupling, self.residual = mean, scale, coupling, residual
 
     def _centre(self, channel: int, x: torch.Tensor) -> torch.Tensor:
         """Mean of ``channel`` in pixel units, given the earlier channels of ``x``."""
         mean = self.mean[:, channel]
         if self.coupling is not None and channel > 0:
             earlier = x[:, :channel].to(mean.dtype) * (2.0 / (PIXEL_LEVELS - 1)) - 1.0
+            if self.residual:
+                earlier = earlier - self.mean[:, :channel]
             weights = self.coupling[:, (channel - 1) * channel // 2:][:, :channel]
             mean = mean + (weights * earlier).sum(dim=1)
         return _to_pixel_units(mean)
@@ -290,7 +300,7 @@ class DiscretizedLaplace:
         index = (slice(None), channels, slice(0, height), slice(0, width))
         whole = channels.stop - channels.start == self.mean.shape[1]
         coupling = self.coupling[:, :, :height, :width] if self.coupling is not None and whole else None
-        return DiscretizedLaplace(self.mean[index], self.scale[index], coupling)
+        return DiscretizedLaplace(self.mean[index], self.scale[index], coupling, self.residual)
 
     @staticmethod
     def _numpy(values: torch.Tensor) -> np.ndarray:

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import constriction
 import numpy as np
+import pytest
 import torch
 from roundtrip import check_roundtrip
 
@@ -139,12 +140,13 @@ def test_discretized_laplace_sums_to_one_with_finite_gradients(rng):
     assert torch.isfinite(mean.grad).all() and torch.isfinite(log_scale.grad).all()
 
 
-def test_coupled_laplace_roundtrip_and_rate(rng):
+@pytest.mark.parametrize("residual", [False, True], ids=["values", "residuals"])
+def test_coupled_laplace_roundtrip_and_rate(rng, residual):
     """RGB with channel coupling: exact round trip, and the coded size is the model's -log2 P."""
     shape = (2, 3, 32, 32)
     mean = torch.rand(shape, generator=rng) * 2 - 1
     coupling = torch.rand(shape, generator=rng) * 2 - 1
-    dist = DiscretizedLaplace(mean, torch.full(shape, float(np.exp(-3.0))), coupling)
+    dist = DiscretizedLaplace(mean, torch.full(shape, float(np.exp(-3.0))), coupling, residual)
     pixels = sample_laplace_pixels(dist)
     grown = check_roundtrip([dist], [pixels])
     model_bits = -float(dist.log_prob(pixels).sum()) / np.log(2)
@@ -160,3 +162,19 @@ def test_coupling_moves_later_channel_means_only(rng):
     assert torch.equal(coupled._centre(0, pixels), plain._centre(0, pixels))
     assert (coupled._centre(1, pixels) > plain._centre(1, pixels)).all()
     assert (coupled._centre(2, pixels) > coupled._centre(1, pixels)).all()
+
+
+def test_residual_coupling_is_value_coupling_with_the_earlier_means_subtracted(rng):
+    """mean_G + a (R - mean_R) is mean_G - a mean_R + a R: the same centres as value coupling with those means."""
+    shape = (2, 3, 6, 5)
+    mean = (torch.rand(shape, generator=rng) * 2 - 1).double()
+    weights = (torch.rand(shape, generator=rng) * 2 - 1).double()
+    a, b, c = weights[:, 0], weights[:, 1], weights[:, 2]
+    shifted = torch.stack([mean[:, 0], mean[:, 1] - a * mean[:, 0],
+                           mean[:, 2] - b * mean[:, 0] - c * mean[:, 1]], dim=1)
+    residual = DiscretizedLaplace(mean, torch.ones(shape), weights, residual=True)
+    values = DiscretizedLaplace(shifted, torch.ones(shape), weights)
+    pixels = torch.randint(0, 256, shape, generator=rng, dtype=torch.uint8)
+    for channel in range(3):
+        assert torch.allclose(residual._centre(channel, pixels), values._centre(channel, pixels), atol=1e-9)
+    assert residual.crop(slice(0, 3), 4, 4).residual

@@ -28,8 +28,8 @@ LOGISTIC = LAPLACE.replace(pixel_distribution="logistic", channel_coupling=False
 EXACT = CoderSettings(tile=16, max_batch=4, arithmetic="exact")
 
 
-@pytest.fixture(params=[(LAPLACE, 2), (LAPLACE, 4), (LOGISTIC, 4)], ids=["laplace-stride2", "laplace-stride4",
-                                                                          "logistic-stride4"])
+@pytest.fixture(params=[(LAPLACE, 2), (LAPLACE, 4), (LAPLACE.replace(residual_coupling=True), 4), (LOGISTIC, 4)],
+                ids=["laplace-stride2", "laplace-stride4", "laplace-residual-stride4", "logistic-stride4"])
 def pixel_model(request):
     """A small random model of each pixel likelihood, computed exactly by the tests below."""
     config, stride = request.param

@@ -269,10 +269,11 @@ class ExactArithmetic:
         return ExactDiscretizedLogistic(mean, lookup("exp", log_scale))
 
     @staticmethod
-    def laplace(mean: torch.Tensor, log_scale: torch.Tensor, coupling: torch.Tensor | None) -> DiscretizedLaplace:
+    def laplace(mean: torch.Tensor, log_scale: torch.Tensor, coupling: torch.Tensor | None,
+                residual: bool = False) -> DiscretizedLaplace:
         scale = _from_units(lookup("exp", log_scale), EXP.output_bits)
         weights = _from_units(lookup("tanh", coupling), TANH.output_bits) if coupling is not None else None
-        return DiscretizedLaplace(_from_units(mean, ACT_BITS), scale, weights)
+        return DiscretizedLaplace(_from_units(mean, ACT_BITS), scale, weights, residual)
 
 
 class InArithmetic:

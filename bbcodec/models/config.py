@@ -17,7 +17,8 @@ MAX_GRID_POINTS = 1 << 16
 FILE_DEFAULTS = {
     "image_channels": 3, "hidden_channels": 64, "latent_channels": 8, "latent_layers": 4, "stride": 2,
     "blocks_per_net": 2, "head_kernel_size": 1, "binary_weights": True, "binary_activations": False,
-    "pixel_distribution": "logistic", "channel_coupling": False, "min_std": 0.02, "grid_bits": 5, "grid_bound": 4.0,
+    "pixel_distribution": "logistic", "channel_coupling": False, "residual_coupling": False, "min_std": 0.02,
+    "grid_bits": 5, "grid_bound": 4.0,
 }
 """What a config field missing from a model file means, fixed for this format (VAEConfig's defaults may change)."""
 
@@ -50,6 +51,7 @@ class VAEConfig:
     binary_activations: bool = False
     pixel_distribution: str = "logistic"  # or "laplace" (coded natively by constriction: fast)
     channel_coupling: bool = False         # laplace, RGB: G and B means depend on the earlier channels
+    residual_coupling: bool = False        # ... on their residuals (value - mean), not their values
     min_std: float = 0.02
     grid_bits: int = 5
     grid_bound: float = 8.0
@@ -63,6 +65,8 @@ class VAEConfig:
             raise ValueError("stride and latent_layers must be at least 1")
         if self.channel_coupling and (self.pixel_distribution != "laplace" or self.image_channels != 3):
             raise ValueError("channel_coupling needs the laplace pixel distribution and 3 image channels")
+        if self.residual_coupling and not self.channel_coupling:
+            raise ValueError("residual_coupling needs channel_coupling")
 
     @property
     def grid(self) -> LatentGrid:
@@ -93,7 +97,7 @@ class VAEConfig:
             if not (isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
                     and 0 < value <= 64):
                 raise BBCodecError(f"model file: config {name} = {shorten(value)}, expected a number in (0, 64]")
-        for name in ("binary_weights", "binary_activations", "channel_coupling"):
+        for name in ("binary_weights", "binary_activations", "channel_coupling", "residual_coupling"):
             if not isinstance(fields[name], bool):
                 raise BBCodecError(f"model file: config {name} = {shorten(fields[name])}, expected true or false")
         if not isinstance(fields["pixel_distribution"], str):

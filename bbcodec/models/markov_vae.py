@@ -42,7 +42,8 @@ def pixel_distribution(config: VAEConfig, params: torch.Tensor, ops=FLOAT):
     mean, log_scale = params[:, :c], params[:, c:2 * c]
     if config.pixel_distribution == "logistic":
         return ops.logistic(mean, log_scale)
-    return ops.laplace(mean, log_scale, params[:, 2 * c:] if config.channel_coupling else None)
+    return ops.laplace(mean, log_scale, params[:, 2 * c:] if config.channel_coupling else None,
+                       config.residual_coupling)
 
 
 def pad_to_stride(x: torch.Tensor, stride: int) -> torch.Tensor:

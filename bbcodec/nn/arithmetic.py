@@ -22,8 +22,9 @@ The operations:
 * ``run(net, x)``: ``net(x, ops)``, the exact backend in parts to bound memory;
 * ``gaussian(params, min_std, grid)``: a latent Gaussian from its head's
   output (mean, pre-softplus std);
-* ``logistic(mean, log_scale)``, ``laplace(mean, log_scale, coupling)``: the
-  pixel likelihoods (coupling pre-tanh, or None).
+* ``logistic(mean, log_scale)``, ``laplace(mean, log_scale, coupling,
+  residual)``: the pixel likelihoods (coupling pre-tanh, or None; residual:
+  coupling on the earlier channels' residuals, see DiscretizedLaplace).
 """
 from __future__ import annotations
 
@@ -77,9 +78,10 @@ class FloatArithmetic:
         return DiscretizedLogistic(mean, log_scale.clamp_min(LOG_SCALE_MIN))
 
     @staticmethod
-    def laplace(mean: torch.Tensor, log_scale: torch.Tensor, coupling: torch.Tensor | None) -> DiscretizedLaplace:
+    def laplace(mean: torch.Tensor, log_scale: torch.Tensor, coupling: torch.Tensor | None,
+                residual: bool = False) -> DiscretizedLaplace:
         return DiscretizedLaplace(mean, torch.exp(log_scale.clamp_min(LOG_SCALE_MIN)),
-                                  torch.tanh(coupling) if coupling is not None else None)
+                                  torch.tanh(coupling) if coupling is not None else None, residual)
 
 
 FLOAT = FloatArithmetic()
