@@ -25,6 +25,7 @@ import numpy as np
 from bbcodec import container, imageio, zoo
 from bbcodec.container import META_PREFIX, Header
 from bbcodec.coding.ans import ENTROPY_CODER
+from bbcodec.coding import calibration
 from bbcodec.coding.chain import EncodedChain
 from bbcodec.coding.image import CoderSettings, decode_image, encode_image
 from bbcodec.errors import CorruptDataError, UnsupportedImageError
@@ -50,7 +51,7 @@ def _image_and_file(source, original: bytes | None) -> tuple[imageio.Image, byte
 
 def compress(source, *, model: str = zoo.DEFAULT_MODEL, settings: CoderSettings = CoderSettings(),
              strip_metadata: bool = False, device: str = "cpu", progress=None, stats: dict | None = None,
-             original: bytes | None = None) -> bytes:
+             original: bytes | None = None, calibrate: bool = True) -> bytes:
     """Compress an image file (path, bytes or file object) or :class:`~bbcodec.imageio.Image` to .bbc bytes.
 
     ``original`` is the file an Image was read from, if any. Given the file, the result is never
@@ -59,6 +60,9 @@ def compress(source, *, model: str = zoo.DEFAULT_MODEL, settings: CoderSettings 
     the .bbc keeps the file byte for byte (``method: "original"``) and :func:`decompress` gives it back
     (:attr:`Image.original`). With ``strip_metadata`` a file is never kept as it is: a lossy one is
     refused, a lossless one falls back to raw pixels as an Image given without its file does.
+
+    With ``calibrate`` (and ``settings`` without ``scales``) the encoder fits the likelihood's scales to the
+    image (:mod:`bbcodec.coding.calibration`: a few bytes in the header, where they pay for themselves).
 
     ``model`` is a model name, file or hash (:func:`bbcodec.zoo.load`);
     ``progress(tiles)`` is called as tiles are coded
@@ -77,7 +81,7 @@ def compress(source, *, model: str = zoo.DEFAULT_MODEL, settings: CoderSettings 
     if lossy:
         chosen, coded = _kept_file(image, original), {"payload_bits": None, "net_bits": None, "initial_bits": None}
     else:
-        chosen, coded = _coded_file(image, model, settings, strip_metadata, device, progress)
+        chosen, coded = _coded_file(image, model, settings, strip_metadata, device, progress, calibrate)
         if original is not None and not strip_metadata and len(chosen) >= len(original):
             chosen = _kept_file(image, original)  # the code does not beat the file: the file itself
     if stats is not None:
@@ -100,7 +104,7 @@ def _kept_file(image: imageio.Image, original: bytes) -> bytes:
 
 
 def _coded_file(image: imageio.Image, model: str, settings: CoderSettings, strip_metadata: bool, device: str,
-                progress) -> tuple[bytes, dict]:
+                progress, calibrate: bool) -> tuple[bytes, dict]:
     """A .bbc of the image's pixels coded by the model (or raw, if that is smaller), and the coder's accounting."""
     net, digest = zoo.load(model)
     net = net.to(device)
@@ -109,6 +113,8 @@ def _coded_file(image: imageio.Image, model: str, settings: CoderSettings, strip
     problem = container.work_limit_problem(settings.layout(image.height, image.width, image.channels))
     if problem:  # never write a file that the decoder's default limits would refuse
         raise UnsupportedImageError(problem)
+    if calibrate and not settings.scales:
+        settings = replace(settings, scales=calibration.choose(net, pixels, settings.tile))
     encoded = encode_image(net, pixels, settings, progress)
     header = _image_header(image, model=digest, pixel_checksum=pixel_checksum(pixels), method="stored")
     sections = {}
@@ -117,7 +123,8 @@ def _coded_file(image: imageio.Image, model: str, settings: CoderSettings, strip
                          grid_bits=net.config.grid_bits,
                          untouched_seed_words=encoded.untouched_seed_words, entropy_coder=ENTROPY_CODER,
                          # only this kind of machine is sure to reproduce float probabilities
-                         float_platform=float_platform(device) if settings.arithmetic == "float" else None)
+                         float_platform=float_platform(device) if settings.arithmetic == "float" else None,
+                         pixel_scales=list(settings.scales) or None)
         sections["payload"] = encoded.payload.astype("<u4").tobytes()
         sections[container.CHECKPOINTS] = np.asarray(encoded.stack_words, dtype="<u4").tobytes()
     else:

@@ -302,6 +302,19 @@ class DiscretizedLaplace:
         coupling = self.coupling[:, :, :height, :width] if self.coupling is not None and whole else None
         return DiscretizedLaplace(self.mean[index], self.scale[index], coupling, self.residual)
 
+    # -- per-image calibration (bbcodec/coding/calibration.py) --------------------
+    def scaled(self, factors: torch.Tensor) -> "DiscretizedLaplace":
+        """The same distribution with each channel's scale multiplied by ``factors`` (one row: (1, channels))."""
+        if factors.shape != (1, self.mean.shape[1]):
+            raise ValueError(f"scale factors for {tuple(factors.shape)} steps x channels, the likelihood has 1 "
+                             f"step of {self.mean.shape[1]} channels")
+        column = factors[0].to(self.scale.dtype).view(1, -1, 1, 1)
+        return DiscretizedLaplace(self.mean, self.scale * column, self.coupling, self.residual)
+
+    def terms(self, x: torch.Tensor) -> list[tuple["DiscretizedLaplace", torch.Tensor]]:
+        """The (distribution, values) of each coding step of ``x``: here one, itself."""
+        return [(self, x)]
+
     @staticmethod
     def _numpy(values: torch.Tensor) -> np.ndarray:
         return values.detach().double().flatten().cpu().numpy()

@@ -165,6 +165,22 @@ class Digest:
 
 
 @dataclass(frozen=True)
+class Bytes:
+    """A list of at most ``limit`` integers 0..255, as a varint count and one byte each."""
+
+    limit: int = 64
+
+    def write(self, value) -> bytes:
+        if not (isinstance(value, (list, tuple)) and len(value) <= self.limit
+                and all(is_int(v) and 0 <= v < 256 for v in value)):
+            raise ValueError(f"not a list of at most {self.limit} integers 0..255")
+        return varint(len(value)) + bytes(value)
+
+    def read(self, reader: Reader) -> list:
+        return list(reader.take(reader.uint(self.limit + 1)))
+
+
+@dataclass(frozen=True)
 class Object:
     """A JSON object of known keys, each value in its codec, in this order; a value read as None is absent."""
 

@@ -42,6 +42,8 @@ CODEC_HELP = ("classical codecs, comma-separated, from: " + ", ".join(benchmark.
 @click.option("--tile", type=click.IntRange(8, 1024), default=CoderSettings().tile, show_default=True)
 @click.option("--arithmetic", type=click.Choice(["auto", *ARITHMETIC]), default="auto", show_default=True,
               help="how the network computes the coder's probabilities (as for compress)")
+@click.option("--calibrate/--no-calibrate", default=True, show_default=True,
+              help="fit the pixel scales to each file's image (as for compress)")
 @click.option("--device", type=click.Choice(DEVICES), default="cpu", show_default=True)
 @click.option("-T", "--threads", type=click.IntRange(0), default=0, show_default=True,
               help="torch CPU threads (0: all cores this process may use)")
@@ -56,7 +58,7 @@ CODEC_HELP = ("classical codecs, comma-separated, from: " + ", ".join(benchmark.
 @click.option("-q", "--quiet", is_flag=True, help="no progress bars")
 @fail_cleanly
 def bench(paths, models, codecs, chain, chain_batch, archive, archive_chunk, limit, npz_key, coder, tile, arithmetic,
-          device, threads, json_path, plot_path, markdown_path, from_json, title, notes_given, keep_dir, quiet):
+          calibrate, device, threads, json_path, plot_path, markdown_path, from_json, title, notes_given, keep_dir, quiet):
     """Measure bbcodec against PNG, WebP, JPEG XL, JPEG 2000, ... on PATHS, with real files.
 
     Each PATH is a set: a folder of images, a quoted glob of image files, an
@@ -108,7 +110,8 @@ def bench(paths, models, codecs, chain, chain_batch, archive, archive_chunk, lim
 
     settings = CoderSettings(coder=coder, tile=tile, arithmetic=arithmetic)
     report = benchmark.run(sets, specs, chosen, chain=chain, chain_batch=chain_batch, archive=archive,
-                           archive_chunk=archive_chunk, device=device, settings=settings, workdir=keep_dir,
+                           archive_chunk=archive_chunk, device=device, settings=settings, calibrate=calibrate,
+                           workdir=keep_dir,
                            notes=notes, command=_command_line(), progress=progress, on_set=partial)
     _write([report], json_path, plot_path, markdown_path, title, notes_given)
     click.echo(benchmark.format_table(report))

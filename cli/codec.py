@@ -161,11 +161,13 @@ no_limits_option = click.option("--no-limits", is_flag=True,
               help="exact (auto): integer networks, the file decodes on any machine; float: faster, but the "
                    "file decodes only on the same kind of machine (CPU, kernels, torch version)")
 @click.option("--strip-metadata", is_flag=True, help="drop ICC profile, EXIF and text chunks (transparency is kept)")
+@click.option("--calibrate/--no-calibrate", default=True, show_default=True,
+              help="fit the model's pixel scales to each image (a few header bytes, where they pay for themselves)")
 @click.option("--verify/--no-verify", default=False, show_default=True,
               help="decode the result and compare it with the image before writing it (about doubles the "
                    "time; always done with --rm)")
 def compress(files, output, to_stdout, force, remove, keep, recursive, threads, verbose, quiet, device, model, coder,
-             tile, arithmetic, strip_metadata, verify):
+             tile, arithmetic, strip_metadata, calibrate, verify):
     """Compress image FILES to FILE.bbc (keeps the inputs; '-' reads standard input; -r: folders too)."""
     files = _files(files, recursive, remove, keep, lambda path: format_of_name(path) is not None)
     output, to_stdout = _check_outputs(files, output, to_stdout, force)
@@ -176,7 +178,8 @@ def compress(files, output, to_stdout, force, remove, keep, recursive, threads, 
     model = resolve_model_option(model, required=True)
     run_each(files, job("bbcodec_cli.codec:compress_action", output=output, to_stdout=to_stdout, force=force,
                         remove=remove, device=device, model=model, coder=coder, tile=tile, arithmetic=arithmetic,
-                        strip_metadata=strip_metadata, verify=verify, bars=_tile_bars(quiet, files, threads)),
+                        strip_metadata=strip_metadata, calibrate=calibrate, verify=verify,
+                        bars=_tile_bars(quiet, files, threads)),
              verbose, quiet, "compress", threads)
 
 
@@ -213,8 +216,8 @@ def _summary(name: str, size_in: int, size_out: int, pixels: int, seconds: float
             f"{pixels / 1e6 / max(seconds, 1e-9):.2f} MB/s, {what}")
 
 
-def compress_action(output, to_stdout, force, remove, device, model, coder, tile, arithmetic, strip_metadata, verify,
-                    bars):
+def compress_action(output, to_stdout, force, remove, device, model, coder, tile, arithmetic, strip_metadata,
+                    calibrate, verify, bars):
     """The per-file action of compress (see :mod:`bbcodec_cli.each`)."""
     # Batches as large as the decoder's work limit allows (only very large tiles need smaller ones).
     settings = CoderSettings(coder=coder, tile=tile, max_batch=container.batch_limit(tile, CoderSettings.max_batch),
@@ -237,7 +240,8 @@ def compress_action(output, to_stdout, force, remove, device, model, coder, tile
         stats: dict = {}
         try:
             data = api.compress(image, original=raw, model=model, settings=settings, strip_metadata=strip_metadata,
-                                device=device, progress=tiles.start(name, layout.tile_count), stats=stats)
+                                device=device, progress=tiles.start(name, layout.tile_count), stats=stats,
+                                calibrate=calibrate)
         finally:
             tiles.close()
         removing = remove and name != STDIO and target != STDIO

@@ -508,7 +508,7 @@ V2_HOSTILE = {  # name -> (file, what the message says)
     "width-of-zero": (with_width(b"\x00"), "implausible size"),
     "unknown-mode": (v2_file(fields=b"\x01\x01\x03" + bytes([10, STORED]) + PIXEL_CHECKSUM), "unknown value 10"),
     "unknown-method": (v2_file(fields=b"\x01\x01\x03" + bytes([RGB, 3]) + PIXEL_CHECKSUM), "unknown value 3"),
-    "unknown-presence-bit": (v2_file(leb128(1 << 10 | 8)), "unknown fields"),
+    "unknown-presence-bit": (v2_file(leb128(1 << 11 | 8)), "unknown fields"),
     "presence-bits-of-11-bytes": (v2_file(b"\x88" + b"\x80" * 9 + b"\x01"), "longer than 10 bytes"),
     "unknown-source-format": (with_source_format(b"\x0b"), "unknown value 11"),
     "text-longer-than-max-text": (with_source_format(bytes([ESCAPE]) + leb128(201) + b"A" * 201), "more than 200"),

@@ -71,13 +71,13 @@ def image_nelbo_bits(model, pixels: np.ndarray, settings: CoderSettings = CoderS
 
 
 def measure_model(result: ModelResult, spec: str, pixels: np.ndarray, path: Path, device: str,
-                  settings: CoderSettings) -> str:
+                  settings: CoderSettings, calibrate: bool = True) -> str:
     """Compress one image to a real file, decode the file, check it, account for its size; '' or an error."""
     stats: dict = {}
     try:
         start = time.perf_counter()
         data = api.compress(_image(pixels), model=spec, settings=settings, strip_metadata=True, device=device,
-                            stats=stats)
+                            stats=stats, calibrate=calibrate)
         encode_seconds = time.perf_counter() - start
     except BBCodecError as failure:
         result.add(pixels.size, 0, 0.0, 0.0, False)
@@ -226,13 +226,14 @@ MAX_CHAIN_PIXELS = 256 * 256
 def run(sets: list[ImageSet], models=(zoo.DEFAULT_MODEL,), codecs: list[Codec] | None = None, *,
         chain: bool = False, chain_batch: int = 1, archive: bool = False,
         archive_chunk: int = DEFAULT_CHUNK_SUBPIXELS, device: str = "cpu",
-        settings: CoderSettings = CoderSettings(), workdir=None, notes=(), command: str = "",
+        settings: CoderSettings = CoderSettings(), calibrate: bool = True, workdir=None, notes=(), command: str = "",
         seed: int = 0, progress: Callable[[str, int, int], None] | None = None,
         on_set: Callable[[Report], None] | None = None) -> Report:
     """Measure every model and codec on every set (see :mod:`bbcodec.benchmark`); returns the :class:`Report`.
 
     ``chain``: also code each set of equal-sized small images on one chain (at most ``chain_batch``
     images a step); ``archive``: also pack each set into one archive (chunks of at most ``archive_chunk`` sub-pixels).
+    ``calibrate``: files fit the pixel scales to each image (:func:`bbcodec.api.compress`).
     ``workdir`` keeps the ``.bbc`` files (default: a temporary folder, removed).
     ``progress(set name, images done, images)`` is called as images are done;
     ``on_set(report)`` after each set (to save partial results).
@@ -241,7 +242,7 @@ def run(sets: list[ImageSet], models=(zoo.DEFAULT_MODEL,), codecs: list[Codec] |
     codecs = classical_codecs()[0] if codecs is None else list(codecs)
     torch.manual_seed(seed)
     report = Report(environment=environment(device), command=command, notes=list(notes))
-    report.environment["coder_settings"] = settings.to_dict()
+    report.environment["coder_settings"] = {**settings.to_dict(), "calibrate": calibrate}
     loaded = {spec: zoo.load(spec) for spec in models}
     _warm_up(models, codecs, device, settings)
     with tempfile.TemporaryDirectory(prefix="bbcodec-bench-") as temporary:
@@ -255,7 +256,7 @@ def run(sets: list[ImageSet], models=(zoo.DEFAULT_MODEL,), codecs: list[Codec] |
             for number, (pixels, label) in enumerate(zip(image_set.images, image_set.labels)):
                 for spec, result in zip(models, model_results):
                     path = folder / f"set{index}-{Path(spec).stem}-{number:05d}.bbc"
-                    error = measure_model(result, spec, pixels, path, device, settings)
+                    error = measure_model(result, spec, pixels, path, device, settings, calibrate)
                     if error:
                         report.failures.append(f"{image_set.name}: {label}: bbcodec {model_label(spec)}: {error}")
                 for codec, result in zip(codecs, codec_results):

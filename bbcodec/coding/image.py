@@ -19,6 +19,7 @@ from dataclasses import asdict, dataclass, replace
 import numpy as np
 import torch
 
+from bbcodec.coding import calibration
 from bbcodec.coding.bitsback import CODERS
 from bbcodec.coding.chain import STARTS, EncodedChain, decode_steps, encode_steps
 from bbcodec.errors import BBCodecError, CorruptDataError
@@ -48,6 +49,12 @@ class CoderSettings:
     ``coder`` is one of :data:`~bbcodec.coding.bitsback.CODERS` that the
     model's family codes with (its ``coders``), or ``"auto"``: the family's
     first. Files store the resolved name.
+
+    ``scales``: the per-image calibration of the likelihood's scales
+    (:mod:`bbcodec.coding.calibration`), indices into its ``SCALE_FACTORS``
+    per coding step and model channel, row by row; () for none. The header
+    stores them in a field of their own (``pixel_scales``), not with the rest
+    (:meth:`to_dict`).
     """
 
     coder: str = "auto"
@@ -55,6 +62,7 @@ class CoderSettings:
     max_batch: int = 16
     arithmetic: str = "auto"
     start: str = "auto"
+    scales: tuple[int, ...] = ()
 
     def __post_init__(self):
         if self.coder not in CODERS and self.coder != "auto":
@@ -65,6 +73,8 @@ class CoderSettings:
             raise ValueError(f"unknown arithmetic {self.arithmetic!r} (one of {', '.join(ARITHMETIC)}, auto)")
         if self.start not in STARTS + ("auto",):
             raise ValueError(f"unknown start {self.start!r} (one of {', '.join(STARTS)}, auto)")
+        if not all(isinstance(i, int) and 0 <= i < len(calibration.SCALE_FACTORS) for i in self.scales):
+            raise ValueError(f"scale factor indices must be 0..{len(calibration.SCALE_FACTORS) - 1}")
 
     def resolve(self, model) -> "CoderSettings":
         """These settings decided for ``model``: ``auto`` arithmetic is exact (every model supports it), an
@@ -74,7 +84,21 @@ class CoderSettings:
         return replace(self, coder=coder, arithmetic="exact" if self.arithmetic == "auto" else self.arithmetic)
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        """The settings as the header's ``coder`` object (without ``scales``)."""
+        settings = asdict(self)
+        del settings["scales"]
+        return settings
+
+    def factors(self, model):
+        """The (steps, channels) scale factors of ``scales`` for ``model``, or None without calibration."""
+        if not self.scales:
+            return None
+        if not calibration.applies(model):
+            raise CorruptDataError("scale calibration of a likelihood that has none (only Laplace pixels)")
+        try:
+            return calibration.factor_table(self.scales, model.config.image_channels)
+        except ValueError as error:
+            raise CorruptDataError(f"the file's scale calibration does not fit the model ({error})") from None
 
     def layout(self, height: int, width: int, channels: int) -> TileLayout:
         """How an image of this size is tiled and batched with these settings."""
@@ -98,10 +122,11 @@ def coding_model(model, arithmetic: str):
 class TileView:
     """The model as the coders see it for one batch of tiles of ``channels`` (1 or 3) planes: what it is shown
     of pixels is three channels (``posterior`` of layer 0, ``bottom_up``), and its pixel likelihood
-    (``conditional`` of layer 0, ``likelihood``) is cropped to the tile's real pixels and channels."""
+    (``conditional`` of layer 0, ``likelihood``) is scaled by the image's calibration ``factors`` (or not:
+    None) and cropped to the tile's real pixels and channels."""
 
-    def __init__(self, model, channels: int, height: int, width: int):
-        self.model, self.channels, self.height, self.width = model, channels, height, width
+    def __init__(self, model, channels: int, height: int, width: int, factors: torch.Tensor | None = None):
+        self.model, self.channels, self.height, self.width, self.factors = model, channels, height, width, factors
         self.depth = model.depth
 
     def _model_input(self, x: torch.Tensor) -> torch.Tensor:
@@ -112,9 +137,16 @@ class TileView:
 
     def conditional(self, layer, z):
         dist = self.model.conditional(layer, z)
-        if layer == 0:
-            dist = dist.crop(self._coded_channels(), self.height, self.width)
-        return dist
+        return self._coded(dist) if layer == 0 else dist
+
+    def _coded(self, likelihood):
+        """The pixel likelihood as this batch codes it: calibrated, cropped to the coded channels and pixels."""
+        if self.factors is not None:
+            try:
+                likelihood = likelihood.scaled(self.factors)
+            except ValueError as error:
+                raise CorruptDataError(f"the file's scale calibration does not fit the model ({error})") from None
+        return likelihood.crop(self._coded_channels(), self.height, self.width)
 
     def _coded_channels(self) -> slice:
         """All three for colour; for a lone plane, the model's grey channel."""
@@ -126,17 +158,17 @@ class TileView:
         return self.model.bottom_up(self._model_input(x))
 
     def likelihood(self, state):
-        return self.model.likelihood(state).crop(self._coded_channels(), self.height, self.width)
+        return self._coded(self.model.likelihood(state))
 
     def __getattr__(self, name):
         """Every other call of the coders (``top_prior``, ``latent_shape``, ``prior``...) is the model's own."""
         return getattr(self.model, name)
 
 
-def tile_views(model, layout: TileLayout):
+def tile_views(model, layout: TileLayout, factors: torch.Tensor | None = None):
     """(the model's view, plane group, tile batch) for every batch of the layout, in coding order."""
     for group, batch in layout.steps():
-        yield TileView(model, group.stop - group.start, batch[0].height, batch[0].width), group, batch
+        yield TileView(model, group.stop - group.start, batch[0].height, batch[0].width, factors), group, batch
 
 
 def cut_batch(pixels: np.ndarray, group: slice, batch, device) -> torch.Tensor:
@@ -162,9 +194,10 @@ def encode_image(model, pixels: np.ndarray, settings: CoderSettings = CoderSetti
     ``progress(tiles)``, if given, is called after each batch of tiles.
     """
     settings = settings.resolve(model)
+    factors = settings.factors(model)
     model = coding_model(model, settings.arithmetic)
     steps = [(view, cut_batch(pixels, group, batch, model.device))
-             for view, group, batch in tile_views(model, settings.layout(*pixels.shape))]
+             for view, group, batch in tile_views(model, settings.layout(*pixels.shape), factors)]
     return encode_steps(steps, settings.coder, progress=progress, start=settings.start)
 
 
@@ -174,8 +207,9 @@ def decode_image(model, encoded: EncodedChain, height: int, width: int, channels
     if settings.coder != "auto":
         check_coder(model, settings.coder, CorruptDataError)
     settings = settings.resolve(model)
+    factors = settings.factors(model)
     model = coding_model(model, settings.arithmetic)
-    steps = list(tile_views(model, settings.layout(height, width, channels)))
+    steps = list(tile_views(model, settings.layout(height, width, channels), factors))
     shapes = [(view, batch_shape(group, batch)) for view, group, batch in steps]
     decoded = decode_steps(shapes, encoded, settings.coder, progress=progress)
     pixels = np.empty((height, width, channels), dtype=np.uint8)

@@ -116,6 +116,12 @@ class CodecModel(nn.Module):
         finally:
             self.train(training)
 
+    def likelihood_given(self, x: torch.Tensor):
+        """p(x | z) in float arithmetic with the latents z at their posterior means given the uint8 batch ``x``:
+        the pixel likelihood the coder will use, near enough for the encoder's per-image choices
+        (:mod:`bbcodec.coding.calibration`). A family without it is never calibrated."""
+        raise NotImplementedError(f"the {self.family} model family has no likelihood given an image")
+
     def draw(self, like: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
         """uint8 images drawn from the generative model, their latents shaped like ``like`` (called by
         :meth:`sample`, which checks the sizes and sets no_grad and eval mode)."""

@@ -147,6 +147,11 @@ class MarkovVAE(CodecModel):
             z = self.conditional(layer, z).rsample(generator)
         return self.conditional(0, z).sample(generator)
 
+    def likelihood_given(self, x: torch.Tensor):
+        """p(x | z_1), z_1 the mean of q(z_1 | x) (see :meth:`CodecModel.likelihood_given
+        <bbcodec.models.family.CodecModel.likelihood_given>`)."""
+        return self.conditional(0, self.posterior(0, x).mean)
+
     @property
     def grey_channel(self) -> int:
         """The channel whose likelihood codes a lone (grey, alpha, index) plane.

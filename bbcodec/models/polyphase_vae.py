@@ -199,6 +199,20 @@ class PolyphasePixels:
         self.coded = coded if coded is not None else slice(0, channels)
         self.height, self.width = height or size[0], width or size[1]
 
+    def scaled(self, factors: torch.Tensor) -> "PolyphasePixels":
+        """The same likelihood with step s's scales of channel c multiplied by ``factors[s, c]``
+        (:mod:`bbcodec.coding.calibration`)."""
+        if factors.shape != (len(self.steps), self.channels):
+            raise ValueError(f"scale factors for {tuple(factors.shape)} steps x channels, the likelihood has "
+                             f"{len(self.steps)} steps of {self.channels} channels")
+        phase = self.phase
+
+        def scaled_phase(step, earlier):
+            return phase(step, earlier).scaled(factors[step:step + 1])
+
+        return PolyphasePixels(scaled_phase, self.channels, self.size, self.levels, self.coded, self.height,
+                               self.width)
+
     def crop(self, channels: slice, height: int, width: int) -> "PolyphasePixels":
         """The same likelihood coding only ``channels`` of the top-left ``height`` x ``width`` pixels."""
         if channels.stop - channels.start not in (1, self.channels):
@@ -235,14 +249,20 @@ class PolyphasePixels:
         return self._step_given(step, earlier).crop(self.coded, *self._extent(*self.steps[step]))
 
     # -- training --------------------------------------------------------------------
+    def terms(self, x: torch.Tensor) -> list:
+        """(distribution, values) of each step for the pixels ``x``, all given the true earlier phases (teacher
+        forcing), over all channels and the padded size."""
+        pyramid = self._pyramid(x)
+        terms = []
+        for step, (level, k) in enumerate(self.steps):
+            phases = split_phases(pyramid[level - 1])
+            terms.append((self._step_given(step, phases[:k]), phases[k]))
+        return terms
+
     def log_prob(self, x: torch.Tensor) -> torch.Tensor:
         """Log probability (nats) of the coded pixels ``x`` per sub-pixel, all steps in one pass (teacher
         forcing); shaped like ``x``."""
-        pyramid = self._pyramid(x)
-        log_probs = []
-        for step, (level, k) in enumerate(self.steps):
-            phases = split_phases(pyramid[level - 1])
-            log_probs.append(self._step_given(step, phases[:k]).log_prob(phases[k]))
+        log_probs = [distribution.log_prob(values) for distribution, values in self.terms(x)]
         image = log_probs[0]                            # of x^(levels)
         for level in range(self.levels):                # x^(l-1) from x^(l) and phases 1-3 of level l
             image = join_phases([image] + log_probs[1 + 3 * level:4 + 3 * level])

@@ -154,6 +154,15 @@ class TopDownVAE(CodecModel):
             state = self.descend(layer, state, self.prior(layer, state).rsample(generator))
         return self.likelihood(state).sample(generator)
 
+    def likelihood_given(self, x: torch.Tensor):
+        """p(x | z), each z_i the mean of q(z_i | x, z_>i) (see :meth:`CodecModel.likelihood_given
+        <bbcodec.models.family.CodecModel.likelihood_given>`)."""
+        features = self.bottom_up(x)
+        state = self.top_state(x.new_zeros(len(x), *self.latent_shape(x.shape[1:]), dtype=torch.float32))
+        for layer in reversed(range(self.depth)):
+            state = self.descend(layer, state, self.inference(layer, state, features).mean)
+        return self.likelihood(state)
+
     def exact(self):
         """This model in exact integer arithmetic, with the coders' calls of this family."""
         return exact_model(self, TopDownInArithmetic)
