@@ -61,8 +61,8 @@ def compress(source, *, model: str = zoo.DEFAULT_MODEL, settings: CoderSettings 
     (:attr:`Image.original`). With ``strip_metadata`` a file is never kept as it is: a lossy one is
     refused, a lossless one falls back to raw pixels as an Image given without its file does.
 
-    With ``calibrate`` (and ``settings`` without ``scales``) the encoder fits the likelihood's scales to the
-    image (:mod:`bbcodec.coding.calibration`: a few bytes in the header, where they pay for themselves).
+    With ``calibrate`` (and ``settings`` without a ``calibration``) the encoder fits the pixel likelihood to
+    the image (:mod:`bbcodec.coding.calibration`: a few bytes in the header, where they pay for themselves).
 
     ``model`` is a model name, file or hash (:func:`bbcodec.zoo.load`);
     ``progress(tiles)`` is called as tiles are coded
@@ -113,8 +113,8 @@ def _coded_file(image: imageio.Image, model: str, settings: CoderSettings, strip
     problem = container.work_limit_problem(settings.layout(image.height, image.width, image.channels))
     if problem:  # never write a file that the decoder's default limits would refuse
         raise UnsupportedImageError(problem)
-    if calibrate and not settings.scales:
-        settings = replace(settings, scales=calibration.choose(net, pixels, settings.tile))
+    if calibrate and not settings.calibration:
+        settings = replace(settings, calibration=calibration.choose(net, pixels, settings.tile))
     encoded = encode_image(net, pixels, settings, progress)
     header = _image_header(image, model=digest, pixel_checksum=pixel_checksum(pixels), method="stored")
     sections = {}
@@ -124,7 +124,7 @@ def _coded_file(image: imageio.Image, model: str, settings: CoderSettings, strip
                          untouched_seed_words=encoded.untouched_seed_words, entropy_coder=ENTROPY_CODER,
                          # only this kind of machine is sure to reproduce float probabilities
                          float_platform=float_platform(device) if settings.arithmetic == "float" else None,
-                         pixel_scales=list(settings.scales) or None)
+                         pixel_calibration=list(settings.calibration) or None)
         sections["payload"] = encoded.payload.astype("<u4").tobytes()
         sections[container.CHECKPOINTS] = np.asarray(encoded.stack_words, dtype="<u4").tobytes()
     else:

@@ -6,14 +6,14 @@ Version 2, written since issue 20, has a binary header (fixed-size integers litt
     version      1 byte    2
     present      varint    which optional fields follow: bit 0 source format, 1 palette mode, 2 model,
                            3 pixel checksum, 4 image checksum, 5 coder settings, 6 grid bits, 7 seed
-                           prefix words, 8 entropy coder, 9 float platform, 10 pixel scales
+                           prefix words, 8 entropy coder, 9 float platform, 10 pixel calibration
     fields       width, height, channels (varints), mode, method (one byte each), then the optional
                  fields present, in the order of their bits: source format (one byte, or ESCAPE and a
                  text), palette mode (one byte), model (the first MODEL_ID_BYTES bytes of its hash),
                  pixel and image checksums (16 bytes each), coder settings (coder, tile, max batch,
                  arithmetic, start: one byte, two varints, two bytes), grid bits and seed prefix words
-                 (varints), entropy coder and float platform (texts), pixel scales (a varint count
-                 and one byte each: bbcodec.coding.calibration)
+                 (varints), entropy coder and float platform (texts), pixel calibration (a varint
+                 count and one byte each: bbcodec.coding.calibration)
     section count varint
     sections     per section: its name (one byte; ESCAPE and a text: the KEY of ``meta.KEY``), its
                  size (varint) and its CRC-32 (4 bytes)
@@ -174,8 +174,8 @@ class Header:
     entropy_coder: str | None = None
     float_platform: str | None = None
     image_checksum: str | None = None
-    pixel_scales: list | None = None
-    """The per-image calibration of the likelihood's scales (``CoderSettings.scales``): bits-back files that
+    pixel_calibration: list | None = None
+    """The per-image calibration of the pixel likelihood (``CoderSettings.calibration``): bits-back files that
     have one."""
 
     def __post_init__(self):
@@ -226,7 +226,7 @@ class Header:
         """The coder settings as keyword arguments; files from before the ``arithmetic`` field are float,
         those from before ``start`` start with bits back."""
         return {"arithmetic": "float", "start": "bits-back", **(self.coder or {}),
-                "scales": tuple(self.pixel_scales or ())}
+                "calibration": tuple(self.pixel_calibration or ())}
 
     def layout(self) -> TileLayout | None:
         """The tile layout of a bits-back header whose tiling fields are well formed, else None (decoding
@@ -366,7 +366,7 @@ _V2_OPTIONAL = (
     ("coder", Object((("coder", Choice(CODERS)), ("tile", Number()), ("max_batch", Number()),
                        ("arithmetic", Choice(ARITHMETICS)), ("start", Choice(STARTS))))),
     ("grid_bits", Number()), ("untouched_seed_words", Number()), ("entropy_coder", Text()),
-    ("float_platform", Text()), ("pixel_scales", Bytes()))
+    ("float_platform", Text()), ("pixel_calibration", Bytes(limit=128)))
 """The header fields of version 2 and their codecs: the required ones, then those with a presence bit each
 (bit i: the i-th), in the order they are written (the ones small files have first: one byte of presence
 bits for a stored or kept file)."""

@@ -226,6 +226,16 @@ class DiscretizedLogistic:
         return _nearest_level(_to_pixel_units(value))
 
 
+def laplace_log_prob(x: torch.Tensor, centre: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    """log P(x) (nats) of integer pixels ``x`` (0..255) under discretized Laplaces of these centres and scales
+    (pixel units), the outer bins absorbing the tails; broadcasts."""
+    value = x.to(centre.dtype)
+    far = OUTER_EDGE * PIXEL_LEVELS
+    lower = torch.where(x == 0, -far, value - 0.5)
+    upper = torch.where(x == PIXEL_LEVELS - 1, far, value + 0.5)
+    return _laplace_log_bin_mass((lower - centre) / scale, (upper - centre) / scale)
+
+
 def _laplace_log_bin_mass(lower: torch.Tensor, upper: torch.Tensor) -> torch.Tensor:
     """log(F(upper) - F(lower)) for the standard Laplace CDF F, lower < upper, stable everywhere.
 
@@ -261,18 +271,32 @@ class DiscretizedLaplace:
     weights then capture alone, without the network having to subtract
     a*mean_R from mean_G (the lossless colour transforms of classical
     codecs, such as JPEG XL's or JPEG-LS's G - R, do the same with fixed
-    weights). The encoder and the decoder compute each channel's mean with the same call
-    (:meth:`_centre`) on the same values. The network's transforms (exp of a
+    weights). With ``offsets`` (three numbers a', b', c' for the whole map,
+    the per-image calibration of :mod:`bbcodec.coding.calibration`) each
+    later channel's mean also moves with the earlier channels' residuals from
+    the means above: + a'*(R - mean_R) for G, + b'*(R - mean_R) +
+    c'*(G - mean_G) for B. The encoder and the decoder compute each channel's
+    mean with the same call (:meth:`_centre`) on the same values. The network's transforms (exp of a
     log-scale, tanh of the coupling) are the model's business, so that the
     exact path (:mod:`bbcodec.exact`) can supply its own.
     """
 
     def __init__(self, mean: torch.Tensor, scale: torch.Tensor, coupling: torch.Tensor | None = None,
-                 residual: bool = False):
+                 residual: bool = False, offsets: tuple[float, float, float] | None = None):
         self.mean, self.scale, self.coupling, self.residual = mean, scale, coupling, residual
+        self.offsets = offsets
 
     def _centre(self, channel: int, x: torch.Tensor) -> torch.Tensor:
         """Mean of ``channel`` in pixel units, given the earlier channels of ``x``."""
+        centre = self._model_centre(channel, x)
+        if self.offsets is not None:
+            for earlier in range(channel):
+                weight = self.offsets[(channel - 1) * channel // 2 + earlier]
+                centre = centre + weight * (x[:, earlier].to(centre.dtype) - self._model_centre(earlier, x))
+        return centre
+
+    def _model_centre(self, channel: int, x: torch.Tensor) -> torch.Tensor:
+        """The model's mean of ``channel`` in pixel units, given the earlier channels of ``x``."""
         mean = self.mean[:, channel]
         if self.coupling is not None and channel > 0:
             earlier = x[:, :channel].to(mean.dtype) * (2.0 / (PIXEL_LEVELS - 1)) - 1.0
@@ -288,28 +312,25 @@ class DiscretizedLaplace:
     def log_prob(self, x: torch.Tensor) -> torch.Tensor:
         """Log probability (nats) of integer pixels ``x`` (0..255), per sub-pixel."""
         centre = torch.stack([self._centre(c, x) for c in range(self.mean.shape[1])], dim=1)
-        value = x.to(centre.dtype)
-        far = OUTER_EDGE * PIXEL_LEVELS
-        lower = torch.where(x == 0, -far, value - 0.5)
-        upper = torch.where(x == PIXEL_LEVELS - 1, far, value + 0.5)
-        scale = self._scale()
-        return _laplace_log_bin_mass((lower - centre) / scale, (upper - centre) / scale)
+        return laplace_log_prob(x, centre, self._scale())
 
     def crop(self, channels: slice, height: int, width: int) -> "DiscretizedLaplace":
         """Some channels and the top-left pixels; a single channel comes without coupling."""
         index = (slice(None), channels, slice(0, height), slice(0, width))
         whole = channels.stop - channels.start == self.mean.shape[1]
         coupling = self.coupling[:, :, :height, :width] if self.coupling is not None and whole else None
-        return DiscretizedLaplace(self.mean[index], self.scale[index], coupling, self.residual)
+        return DiscretizedLaplace(self.mean[index], self.scale[index], coupling, self.residual,
+                                  self.offsets if whole else None)
 
     # -- per-image calibration (bbcodec/coding/calibration.py) --------------------
-    def scaled(self, factors: torch.Tensor) -> "DiscretizedLaplace":
-        """The same distribution with each channel's scale multiplied by ``factors`` (one row: (1, channels))."""
-        if factors.shape != (1, self.mean.shape[1]):
-            raise ValueError(f"scale factors for {tuple(factors.shape)} steps x channels, the likelihood has 1 "
-                             f"step of {self.mean.shape[1]} channels")
-        column = factors[0].to(self.scale.dtype).view(1, -1, 1, 1)
-        return DiscretizedLaplace(self.mean, self.scale * column, self.coupling, self.residual)
+    def calibrated(self, rows: list[tuple]) -> "DiscretizedLaplace":
+        """The same distribution with each channel's scale multiplied by ``rows[0][0]`` (one factor a channel)
+        and the residual offsets ``rows[0][1]`` (see the class doc; None: none). One row: one coding step."""
+        if len(rows) != 1:
+            raise ValueError(f"a calibration of {len(rows)} steps for a likelihood of one")
+        factors, offsets = rows[0]
+        column = torch.tensor(factors, dtype=self.scale.dtype, device=self.scale.device).view(1, -1, 1, 1)
+        return DiscretizedLaplace(self.mean, self.scale * column, self.coupling, self.residual, offsets)
 
     def terms(self, x: torch.Tensor) -> list[tuple["DiscretizedLaplace", torch.Tensor]]:
         """The (distribution, values) of each coding step of ``x``: here one, itself."""

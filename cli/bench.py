@@ -43,7 +43,7 @@ CODEC_HELP = ("classical codecs, comma-separated, from: " + ", ".join(benchmark.
 @click.option("--arithmetic", type=click.Choice(["auto", *ARITHMETIC]), default="auto", show_default=True,
               help="how the network computes the coder's probabilities (as for compress)")
 @click.option("--calibrate/--no-calibrate", default=True, show_default=True,
-              help="fit the pixel scales to each file's image (as for compress)")
+              help="fit the pixel likelihood to each file's image (as for compress)")
 @click.option("--device", type=click.Choice(DEVICES), default="cpu", show_default=True)
 @click.option("-T", "--threads", type=click.IntRange(0), default=0, show_default=True,
               help="torch CPU threads (0: all cores this process may use)")

@@ -1,4 +1,4 @@
-"""Per-image scale calibration (bbcodec.coding.calibration): chosen by the encoder, stored, applied exactly."""
+"""Per-image calibration of the pixel likelihood (bbcodec.coding.calibration): chosen, stored, applied exactly."""
 from __future__ import annotations
 
 import numpy as np
@@ -32,34 +32,49 @@ def model_path(model, tmp_path_factory):
     return path
 
 
-def test_factors_are_exact_binary_fractions_from_a_half_to_two():
-    assert calibration.SCALE_FACTORS[0] == 0.5 and calibration.SCALE_FACTORS[-1] == 2.0
-    assert calibration.SCALE_FACTORS[calibration.NEUTRAL] == 1.0
-    assert all((f * 64).is_integer() for f in calibration.SCALE_FACTORS)
+def test_factors_and_offsets_are_exact_binary_fractions():
+    assert calibration.SCALE_FACTORS[0] == 0.25 and calibration.SCALE_FACTORS[-1] == 2.0
+    assert calibration.OFFSETS[0] == -1.0 and calibration.OFFSETS[-1] == 1.0
+    assert calibration.rows(calibration.NEUTRAL) == [((1.0, 1.0, 1.0), (0.0, 0.0, 0.0))]
+    assert all((f * 64).is_integer() for f in calibration.SCALE_FACTORS + calibration.OFFSETS)
     assert list(calibration.SCALE_FACTORS) == sorted(set(calibration.SCALE_FACTORS))
 
 
-def test_scaled_likelihoods_multiply_each_steps_scales_per_channel(model, rng):
+def test_a_calibrated_likelihood_scales_each_step_and_moves_later_channels_with_earlier_residuals(model, rng):
     x = torch.randint(0, 256, (2, 3, 16, 16), generator=rng, dtype=torch.uint8)
-    factors = torch.tensor([[0.5, 1.0, 2.0]] * STEPS, dtype=torch.float64)
-    factors[3] = torch.tensor([1.25, 0.75, 1.0])
+    rows = [((0.5, 1.0, 2.0), (0.0, 0.0, 0.0))] * STEPS
+    rows[3] = ((1.25, 0.75, 1.0), (0.5, -0.25, 1.0))
     with torch.no_grad():
         likelihood = model.likelihood_given(x)
-        plain, scaled = likelihood.terms(x), likelihood.scaled(factors).terms(x)
-    for step, ((before, values), (after, _)) in enumerate(zip(plain, scaled)):
-        assert torch.allclose(after.scale, before.scale * factors[step].view(1, 3, 1, 1).float())
-        assert torch.equal(after.mean, before.mean)
-    laplace = DiscretizedLaplace(torch.zeros(1, 3, 2, 2), torch.ones(1, 3, 2, 2))
-    assert torch.equal(laplace.scaled(factors[3:4]).scale[0, :, 0, 0], factors[3].float())
-    with pytest.raises(ValueError, match="steps x channels"):
-        likelihood.scaled(factors[:2])
+        plain, calibrated = likelihood.terms(x), likelihood.calibrated(rows).terms(x)
+    for step, ((before, values), (after, _)) in enumerate(zip(plain, calibrated)):
+        factors, (a, b, c) = rows[step]
+        assert torch.allclose(after.scale, before.scale * torch.tensor(factors).view(1, 3, 1, 1))
+        residual = [values[:, k].float() - before._centre(k, values) for k in (0, 1)]
+        expected = [before._centre(0, values), before._centre(1, values) + a * residual[0],
+                    before._centre(2, values) + b * residual[0] + c * residual[1]]
+        for channel in range(3):
+            assert torch.allclose(after._centre(channel, values), expected[channel], atol=1e-4)
+    with pytest.raises(ValueError, match="2 steps"):
+        likelihood.calibrated(rows[:2])
 
 
 def test_a_model_whose_scales_are_too_wide_gets_smaller_factors(model):
     """An untrained model predicts scales of about half the pixel range; a smooth image wants far smaller."""
-    scales = calibration.choose(model, smooth_pixels(64, 96), tile=32)
-    assert len(scales) == STEPS * 3
-    assert max(scales) < calibration.NEUTRAL
+    chosen = calibration.choose(model, smooth_pixels(64, 96), tile=32)
+    assert len(chosen) == STEPS * calibration.ROW
+    assert max(max(factors) for factors, _ in calibration.rows(chosen)) < 1.0
+
+
+def test_offsets_follow_residuals_that_are_alike_across_channels():
+    """Pixels with the same noise in every channel: B's and G's residuals follow R's, so their offsets are
+    large and positive (any likelihood that does not couple the channels leaves them there)."""
+    rng = np.random.default_rng(1)
+    pixels = np.repeat(rng.integers(100, 156, (64, 64, 1)), 3, axis=2).astype(np.uint8)
+    pixels[..., 2] = (pixels[..., 2] + rng.integers(0, 2, (64, 64))).astype(np.uint8)
+    model = make_polyphase(seed=6, config=LINEAR)
+    rows = calibration.rows(calibration.choose(model, pixels, tile=32))
+    assert all(offsets[0] >= 0.5 and offsets[1] + offsets[2] >= 0.5 for _, offsets in rows[1:])
 
 
 def test_nothing_is_chosen_where_it_cannot_pay_or_apply(model, tiny_model):
@@ -76,7 +91,8 @@ def test_calibrated_files_round_trip_and_are_smaller(model_path, arithmetic, cha
     plain = bbcodec.compress(image, model=str(model_path), settings=settings, calibrate=False)
     calibrated = bbcodec.compress(image, model=str(model_path), settings=settings)
     header = bbcodec.info(calibrated)
-    assert len(header["pixel_scales"]) == STEPS * 3 and "pixel_scales" not in bbcodec.info(plain)
+    assert len(header["pixel_calibration"]) == STEPS * calibration.ROW
+    assert "pixel_calibration" not in bbcodec.info(plain)
     assert len(calibrated) < len(plain)
     assert np.array_equal(bbcodec.decompress(calibrated, model=str(model_path)).pixels, image.pixels)
 
@@ -87,24 +103,25 @@ def test_the_top_down_family_is_calibrated_too(tmp_path):
     save_model(TopDownVAE(TOPDOWN.replace(pixel_distribution="laplace", channel_coupling=True)).eval(), path)
     image = imageio.Image(smooth_pixels(64, 64), "RGB")
     data = bbcodec.compress(image, model=str(path), settings=CoderSettings(tile=32))
-    assert "pixel_scales" in bbcodec.info(data)
+    assert "pixel_calibration" in bbcodec.info(data)
     assert np.array_equal(bbcodec.decompress(data, model=str(path)).pixels, image.pixels)
 
 
-@pytest.mark.parametrize("scales, message", [
-    ([200] * 21, "coder settings"),                      # an index past the table
-    ([8] * 20, "does not fit"),                          # not whole rows of three channels
-    ([8] * 9, "does not fit"),                           # three steps, the model has seven
-    ([3] * 21, "damaged|checksum"),                      # other factors: another decode, caught
+@pytest.mark.parametrize("values, message", [
+    ([16, 16, 16, 40, 16, 16] * 7, "out of range"),      # an offset index past the table
+    ([16] * 41, "rows of 6"),                            # not whole rows
+    (list(calibration.NEUTRAL) * 3, "3 steps"),          # three steps, the model has seven
+    ([3, 3, 3, 20, 20, 20] * 7, "damaged|checksum"),     # another calibration: another decode, caught
 ])
-def test_a_forged_calibration_is_corrupt_data(model_path, scales, message):
+def test_a_forged_calibration_is_corrupt_data(model_path, values, message):
     image = imageio.Image(smooth_pixels(64, 64), "RGB")
     data = bbcodec.compress(image, model=str(model_path), settings=CoderSettings(tile=32))
     with pytest.raises(CorruptDataError, match=message):
-        bbcodec.decompress(resigned(data, pixel_scales=scales), model=str(model_path))
+        bbcodec.decompress(resigned(data, pixel_calibration=values), model=str(model_path))
 
 
-def test_the_field_holds_at_most_64_bytes():
-    header = {"width": 1, "height": 1, "channels": 3, "mode": "RGB", "method": "stored", "pixel_scales": [1] * 65}
-    with pytest.raises(ValueError, match="at most 64"):
+def test_the_field_holds_at_most_128_bytes():
+    header = {"width": 1, "height": 1, "channels": 3, "mode": "RGB", "method": "stored",
+              "pixel_calibration": [1] * 129}
+    with pytest.raises(ValueError, match="at most 128"):
         container.to_bytes(container.Container(header, {"payload": b"abc"}))

@@ -233,7 +233,7 @@ def run(sets: list[ImageSet], models=(zoo.DEFAULT_MODEL,), codecs: list[Codec] |
 
     ``chain``: also code each set of equal-sized small images on one chain (at most ``chain_batch``
     images a step); ``archive``: also pack each set into one archive (chunks of at most ``archive_chunk`` sub-pixels).
-    ``calibrate``: files fit the pixel scales to each image (:func:`bbcodec.api.compress`).
+    ``calibrate``: files fit the pixel likelihood to each image (:func:`bbcodec.api.compress`).
     ``workdir`` keeps the ``.bbc`` files (default: a temporary folder, removed).
     ``progress(set name, images done, images)`` is called as images are done;
     ``on_set(report)`` after each set (to save partial results).

@@ -1,22 +1,31 @@
-"""Per-image calibration of the pixel likelihood's scales: a few bytes of side information chosen by the encoder.
+"""Per-image calibration of the pixel likelihood: a few bytes of side information chosen by the encoder.
 
-A model trained on other images predicts each sub-pixel's Laplace scale from
-its context, but a given image is often cleaner or noisier as a whole than the
-images it was trained on: on photos 041-049 the two-level polyphase model's
-best single factor on all its scales ranges from 0.5 to 1.6 (bench/README.md,
-"Per-image scale calibration"). Classical codecs adapt to each image (JPEG XL
-stores its own histograms, JPEG-LS learns its contexts as it goes); here the
-encoder measures the image's cost under each of :data:`SCALE_FACTORS` for
-each coding step and channel of the likelihood (:meth:`terms`: one step for
-pixels that are independent given the latents, six for the two-level
-polyphase split), on a sample of tiles with the latents at their posterior
-means, and the file stores the best factor's index per step and channel
-(``CoderSettings.scales``, one byte each). Encoder and decoder multiply the
-model's scales by them (``scaled``) before coding.
+A model trained on other images predicts each sub-pixel's Laplace mean and
+scale from its context, but a given image differs from the training images
+as a whole: cleaner or noisier (on photos 041-049 the two-level polyphase
+model's best single factor on all its scales ranges from 0.8 to 1.25 or more), and
+with residuals that are more or less alike across the colour channels (the
+same edge, the same sensor noise). Classical codecs adapt to each image
+(JPEG XL stores its own histograms and colour transform, JPEG-LS learns its
+contexts as it goes). Here, for each coding step of the likelihood (one for
+pixels that are independent given the latents, seven for the two-level
+polyphase split; its ``terms``), the encoder measures on a sample of tiles,
+with the latents at their posterior means:
 
-Exact: every factor is a dyadic rational (n/64), and multiplying a scale by it
-is one correctly rounded float64 operation, the same on every machine. Only
-the Laplace likelihood is calibrated.
+* residual offsets: G's mean moves by a'*(R - mean_R), B's by
+  b'*(R - mean_R) + c'*(G - mean_G), each offset one of :data:`OFFSETS`
+  (-1 to 1 in steps of 1/16): a colour transform fitted to the image, on top
+  of whatever coupling the model has learned (least squares first, then the
+  cheapest under the Laplace cost near it, B's two offsets one at a time);
+* then a factor on each channel's scales, one of :data:`SCALE_FACTORS`.
+
+The file stores one row of six indices per step (``CoderSettings.calibration``:
+R, G, B scale factors, then the offsets a', b', c'), when the sample says they
+save more than their bytes; encoder and decoder apply them
+(``likelihood.calibrated``) before coding. Exact: every factor and offset is a
+dyadic rational, and applying it takes only correctly rounded float64
+multiplications and additions, the same on every machine. Only Laplace
+likelihoods of three channels are calibrated.
 """
 from __future__ import annotations
 
@@ -25,18 +34,21 @@ import math
 import numpy as np
 import torch
 
-SCALE_FACTORS = tuple(n / 64 for n in (32, 35, 38, 41, 45, 49, 54, 59, 64, 70, 76, 83, 91, 99, 108, 117, 128))
-"""The factors a file can choose from (index: one byte), about 2^(1/8) apart from 1/2 to 2."""
-NEUTRAL = SCALE_FACTORS.index(1.0)
+from bbcodec.distributions import laplace_log_prob
+
+SCALE_FACTORS = tuple(n / 64 for n in (16, 17, 19, 21, 23, 25, 27, 29, 32, 35, 38, 41, 45, 49, 54, 59, 64, 70, 76, 83,
+                                       91, 99, 108, 117, 128))
+"""The factors on a channel's scales (index: one byte), about 2^(1/8) apart from 1/4 to 2 (a channel whose
+residuals the offsets explain needs much smaller scales)."""
+OFFSETS = tuple(k / 16 for k in range(-16, 17))
+"""The residual offsets a', b', c' (index: one byte)."""
+NEUTRAL = (SCALE_FACTORS.index(1.0),) * 3 + (OFFSETS.index(0.0),) * 3
+"""The row of a step left as the model has it."""
+ROW = len(NEUTRAL)
 SAMPLE_TILES = 24
-"""Tiles (spread evenly over the image) whose costs choose the factors."""
-
-
-def factor_table(scales: tuple[int, ...], channels: int) -> torch.Tensor:
-    """The (steps, channels) float64 factors of stored indices (``len(scales)`` a multiple of ``channels``)."""
-    if len(scales) % channels:
-        raise ValueError(f"{len(scales)} scale factors do not make rows of {channels} channels")
-    return torch.tensor([SCALE_FACTORS[i] for i in scales], dtype=torch.float64).view(-1, channels)
+"""Tiles (spread evenly over the image) whose costs choose the calibration."""
+SEARCH = 3
+"""Offsets are searched within this many steps of their least-squares estimate, under the Laplace cost."""
 
 
 def applies(model) -> bool:
@@ -45,19 +57,34 @@ def applies(model) -> bool:
     return getattr(config, "pixel_distribution", None) == "laplace" and getattr(config, "image_channels", 0) == 3
 
 
+def rows(indices: tuple[int, ...]) -> list[tuple]:
+    """The stored indices as one (scale factors, offsets) row per step; ValueError if they do not make rows."""
+    if len(indices) % ROW:
+        raise ValueError(f"{len(indices)} calibration values do not make rows of {ROW}")
+    limits = (len(SCALE_FACTORS),) * 3 + (len(OFFSETS),) * 3
+    table = []
+    for start in range(0, len(indices), ROW):
+        row = indices[start:start + ROW]
+        if not all(0 <= i < limit for i, limit in zip(row, limits)):
+            raise ValueError(f"a calibration index out of range in {row}")
+        table.append((tuple(SCALE_FACTORS[i] for i in row[:3]), tuple(OFFSETS[i] for i in row[3:])))
+    return table
+
+
 def sample_tiles(pixels: np.ndarray, tile: int, count: int = SAMPLE_TILES) -> list[tuple[int, int]]:
     """Top-left corners of up to ``count`` whole tile x tile squares spread evenly over an (H, W, C) image."""
-    rows, columns = pixels.shape[0] // tile, pixels.shape[1] // tile
-    corners = [(r * tile, c * tile) for r in range(rows) for c in range(columns)]
+    rows_, columns = pixels.shape[0] // tile, pixels.shape[1] // tile
+    corners = [(r * tile, c * tile) for r in range(rows_) for c in range(columns)]
     if len(corners) <= count:
         return corners
     return [corners[i] for i in np.linspace(0, len(corners) - 1, count).round().astype(int)]
 
 
 def choose(model, pixels: np.ndarray, tile: int) -> tuple[int, ...]:
-    """The factor indices (steps x channels, row by row) that make ``pixels`` cheapest under ``model``, or ()
-    where calibration does not apply or would not pay for its bytes (a small image, a likelihood other than
-    Laplace, a family without :meth:`~bbcodec.models.family.CodecModel.likelihood_given`)."""
+    """The calibration (one row of :data:`ROW` indices per step, flattened) that makes ``pixels`` cheapest under
+    ``model`` on a sample of its tiles, or () where it does not apply or would not pay for its bytes (a small
+    image, a likelihood other than Laplace, a family without
+    :meth:`~bbcodec.models.family.CodecModel.likelihood_given`)."""
     if not applies(model):
         return ()
     corners = sample_tiles(pixels, tile)
@@ -66,31 +93,72 @@ def choose(model, pixels: np.ndarray, tile: int) -> tuple[int, ...]:
     colour = pixels.shape[2] >= 3
     planes = pixels[..., :3] if colour else np.repeat(pixels[..., :1], 3, axis=2)
     batch = torch.from_numpy(np.stack([planes[r:r + tile, c:c + tile] for r, c in corners]).transpose(0, 3, 1, 2))
-    counted = slice(0, 3) if colour else slice(model.grey_channel, model.grey_channel + 1)
+    batch = batch.to(model.device)
     with torch.no_grad():
         try:
-            likelihood = model.eval().likelihood_given(batch.to(model.device))
+            likelihood = model.eval().likelihood_given(batch)
         except NotImplementedError:
             return ()
-        terms = likelihood.terms(batch.to(model.device))
-        nats = torch.stack([_nats_by_factor(distribution, values) for distribution, values in terms])
-    nats = nats[:, counted]                                      # (steps, counted channels, factors)
-    best = nats.argmin(dim=2)
-    saved_bits = float((nats[..., NEUTRAL] - nats.min(dim=2).values).sum()) / math.log(2.0)
-    sampled = len(corners) * tile * tile * (3 if colour else 1)
-    coded = pixels.shape[0] * pixels.shape[1] * (3 if colour else 1)
-    indices = torch.full((len(terms), 3), NEUTRAL, dtype=torch.long)
-    indices[:, counted] = best
-    if saved_bits * coded / sampled <= 8 * indices.numel():   # not worth its bytes
+        chosen = [_choose_step(distribution, values, None if colour else model.grey_channel)
+                  for distribution, values in likelihood.terms(batch)]
+    saved_nats = sum(saving for _, saving in chosen)
+    sampled = len(corners) * tile * tile
+    coded = pixels.shape[0] * pixels.shape[1]
+    if saved_nats / math.log(2.0) * coded / sampled <= 8 * ROW * len(chosen):   # not worth its bytes
         return ()
-    return tuple(int(i) for i in indices.flatten())
+    return tuple(i for row, _ in chosen for i in row)
 
 
-def _nats_by_factor(distribution, values: torch.Tensor) -> torch.Tensor:
-    """(channels, factors): -log p of ``values`` per channel with every scale multiplied by each factor."""
-    channels = values.shape[1]
-    costs = []
-    for factor in SCALE_FACTORS:
-        row = torch.full((1, channels), factor, dtype=torch.float64)
-        costs.append(-distribution.scaled(row).log_prob(values).double().sum(dim=(0, 2, 3)))
-    return torch.stack(costs, dim=1)
+def _choose_step(distribution, x: torch.Tensor, grey: int | None) -> tuple[tuple[int, ...], float]:
+    """One step's row of indices and the nats it saves on ``x`` (B, 3, h, w): offsets first (G's, then B's two
+    one at a time), then each channel's scale factor given its centre. ``grey``: the one channel coded for a
+    lone plane (only its scale is chosen), or None for colour."""
+    row = list(NEUTRAL)
+    scale = distribution._scale()
+    model_centres = [distribution._model_centre(channel, x) for channel in range(3)]
+    centres = list(model_centres)
+    if grey is None:
+        residuals = [x[:, channel].to(centres[channel].dtype) - centres[channel] for channel in range(3)]
+        row[3] = _best_offset(x[:, 1], model_centres[1], residuals[0], scale[:, 1],
+                              _least_squares(residuals[1], [residuals[0]])[0])
+        row[4], row[5] = _least_squares(residuals[2], residuals[:2])
+        for index, earlier, other, other_earlier in ((4, 0, 5, 1), (5, 1, 4, 0)):
+            base = model_centres[2] + OFFSETS[row[other]] * residuals[other_earlier]
+            row[index] = _best_offset(x[:, 2], base, residuals[earlier], scale[:, 2], row[index])
+        centres[1] = model_centres[1] + OFFSETS[row[3]] * residuals[0]
+        centres[2] = model_centres[2] + OFFSETS[row[4]] * residuals[0] + OFFSETS[row[5]] * residuals[1]
+    saved = 0.0
+    for channel in range(3) if grey is None else (grey,):
+        nats = _nats(x[:, channel], centres[channel], scale[:, channel], SCALE_FACTORS)
+        row[channel] = int(nats.argmin())
+        neutral = _nats(x[:, channel], model_centres[channel], scale[:, channel], (1.0,))[0]
+        saved += float(neutral - nats.min())
+    return tuple(row), saved
+
+
+def _least_squares(target: torch.Tensor, predictors: list[torch.Tensor]) -> list[int]:
+    """The indices in :data:`OFFSETS` nearest the least-squares weights of ``predictors`` for ``target`` (a start
+    for the search under the Laplace cost; 0 where the system is singular)."""
+    design = torch.stack([p.flatten().double() for p in predictors], dim=1)
+    gram = design.T @ design
+    if torch.linalg.matrix_rank(gram) < len(predictors):
+        return [OFFSETS.index(0.0)] * len(predictors)
+    weights = torch.linalg.solve(gram, design.T @ target.flatten().double())
+    step = OFFSETS[1] - OFFSETS[0]
+    return [min(max(round((float(w) - OFFSETS[0]) / step), 0), len(OFFSETS) - 1) for w in weights]
+
+
+def _best_offset(values, centre, residual, scale, start: int) -> int:
+    """The index of the offset in :data:`OFFSETS`, among those within SEARCH of ``start``, whose
+    ``centre + offset * residual`` codes ``values`` cheapest."""
+    candidates = list(range(max(start - SEARCH, 0), min(start + SEARCH + 1, len(OFFSETS))))
+    offsets = torch.tensor([OFFSETS[i] for i in candidates], dtype=centre.dtype, device=centre.device)
+    shifted = centre + offsets.view(-1, *([1] * centre.dim())) * residual
+    nats = -laplace_log_prob(values, shifted, scale).double().flatten(1).sum(1)
+    return candidates[int(nats.argmin())]
+
+
+def _nats(values, centre, scale, factors) -> torch.Tensor:
+    """-log P of ``values`` under each scale factor (a tensor of one total per factor)."""
+    column = torch.tensor(factors, dtype=scale.dtype, device=scale.device).view(-1, *([1] * scale.dim()))
+    return -laplace_log_prob(values, centre, scale * column).double().flatten(1).sum(1)

@@ -50,10 +50,10 @@ class CoderSettings:
     model's family codes with (its ``coders``), or ``"auto"``: the family's
     first. Files store the resolved name.
 
-    ``scales``: the per-image calibration of the likelihood's scales
-    (:mod:`bbcodec.coding.calibration`), indices into its ``SCALE_FACTORS``
-    per coding step and model channel, row by row; () for none. The header
-    stores them in a field of their own (``pixel_scales``), not with the rest
+    ``calibration``: the per-image calibration of the pixel likelihood
+    (:mod:`bbcodec.coding.calibration`: a row of scale-factor and offset
+    indices per coding step, flattened); () for none. The header stores it in
+    a field of its own (``pixel_calibration``), not with the rest
     (:meth:`to_dict`).
     """
 
@@ -62,7 +62,7 @@ class CoderSettings:
     max_batch: int = 16
     arithmetic: str = "auto"
     start: str = "auto"
-    scales: tuple[int, ...] = ()
+    calibration: tuple[int, ...] = ()
 
     def __post_init__(self):
         if self.coder not in CODERS and self.coder != "auto":
@@ -73,8 +73,8 @@ class CoderSettings:
             raise ValueError(f"unknown arithmetic {self.arithmetic!r} (one of {', '.join(ARITHMETIC)}, auto)")
         if self.start not in STARTS + ("auto",):
             raise ValueError(f"unknown start {self.start!r} (one of {', '.join(STARTS)}, auto)")
-        if not all(isinstance(i, int) and 0 <= i < len(calibration.SCALE_FACTORS) for i in self.scales):
-            raise ValueError(f"scale factor indices must be 0..{len(calibration.SCALE_FACTORS) - 1}")
+        if not all(isinstance(i, int) and not isinstance(i, bool) for i in self.calibration):
+            raise ValueError("calibration values must be integers")
 
     def resolve(self, model) -> "CoderSettings":
         """These settings decided for ``model``: ``auto`` arithmetic is exact (every model supports it), an
@@ -84,21 +84,22 @@ class CoderSettings:
         return replace(self, coder=coder, arithmetic="exact" if self.arithmetic == "auto" else self.arithmetic)
 
     def to_dict(self) -> dict:
-        """The settings as the header's ``coder`` object (without ``scales``)."""
+        """The settings as the header's ``coder`` object (without ``calibration``)."""
         settings = asdict(self)
-        del settings["scales"]
+        del settings["calibration"]
         return settings
 
-    def factors(self, model):
-        """The (steps, channels) scale factors of ``scales`` for ``model``, or None without calibration."""
-        if not self.scales:
+    def calibration_rows(self, model) -> list[tuple] | None:
+        """The calibration as one (scale factors, offsets) row per step for ``model``, or None without one; a
+        CorruptDataError for values that are out of range or a model whose likelihood has no calibration."""
+        if not self.calibration:
             return None
         if not calibration.applies(model):
-            raise CorruptDataError("scale calibration of a likelihood that has none (only Laplace pixels)")
+            raise CorruptDataError("a calibration of a likelihood that has none (only Laplace pixels of RGB)")
         try:
-            return calibration.factor_table(self.scales, model.config.image_channels)
+            return calibration.rows(self.calibration)
         except ValueError as error:
-            raise CorruptDataError(f"the file's scale calibration does not fit the model ({error})") from None
+            raise CorruptDataError(f"corrupt .bbc header (calibration: {error})") from None
 
     def layout(self, height: int, width: int, channels: int) -> TileLayout:
         """How an image of this size is tiled and batched with these settings."""
@@ -122,11 +123,12 @@ def coding_model(model, arithmetic: str):
 class TileView:
     """The model as the coders see it for one batch of tiles of ``channels`` (1 or 3) planes: what it is shown
     of pixels is three channels (``posterior`` of layer 0, ``bottom_up``), and its pixel likelihood
-    (``conditional`` of layer 0, ``likelihood``) is scaled by the image's calibration ``factors`` (or not:
-    None) and cropped to the tile's real pixels and channels."""
+    (``conditional`` of layer 0, ``likelihood``) is calibrated for the image (``calibration``: one row a step,
+    or None) and cropped to the tile's real pixels and channels."""
 
-    def __init__(self, model, channels: int, height: int, width: int, factors: torch.Tensor | None = None):
-        self.model, self.channels, self.height, self.width, self.factors = model, channels, height, width, factors
+    def __init__(self, model, channels: int, height: int, width: int, calibration: list | None = None):
+        self.model, self.channels, self.height, self.width = model, channels, height, width
+        self.calibration = calibration
         self.depth = model.depth
 
     def _model_input(self, x: torch.Tensor) -> torch.Tensor:
@@ -141,11 +143,11 @@ class TileView:
 
     def _coded(self, likelihood):
         """The pixel likelihood as this batch codes it: calibrated, cropped to the coded channels and pixels."""
-        if self.factors is not None:
+        if self.calibration is not None:
             try:
-                likelihood = likelihood.scaled(self.factors)
+                likelihood = likelihood.calibrated(self.calibration)
             except ValueError as error:
-                raise CorruptDataError(f"the file's scale calibration does not fit the model ({error})") from None
+                raise CorruptDataError(f"the file's calibration does not fit the model ({error})") from None
         return likelihood.crop(self._coded_channels(), self.height, self.width)
 
     def _coded_channels(self) -> slice:
@@ -165,10 +167,10 @@ class TileView:
         return getattr(self.model, name)
 
 
-def tile_views(model, layout: TileLayout, factors: torch.Tensor | None = None):
+def tile_views(model, layout: TileLayout, calibration: list | None = None):
     """(the model's view, plane group, tile batch) for every batch of the layout, in coding order."""
     for group, batch in layout.steps():
-        yield TileView(model, group.stop - group.start, batch[0].height, batch[0].width, factors), group, batch
+        yield TileView(model, group.stop - group.start, batch[0].height, batch[0].width, calibration), group, batch
 
 
 def cut_batch(pixels: np.ndarray, group: slice, batch, device) -> torch.Tensor:
@@ -194,10 +196,10 @@ def encode_image(model, pixels: np.ndarray, settings: CoderSettings = CoderSetti
     ``progress(tiles)``, if given, is called after each batch of tiles.
     """
     settings = settings.resolve(model)
-    factors = settings.factors(model)
+    rows = settings.calibration_rows(model)
     model = coding_model(model, settings.arithmetic)
     steps = [(view, cut_batch(pixels, group, batch, model.device))
-             for view, group, batch in tile_views(model, settings.layout(*pixels.shape), factors)]
+             for view, group, batch in tile_views(model, settings.layout(*pixels.shape), rows)]
     return encode_steps(steps, settings.coder, progress=progress, start=settings.start)
 
 
@@ -207,9 +209,9 @@ def decode_image(model, encoded: EncodedChain, height: int, width: int, channels
     if settings.coder != "auto":
         check_coder(model, settings.coder, CorruptDataError)
     settings = settings.resolve(model)
-    factors = settings.factors(model)
+    rows = settings.calibration_rows(model)
     model = coding_model(model, settings.arithmetic)
-    steps = list(tile_views(model, settings.layout(height, width, channels), factors))
+    steps = list(tile_views(model, settings.layout(height, width, channels), rows))
     shapes = [(view, batch_shape(group, batch)) for view, group, batch in steps]
     decoded = decode_steps(shapes, encoded, settings.coder, progress=progress)
     pixels = np.empty((height, width, channels), dtype=np.uint8)

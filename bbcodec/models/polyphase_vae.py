@@ -199,18 +199,17 @@ class PolyphasePixels:
         self.coded = coded if coded is not None else slice(0, channels)
         self.height, self.width = height or size[0], width or size[1]
 
-    def scaled(self, factors: torch.Tensor) -> "PolyphasePixels":
-        """The same likelihood with step s's scales of channel c multiplied by ``factors[s, c]``
-        (:mod:`bbcodec.coding.calibration`)."""
-        if factors.shape != (len(self.steps), self.channels):
-            raise ValueError(f"scale factors for {tuple(factors.shape)} steps x channels, the likelihood has "
-                             f"{len(self.steps)} steps of {self.channels} channels")
+    def calibrated(self, rows: list[tuple]) -> "PolyphasePixels":
+        """The same likelihood with each step's distribution calibrated by its row of ``rows`` (one a step; see
+        :meth:`DiscretizedLaplace.calibrated <bbcodec.distributions.DiscretizedLaplace.calibrated>`)."""
+        if len(rows) != len(self.steps):
+            raise ValueError(f"a calibration of {len(rows)} steps for a likelihood of {len(self.steps)}")
         phase = self.phase
 
-        def scaled_phase(step, earlier):
-            return phase(step, earlier).scaled(factors[step:step + 1])
+        def calibrated_phase(step, earlier):
+            return phase(step, earlier).calibrated(rows[step:step + 1])
 
-        return PolyphasePixels(scaled_phase, self.channels, self.size, self.levels, self.coded, self.height,
+        return PolyphasePixels(calibrated_phase, self.channels, self.size, self.levels, self.coded, self.height,
                                self.width)
 
     def crop(self, channels: slice, height: int, width: int) -> "PolyphasePixels":
