@@ -59,24 +59,20 @@ if numba is not None:
     def _pack(values):
         """(batch, channels, height, width) -> (batch, height, width, words): bit set where the value is < 0."""
         batch, channels, height, width = values.shape
-        words = (channels + 63) // 64
-        packed = np.empty((batch, height, width, words), np.uint64)
-        row = np.empty(width, np.uint64)
+        packed = np.zeros((batch, height, width, (channels + 63) // 64), np.uint64)
         for b in range(batch):
-            for y in range(height):
-                for word in range(words):
-                    row[:] = 0
-                    for c in range(word * 64, min(channels, word * 64 + 64)):
-                        bit = np.uint64(1) << np.uint64(c % 64)
-                        for x in range(width):  # one row of one channel at a time: contiguous, vectorized
-                            if values[b, c, y, x] < 0:
-                                row[x] |= bit
-                    packed[b, y, :, word] = row
+            for c in range(channels):
+                bit, word = np.uint64(1) << np.uint64(c % 64), c // 64
+                for y in range(height):
+                    for x in range(width):
+                        if values[b, c, y, x] < 0:
+                            packed[b, y, x, word] |= bit
         return packed
 
     @_jit
-    def _sign_conv(packed, weight_rows, channels, kernel_size, padding):
-        """(batch, height, width, out_channels) float64 sums of the ±1 products, zero padding skipped."""
+    def _sign_conv(packed, weight_rows, channels, kernel_size, padding, magnitude):
+        """(batch, height, width, out_channels) float64 sums of the ±1 products times ``magnitude``, zero padding
+        skipped."""
         batch, height, width, words = packed.shape
         out_channels = weight_rows.shape[1]
         sums = np.empty((batch, height, width, out_channels), np.float64)
@@ -100,7 +96,7 @@ if numba is not None:
                                         mismatches[o] += _popcount(bits ^ weights[o])
                     products = taps * channels
                     for o in range(out_channels):
-                        sums[b, y, x, o] = products - 2 * np.int64(mismatches[o])
+                        sums[b, y, x, o] = (products - 2 * np.int64(mismatches[o])) * magnitude
         return sums
 
 
@@ -118,5 +114,6 @@ class SignConv:
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         """The sums as a float64 (batch, out, height, width) view, in units of the input."""
         packed = _pack(x.detach().cpu().numpy())
-        sums = _sign_conv(packed, self.weight_rows, self.channels, self.kernel_size, self.padding)
-        return torch.from_numpy(sums).permute(0, 3, 1, 2).mul_(self.input_magnitude)
+        sums = _sign_conv(packed, self.weight_rows, self.channels, self.kernel_size, self.padding,
+                          self.input_magnitude)
+        return torch.from_numpy(sums).permute(0, 3, 1, 2)
