@@ -16,7 +16,9 @@ way of starting a chain:
   chunk, stored raw (palette, palette mode and ``meta.KEY`` sections);
 * ``original.bbc``: a 16x16 JPEG, kept byte for byte (source format JPEG);
 * ``no-bits-back.bbc``: a drawn 28x28 digit coded by the shipped ``mnist`` model
-  with the chain's only batch coded without bits back (``start``).
+  with the chain's only batch coded without bits back (``start``);
+* ``calibrated.bbc``: a 64x64 crop of ``data/chelsea.png``, exact arithmetic,
+  with the per-image calibration of its likelihood (``pixel_calibration``).
 
 The script writes only the files that do not exist yet and never replaces one:
 a failing test means that a change broke the decoding of existing files; fix
@@ -75,13 +77,16 @@ def digit() -> np.ndarray:
 
 
 EXACT = CoderSettings(arithmetic="exact")
-CASES = {  # name -> (what compress is given, the method its .bbc must have, the model, the coder settings)
-    "bits-back.bbc": (imageio.Image(chelsea(32, 32), "RGB", format="PNG"), "bits-back", MODEL, EXACT),
-    "stored.bbc": (imageio.read_image(palette_png()), "stored", MODEL, EXACT),  # alone: PNG would keep the file
-    "original.bbc": (jpeg(), "original", MODEL, EXACT),
+CASES = {  # name -> (what compress is given, the method its .bbc must have, the model, the coder settings,
+    #                 a header field it must have or None)
+    "bits-back.bbc": (imageio.Image(chelsea(32, 32), "RGB", format="PNG"), "bits-back", MODEL, EXACT, None),
+    "stored.bbc": (imageio.read_image(palette_png()), "stored", MODEL, EXACT, None),  # alone: PNG keeps the file
+    "original.bbc": (jpeg(), "original", MODEL, EXACT, None),
     # a chain whose first (and only) batch is coded without bits back, latents at the prior's modes
     "no-bits-back.bbc": (imageio.Image(digit(), "L", format="PNG"), "bits-back", "mnist",
-                         CoderSettings(arithmetic="exact", start="no-bits-back")),
+                         CoderSettings(arithmetic="exact", start="no-bits-back"), None),
+    "calibrated.bbc": (imageio.Image(chelsea(64, 64), "RGB", format="PNG"), "bits-back", MODEL, EXACT,
+                       "pixel_calibration"),
 }
 
 
@@ -89,13 +94,16 @@ def main() -> int:
     manifest_path = HERE / "golden.json"
     manifest = json.loads(manifest_path.read_text()) if manifest_path.exists() else {"format_version": 2,
                                                                                       "files": {}}
-    for name, (source, method, model, settings) in CASES.items():
+    for name, (source, method, model, settings, field) in CASES.items():
         if (HERE / name).exists():
             continue  # golden files are never replaced
         data = bbcodec.compress(source, model=model, settings=settings)
         header = bbcodec.info(data)
-        if header.get("coder", {}).get("start", settings.start) != settings.start:
+        if settings.start != "auto" and header.get("coder", {}).get("start", settings.start) != settings.start:
             print(f"{name}: start {header['coder']['start']}, expected {settings.start}", file=sys.stderr)
+            return 1
+        if field and field not in header:
+            print(f"{name}: no {field} in its header; nothing written", file=sys.stderr)
             return 1
         if container.format_version(data) != 2 or header["method"] != method:
             print(f"{name}: format {container.format_version(data)}, method {header['method']}, expected 2 and "
