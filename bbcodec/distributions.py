@@ -288,14 +288,14 @@ class DiscretizedLaplace:
 
     def _centre(self, channel: int, x: torch.Tensor) -> torch.Tensor:
         """Mean of ``channel`` in pixel units, given the earlier channels of ``x``."""
-        centre = self._model_centre(channel, x)
+        centre = self.model_centre(channel, x)
         if self.offsets is not None:
             for earlier in range(channel):
                 weight = self.offsets[(channel - 1) * channel // 2 + earlier]
-                centre = centre + weight * (x[:, earlier].to(centre.dtype) - self._model_centre(earlier, x))
+                centre = centre + weight * (x[:, earlier].to(centre.dtype) - self.model_centre(earlier, x))
         return centre
 
-    def _model_centre(self, channel: int, x: torch.Tensor) -> torch.Tensor:
+    def model_centre(self, channel: int, x: torch.Tensor) -> torch.Tensor:
         """The model's mean of ``channel`` in pixel units, given the earlier channels of ``x``."""
         mean = self.mean[:, channel]
         if self.coupling is not None and channel > 0:
@@ -306,13 +306,14 @@ class DiscretizedLaplace:
             mean = mean + (weights * earlier).sum(dim=1)
         return _to_pixel_units(mean)
 
-    def _scale(self) -> torch.Tensor:
+    def pixel_scale(self) -> torch.Tensor:
+        """The scales in pixel units."""
         return self.scale * ((PIXEL_LEVELS - 1) / 2.0)
 
     def log_prob(self, x: torch.Tensor) -> torch.Tensor:
         """Log probability (nats) of integer pixels ``x`` (0..255), per sub-pixel."""
         centre = torch.stack([self._centre(c, x) for c in range(self.mean.shape[1])], dim=1)
-        return laplace_log_prob(x, centre, self._scale())
+        return laplace_log_prob(x, centre, self.pixel_scale())
 
     def crop(self, channels: slice, height: int, width: int) -> "DiscretizedLaplace":
         """Some channels and the top-left pixels; a single channel comes without coupling."""
@@ -342,14 +343,14 @@ class DiscretizedLaplace:
 
     def push(self, ans, x: torch.Tensor) -> None:
         model = constriction.stream.model.QuantizedLaplace(0, PIXEL_LEVELS - 1)
-        scale = self._scale()
+        scale = self.pixel_scale()
         for c in reversed(range(self.mean.shape[1])):  # last channel first: the decoder pops R, G, B
             symbols = x[:, c].detach().flatten().cpu().numpy().astype(np.int32)
             ans.coder.encode_reverse(symbols, model, self._numpy(self._centre(c, x)), self._numpy(scale[:, c]))
 
     def pop(self, ans) -> torch.Tensor:
         model = constriction.stream.model.QuantizedLaplace(0, PIXEL_LEVELS - 1)
-        scale = self._scale()
+        scale = self.pixel_scale()
         x = torch.zeros(self.mean.shape, dtype=torch.uint8, device=self.mean.device)
         for c in range(self.mean.shape[1]):
             symbols = ans.coder.decode(model, self._numpy(self._centre(c, x)), self._numpy(scale[:, c]))
@@ -364,7 +365,7 @@ class DiscretizedLaplace:
         u = _open_uniform(self.mean, generator)
         # the inverse CDF of the standard Laplace: log(2u) below the median, -log(2(1 - u)) above it
         noise = torch.where(u < 0.5, torch.log(2.0 * u), -torch.log(2.0 * (1.0 - u)))
-        offset = self._scale() * noise
+        offset = self.pixel_scale() * noise
         x = torch.zeros(self.mean.shape, dtype=torch.uint8, device=self.mean.device)
         for c in range(self.mean.shape[1]):
             x[:, c] = _nearest_level(self._centre(c, x) + offset[:, c])

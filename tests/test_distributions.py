@@ -103,7 +103,7 @@ def sample_laplace_pixels(dist: DiscretizedLaplace) -> torch.Tensor:
     """Pixels drawn from ``dist``, channel by channel (later channels may depend on earlier ones)."""
     torch.manual_seed(0)
     pixels = torch.zeros(dist.mean.shape, dtype=torch.uint8)
-    scale = dist._scale()
+    scale = dist.pixel_scale()
     for c in range(dist.mean.shape[1]):
         noise = torch.distributions.Laplace(0.0, scale[:, c]).sample()
         pixels[:, c] = torch.clamp(dist._centre(c, pixels) + noise, 0, 255).round().to(torch.uint8)

@@ -114,8 +114,8 @@ def _choose_step(distribution, x: torch.Tensor, grey: int | None) -> tuple[tuple
     one at a time), then each channel's scale factor given its centre. ``grey``: the one channel coded for a
     lone plane (only its scale is chosen), or None for colour."""
     row = list(NEUTRAL)
-    scale = distribution._scale()
-    model_centres = [distribution._model_centre(channel, x) for channel in range(3)]
+    scale = distribution.pixel_scale()
+    model_centres = [distribution.model_centre(channel, x) for channel in range(3)]
     centres = list(model_centres)
     if grey is None:
         residuals = [x[:, channel].to(centres[channel].dtype) - centres[channel] for channel in range(3)]
