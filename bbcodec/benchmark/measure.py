@@ -61,12 +61,14 @@ def _image(pixels: np.ndarray) -> imageio.Image:
 
 def image_nelbo_bits(model, pixels: np.ndarray, settings: CoderSettings = CoderSettings()) -> float:
     """The model's −ELBO, in bits, of an (H, W, C) image on exactly the tiles and planes the coder codes (one
-    posterior sample, counted by running the coder on a :class:`~bbcodec.coding.bitsback.CostStack`).
+    posterior sample, counted by running the coder on a :class:`~bbcodec.coding.bitsback.CostStack`), with
+    the likelihood calibrated as ``settings.calibration`` says (a file's own).
 
     This is the trained (float) model's bound, whatever arithmetic the coder uses."""
     coder = settings.resolve(model).coder
+    rows = settings.calibration_rows(model)
     nats = sum(coded_cost(view, cut_batch(pixels, group, batch, model.device), coder).nats
-               for view, group, batch in tile_views(model, settings.layout(*pixels.shape)))
+               for view, group, batch in tile_views(model, settings.layout(*pixels.shape), rows))
     return nats / math.log(2.0)
 
 
@@ -95,7 +97,8 @@ def measure_model(result: ModelResult, spec: str, pixels: np.ndarray, path: Path
         decode_seconds, exact, error = 0.0, False, f"{type(failure).__name__}: {failure}"
     result.add(pixels.size, size, encode_seconds, decode_seconds, exact)
     model, _ = zoo.load(spec)
-    result.nelbo_bits += image_nelbo_bits(model.to(device), pixels, settings)
+    calibrated = replace(settings, calibration=tuple(api.info(data).get("pixel_calibration") or ()))
+    result.nelbo_bits += image_nelbo_bits(model.to(device), pixels, calibrated)
     result.net_bits += stats["net_bits"]
     result.initial_bits += stats["initial_bits"]
     result.bits_back_bits += stats["payload_bits"]

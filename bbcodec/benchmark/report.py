@@ -143,7 +143,8 @@ def markdown(reports, title: str = "bbcodec bench results", preamble: str = "", 
                          f"{'yes' if a.exact else 'NO'} |")
     lines += ["", "## bbcodec: where the bits of the files go (bits per sub-pixel)", "",
               "file = −ELBO + discretization + initial bits + stored fallback + container. −ELBO: the model's "
-              "bound on the coded tiles (one posterior sample, the float model); discretization: the bits-back "
+              "bound on the coded tiles (one posterior sample, the float model, its likelihood calibrated as each file "
+              "is); discretization: the bits-back "
               "code's net cost above it (latent grid, the coder's quantized probabilities, integer arithmetic); "
               "initial bits: seed bits consumed by the first pops; stored fallback: the saving of "
               "files stored raw because bits-back would have been larger; container: header and checksums.", "",
