@@ -17,7 +17,8 @@ with the latents at their posterior means:
   (-1 to 1 in steps of 1/16): a colour transform fitted to the image, on top
   of whatever coupling the model has learned (least squares first, then the
   cheapest under the Laplace cost near it, B's two offsets one at a time);
-* then a factor on each channel's scales, one of :data:`SCALE_FACTORS`.
+* then a factor on each channel's scales, one of :data:`SCALE_FACTORS` (the
+  continuous Laplace's best factor first, then the cheapest near it).
 
 The file stores one row of six indices per step (``CoderSettings.calibration``:
 R, G, B scale factors, then the offsets a', b', c'), when the sample says they
@@ -47,8 +48,9 @@ NEUTRAL = (SCALE_FACTORS.index(1.0),) * 3 + (OFFSETS.index(0.0),) * 3
 ROW = len(NEUTRAL)
 SAMPLE_TILES = 24
 """Tiles (spread evenly over the image) whose costs choose the calibration."""
-SEARCH = 3
-"""Offsets are searched within this many steps of their least-squares estimate, under the Laplace cost."""
+SEARCH = 2
+"""Offsets and factors are searched within this many steps of their estimates (least squares; the continuous
+Laplace's best scale), under the discrete Laplace cost."""
 
 
 def applies(model) -> bool:
@@ -129,11 +131,21 @@ def _choose_step(distribution, x: torch.Tensor, grey: int | None) -> tuple[tuple
         centres[2] = model_centres[2] + OFFSETS[row[4]] * residuals[0] + OFFSETS[row[5]] * residuals[1]
     saved = 0.0
     for channel in range(3) if grey is None else (grey,):
-        nats = _nats(x[:, channel], centres[channel], scale[:, channel], SCALE_FACTORS)
-        row[channel] = int(nats.argmin())
-        neutral = _nats(x[:, channel], model_centres[channel], scale[:, channel], (1.0,))[0]
+        values = x[:, channel]
+        # the continuous Laplace's best factor, mean(|residual| / scale), then the cheapest near it
+        estimate = float(((values.to(centres[channel].dtype) - centres[channel]).abs() / scale[:, channel]).mean())
+        start = min(range(len(SCALE_FACTORS)), key=lambda i: abs(math.log(SCALE_FACTORS[i] / max(estimate, 1e-3))))
+        candidates = _near(start, len(SCALE_FACTORS))
+        nats = _nats(values, centres[channel], scale[:, channel], [SCALE_FACTORS[i] for i in candidates])
+        row[channel] = candidates[int(nats.argmin())]
+        neutral = _nats(values, model_centres[channel], scale[:, channel], (1.0,))[0]
         saved += float(neutral - nats.min())
     return tuple(row), saved
+
+
+def _near(start: int, size: int) -> list[int]:
+    """The indices within SEARCH of ``start`` in a table of ``size``."""
+    return list(range(max(start - SEARCH, 0), min(start + SEARCH + 1, size)))
 
 
 def _least_squares(target: torch.Tensor, predictors: list[torch.Tensor]) -> list[int]:
@@ -151,7 +163,7 @@ def _least_squares(target: torch.Tensor, predictors: list[torch.Tensor]) -> list
 def _best_offset(values, centre, residual, scale, start: int) -> int:
     """The index of the offset in :data:`OFFSETS`, among those within SEARCH of ``start``, whose
     ``centre + offset * residual`` codes ``values`` cheapest."""
-    candidates = list(range(max(start - SEARCH, 0), min(start + SEARCH + 1, len(OFFSETS))))
+    candidates = _near(start, len(OFFSETS))
     offsets = torch.tensor([OFFSETS[i] for i in candidates], dtype=centre.dtype, device=centre.device)
     shifted = centre + offsets.view(-1, *([1] * centre.dim())) * residual
     nats = -laplace_log_prob(values, shifted, scale).double().flatten(1).sum(1)
