@@ -50,14 +50,22 @@ POLYPHASE=("$D"/photos/0[0-3]?.png "$D"/photos/040.png "$D"/usc-sipi/textures "$
 MULTISCALE=("$D"/photos/0[0-3]?.png "$D"/photos/040.png "$D"/usc-sipi/textures "$D"/usc-sipi/aerials
             --preset photo-multiscale --crop 64 --batch-size 16 --eval-every 250 --ema 0.999 --threads 1)
 
+resuming() {  # resuming OUT: --resume if a run in OUT was cut off (it has a checkpoint)
+    if [ -e "$1/checkpoint.safetensors" ]; then echo --resume; fi
+}
+
 multiscale() {  # multiscale RUNS TAG [OPTION...]: stage 1 natural images, stage 2 with synthetic:2000 from
-    local runs=$1 tag=$2                        # stage 1's weights; OPTIONs (e.g. --set FIELD=VALUE) to both
-    shift 2
+    local runs=$1 tag=$2                        # stage 1's weights; OPTIONs (e.g. --set FIELD=VALUE) to both;
+    shift 2                                     # the same command again continues a stage that was cut off
     if ! ls "$runs/$tag-c64/$tag-c64"-*.safetensors >/dev/null 2>&1; then  # stage 1 not finished yet
-        bbcodec train "${MULTISCALE[@]}" "$@" --steps 6000 --out "$runs/$tag-c64" --name "$tag-c64"
+        bbcodec train "${MULTISCALE[@]}" "$@" --steps 6000 --out "$runs/$tag-c64" --name "$tag-c64" \
+            $(resuming "$runs/$tag-c64")
     fi
-    bbcodec train "${MULTISCALE[@]}" "$@" synthetic:2000 --steps 4000 --lr 1e-3 \
-        --init-from "$(ls "$runs/$tag-c64/$tag-c64"-*.safetensors)" --out "$runs/$tag-syn" --name "$tag-syn"
+    if ! ls "$runs/$tag-syn/$tag-syn"-*.safetensors >/dev/null 2>&1; then
+        bbcodec train "${MULTISCALE[@]}" "$@" synthetic:2000 --steps 4000 --lr 1e-3 \
+            --init-from "$(ls "$runs/$tag-c64/$tag-c64"-*.safetensors)" --out "$runs/$tag-syn" --name "$tag-syn" \
+            $(resuming "$runs/$tag-syn")
+    fi
 }
 
 # The top-down ResNet VAE (photo-topdown: multiscale-linear's likelihood under bidirectional inference) on
