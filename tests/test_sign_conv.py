@@ -1,6 +1,9 @@
 """XNOR-popcount convolutions (bbcodec.exact.sign_conv): exactly the integers of the float convolution."""
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 import torch
@@ -12,6 +15,12 @@ from conftest import TINY_CONFIG, make_model
 from test_exact import smooth_pixels
 
 pytestmark = pytest.mark.skipif(not sign_conv.available(), reason="numba is not installed")
+
+
+def test_importing_bbcodec_does_not_import_numba():
+    """numba takes a third of a second to import: only a model with binary activations, coded exactly, pays."""
+    code = "import sys, bbcodec.api, bbcodec.exact.backend; print('numba' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout == "False\n"
 
 EXACT = CoderSettings(tile=16, max_batch=4, arithmetic="exact")
 
@@ -44,7 +53,7 @@ def test_a_binary_activation_model_codes_the_same_bytes_with_and_without_the_ker
     with_kernel = encode_image(make_model(4, config), pixels, EXACT).payload.tobytes()
     assert calls, "the exact path did not use the XNOR kernel"
 
-    monkeypatch.setattr(sign_conv, "numba", None)  # a new model object builds its exact layers without it
+    monkeypatch.setattr(sign_conv, "available", lambda: False)  # a new model builds its exact layers without it
     calls.clear()
     model = make_model(4, config)
     encoded = encode_image(model, pixels, EXACT)

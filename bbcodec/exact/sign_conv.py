@@ -22,41 +22,41 @@ that the innermost loop runs over output channels and vectorizes.
 """
 from __future__ import annotations
 
+import importlib.util
+from functools import lru_cache
+
 import numpy as np
 import torch
 
-try:
+
+def available() -> bool:
+    """Whether the compiled kernels can run (numba installed; it is imported only when a kernel is first used)."""
+    return importlib.util.find_spec("numba") is not None
+
+
+@lru_cache(maxsize=None)
+def _kernels():
+    """(pack, sign_conv): the kernels, compiled by numba (cached on disk where numba finds a writable place)."""
     import numba
     from llvmlite import ir
     from numba import types
     from numba.extending import intrinsic
-except ImportError:  # the XNOR kernels are an optional speed-up; the float convolution gives the same sums
-    numba = None
 
+    def jit(function):
+        try:
+            return numba.njit(cache=True, nogil=True)(function)
+        except RuntimeError:  # no writable cache location: compile in each process instead
+            return numba.njit(nogil=True)(function)
 
-def available() -> bool:
-    """Whether the compiled kernels can run (numba installed)."""
-    return numba is not None
-
-
-def _jit(function):
-    """numba's nopython compilation, cached on disk where numba finds a writable place for its cache."""
-    try:
-        return numba.njit(cache=True, nogil=True)(function)
-    except RuntimeError:  # no writable cache location: compile in each process instead
-        return numba.njit(nogil=True)(function)
-
-
-if numba is not None:
     @intrinsic
-    def _popcount(typingctx, word):
+    def popcount(typingctx, word):
         """LLVM's ctpop on a 64-bit word: one instruction, or a few vector ones across output channels."""
         def codegen(context, builder, signature, args):
             return builder.call(builder.module.declare_intrinsic("llvm.ctpop", [ir.IntType(64)]), args)
         return types.uint64(types.uint64), codegen
 
-    @_jit
-    def _pack(values):
+    @jit
+    def pack(values):
         """(batch, channels, height, width) -> (batch, height, width, words): bit set where the value is < 0."""
         batch, channels, height, width = values.shape
         packed = np.zeros((batch, height, width, (channels + 63) // 64), np.uint64)
@@ -69,8 +69,8 @@ if numba is not None:
                             packed[b, y, x, word] |= bit
         return packed
 
-    @_jit
-    def _sign_conv(packed, weight_rows, channels, kernel_size, padding, magnitude):
+    @jit
+    def sign_conv(packed, weight_rows, channels, kernel_size, padding, magnitude):
         """(batch, height, width, out_channels) float64 sums of the ±1 products times ``magnitude``, zero padding
         skipped."""
         batch, height, width, words = packed.shape
@@ -93,11 +93,13 @@ if numba is not None:
                                     bits = packed[b, source_y, source_x, w]
                                     weights = weight_rows[row + w]
                                     for o in range(out_channels):
-                                        mismatches[o] += _popcount(bits ^ weights[o])
+                                        mismatches[o] += popcount(bits ^ weights[o])
                     products = taps * channels
                     for o in range(out_channels):
                         sums[b, y, x, o] = (products - 2 * np.int64(mismatches[o])) * magnitude
         return sums
+
+    return pack, sign_conv
 
 
 class SignConv:
@@ -106,14 +108,15 @@ class SignConv:
     def __init__(self, weights: torch.Tensor, padding: int, input_magnitude: float):
         if not available():
             raise RuntimeError("the XNOR kernels need numba (pip install bbcodec[fast])")
+        self._pack, self._sign_conv = _kernels()
         out_channels, self.channels, self.kernel_size, _ = weights.shape
-        packed = _pack(np.ascontiguousarray(weights.double().numpy()))  # (out, k, k, words)
+        packed = self._pack(np.ascontiguousarray(weights.double().numpy()))  # (out, k, k, words)
         self.weight_rows = np.ascontiguousarray(packed.reshape(out_channels, -1).T)
         self.padding, self.input_magnitude = padding, input_magnitude
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         """The sums as a float64 (batch, out, height, width) view, in units of the input."""
-        packed = _pack(x.detach().cpu().numpy())
-        sums = _sign_conv(packed, self.weight_rows, self.channels, self.kernel_size, self.padding,
+        packed = self._pack(x.detach().cpu().numpy())
+        sums = self._sign_conv(packed, self.weight_rows, self.channels, self.kernel_size, self.padding,
                           self.input_magnitude)
         return torch.from_numpy(sums).permute(0, 3, 1, 2)
