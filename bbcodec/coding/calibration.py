@@ -96,13 +96,16 @@ def choose(model, pixels: np.ndarray, tile: int) -> tuple[int, ...]:
     planes = pixels[..., :3] if colour else np.repeat(pixels[..., :1], 3, axis=2)
     batch = torch.from_numpy(np.stack([planes[r:r + tile, c:c + tile] for r, c in corners]).transpose(0, 3, 1, 2))
     batch = batch.to(model.device)
-    with torch.no_grad():
-        try:
+    training = model.training
+    try:
+        with torch.no_grad():
             likelihood = model.eval().likelihood_given(batch)
-        except NotImplementedError:
-            return ()
-        chosen = [_choose_step(distribution, values, None if colour else model.grey_channel)
-                  for distribution, values in likelihood.terms(batch)]
+            chosen = [_choose_step(distribution, values, None if colour else model.grey_channel)
+                      for distribution, values in likelihood.terms(batch)]
+    except NotImplementedError:
+        return ()
+    finally:
+        model.train(training)
     saved_nats = sum(saving for _, saving in chosen)
     sampled = len(corners) * tile * tile
     coded = pixels.shape[0] * pixels.shape[1]
