@@ -13,7 +13,7 @@ Version 2, written since issue 20, has a binary header (fixed-size integers litt
                  pixel and image checksums (16 bytes each), coder settings (coder, tile, max batch,
                  arithmetic, start: one byte, two varints, two bytes), grid bits and seed prefix words
                  (varints), entropy coder and float platform (texts), pixel calibration (a varint
-                 count and one byte each: bbcodec.coding.calibration)
+                 count and one byte each: bbcodec.coding.calibration, its copy weights included)
     section count varint
     sections     per section: its name (one byte; ESCAPE and a text: the KEY of ``meta.KEY``), its
                  size (varint) and its CRC-32 (4 bytes)

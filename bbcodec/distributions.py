@@ -326,10 +326,13 @@ class DiscretizedLaplace:
     # -- per-image calibration (bbcodec/coding/calibration.py) --------------------
     def calibrated(self, rows: list[tuple]) -> "DiscretizedLaplace":
         """The same distribution with each channel's scale multiplied by ``rows[0][0]`` (one factor a channel)
-        and the residual offsets ``rows[0][1]`` (see the class doc; None: none). One row: one coding step."""
+        and the residual offsets ``rows[0][1]`` (see the class doc; None: none). One row (factors, offsets, copy
+        weights) for its one coding step; a Laplace has no decoded neighbours to copy (copy weights None)."""
         if len(rows) != 1:
             raise ValueError(f"a calibration of {len(rows)} steps for a likelihood of one")
-        factors, offsets = rows[0]
+        factors, offsets, copy = rows[0]
+        if copy is not None:
+            raise ValueError("copy weights for pixels without decoded neighbours")
         column = torch.tensor(factors, dtype=self.scale.dtype, device=self.scale.device).view(1, -1, 1, 1)
         return DiscretizedLaplace(self.mean, self.scale * column, self.coupling, self.residual, offsets)
 
@@ -342,20 +345,38 @@ class DiscretizedLaplace:
         return values.detach().double().flatten().cpu().numpy()
 
     def push(self, ans, x: torch.Tensor) -> None:
-        model = constriction.stream.model.QuantizedLaplace(0, PIXEL_LEVELS - 1)
-        scale = self.pixel_scale()
         for c in reversed(range(self.mean.shape[1])):  # last channel first: the decoder pops R, G, B
-            symbols = x[:, c].detach().flatten().cpu().numpy().astype(np.int32)
-            ans.coder.encode_reverse(symbols, model, self._numpy(self._centre(c, x)), self._numpy(scale[:, c]))
+            self.push_channel(ans, x, c)
 
     def pop(self, ans) -> torch.Tensor:
-        model = constriction.stream.model.QuantizedLaplace(0, PIXEL_LEVELS - 1)
-        scale = self.pixel_scale()
         x = torch.zeros(self.mean.shape, dtype=torch.uint8, device=self.mean.device)
         for c in range(self.mean.shape[1]):
-            symbols = ans.coder.decode(model, self._numpy(self._centre(c, x)), self._numpy(scale[:, c]))
-            x[:, c] = torch.from_numpy(symbols.astype(np.uint8)).view(x[:, c].shape)
+            self.pop_channel(ans, x, c)
         return x
+
+    def push_channel(self, ans, x: torch.Tensor, channel: int, where: torch.Tensor | None = None) -> None:
+        """Push ``channel`` of ``x`` (its sub-pixels where the flat mask ``where`` holds; all if None)."""
+        symbols = x[:, channel].detach().flatten().cpu()
+        centres, scales = self._numpy(self._centre(channel, x)), self._numpy(self.pixel_scale()[:, channel])
+        if where is not None:
+            where = where.cpu().numpy()
+            symbols, centres, scales = symbols[where], centres[where], scales[where]
+        ans.coder.encode_reverse(symbols.numpy().astype(np.int32), self._coder_model(), centres, scales)
+
+    def pop_channel(self, ans, x: torch.Tensor, channel: int, where: torch.Tensor | None = None) -> None:
+        """Pop ``channel`` into ``x`` (its sub-pixels where the flat mask ``where`` holds; all if None), the
+        channels before it already popped."""
+        centres, scales = self._numpy(self._centre(channel, x)), self._numpy(self.pixel_scale()[:, channel])
+        plane = x[:, channel]   # a view: writes land in x
+        if where is None:
+            where = torch.ones(plane.numel(), dtype=torch.bool)
+        mask = where.cpu().numpy()
+        symbols = ans.coder.decode(self._coder_model(), centres[mask], scales[mask])
+        plane[where.view(plane.shape).to(x.device)] = torch.from_numpy(symbols.astype(np.uint8)).to(x.device)
+
+    @staticmethod
+    def _coder_model():
+        return constriction.stream.model.QuantizedLaplace(0, PIXEL_LEVELS - 1)
 
     # -- sampling -----------------------------------------------------------
     def sample(self, generator: torch.Generator | None = None) -> torch.Tensor:

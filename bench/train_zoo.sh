@@ -7,6 +7,7 @@
 #   bash bench/train_zoo.sh multiscale-wide [RUNS]             # the same with context networks of 64 channels
 #   bash bench/train_zoo.sh multiscale-linear [RUNS]           # the same with a linear path from the neighbours
 #   bash bench/train_zoo.sh multiscale-residual [RUNS]         # ... and channels coupled on their residuals
+#   bash bench/train_zoo.sh multiscale-linear-float [RUNS]     # multiscale-linear's float twin
 #   bash bench/train_zoo.sh topdown [RUNS] [OPTION...]         # the top-down ResNet VAE on multiscale-linear's data
 #
 # Each stage is a `bbcodec train` run that writes runs/<stage>/ (log, checkpoint,
@@ -93,6 +94,7 @@ case "${1:-}" in
     multiscale-wide) multiscale "${2:-runs}" msw --set context_channels=64 ;;  # context networks twice as wide
     multiscale-linear) multiscale "${2:-runs}" msl --set linear_prediction=true ;;  # interpolation + correction
     multiscale-residual) multiscale "${2:-runs}" mslr --set linear_prediction=true --set residual_coupling=true ;;
+    multiscale-linear-float) multiscale "${2:-runs}" mslf --set linear_prediction=true --float ;;  # msl's float twin
     topdown) topdown "${2:-runs}" td-c64 "${@:3}" ;;
     topdown-float) topdown "${2:-runs}" tdf-c64 --float "${@:3}" ;;
     topdown-signs) topdown "${2:-runs}" tds-c64 --set binary_activations=true "${@:3}" ;;

@@ -20,10 +20,17 @@ with the latents at their posterior means:
 * then a factor on each channel's scales, one of :data:`SCALE_FACTORS` (the
   continuous Laplace's best factor first, then the cheapest near it).
 
+* and, for the steps of a polyphase likelihood that have decoded neighbours,
+  the weights of copying a neighbour's value exactly
+  (:mod:`bbcodec.neighbour_copy`: drawings, text and screens repeat their
+  neighbours' colours), one per number of distinct values among a
+  sub-pixel's neighbours, each the cheapest on the sample.
+
 The file stores one row of six indices per step (``CoderSettings.calibration``:
-R, G, B scale factors, then the offsets a', b', c'), when the sample says they
-save more than their bytes; encoder and decoder apply them
-(``likelihood.calibrated``) before coding. Exact: every factor and offset is a
+R, G, B scale factors, then the offsets a', b', c'), then, where copying
+pays, :data:`COPY_MARK` and a row of :data:`COPY_ROW` copy weights for every
+step after the first, when the sample says they save more than their bytes;
+encoder and decoder apply them (``likelihood.calibrated``) before coding. Exact: every factor and offset is a
 dyadic rational, and applying it takes only correctly rounded float64
 multiplications and additions, the same on every machine. Only Laplace
 likelihoods of three channels are calibrated.
@@ -36,6 +43,7 @@ import numpy as np
 import torch
 
 from bbcodec.distributions import laplace_log_prob
+from bbcodec.neighbour_copy import COPY_WEIGHTS, MAX_NEIGHBOURS, distinct_neighbours
 
 SCALE_FACTORS = tuple(n / 64 for n in (16, 17, 19, 21, 23, 25, 27, 29, 32, 35, 38, 41, 45, 49, 54, 59, 64, 70, 76, 83,
                                        91, 99, 108, 117, 128))
@@ -46,6 +54,10 @@ OFFSETS = tuple(k / 16 for k in range(-16, 17))
 NEUTRAL = (SCALE_FACTORS.index(1.0),) * 3 + (OFFSETS.index(0.0),) * 3
 """The row of a step left as the model has it."""
 ROW = len(NEUTRAL)
+COPY_MARK = 255
+"""The value that separates the Laplace rows from the copy weights (no table has so many entries)."""
+COPY_ROW = MAX_NEIGHBOURS
+"""Copy weights per step: one for each number of distinct values among a sub-pixel's neighbours."""
 SAMPLE_TILES = 24
 """Tiles (spread evenly over the image) whose costs choose the calibration."""
 SEARCH = 2
@@ -60,17 +72,25 @@ def applies(model) -> bool:
 
 
 def rows(indices: tuple[int, ...]) -> list[tuple]:
-    """The stored indices as one (scale factors, offsets) row per step; ValueError if they do not make rows."""
-    if len(indices) % ROW:
-        raise ValueError(f"{len(indices)} calibration values do not make rows of {ROW}")
+    """The stored indices as one (scale factors, offsets, copy weights) row per step; ValueError if they do not
+    make rows. Copy weights (:data:`~bbcodec.neighbour_copy.COPY_WEIGHTS`) follow :data:`COPY_MARK`, a row of
+    :data:`COPY_ROW` for every step after the first; without them, or for the first step, None."""
+    laplace, copy = indices, ()
+    if COPY_MARK in indices:
+        split = indices.index(COPY_MARK)
+        laplace, copy = indices[:split], indices[split + 1:]
+    if len(laplace) % ROW or (copy and len(copy) != COPY_ROW * (len(laplace) // ROW - 1)):
+        raise ValueError(f"{len(indices)} calibration values do not make rows of {ROW} (and {COPY_ROW})")
     limits = (len(SCALE_FACTORS),) * 3 + (len(OFFSETS),) * 3
-    table = []
-    for start in range(0, len(indices), ROW):
-        row = indices[start:start + ROW]
-        if not all(0 <= i < limit for i, limit in zip(row, limits)):
-            raise ValueError(f"a calibration index out of range in {row}")
-        table.append((tuple(SCALE_FACTORS[i] for i in row[:3]), tuple(OFFSETS[i] for i in row[3:])))
-    return table
+    if not all(0 <= i < limit for i, limit in zip(laplace, limits * (len(laplace) // ROW))):
+        raise ValueError(f"a calibration index out of range in {laplace}")
+    if not all(0 <= i < len(COPY_WEIGHTS) for i in copy):
+        raise ValueError(f"a copy weight index out of range in {copy}")
+    weights = [None] + [tuple(COPY_WEIGHTS[i] for i in copy[start:start + COPY_ROW])
+                        for start in range(0, len(copy), COPY_ROW)]
+    return [(tuple(SCALE_FACTORS[i] for i in laplace[start:start + 3]),
+             tuple(OFFSETS[i] for i in laplace[start + 3:start + ROW]),
+             weights[start // ROW] if copy else None) for start in range(0, len(laplace), ROW)]
 
 
 def sample_tiles(pixels: np.ndarray, tile: int, count: int = SAMPLE_TILES) -> list[tuple[int, int]]:
@@ -83,9 +103,9 @@ def sample_tiles(pixels: np.ndarray, tile: int, count: int = SAMPLE_TILES) -> li
 
 
 def choose(model, pixels: np.ndarray, tile: int) -> tuple[int, ...]:
-    """The calibration (one row of :data:`ROW` indices per step, flattened) that makes ``pixels`` cheapest under
-    ``model`` on a sample of its tiles, or () where it does not apply or would not pay for its bytes (a small
-    image, a likelihood other than Laplace, a family without
+    """The calibration (one row of :data:`ROW` indices per step, flattened; then copy weights where they pay:
+    :func:`rows`) that makes ``pixels`` cheapest under ``model`` on a sample of its tiles, or () where it does
+    not apply or would not pay for its bytes (a small image, a likelihood other than Laplace, a family without
     :meth:`~bbcodec.models.family.CodecModel.likelihood_given`)."""
     if not applies(model):
         return ()
@@ -97,21 +117,57 @@ def choose(model, pixels: np.ndarray, tile: int) -> tuple[int, ...]:
     batch = torch.from_numpy(np.stack([planes[r:r + tile, c:c + tile] for r, c in corners]).transpose(0, 3, 1, 2))
     batch = batch.to(model.device)
     training = model.training
+    grey = None if colour else model.grey_channel
     try:
         with torch.no_grad():
             likelihood = model.eval().likelihood_given(batch)
-            chosen = [_choose_step(distribution, values, None if colour else model.grey_channel)
-                      for distribution, values in likelihood.terms(batch)]
+            chosen = [_choose_step(distribution, values, grey) for distribution, values in likelihood.terms(batch)]
+            laplace = tuple(i for row, _ in chosen for i in row)
+            copied = _choose_copy(likelihood.calibrated(rows(laplace)), batch, grey) \
+                if hasattr(likelihood, "neighbours") else []
     except NotImplementedError:
         return ()
     finally:
         model.train(training)
-    saved_nats = sum(saving for _, saving in chosen)
-    sampled = len(corners) * tile * tile
-    coded = pixels.shape[0] * pixels.shape[1]
-    if saved_nats / math.log(2.0) * coded / sampled <= 8 * ROW * len(chosen):   # not worth its bytes
+    per_sample = pixels.shape[0] * pixels.shape[1] / (len(corners) * tile * tile) / math.log(2.0)  # nats -> bits
+    laplace_gain = sum(saving for _, saving in chosen) * per_sample - 8 * len(laplace)
+    copy = (COPY_MARK,) + tuple(i for row, _ in copied for i in row) if copied else ()
+    copy_gain = sum(saving for _, saving in copied) * per_sample - 8 * len(copy)
+    if max(laplace_gain, laplace_gain + copy_gain) <= 0:   # not worth its bytes
         return ()
-    return tuple(i for row, _ in chosen for i in row)
+    return laplace + copy if copy_gain > 0 else laplace
+
+
+def _choose_copy(likelihood, x: torch.Tensor, grey: int | None) -> list[tuple[tuple[int, ...], float]]:
+    """Each step's (copy weight indices by the number of distinct neighbour values, nats saved) after the first,
+    for the (calibrated) polyphase ``likelihood`` of ``x``: the weight that makes the step cheapest, from how
+    many sub-pixels equal a neighbour and what the others cost under the Laplace."""
+    weights = torch.tensor(COPY_WEIGHTS, dtype=torch.float64)
+    chosen = []
+    for (distribution, values), near in list(zip(likelihood.terms(x), likelihood.neighbours(x)))[1:]:
+        nats = -distribution.log_prob(values).double()
+        # per number of distinct neighbour values: sub-pixels that equal a neighbour, those that do not, the
+        # former's nats within the copy choice, and the Laplace's nats of all and of the latter
+        copyable, others, slot_nats, laplace_all, laplace_other = torch.zeros(5, MAX_NEIGHBOURS, dtype=torch.float64)
+        for channel in range(values.shape[1]) if grey is None else (grey,):
+            distinct_values, counts, distinct = distinct_neighbours(near[:, :, channel])
+            match = (distinct_values == values[:, channel].long()) & (counts > 0)
+            copies = match.any(0)
+            share = (counts * match).sum(0).clamp_min(1).double() / len(near)
+            for m in range(1, len(near) + 1):
+                here = distinct == m
+                copyable[m - 1] += (here & copies).sum()
+                others[m - 1] += (here & ~copies).sum()
+                slot_nats[m - 1] += -torch.log(share[here & copies]).sum()
+                laplace_all[m - 1] += nats[:, channel][here].sum()
+                laplace_other[m - 1] += nats[:, channel][here & ~copies].sum()
+        # cost(w) = -A log w + slot nats - B log(1 - w) + the others' Laplace nats; cost(0): all Laplace
+        cost = (-copyable[:, None] * torch.log(weights[None, 1:]) + slot_nats[:, None]
+                - others[:, None] * torch.log1p(-weights[None, 1:]) + laplace_other[:, None])
+        cost = torch.cat([laplace_all[:, None], cost], dim=1)
+        row = cost.argmin(dim=1)
+        chosen.append((tuple(int(i) for i in row), float((laplace_all - cost.min(dim=1).values).sum())))
+    return chosen
 
 
 def _choose_step(distribution, x: torch.Tensor, grey: int | None) -> tuple[tuple[int, ...], float]:

@@ -66,6 +66,7 @@ from bbcodec.models.family import register
 from bbcodec.models.markov_vae import ConditionalNet, MarkovVAE, pixel_distribution, pixel_head_channels
 from bbcodec.nn import ResidualBlock, WNConv2d
 from bbcodec.nn.arithmetic import FLOAT
+from bbcodec.neighbour_copy import CopyOrLaplace
 
 PHASES = 4
 """Each level splits an image into this many phases: a 2x2 polyphase split."""
@@ -136,6 +137,16 @@ def join_phases(phases: list[torch.Tensor]) -> torch.Tensor:
     return F.pixel_shuffle(torch.stack(phases, 2).view(batch, channels * PHASES, height, width), 2)
 
 
+def nearest_neighbours(earlier: torch.Tensor, phase: int, channels: int) -> torch.Tensor:
+    """Phase ``phase``'s nearest decoded neighbours (:data:`NEAREST_NEIGHBOURS`), (N, B, C, h, w), from the
+    ``earlier`` phases stacked on the channels (B, phase * C, h, w); past the last row or column, 0."""
+    shifted = []
+    for earlier_phase, down, right in NEAREST_NEIGHBOURS[phase]:
+        plane = earlier[:, earlier_phase * channels:(earlier_phase + 1) * channels]
+        shifted.append(F.pad(plane, (0, right, 0, down))[..., down:, right:])
+    return torch.stack(shifted)
+
+
 class ContextNet(nn.Module):
     """Phase k's pixel parameters from the features and the ``earlier`` phases' pixels (see module docstring)."""
 
@@ -201,13 +212,21 @@ class PolyphasePixels:
 
     def calibrated(self, rows: list[tuple]) -> "PolyphasePixels":
         """The same likelihood with each step's distribution calibrated by its row of ``rows`` (one a step; see
-        :meth:`DiscretizedLaplace.calibrated <bbcodec.distributions.DiscretizedLaplace.calibrated>`)."""
+        :meth:`DiscretizedLaplace.calibrated <bbcodec.distributions.DiscretizedLaplace.calibrated>`); a row whose
+        copy weights are not all 0 also lets the step copy its decoded neighbours
+        (:class:`~bbcodec.neighbour_copy.CopyOrLaplace`; the coarsest image has none to copy)."""
         if len(rows) != len(self.steps):
             raise ValueError(f"a calibration of {len(rows)} steps for a likelihood of {len(self.steps)}")
-        phase = self.phase
+        if rows[0][2] is not None:
+            raise ValueError("copy weights for the coarsest image, which has no decoded neighbours")
+        phase, channels = self.phase, self.channels
 
         def calibrated_phase(step, earlier):
-            return phase(step, earlier).calibrated(rows[step:step + 1])
+            factors, offsets, copy = rows[step]
+            distribution = phase(step, earlier).calibrated([(factors, offsets, None)])
+            if copy is None or not any(copy):
+                return distribution
+            return CopyOrLaplace(distribution, nearest_neighbours(earlier, self.steps[step][1], channels), copy)
 
         return PolyphasePixels(calibrated_phase, self.channels, self.size, self.levels, self.coded, self.height,
                                self.width)
@@ -257,6 +276,14 @@ class PolyphasePixels:
             phases = split_phases(pyramid[level - 1])
             terms.append((self._step_given(step, phases[:k]), phases[k]))
         return terms
+
+    def neighbours(self, x: torch.Tensor) -> list:
+        """Each step's nearest decoded neighbours of the pixels ``x`` (:func:`nearest_neighbours`; None for the
+        coarsest image), as :meth:`terms` gives their steps."""
+        pyramid = self._pyramid(x)
+        return [None if k == 0 else nearest_neighbours(torch.cat(split_phases(pyramid[level - 1])[:k], dim=1), k,
+                                                       self.channels)
+                for level, k in self.steps]
 
     def log_prob(self, x: torch.Tensor) -> torch.Tensor:
         """Log probability (nats) of the coded pixels ``x`` per sub-pixel, all steps in one pass (teacher
