@@ -16,8 +16,10 @@ once, channel by channel in the Laplace's order R, G, B. For each sub-pixel
 of channel c its N decoded nearest neighbours (2 or 4, the step's
 ``NEAREST_NEIGHBOURS``) hold m distinct values d_1 < ... < d_m with counts
 n_j. A categorical symbol says which (probability w_m * n_j / N) or escape
-(1 - w_m), w_m one of :data:`COPY_WEIGHTS` chosen per image, step and m by
-the encoder (:mod:`bbcodec.coding.calibration`); after an escape the
+(1 - w_m), w_m one of :data:`COPY_WEIGHTS` chosen per image, step, m and
+context by the encoder (:mod:`bbcodec.coding.calibration`; the context: the
+first channel, or whether the channel before equals one of its own
+neighbours, since a drawn pixel tends to repeat a neighbour in every channel); after an escape the
 sub-pixel is coded by the step's Laplace as before. Sub-pixels whose w_m is 0
 are coded by the Laplace alone. Every probability is a dyadic rational, so
 the coder's tables are the same on every machine.
@@ -37,7 +39,10 @@ import torch
 COPY_WEIGHTS = tuple(k / 16 for k in range(16))
 """The probabilities w_m of copying a neighbour's value (index: one byte); never 1, so an escape stays codable."""
 MAX_NEIGHBOURS = 4
-"""Neighbours a sub-pixel can copy at most, and the weights per step (one for each number of distinct values)."""
+"""Neighbours a sub-pixel can copy at most."""
+CONTEXTS = 3
+"""Rows of weights per step (:func:`copy_context`): the first channel; a later one whose earlier channel
+equals a neighbour's value (a drawn pixel, likely copied whole); a later one whose earlier channel does not."""
 
 
 def distinct_neighbours(neighbours: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -52,10 +57,20 @@ def distinct_neighbours(neighbours: torch.Tensor) -> tuple[torch.Tensor, torch.T
     return values, counts, new.sum(0)
 
 
+def copy_context(neighbours: torch.Tensor, x: torch.Tensor, channel: int) -> torch.Tensor | int:
+    """Which row of weights a sub-pixel of ``channel`` uses (:data:`CONTEXTS`): 0 for the first channel; for
+    a later one, 1 if the channel before it equals one of its own neighbours' values, else 2."""
+    if channel == 0:
+        return 0
+    values, counts, _ = distinct_neighbours(neighbours[:, :, channel - 1])
+    return 2 - ((values == x[:, channel - 1].long()) & (counts > 0)).any(0).long()
+
+
 class CopyOrLaplace:
     """One polyphase step's sub-pixels: copy a decoded neighbour's value, or escape to ``laplace``
     (module docstring). ``neighbours`` (N, B, C, h, w) uint8, shaped like the Laplace's parameters;
-    ``weights``: w_1..w_4, the copy probabilities by the number of distinct neighbour values."""
+    ``weights``: the copy probabilities, :data:`MAX_NEIGHBOURS` (one for each number of distinct neighbour
+    values) for each of the :data:`CONTEXTS`."""
 
     def __init__(self, laplace, neighbours: torch.Tensor, weights: tuple[float, ...]):
         self.laplace, self.neighbours, self.weights = laplace, neighbours, weights
@@ -67,10 +82,12 @@ class CopyOrLaplace:
 
     def _choices(self, channel: int, x: torch.Tensor):
         """Channel ``channel``'s (distinct values (N, B, h, w), probability table (B, h, w, N + 1): slot j
-        w_m * n_j / N, the last entry the escape; whether the categorical is coded (B, h, w): w_m > 0;
-        each sub-pixel's symbol given ``x``: the slot of the value it equals, else N)."""
+        w * n_j / N, the last entry the escape; whether the categorical is coded (B, h, w): w > 0;
+        each sub-pixel's symbol given ``x``: the slot of the value it equals, else N). ``x`` needs only the
+        channels before ``channel``, except for the symbols."""
         values, counts, distinct = distinct_neighbours(self.neighbours[:, :, channel])
-        weight = torch.tensor(self.weights, dtype=torch.float64, device=values.device)[distinct - 1]
+        weight = torch.tensor(self.weights, dtype=torch.float64, device=values.device)[
+            copy_context(self.neighbours, x, channel) * MAX_NEIGHBOURS + distinct - 1]
         table = torch.cat([counts.double() * (weight / self.slots), (1.0 - weight)[None]]).movedim(0, -1)
         coded = weight > 0
         match = (values == x[:, channel].long()) & (counts > 0) & coded   # distinct values: one match at most

@@ -121,8 +121,8 @@ def test_a_forged_calibration_is_corrupt_data(model_path, values, message):
         bbcodec.decompress(resigned(data, pixel_calibration=values), model=str(model_path))
 
 
-def test_the_field_holds_at_most_128_bytes():
+def test_the_field_holds_at_most_192_bytes():
     header = {"width": 1, "height": 1, "channels": 3, "mode": "RGB", "method": "stored",
-              "pixel_calibration": [1] * 129}
-    with pytest.raises(ValueError, match="at most 128"):
+              "pixel_calibration": [1] * 193}
+    with pytest.raises(ValueError, match="at most 192"):
         container.to_bytes(container.Container(header, {"payload": b"abc"}))

@@ -10,12 +10,12 @@ import torch
 import bbcodec
 from bbcodec import imageio
 from bbcodec.coding import calibration
-from bbcodec.coding.ans import AnsStack, seed_words
 from bbcodec.coding.image import CoderSettings
 from bbcodec.distributions import DiscretizedLaplace
 from bbcodec.errors import CorruptDataError
 from bbcodec.models.export import save_model
 from bbcodec.neighbour_copy import COPY_WEIGHTS, CopyOrLaplace, distinct_neighbours
+from roundtrip import check_roundtrip
 from test_exact import resigned
 from test_polyphase import LINEAR, make_polyphase
 
@@ -59,13 +59,10 @@ def test_copies_and_escapes_round_trip_at_the_cost_log_prob_says(rng):
     x[noise] = torch.randint(0, 256, (int(noise.sum()),), generator=rng, dtype=torch.uint8)
     laplace = DiscretizedLaplace(torch.zeros(2, 3, 16, 16), torch.full((2, 3, 16, 16), 0.3),
                                  torch.full((2, 3, 16, 16), 0.5), residual=True)
-    weights = (COPY_WEIGHTS[14], COPY_WEIGHTS[12], 0.0, COPY_WEIGHTS[8])   # three distinct values: Laplace only
+    # by context (first channel, earlier channel copyable, not) and distinct values; three distinct: Laplace only
+    weights = (COPY_WEIGHTS[14], COPY_WEIGHTS[12], 0.0, COPY_WEIGHTS[8]) * 2 + (COPY_WEIGHTS[4],) * 4
     distribution = CopyOrLaplace(laplace, neighbours, weights)
-    ans = AnsStack(seed_words(8))
-    before = ans.num_bits()
-    distribution.push(ans, x)
-    coded = ans.num_bits() - before
-    assert torch.equal(distribution.pop(ans), x)
+    coded = check_roundtrip([distribution], [x])
     counted = float(-distribution.log_prob(x).sum()) / math.log(2.0)
     assert abs(coded - counted) < 0.01 * counted + 64
 
@@ -94,9 +91,9 @@ def test_a_photo_like_image_is_not_made_to_copy(model_path):
 
 
 @pytest.mark.parametrize("copy, message", [
-    ([16] * 24, "out of range"),          # a weight index past the table
+    ([16] * 72, "out of range"),          # a weight index past the table
     ([15] * 20, "rows of 6"),             # not a row for each step after the first
-    ([0, 0, 0, 15] * 6, "damaged|checksum|ends early"),  # other weights: another decode, caught by the checksum
+    ([0, 0, 0, 15] * 18, "damaged|checksum|ends early"),  # other weights: another decode, caught by the checksum
 ])
 def test_forged_copy_weights_are_corrupt_data(model_path, copy, message):
     image = imageio.Image(drawing(64, 64), "RGB")

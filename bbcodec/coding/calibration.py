@@ -43,7 +43,7 @@ import numpy as np
 import torch
 
 from bbcodec.distributions import laplace_log_prob
-from bbcodec.neighbour_copy import COPY_WEIGHTS, MAX_NEIGHBOURS, distinct_neighbours
+from bbcodec.neighbour_copy import CONTEXTS, COPY_WEIGHTS, MAX_NEIGHBOURS, copy_context, distinct_neighbours
 
 SCALE_FACTORS = tuple(n / 64 for n in (16, 17, 19, 21, 23, 25, 27, 29, 32, 35, 38, 41, 45, 49, 54, 59, 64, 70, 76, 83,
                                        91, 99, 108, 117, 128))
@@ -56,8 +56,9 @@ NEUTRAL = (SCALE_FACTORS.index(1.0),) * 3 + (OFFSETS.index(0.0),) * 3
 ROW = len(NEUTRAL)
 COPY_MARK = 255
 """The value that separates the Laplace rows from the copy weights (no table has so many entries)."""
-COPY_ROW = MAX_NEIGHBOURS
-"""Copy weights per step: one for each number of distinct values among a sub-pixel's neighbours."""
+COPY_ROW = CONTEXTS * MAX_NEIGHBOURS
+"""Copy weights per step: for each context (:func:`~bbcodec.neighbour_copy.copy_context`), one for each number
+of distinct values among a sub-pixel's neighbours."""
 COPY_MIN_SHARE = 0.01
 """Copy weights are stored only where the sample says they save this share of their steps' bits: on photos
 the sample's small savings (0.05 % on Waterloo's peppers3) came out as small losses in the file."""
@@ -155,19 +156,23 @@ def _choose_copy(likelihood, x: torch.Tensor, grey: int | None) -> list[tuple[tu
         nats = -distribution.log_prob(values).double()
         # per number of distinct neighbour values: sub-pixels that equal a neighbour, those that do not, the
         # former's nats within the copy choice, and the Laplace's nats of all and of the latter
-        copyable, others, slot_nats, laplace_all, laplace_other = torch.zeros(5, MAX_NEIGHBOURS, dtype=torch.float64)
-        for channel in range(values.shape[1]) if grey is None else (grey,):
+        copyable, others, slot_nats, laplace_all, laplace_other = torch.zeros(5, COPY_ROW, dtype=torch.float64)
+        channels = range(values.shape[1]) if grey is None else (grey,)
+        for channel in channels:
             distinct_values, counts, distinct = distinct_neighbours(near[:, :, channel])
             match = (distinct_values == values[:, channel].long()) & (counts > 0)
             copies = match.any(0)
             share = (counts * match).sum(0).clamp_min(1).double() / len(near)
-            for m in range(1, len(near) + 1):
-                here = distinct == m
-                copyable[m - 1] += (here & copies).sum()
-                others[m - 1] += (here & ~copies).sum()
-                slot_nats[m - 1] += -torch.log(share[here & copies]).sum()
-                laplace_all[m - 1] += nats[:, channel][here].sum()
-                laplace_other[m - 1] += nats[:, channel][here & ~copies].sum()
+            # the context as the coder sees it: a lone plane is the coder's only channel
+            context = copy_context(near, values, channel) if grey is None else 0
+            for row in range(COPY_ROW):
+                m = row % MAX_NEIGHBOURS + 1
+                here = (distinct == m) & (context == row // MAX_NEIGHBOURS)
+                copyable[row] += (here & copies).sum()
+                others[row] += (here & ~copies).sum()
+                slot_nats[row] += -torch.log(share[here & copies]).sum()
+                laplace_all[row] += nats[:, channel][here].sum()
+                laplace_other[row] += nats[:, channel][here & ~copies].sum()
         # cost(w) = -A log w + slot nats - B log(1 - w) + the others' Laplace nats; cost(0): all Laplace
         cost = (-copyable[:, None] * torch.log(weights[None, 1:]) + slot_nats[:, None]
                 - others[:, None] * torch.log1p(-weights[None, 1:]) + laplace_other[:, None])
