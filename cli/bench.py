@@ -144,10 +144,11 @@ def _command_line() -> str:
         value = ctx.params.get(param.name)
         if isinstance(param, click.Argument):
             words += list(value)
-        elif value not in (None, False, ()) and value != param.default and param.name != "help":
+        elif value not in (None, ()) and value != param.default and param.name != "help":
             flag = param.opts[-1] if param.opts[-1].startswith("--") else param.opts[0]
-            if param.is_flag:
-                options.append(flag)
+            if param.is_flag:   # an on/off pair turned off (--no-calibrate) names its second flag
+                if value or param.secondary_opts:
+                    options.append(flag if value else param.secondary_opts[-1])
             else:
                 for item in value if param.multiple else [value]:
                     options += [flag, str(item)]

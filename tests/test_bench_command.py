@@ -111,9 +111,10 @@ def test_bench_reports_real_file_sizes_split_and_chains(model_file, folder, npz,
 
 def test_bench_limit_npz_key_and_from_json(model_file, npz, workdir):
     result = run(npz, "-m", model_file, "--codecs", "png", "--limit", "2", "--npz-key", "train_x",
-                 "--json", "a.json", "-q")
+                 "--no-calibrate", "--json", "a.json", "-q")
     assert result.exit_code == 0, result.output
     report = json.loads((workdir / "a.json").read_text())
+    assert "--no-calibrate" in report["command"] and "--limit 2" in report["command"]   # typed again, the same run
     assert report["sets"][0]["images"] == 2 and report["sets"][0]["subpixels"] == 2 * 8 * 8 * 3
     again = run("--from-json", "a.json", "--markdown", "a.md", "--note", "a remark")
     assert again.exit_code == 0, again.output
