@@ -36,8 +36,9 @@ import numpy as np
 import torch
 
 
-COPY_WEIGHTS = tuple(k / 16 for k in range(16))
-"""The probabilities w_m of copying a neighbour's value (index: one byte); never 1, so an escape stays codable."""
+COPY_WEIGHTS = tuple(k / 16 for k in range(16)) + tuple(1 - 2.0 ** -k for k in range(5, 9))
+"""The probabilities w_m of copying a neighbour's value (index: one byte): multiples of 1/16, then 31/32 to 255/256
+for flat areas, where nearly every sub-pixel repeats its neighbours; never 1, so an escape stays codable."""
 MAX_NEIGHBOURS = 4
 """Neighbours a sub-pixel can copy at most."""
 CONTEXTS = 3

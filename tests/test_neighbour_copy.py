@@ -91,7 +91,7 @@ def test_a_photo_like_image_is_not_made_to_copy(model_path):
 
 
 @pytest.mark.parametrize("copy, message", [
-    ([16] * 72, "out of range"),          # a weight index past the table
+    ([len(COPY_WEIGHTS)] * 72, "out of range"),   # a weight index past the table
     ([15] * 20, "rows of 6"),             # not a row for each step after the first
     ([0, 0, 0, 15] * 18, "damaged|checksum|ends early"),  # other weights: another decode, caught by the checksum
 ])
