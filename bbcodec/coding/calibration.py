@@ -125,9 +125,12 @@ def choose(model, pixels: np.ndarray, tile: int) -> tuple[int, ...]:
     try:
         with torch.no_grad():
             likelihood = model.eval().likelihood_given(batch)
-            chosen = [_choose_step(distribution, values, grey) for distribution, values in likelihood.terms(batch)]
+            terms = likelihood.terms(batch)
+            chosen = [_choose_step(distribution, values, grey) for distribution, values in terms]
             laplace = tuple(i for row, _ in chosen for i in row)
-            copied = _choose_copy(likelihood.calibrated(rows(laplace)), batch, grey) \
+            calibrated = [(distribution.calibrated([row]), values)   # the networks' outputs, not run again
+                          for (distribution, values), row in zip(terms, rows(laplace))]
+            copied = _choose_copy(calibrated, likelihood.neighbours(batch), grey) \
                 if hasattr(likelihood, "neighbours") else []
     except NotImplementedError:
         return ()
@@ -145,14 +148,14 @@ def choose(model, pixels: np.ndarray, tile: int) -> tuple[int, ...]:
     return laplace + copy if copy_gain > 0 else laplace
 
 
-def _choose_copy(likelihood, x: torch.Tensor, grey: int | None) -> list[tuple[tuple[int, ...], float, float]]:
+def _choose_copy(terms: list, neighbours: list, grey: int | None) -> list[tuple[tuple[int, ...], float, float]]:
     """Each step's (copy weight indices by the number of distinct neighbour values, nats saved, nats without
-    copies) after the first,
-    for the (calibrated) polyphase ``likelihood`` of ``x``: the weight that makes the step cheapest, from how
-    many sub-pixels equal a neighbour and what the others cost under the Laplace."""
+    copies) after the first, given the calibrated steps' ``terms`` (distribution, values) of a polyphase
+    likelihood and their decoded ``neighbours``: the weight that makes the step cheapest, from how many
+    sub-pixels equal a neighbour and what the others cost under the Laplace."""
     weights = torch.tensor(COPY_WEIGHTS, dtype=torch.float64)
     chosen = []
-    for (distribution, values), near in list(zip(likelihood.terms(x), likelihood.neighbours(x)))[1:]:
+    for (distribution, values), near in list(zip(terms, neighbours))[1:]:
         nats = -distribution.log_prob(values).double()
         # per number of distinct neighbour values: sub-pixels that equal a neighbour, those that do not, the
         # former's nats within the copy choice, and the Laplace's nats of all and of the latter
