@@ -33,6 +33,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from bbcodec.neighbour_copy import copy_pyramid
+
 PIXEL_LEVELS = 256
 OUTER_EDGE = 1e4
 TABLE_CHUNK = 1 << 14  # sub-pixels per probability table (16384 x 256 float64 = 32 MiB)
@@ -323,18 +325,24 @@ class DiscretizedLaplace:
         return DiscretizedLaplace(self.mean[index], self.scale[index], coupling, self.residual,
                                   self.offsets if whole else None)
 
+    def every_other(self, row: int, column: int) -> "DiscretizedLaplace":
+        """The distribution of the pixels (row + 2i, column + 2j): one phase of a 2x2 polyphase split."""
+        index = (slice(None), slice(None), slice(row, None, 2), slice(column, None, 2))
+        coupling = self.coupling[index] if self.coupling is not None else None
+        return DiscretizedLaplace(self.mean[index], self.scale[index], coupling, self.residual, self.offsets)
+
     # -- per-image calibration (bbcodec/coding/calibration.py) --------------------
-    def calibrated(self, rows: list[tuple]) -> "DiscretizedLaplace":
+    def calibrated(self, rows: list[tuple]):
         """The same distribution with each channel's scale multiplied by ``rows[0][0]`` (one factor a channel)
         and the residual offsets ``rows[0][1]`` (see the class doc; None: none). One row (factors, offsets, copy
-        weights) for its one coding step; a Laplace has no decoded neighbours to copy (copy weights None)."""
+        weights) for its one coding step; copy weights not all 0 code its pixels in the order of a
+        :class:`~bbcodec.neighbour_copy.CopyPyramid`, each able to copy the pixels decoded before it."""
         if len(rows) != 1:
             raise ValueError(f"a calibration of {len(rows)} steps for a likelihood of one")
         factors, offsets, copy = rows[0]
-        if copy is not None:
-            raise ValueError("copy weights for pixels without decoded neighbours")
         column = torch.tensor(factors, dtype=self.scale.dtype, device=self.scale.device).view(1, -1, 1, 1)
-        return DiscretizedLaplace(self.mean, self.scale * column, self.coupling, self.residual, offsets)
+        calibrated = DiscretizedLaplace(self.mean, self.scale * column, self.coupling, self.residual, offsets)
+        return copy_pyramid(calibrated, copy) if copy is not None and any(copy) else calibrated
 
     def terms(self, x: torch.Tensor) -> list[tuple["DiscretizedLaplace", torch.Tensor]]:
         """The (distribution, values) of each coding step of ``x``: here one, itself."""

@@ -28,12 +28,24 @@ The decoder pops channel c's symbols (they depend on the neighbours only),
 then the Laplace values of the escaped sub-pixels (their means depend on the
 channels before c), so the encoder pushes, last channel first, the
 Laplace values and then the symbols.
+
+Pixels whose Laplace parameters are all known before any of them is decoded
+(the coarsest image of a polyphase likelihood; every pixel of a likelihood
+that sees no decoded pixel, as the shipped ``default``'s) have no decoded
+neighbours, but their order is free: :class:`CopyPyramid` codes them as a
+pyramid of 2x2 polyphase splits (:mod:`bbcodec.phases`), the coarsest
+phase first, so that three quarters of the pixels of every level can copy
+the pixels decoded around them. The Laplace costs the same in any order, so
+where nothing is copied nothing changes.
 """
 from __future__ import annotations
 
 import constriction
 import numpy as np
 import torch
+import torch.nn.functional as F
+
+from bbcodec.phases import PHASES, join_phases, nearest_neighbours, split_phases
 
 
 COPY_WEIGHTS = tuple(k / 16 for k in range(16)) + tuple(1 - 2.0 ** -k for k in range(5, 9))
@@ -127,6 +139,85 @@ class CopyOrLaplace:
             plane[copied.view(plane.shape)] = copied_values.to(torch.uint8)
             self.laplace.pop_channel(ans, x, channel, ~copied)
         return x
+
+
+class CopyPyramid:
+    """Pixels whose ``laplace`` (B, C, h, w) needs no decoded pixel, coded in 2x2 polyphase splits of their own so
+    that phases 1-3 of each split copy or escape (:class:`CopyOrLaplace`, ``weights`` as there) given phase 0,
+    which is coded the same way, down to a phase one pixel high or wide (Laplace alone; module docstring)."""
+
+    def __init__(self, laplace, weights: tuple[float, ...] | None):
+        self.laplace, self.weights = laplace, weights
+        self.height, self.width = laplace.mean.shape[-2:]
+
+    def crop(self, channels: slice, height: int, width: int):
+        return copy_pyramid(self.laplace.crop(channels, height, width), self.weights)
+
+    def _coarser(self):
+        """Phase 0's likelihood: a pyramid of its own, or its Laplace where it is too small to split."""
+        return copy_pyramid(self.laplace.every_other(0, 0), self.weights)
+
+    def _phase(self, k: int, phases: list[torch.Tensor]) -> CopyOrLaplace:
+        """Phase k's copy or escape given the ``phases`` before it (padded to half the even size)."""
+        laplace = self.laplace.every_other(k // 2, k % 2)
+        height, width = laplace.mean.shape[-2:]
+        near = nearest_neighbours(torch.cat(phases[:k], dim=1), k, phases[0].shape[1])[..., :height, :width]
+        return CopyOrLaplace(laplace, near, self.weights)
+
+    def _split(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """The phases of ``x`` padded with zeros to an even size (what the decoder has of them: zeros past the
+        pixels it decoded)."""
+        return split_phases(F.pad(x, (0, self.width % 2, 0, self.height % 2)))
+
+    def _padded(self, phase: torch.Tensor) -> torch.Tensor:
+        """A phase's values padded with zeros to half the even size."""
+        return F.pad(phase, (0, (self.width + 1) // 2 - phase.shape[-1], 0, (self.height + 1) // 2 - phase.shape[-2]))
+
+    def _joined(self, phases: list[torch.Tensor]) -> torch.Tensor:
+        return join_phases([self._padded(phase) for phase in phases])[..., :self.height, :self.width]
+
+    def _cropped(self, phases: list[torch.Tensor], k: int) -> torch.Tensor:
+        """Phase k's pixels of the padded ``phases``: rows and columns up to the real pixels'."""
+        return phases[k][..., :(self.height - k // 2 + 1) // 2, :(self.width - k % 2 + 1) // 2]
+
+    def copy_terms(self, x: torch.Tensor):
+        """(Laplace, values, neighbours) of every phase that can copy, over the whole pyramid, for pixels ``x``:
+        what the encoder's choice of weights (:mod:`bbcodec.coding.calibration`) measures."""
+        phases = self._split(x)
+        for k in range(1, PHASES):
+            step = self._phase(k, phases)
+            yield step.laplace, self._cropped(phases, k), step.neighbours
+        coarser = self._coarser()
+        if isinstance(coarser, CopyPyramid):
+            yield from coarser.copy_terms(self._cropped(phases, 0))
+
+    def log_prob(self, x: torch.Tensor) -> torch.Tensor:
+        phases, coarser = self._split(x), self._coarser()
+        log_probs = [coarser.log_prob(self._cropped(phases, 0))]
+        for k in range(1, PHASES):
+            step = self._phase(k, phases)
+            log_probs.append(step.log_prob(self._cropped(phases, k)))
+        return self._joined(log_probs)
+
+    def push(self, ans, x: torch.Tensor) -> None:
+        phases = self._split(x)
+        for k in reversed(range(1, PHASES)):   # the decoder pops phase 0 first, then 1, 2, 3
+            step = self._phase(k, phases)
+            step.push(ans, self._cropped(phases, k))
+        coarser = self._coarser()
+        coarser.push(ans, self._cropped(phases, 0))
+
+    def pop(self, ans) -> torch.Tensor:
+        phases = [self._padded(self._coarser().pop(ans))]
+        for k in range(1, PHASES):
+            phases.append(self._padded(self._phase(k, phases).pop(ans)))
+        return self._joined(phases)
+
+
+def copy_pyramid(laplace, weights: tuple[float, ...] | None):
+    """``laplace``'s pixels as a :class:`CopyPyramid`, or ``laplace`` itself where they are one pixel high or wide
+    (nothing to split)."""
+    return CopyPyramid(laplace, weights) if min(laplace.mean.shape[-2:]) >= 2 else laplace
 
 
 _FAMILY = constriction.stream.model.Categorical(perfect=False)

@@ -18,7 +18,9 @@ from test_topdown import SMALL as TOPDOWN
 from bbcodec.models.topdown_vae import TopDownVAE
 
 STEPS = 7  # the two-level polyphase likelihood: the coarsest image and three phases on each of two levels
-COPIES = calibration.COPY_ROW * (STEPS - 1)  # copy weights: every step but the coarsest image
+SIZES = tuple(STEPS * calibration.ROW + extra for extra in (0, 1 + calibration.COPY_ROW * (STEPS - 1),
+                                                            1 + calibration.COPY_ROW * STEPS))
+"""What the field can hold: Laplace rows; and copy weights for the steps with decoded neighbours; and for all."""
 
 
 @pytest.fixture(scope="module")
@@ -63,7 +65,7 @@ def test_a_calibrated_likelihood_scales_each_step_and_moves_later_channels_with_
 def test_a_model_whose_scales_are_too_wide_gets_smaller_factors(model):
     """An untrained model predicts scales of about half the pixel range; a smooth image wants far smaller."""
     chosen = calibration.choose(model, smooth_pixels(64, 96), tile=32)
-    assert len(chosen) in (STEPS * calibration.ROW, STEPS * calibration.ROW + 1 + COPIES)
+    assert len(chosen) in SIZES
     assert max(max(factors) for factors, _, _ in calibration.rows(chosen)) < 1.0
 
 
@@ -92,7 +94,7 @@ def test_calibrated_files_round_trip_and_are_smaller(model_path, arithmetic, cha
     plain = bbcodec.compress(image, model=str(model_path), settings=settings, calibrate=False)
     calibrated = bbcodec.compress(image, model=str(model_path), settings=settings)
     header = bbcodec.info(calibrated)
-    assert len(header["pixel_calibration"]) in (STEPS * calibration.ROW, STEPS * calibration.ROW + 1 + COPIES)
+    assert len(header["pixel_calibration"]) in SIZES
     assert "pixel_calibration" not in bbcodec.info(plain)
     assert len(calibrated) < len(plain)
     assert np.array_equal(bbcodec.decompress(calibrated, model=str(model_path)).pixels, image.pixels)

@@ -14,10 +14,10 @@ from bbcodec.coding.image import CoderSettings, decode_image, encode_image
 from bbcodec.errors import BBCodecError
 from bbcodec.models import family
 from bbcodec.models.export import load_model, model_to_bytes, save_model
-from bbcodec.models.polyphase_vae import (PHASES, PolyphaseConfig, PolyphaseVAE, coding_steps, join_phases,
-                                          split_phases)
+from bbcodec.models.polyphase_vae import PolyphaseConfig, PolyphaseVAE, coding_steps
 from bbcodec.models.presets import preset
 from bbcodec.nn.arithmetic import FLOAT
+from bbcodec.phases import PHASES, join_phases, split_phases
 from fixtures.samples import binary_pixels
 from roundtrip import check_roundtrip
 

@@ -20,8 +20,7 @@ with the latents at their posterior means:
 * then a factor on each channel's scales, one of :data:`SCALE_FACTORS` (the
   continuous Laplace's best factor first, then the cheapest near it).
 
-* and, for the steps of a polyphase likelihood that have decoded neighbours,
-  the weights of copying a neighbour's value exactly
+* and the weights of copying a decoded neighbour's value exactly
   (:mod:`bbcodec.neighbour_copy`: drawings, text and screens repeat their
   neighbours' colours), one per number of distinct values among a
   sub-pixel's neighbours, each the cheapest on the sample.
@@ -29,7 +28,10 @@ with the latents at their posterior means:
 The file stores one row of six indices per step (``CoderSettings.calibration``:
 R, G, B scale factors, then the offsets a', b', c'), then, where copying
 pays, :data:`COPY_MARK` and a row of :data:`COPY_ROW` copy weights for every
-step after the first, when the sample says they save more than their bytes;
+step (the first step's pixels, which see no decoded pixel, copy in the order
+of a :class:`~bbcodec.neighbour_copy.CopyPyramid`; its row is left out, as in
+files made before it could copy, where it does not pay for itself), when the
+sample says they save more than their bytes;
 encoder and decoder apply them (``likelihood.calibrated``) before coding. Exact: every factor and offset is a
 dyadic rational, and applying it takes only correctly rounded float64
 multiplications and additions, the same on every machine. Only Laplace
@@ -43,7 +45,8 @@ import numpy as np
 import torch
 
 from bbcodec.distributions import laplace_log_prob
-from bbcodec.neighbour_copy import CONTEXTS, COPY_WEIGHTS, MAX_NEIGHBOURS, copy_context, distinct_neighbours
+from bbcodec.neighbour_copy import (CONTEXTS, COPY_WEIGHTS, MAX_NEIGHBOURS, CopyPyramid, copy_context,
+                                    distinct_neighbours)
 
 SCALE_FACTORS = tuple(n / 64 for n in (16, 17, 19, 21, 23, 25, 27, 29, 32, 35, 38, 41, 45, 49, 54, 59, 64, 70, 76, 83,
                                        91, 99, 108, 117, 128))
@@ -78,23 +81,25 @@ def applies(model) -> bool:
 def rows(indices: tuple[int, ...]) -> list[tuple]:
     """The stored indices as one (scale factors, offsets, copy weights) row per step; ValueError if they do not
     make rows. Copy weights (:data:`~bbcodec.neighbour_copy.COPY_WEIGHTS`) follow :data:`COPY_MARK`, a row of
-    :data:`COPY_ROW` for every step after the first; without them, or for the first step, None."""
+    :data:`COPY_ROW` for every step, or for every step after the first (files before the first step could copy:
+    its weights None); without them, None."""
     laplace, copy = indices, ()
     if COPY_MARK in indices:
         split = indices.index(COPY_MARK)
         laplace, copy = indices[:split], indices[split + 1:]
-    if len(laplace) % ROW or (copy and len(copy) != COPY_ROW * (len(laplace) // ROW - 1)):
+    steps = len(laplace) // ROW
+    if len(laplace) % ROW or (copy and len(copy) not in (COPY_ROW * (steps - 1), COPY_ROW * steps)):
         raise ValueError(f"{len(indices)} calibration values do not make rows of {ROW} (and {COPY_ROW})")
     limits = (len(SCALE_FACTORS),) * 3 + (len(OFFSETS),) * 3
     if not all(0 <= i < limit for i, limit in zip(laplace, limits * (len(laplace) // ROW))):
         raise ValueError(f"a calibration index out of range in {laplace}")
     if not all(0 <= i < len(COPY_WEIGHTS) for i in copy):
         raise ValueError(f"a copy weight index out of range in {copy}")
-    weights = [None] + [tuple(COPY_WEIGHTS[i] for i in copy[start:start + COPY_ROW])
-                        for start in range(0, len(copy), COPY_ROW)]
+    weights = [tuple(COPY_WEIGHTS[i] for i in copy[start:start + COPY_ROW]) for start in range(0, len(copy), COPY_ROW)]
+    weights = [None] * (steps - len(weights)) + weights
     return [(tuple(SCALE_FACTORS[i] for i in laplace[start:start + 3]),
              tuple(OFFSETS[i] for i in laplace[start + 3:start + ROW]),
-             weights[start // ROW] if copy else None) for start in range(0, len(laplace), ROW)]
+             weights[start // ROW]) for start in range(0, len(laplace), ROW)]
 
 
 def sample_tiles(pixels: np.ndarray, tile: int, count: int = SAMPLE_TILES) -> list[tuple[int, int]]:
@@ -130,13 +135,15 @@ def choose(model, pixels: np.ndarray, tile: int) -> tuple[int, ...]:
             laplace = tuple(i for row, _ in chosen for i in row)
             calibrated = [(distribution.calibrated([row]), values)   # the networks' outputs, not run again
                           for (distribution, values), row in zip(terms, rows(laplace))]
-            copied = _choose_copy(calibrated, likelihood.neighbours(batch), grey) \
-                if hasattr(likelihood, "neighbours") else []
+            neighbours = likelihood.neighbours(batch) if hasattr(likelihood, "neighbours") else [None]
+            copied = _choose_copy(calibrated, neighbours, grey)
     except NotImplementedError:
         return ()
     finally:
         model.train(training)
     per_sample = pixels.shape[0] * pixels.shape[1] / (len(corners) * tile * tile) / math.log(2.0)  # nats -> bits
+    if copied[0][1] * per_sample <= 8 * COPY_ROW:   # the first step's row is stored only where it pays for itself
+        copied = copied[1:]
     laplace_gain = sum(saving for _, saving in chosen) * per_sample - 8 * len(laplace)
     copy = (COPY_MARK,) + tuple(i for row, _, _ in copied for i in row) if copied else ()
     copy_saved = sum(saving for _, saving, _ in copied)
@@ -149,33 +156,37 @@ def choose(model, pixels: np.ndarray, tile: int) -> tuple[int, ...]:
 
 
 def _choose_copy(terms: list, neighbours: list, grey: int | None) -> list[tuple[tuple[int, ...], float, float]]:
-    """Each step's (copy weight indices by the number of distinct neighbour values, nats saved, nats without
-    copies) after the first, given the calibrated steps' ``terms`` (distribution, values) of a polyphase
-    likelihood and their decoded ``neighbours``: the weight that makes the step cheapest, from how many
+    """Each step's (copy weight indices by context and number of distinct neighbour values, nats saved, nats
+    without copies), given the calibrated steps' ``terms`` (distribution, values) and their decoded
+    ``neighbours`` (None for a step whose pixels have none: the first, coded as a
+    :class:`~bbcodec.neighbour_copy.CopyPyramid`): the weights that make the step cheapest, from how many
     sub-pixels equal a neighbour and what the others cost under the Laplace."""
     weights = torch.tensor(COPY_WEIGHTS, dtype=torch.float64)
     chosen = []
-    for (distribution, values), near in list(zip(terms, neighbours))[1:]:
-        nats = -distribution.log_prob(values).double()
+    for (distribution, values), near in zip(terms, neighbours):
+        phases = [(distribution, values, near)] if near is not None else \
+            list(CopyPyramid(distribution, None).copy_terms(values)) if min(values.shape[-2:]) >= 2 else []
         # per number of distinct neighbour values: sub-pixels that equal a neighbour, those that do not, the
         # former's nats within the copy choice, and the Laplace's nats of all and of the latter
         copyable, others, slot_nats, laplace_all, laplace_other = torch.zeros(5, COPY_ROW, dtype=torch.float64)
-        channels = range(values.shape[1]) if grey is None else (grey,)
-        for channel in channels:
-            distinct_values, counts, distinct = distinct_neighbours(near[:, :, channel])
-            match = (distinct_values == values[:, channel].long()) & (counts > 0)
-            copies = match.any(0)
-            share = (counts * match).sum(0).clamp_min(1).double() / len(near)
-            # the context as the coder sees it: a lone plane is the coder's only channel
-            context = copy_context(near, values, channel) if grey is None else 0
-            for row in range(COPY_ROW):
-                m = row % MAX_NEIGHBOURS + 1
-                here = (distinct == m) & (context == row // MAX_NEIGHBOURS)
-                copyable[row] += (here & copies).sum()
-                others[row] += (here & ~copies).sum()
-                slot_nats[row] += -torch.log(share[here & copies]).sum()
-                laplace_all[row] += nats[:, channel][here].sum()
-                laplace_other[row] += nats[:, channel][here & ~copies].sum()
+        for distribution, values, near in phases:
+            nats = -distribution.log_prob(values).double()
+            channels = range(values.shape[1]) if grey is None else (grey,)
+            for channel in channels:
+                distinct_values, counts, distinct = distinct_neighbours(near[:, :, channel])
+                match = (distinct_values == values[:, channel].long()) & (counts > 0)
+                copies = match.any(0)
+                share = (counts * match).sum(0).clamp_min(1).double() / len(near)
+                # the context as the coder sees it: a lone plane is the coder's only channel
+                context = copy_context(near, values, channel) if grey is None else 0
+                for row in range(COPY_ROW):
+                    m = row % MAX_NEIGHBOURS + 1
+                    here = (distinct == m) & (context == row // MAX_NEIGHBOURS)
+                    copyable[row] += (here & copies).sum()
+                    others[row] += (here & ~copies).sum()
+                    slot_nats[row] += -torch.log(share[here & copies]).sum()
+                    laplace_all[row] += nats[:, channel][here].sum()
+                    laplace_other[row] += nats[:, channel][here & ~copies].sum()
         # cost(w) = -A log w + slot nats - B log(1 - w) + the others' Laplace nats; cost(0): all Laplace
         cost = (-copyable[:, None] * torch.log(weights[None, 1:]) + slot_nats[:, None]
                 - others[:, None] * torch.log1p(-weights[None, 1:]) + laplace_other[:, None])

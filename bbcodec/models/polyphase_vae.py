@@ -67,17 +67,11 @@ from bbcodec.models.markov_vae import ConditionalNet, MarkovVAE, pixel_distribut
 from bbcodec.nn import ResidualBlock, WNConv2d
 from bbcodec.nn.arithmetic import FLOAT
 from bbcodec.neighbour_copy import CopyOrLaplace
+from bbcodec.phases import NEAREST_NEIGHBOURS, PHASES, join_phases, nearest_neighbours, split_phases
 
-PHASES = 4
-"""Each level splits an image into this many phases: a 2x2 polyphase split."""
 CONTEXT_LIMITS = {"feature_channels": (1, 256), "context_channels": (1, 1024), "context_blocks": (0, 16),
                   "levels": (1, 3)}
 """Allowed ranges of the context fields of a model file."""
-NEAREST_NEIGHBOURS = {1: [(0, 0, 0), (0, 0, 1)], 2: [(0, 0, 0), (0, 1, 0)],
-                      3: [(1, 0, 0), (1, 1, 0), (2, 0, 0), (2, 0, 1)]}
-"""Phase k's nearest decoded neighbours, as (earlier phase, row offset, column offset) in phase coordinates:
-phase 1 between two phase-0 pixels of its row, phase 2 between two of its column, phase 3 between the
-phase-1 pixels above and below and the phase-2 pixels left and right."""
 
 
 def coding_steps(levels: int) -> list[tuple[int, int]]:
@@ -123,28 +117,6 @@ class PolyphaseConfig(VAEConfig):
             raise BBCodecError(f"model file: config linear_prediction = {shorten(fields['linear_prediction'])}, "
                                "expected true or false")
         return super().from_file(fields)
-
-
-def split_phases(x: torch.Tensor) -> list[torch.Tensor]:
-    """The four phases of (B, C, H, W), H and W even: phase k is x[:, :, k // 2::2, k % 2::2]."""
-    batch, channels, height, width = x.shape
-    return list(F.pixel_unshuffle(x, 2).view(batch, channels, PHASES, height // 2, width // 2).unbind(2))
-
-
-def join_phases(phases: list[torch.Tensor]) -> torch.Tensor:
-    """The inverse of :func:`split_phases`."""
-    batch, channels, height, width = phases[0].shape
-    return F.pixel_shuffle(torch.stack(phases, 2).view(batch, channels * PHASES, height, width), 2)
-
-
-def nearest_neighbours(earlier: torch.Tensor, phase: int, channels: int) -> torch.Tensor:
-    """Phase ``phase``'s nearest decoded neighbours (:data:`NEAREST_NEIGHBOURS`), (N, B, C, h, w), from the
-    ``earlier`` phases stacked on the channels (B, phase * C, h, w); past the last row or column, 0."""
-    shifted = []
-    for earlier_phase, down, right in NEAREST_NEIGHBOURS[phase]:
-        plane = earlier[:, earlier_phase * channels:(earlier_phase + 1) * channels]
-        shifted.append(F.pad(plane, (0, right, 0, down))[..., down:, right:])
-    return torch.stack(shifted)
 
 
 class ContextNet(nn.Module):
@@ -214,14 +186,15 @@ class PolyphasePixels:
         """The same likelihood with each step's distribution calibrated by its row of ``rows`` (one a step; see
         :meth:`DiscretizedLaplace.calibrated <bbcodec.distributions.DiscretizedLaplace.calibrated>`); a row whose
         copy weights are not all 0 also lets the step copy its decoded neighbours
-        (:class:`~bbcodec.neighbour_copy.CopyOrLaplace`; the coarsest image has none to copy)."""
+        (:class:`~bbcodec.neighbour_copy.CopyOrLaplace`; the coarsest image, whose pixels have none decoded, its
+        own in the order of a :class:`~bbcodec.neighbour_copy.CopyPyramid`)."""
         if len(rows) != len(self.steps):
             raise ValueError(f"a calibration of {len(rows)} steps for a likelihood of {len(self.steps)}")
-        if rows[0][2] is not None:
-            raise ValueError("copy weights for the coarsest image, which has no decoded neighbours")
         phase, channels = self.phase, self.channels
 
         def calibrated_phase(step, earlier):
+            if step == 0:
+                return phase(step, earlier).calibrated(rows[:1])
             factors, offsets, copy = rows[step]
             distribution = phase(step, earlier).calibrated([(factors, offsets, None)])
             if copy is None or not any(copy):
