@@ -70,13 +70,14 @@ def distinct_neighbours(neighbours: torch.Tensor) -> tuple[torch.Tensor, torch.T
     return values, counts, new.sum(0)
 
 
-def copy_context(neighbours: torch.Tensor, x: torch.Tensor, channel: int) -> torch.Tensor | int:
+def copy_context(values: torch.Tensor, counts: torch.Tensor, x: torch.Tensor, channel: int) -> torch.Tensor | int:
     """Which row of weights a sub-pixel of ``channel`` uses (:data:`CONTEXTS`): 0 for the first channel; for
-    a later one, 1 if the channel before it equals one of its own neighbours' values, else 2."""
+    a later one, 1 if the channel before it equals one of its own neighbours' values, else 2. ``values`` and
+    ``counts``: :func:`distinct_neighbours` of the neighbours of every channel, (N, B, C, h, w)."""
     if channel == 0:
         return 0
-    values, counts, _ = distinct_neighbours(neighbours[:, :, channel - 1])
-    return 2 - ((values == x[:, channel - 1].long()) & (counts > 0)).any(0).long()
+    equal = (values[:, :, channel - 1] == x[:, channel - 1].long()) & (counts[:, :, channel - 1] > 0)
+    return 2 - equal.any(0).long()
 
 
 class CopyOrLaplace:
@@ -88,6 +89,7 @@ class CopyOrLaplace:
     def __init__(self, laplace, neighbours: torch.Tensor, weights: tuple[float, ...]):
         self.laplace, self.neighbours, self.weights = laplace, neighbours, weights
         self.slots = len(neighbours)
+        self.values, self.counts, self.distinct = distinct_neighbours(neighbours)   # every channel's, at once
 
     def crop(self, channels: slice, height: int, width: int) -> "CopyOrLaplace":
         return CopyOrLaplace(self.laplace.crop(channels, height, width),
@@ -98,9 +100,9 @@ class CopyOrLaplace:
         w * n_j / N, the last entry the escape; whether the categorical is coded (B, h, w): w > 0;
         each sub-pixel's symbol given ``x``: the slot of the value it equals, else N). ``x`` needs only the
         channels before ``channel``, except for the symbols."""
-        values, counts, distinct = distinct_neighbours(self.neighbours[:, :, channel])
+        values, counts, distinct = self.values[:, :, channel], self.counts[:, :, channel], self.distinct[:, channel]
         weight = torch.tensor(self.weights, dtype=torch.float64, device=values.device)[
-            copy_context(self.neighbours, x, channel) * MAX_NEIGHBOURS + distinct - 1]
+            copy_context(self.values, self.counts, x, channel) * MAX_NEIGHBOURS + distinct - 1]
         table = torch.cat([counts.double() * (weight / self.slots), (1.0 - weight)[None]]).movedim(0, -1)
         coded = weight > 0
         match = (values == x[:, channel].long()) & (counts > 0) & coded   # distinct values: one match at most

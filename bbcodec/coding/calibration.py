@@ -171,14 +171,16 @@ def _choose_copy(terms: list, neighbours: list, grey: int | None) -> list[tuple[
         copyable, others, slot_nats, laplace_all, laplace_other = torch.zeros(5, COPY_ROW, dtype=torch.float64)
         for distribution, values, near in phases:
             nats = -distribution.log_prob(values).double()
+            every_value, every_count, every_distinct = distinct_neighbours(near)
             channels = range(values.shape[1]) if grey is None else (grey,)
             for channel in channels:
-                distinct_values, counts, distinct = distinct_neighbours(near[:, :, channel])
+                distinct_values, counts = every_value[:, :, channel], every_count[:, :, channel]
+                distinct = every_distinct[:, channel]
                 match = (distinct_values == values[:, channel].long()) & (counts > 0)
                 copies = match.any(0)
                 share = (counts * match).sum(0).clamp_min(1).double() / len(near)
                 # the context as the coder sees it: a lone plane is the coder's only channel
-                context = copy_context(near, values, channel) if grey is None else 0
+                context = copy_context(every_value, every_count, values, channel) if grey is None else 0
                 for row in range(COPY_ROW):
                     m = row % MAX_NEIGHBOURS + 1
                     here = (distinct == m) & (context == row // MAX_NEIGHBOURS)
