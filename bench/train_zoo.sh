@@ -8,6 +8,7 @@
 #   bash bench/train_zoo.sh multiscale-linear [RUNS]           # the same with a linear path from the neighbours
 #   bash bench/train_zoo.sh multiscale-residual [RUNS]         # ... and channels coupled on their residuals
 #   bash bench/train_zoo.sh multiscale-linear-float [RUNS]     # multiscale-linear's float twin
+#   bash bench/train_zoo.sh multiscale-residual-float [RUNS]   # multiscale-residual's float twin
 #   bash bench/train_zoo.sh topdown [RUNS] [OPTION...]         # the top-down ResNet VAE on multiscale-linear's data
 #
 # Each stage is a `bbcodec train` run that writes runs/<stage>/ (log, checkpoint,
@@ -95,8 +96,10 @@ case "${1:-}" in
     multiscale-linear) multiscale "${2:-runs}" msl --set linear_prediction=true ;;  # interpolation + correction
     multiscale-residual) multiscale "${2:-runs}" mslr --set linear_prediction=true --set residual_coupling=true ;;
     multiscale-linear-float) multiscale "${2:-runs}" mslf --set linear_prediction=true --float ;;  # msl's float twin
+    multiscale-residual-float)  # mslr's float twin
+        multiscale "${2:-runs}" mslrf --set linear_prediction=true --set residual_coupling=true --float ;;
     topdown) topdown "${2:-runs}" td-c64 "${@:3}" ;;
     topdown-float) topdown "${2:-runs}" tdf-c64 --float "${@:3}" ;;
     topdown-signs) topdown "${2:-runs}" tds-c64 --set binary_activations=true "${@:3}" ;;
-    *) echo "usage: bash bench/train_zoo.sh default|default-float|mnist|photo-polyphase|multiscale|multiscale-wide|multiscale-linear|multiscale-residual|topdown|topdown-float|topdown-signs" >&2; exit 2 ;;
+    *) echo "usage: bash bench/train_zoo.sh default|default-float|mnist|photo-polyphase|multiscale|multiscale-wide|multiscale-linear|multiscale-linear-float|multiscale-residual|multiscale-residual-float|topdown|topdown-float|topdown-signs" >&2; exit 2 ;;
 esac
