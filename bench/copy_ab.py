@@ -1,7 +1,8 @@
 """Copy or escape, what it costs: images coded with their calibration with and without copy weights, in process.
 
 For each image the encoder's own calibration is taken (``bbcodec.compress``), then the image is compressed and
-decompressed with it and with its Laplace rows alone, alternating, every file decoded and compared. Prints the
+decompressed with it, with its Laplace rows alone and (where the first step copies in pyramid order and there are
+steps after it) without the first step's copy weights, alternating, every file decoded and compared. Prints the
 file sizes and the CPU seconds of each round (bench/README.md, "Copy or escape").
 
     python bench/copy_ab.py MODEL IMAGE... [--rounds 2]
@@ -32,6 +33,11 @@ def main(argv=None) -> int:
         chosen = tuple(bbcodec.info(bbcodec.compress(image, model=args.model))["pixel_calibration"] or ())
         laplace = chosen[:chosen.index(calibration.COPY_MARK)] if calibration.COPY_MARK in chosen else chosen
         variants = {"with copies": chosen, "Laplace rows only": laplace}
+        steps = len(laplace) // calibration.ROW
+        if len(chosen) == len(laplace) + 1 + steps * calibration.COPY_ROW and steps > 1:
+            # the first step's pixels copying in pyramid order, or not (as before they could)
+            variants["first step without copies"] = laplace + chosen[len(laplace):len(laplace) + 1] \
+                + chosen[len(laplace) + 1 + calibration.COPY_ROW:]
         rounds = {name: [] for name in variants}
         for _ in range(args.rounds):
             for name, values in variants.items():

@@ -21,7 +21,7 @@ from PIL import PngImagePlugin
 import bbcodec
 from bbcodec.coding.chain import STARTS
 from bbcodec import api, container, imageio, zoo
-from bbcodec.coding.image import CoderSettings
+from bbcodec.coding.image import CoderSettings, encode_image
 from bbcodec.errors import BBCodecError, CorruptDataError, UnsupportedImageError
 from bbcodec.modelfile import model_hash
 from fixtures.golden import check_golden
@@ -105,9 +105,10 @@ def test_info_reads_the_header_without_a_model(bits_back_file, model_file):
     header = bbcodec.info(data)  # no model installed and none given: info never decodes
     assert (header["width"], header["height"], header["channels"], header["mode"]) == (32, 32, 3, "RGB")
     assert header["model"] == model_hash(model_file.read_bytes())[: 2 * container.MODEL_ID_BYTES]
-    # auto: exact, even for logistic pixels; the start the encoder kept
+    # auto: exact, even for logistic pixels; the start and the batch size the encoder kept
     assert header["coder"] == {**BITS_BACK_SETTINGS.to_dict(), "coder": "bitswap", "arithmetic": "exact",
-                               "start": header["coder"]["start"]}
+                               "start": header["coder"]["start"], "max_batch": header["coder"]["max_batch"]}
+    assert header["coder"]["max_batch"] in (BITS_BACK_SETTINGS.max_batch, 1)
     assert header["coder"]["start"] in STARTS
     assert header["pixel_checksum"] == api.pixel_checksum(image.pixels)
     assert len(data) < image.pixels.nbytes
@@ -158,7 +159,10 @@ def test_bits_back_with_other_coder_settings(model_file, settings):
     assert kept == settings.start if settings.start != "auto" else kept in STARTS
     assert header["method"] == "bits-back"
     coder = "bitswap" if settings.coder == "auto" else settings.coder  # the Markov chain's own
-    assert header["coder"] == {**settings.to_dict(), "coder": coder, "arithmetic": "exact", "start": kept}
+    batches = header["coder"]["max_batch"]   # as asked, or one where that made the smaller file
+    assert batches in (settings.max_batch, 1)
+    assert header["coder"] == {**settings.to_dict(), "coder": coder, "arithmetic": "exact", "start": kept,
+                               "max_batch": batches}
     assert_same_image(bbcodec.decompress(data, model=str(model_file)), image)
 
 
@@ -174,6 +178,19 @@ def test_the_first_batch_is_coded_the_cheaper_way(model_file):
         sizes[start] = len(data)
     assert sizes["bits-back"] != sizes["no-bits-back"]
     assert sizes["auto"] == min(sizes["bits-back"], sizes["no-bits-back"])
+
+
+def test_a_code_that_is_mostly_initial_bits_is_made_again_in_batches_of_one(model_file):
+    """Pixels an untrained model codes cheaply next to its latents: doubling batches pop more than the batches
+    before them pushed; in batches of one (the header says so) the file is smaller and decodes."""
+    image = imageio.Image(binary_pixels(64, 64, 3, seed=2), "RGB")
+    settings = CoderSettings(tile=8)
+    stats = {}
+    data = bbcodec.compress(image, model=str(model_file), settings=settings, stats=stats)
+    doubling = encode_image(bbcodec.load_model(str(model_file))[0], image.pixels, settings)
+    assert doubling.initial_bits > api.SINGLE_BATCH_SHARE * doubling.stored_bits
+    assert bbcodec.info(data)["coder"]["max_batch"] == 1 and stats["payload_bits"] < doubling.stored_bits
+    assert_same_image(bbcodec.decompress(data, model=str(model_file)), image)
 
 
 def test_colour_under_zero_alpha_is_kept(model_file):
