@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # How the shipped models (bbcodec/zoo) were trained and exported, stage by stage.
 #
-#   bash bench/train_zoo.sh default|default-float|mnist      # from the repository root, venv active
+#   bash bench/train_zoo.sh default [RUNS]                     # the shipped default (multiscale-residual's stages)
+#   bash bench/train_zoo.sh default-v2|default-v2-float|mnist  # from the repository root, venv active
 #   bash bench/train_zoo.sh photo-polyphase [OUT [--resume]]  # a longer run of the polyphase preset (not shipped)
 #   bash bench/train_zoo.sh multiscale [RUNS]                  # the two-level polyphase candidate (not shipped yet)
 #   bash bench/train_zoo.sh multiscale-wide [RUNS]             # the same with context networks of 64 channels
 #   bash bench/train_zoo.sh multiscale-linear [RUNS]           # the same with a linear path from the neighbours
-#   bash bench/train_zoo.sh multiscale-residual [RUNS]         # ... and channels coupled on their residuals
+#   bash bench/train_zoo.sh multiscale-residual [RUNS]         # ... and channels coupled on their residuals (default)
 #   bash bench/train_zoo.sh multiscale-linear-float [RUNS]     # multiscale-linear's float twin
 #   bash bench/train_zoo.sh multiscale-residual-float [RUNS]   # multiscale-residual's float twin
 #   bash bench/train_zoo.sh topdown [RUNS] [OPTION...]         # the top-down ResNet VAE on multiscale-linear's data
@@ -15,7 +16,7 @@
 # plot, exported model); a later stage starts from the previous stage's exported
 # weights (--init-from). A stage that was cut off continues with the same command
 # plus --resume. Times on one CPU thread of this project's 2-core machine:
-# default 30 + 37 + 22 minutes, default-float 25 + 7 + 15, mnist 13.
+# default 119 + 100 minutes (a shared machine), default-v2 30 + 37 + 22, default-v2-float 25 + 7 + 15, mnist 13.
 # The latent grid of each export was chosen by measuring real files
 # (bench/README.md, "The latent grid's bound").
 set -euo pipefail
@@ -25,18 +26,20 @@ NATURAL=("$D"/photos/0[0-3]?.png "$D"/photos/040.png "$D"/usc-sipi/misc "$D"/usc
          --eval "$D"/photos/041.png --eval "$D"/photos/045.png --eval "$D"/photos/049.png
          --preset photo --crop 32 --batch-size 32 --threads 1)
 
-natural() {  # natural NAME [--float]: three stages, then the export to bbcodec/zoo/NAME.safetensors
-    local name=$1 kind=${2:-} grid=$3 storage=$4
+natural() {  # natural NAME KIND GRID STORAGE SHIPPED: three stages, then the export to bbcodec/zoo/SHIPPED.safetensors
+    local name=$1 kind=${2:-} grid=$3 storage=$4 shipped=$5
     bbcodec train "${NATURAL[@]}" $kind --steps 8000 --out "runs/$name-1" --name "$name-1"
     bbcodec train "${NATURAL[@]}" $kind --steps 2000 --lr 5e-4 --ema 0.998 --eval-every 250 \
         --init-from "$(ls "runs/$name-1/$name-1"-*.safetensors)" --out "runs/$name-2" --name "$name-2"
     bbcodec train "${NATURAL[@]}" $kind --steps 5000 --lr 4e-4 --ema 0.999 --eval-every 500 \
         --init-from "$(ls "runs/$name-2/$name-2"-*.safetensors)" --out "runs/$name-3" --name "$name-3"
-    bbcodec export "runs/$name-3/checkpoint.safetensors" -o "bbcodec/zoo/$name.safetensors" \
+    bbcodec export "runs/$name-3/checkpoint.safetensors" -o "bbcodec/zoo/$shipped.safetensors" \
         --grid-bound "$grid" --float-storage "$storage"
-    python -c "from bbcodec.training.plots import plot_training as p; import sys; p(sys.argv[1:4], sys.argv[4])" \
-        "runs/$name-1/log.jsonl" "runs/$name-2/log.jsonl" "runs/$name-3/log.jsonl" \
-        "bbcodec/zoo/$name-training.png"
+    plot "bbcodec/zoo/$shipped-training.png" "runs/$name-1/log.jsonl" "runs/$name-2/log.jsonl" "runs/$name-3/log.jsonl"
+}
+
+plot() {  # plot PNG LOG...: the training curves of a shipped model's stages
+    python -c "from bbcodec.training.plots import plot_training as p; import sys; p(sys.argv[2:], sys.argv[1])" "$@"
 }
 
 # The polyphase pixel likelihood (bench/README.md, "Polyphase pixel likelihood: first measurement") on the
@@ -80,8 +83,13 @@ topdown() {  # topdown RUNS NAME [OPTION...]
 }
 
 case "${1:-}" in
-    default) natural default "" 6 float32 ;;
-    default-float) natural default-float --float 8 float16 ;;
+    default)  # since 2026-12-07 (bench/README.md, "A new default"): multiscale-residual, exported at grid 2^-1
+        multiscale "${2:-runs}" mslr --set linear_prediction=true --set residual_coupling=true
+        bbcodec export "${2:-runs}/mslr-syn/checkpoint.safetensors" -o bbcodec/zoo/default.safetensors --grid-bits 1
+        plot bbcodec/zoo/default-training.png "${2:-runs}/mslr-c64/log.jsonl" "${2:-runs}/mslr-syn/log.jsonl"
+        ;;
+    default-v2) natural default "" 6 float32 default-v2 ;;    # the default of 2026-11-24 to 2026-12-07
+    default-v2-float) natural default-float --float 8 float16 default-v2-float ;;
     mnist)
         bbcodec train "$D"/mnist/train-images-idx3-ubyte.gz --eval "$D"/mnist/t10k-images-idx3-ubyte.gz \
             --preset small --crop 28 --batch-size 64 --steps 3000 --threads 1 --out runs/mnist --name mnist
@@ -101,5 +109,5 @@ case "${1:-}" in
     topdown) topdown "${2:-runs}" td-c64 "${@:3}" ;;
     topdown-float) topdown "${2:-runs}" tdf-c64 --float "${@:3}" ;;
     topdown-signs) topdown "${2:-runs}" tds-c64 --set binary_activations=true "${@:3}" ;;
-    *) echo "usage: bash bench/train_zoo.sh default|default-float|mnist|photo-polyphase|multiscale|multiscale-wide|multiscale-linear|multiscale-linear-float|multiscale-residual|multiscale-residual-float|topdown|topdown-float|topdown-signs" >&2; exit 2 ;;
+    *) echo "usage: bash bench/train_zoo.sh default|default-v2|default-v2-float|mnist|photo-polyphase|multiscale|multiscale-wide|multiscale-linear|multiscale-linear-float|multiscale-residual|multiscale-residual-float|topdown|topdown-float|topdown-signs" >&2; exit 2 ;;
 esac

@@ -7,8 +7,7 @@ files of it may exist. ``tests/test_zoo.py`` decodes every file of ``golden.json
 here with the installed models, found by the model id the file carries alone
 (the first 16 bytes of the model's hash), and compares the pixels exactly with
 the ``*.npy`` files (and a kept file's bytes with their SHA-256). There is one
-file per coding method, made with the shipped ``default`` model, and one per
-way of starting a chain:
+file per coding method, and one per way of starting a chain:
 
 * ``bits-back.bbc``: a 32x32 crop of ``data/chelsea.png``, exact arithmetic
   (decodes on every machine), with its stack checkpoints;
@@ -22,7 +21,15 @@ way of starting a chain:
 * ``copied.bbc``: a 96x96 drawing (flat boxes and lines), exact arithmetic,
   whose calibration lets its pixels copy their decoded neighbours in the
   order of a copy pyramid (copy weights after ``COPY_MARK`` in
-  ``pixel_calibration``; :mod:`bbcodec.neighbour_copy`).
+  ``pixel_calibration``; :mod:`bbcodec.neighbour_copy`), made with the
+  Markov default of its day (now ``default-v2``);
+* ``copied-polyphase.bbc``: the same drawing coded by the polyphase
+  ``default`` of 2026-12-07, its phases copying their decoded neighbours and
+  its coarsest image copying in pyramid order.
+
+Each file was made with the ``default`` of its day (``golden.json`` names its
+model by hash; the files before ``copied-polyphase.bbc`` with what is now
+``default-v2``).
 
 The script writes only the files that do not exist yet and never replaces one:
 a failing test means that a change broke the decoding of existing files; fix
@@ -111,6 +118,7 @@ CASES = {  # name -> (what compress is given, the method its .bbc must have, the
                          CoderSettings(arithmetic="exact", start="no-bits-back"), None),
     "calibrated.bbc": (imageio.Image(chelsea(64, 64), "RGB", format="PNG"), "bits-back", MODEL, EXACT, calibrated),
     "copied.bbc": (imageio.Image(drawing(), "RGB"), "bits-back", MODEL, EXACT, copied),
+    "copied-polyphase.bbc": (imageio.Image(drawing(), "RGB"), "bits-back", MODEL, EXACT, copied),
 }
 
 
