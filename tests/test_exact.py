@@ -265,7 +265,8 @@ def test_exact_logistic_tables_are_close_to_the_float_likelihood():
 def test_exact_path_rate_is_close_to_the_float_path_on_a_photo():
     photos = shared_data_dir("photos")
     net, _ = bbcodec.zoo.load("default")
-    pixels = np.asarray(imageio.read_image(photos / "041.png").pixels[:128, :128]).copy()
+    # 24 tiles: on a few, which latents the posterior draws moves the rate by a percent either way
+    pixels = np.asarray(imageio.read_image(photos / "041.png").pixels[:256, :384]).copy()
     bits = {a: encode_image(net, pixels, CoderSettings(arithmetic=a)).net_bits for a in ("float", "exact")}
     assert abs(bits["exact"] / bits["float"] - 1) < 0.02, bits
 
