@@ -704,7 +704,9 @@ def test_without_checkpoints_the_payload_must_pay_for_the_passes(many_batches, m
 
 
 def test_every_golden_file_is_within_the_payload_limit():
-    """Files written before checkpoints existed: none of the committed ones is refused by the new limit."""
-    for path in sorted(GOLDEN.glob("*.bbc")) + sorted((GOLDEN / "zoo").glob("*.bbc")):
-        box = container.from_bytes(path.read_bytes())
-        assert container.CHECKPOINTS not in box.sections, path.name
+    """Files written before checkpoints existed: none of the committed ones is refused by the limit on what a
+    payload without checkpoints may ask for (``from_bytes`` applies it; golden files made since carry them)."""
+    paths = sorted(GOLDEN.glob("*.bbc")) + sorted((GOLDEN / "zoo").glob("*.bbc"))
+    without = [path.name for path in paths
+               if container.CHECKPOINTS not in container.from_bytes(path.read_bytes()).sections]
+    assert len(without) >= 10, without
