@@ -4,7 +4,7 @@
 #   bash bench/train_zoo.sh default [RUNS]                     # the shipped default (multiscale-residual's stages)
 #   bash bench/train_zoo.sh default-v2|default-v2-float|mnist  # from the repository root, venv active
 #   bash bench/train_zoo.sh photo-polyphase [OUT [--resume]]  # a longer run of the polyphase preset (not shipped)
-#   bash bench/train_zoo.sh multiscale [RUNS]                  # the two-level polyphase candidate (not shipped yet)
+#   bash bench/train_zoo.sh multiscale [RUNS]                  # the two-level polyphase likelihood
 #   bash bench/train_zoo.sh multiscale-wide [RUNS]             # the same with context networks of 64 channels
 #   bash bench/train_zoo.sh multiscale-linear [RUNS]           # the same with a linear path from the neighbours
 #   bash bench/train_zoo.sh multiscale-residual [RUNS]         # ... and channels coupled on their residuals (default)
