@@ -40,6 +40,8 @@ where nothing is copied nothing changes.
 """
 from __future__ import annotations
 
+import functools
+
 import constriction
 import numpy as np
 import torch
@@ -89,7 +91,11 @@ class CopyOrLaplace:
     def __init__(self, laplace, neighbours: torch.Tensor, weights: tuple[float, ...]):
         self.laplace, self.neighbours, self.weights = laplace, neighbours, weights
         self.slots = len(neighbours)
-        self.values, self.counts, self.distinct = distinct_neighbours(neighbours)   # every channel's, at once
+
+    @functools.cached_property
+    def distinct(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """:func:`distinct_neighbours` of every channel's neighbours, sorted once when first needed."""
+        return distinct_neighbours(self.neighbours)
 
     def crop(self, channels: slice, height: int, width: int) -> "CopyOrLaplace":
         return CopyOrLaplace(self.laplace.crop(channels, height, width),
@@ -100,9 +106,10 @@ class CopyOrLaplace:
         w * n_j / N, the last entry the escape; whether the categorical is coded (B, h, w): w > 0;
         each sub-pixel's symbol given ``x``: the slot of the value it equals, else N). ``x`` needs only the
         channels before ``channel``, except for the symbols."""
-        values, counts, distinct = self.values[:, :, channel], self.counts[:, :, channel], self.distinct[:, channel]
+        every_value, every_count, every_distinct = self.distinct
+        values, counts, distinct = every_value[:, :, channel], every_count[:, :, channel], every_distinct[:, channel]
         weight = torch.tensor(self.weights, dtype=torch.float64, device=values.device)[
-            copy_context(self.values, self.counts, x, channel) * MAX_NEIGHBOURS + distinct - 1]
+            copy_context(every_value, every_count, x, channel) * MAX_NEIGHBOURS + distinct - 1]
         table = torch.cat([counts.double() * (weight / self.slots), (1.0 - weight)[None]]).movedim(0, -1)
         coded = weight > 0
         match = (values == x[:, channel].long()) & (counts > 0) & coded   # distinct values: one match at most
@@ -182,16 +189,11 @@ class CopyPyramid:
         """Phase k's pixels of the padded ``phases``: rows and columns up to the real pixels'."""
         return phases[k][..., :(self.height - k // 2 + 1) // 2, :(self.width - k % 2 + 1) // 2]
 
-    def copy_terms(self, x: torch.Tensor):
-        """(Laplace, values, neighbours) of every phase that can copy, over the whole pyramid, for pixels ``x``:
-        what the encoder's choice of weights (:mod:`bbcodec.coding.calibration`) measures."""
+    def copy_steps(self, x: torch.Tensor) -> list[tuple[CopyOrLaplace, torch.Tensor]]:
+        """(copy or escape, values) of every phase that can copy, over the whole pyramid, for pixels ``x``."""
         phases = self._split(x)
-        for k in range(1, PHASES):
-            step = self._phase(k, phases)
-            yield step.laplace, self._cropped(phases, k), step.neighbours
-        coarser = self._coarser()
-        if isinstance(coarser, CopyPyramid):
-            yield from coarser.copy_terms(self._cropped(phases, 0))
+        steps = [(self._phase(k, phases), self._cropped(phases, k)) for k in range(1, PHASES)]
+        return steps + pyramid_copy_steps(self.laplace.every_other(0, 0), self._cropped(phases, 0))
 
     def log_prob(self, x: torch.Tensor) -> torch.Tensor:
         phases, coarser = self._split(x), self._coarser()
@@ -220,6 +222,14 @@ def copy_pyramid(laplace, weights: tuple[float, ...] | None):
     """``laplace``'s pixels as a :class:`CopyPyramid`, or ``laplace`` itself where they are one pixel high or wide
     (nothing to split)."""
     return CopyPyramid(laplace, weights) if min(laplace.mean.shape[-2:]) >= 2 else laplace
+
+
+def pyramid_copy_steps(laplace, x: torch.Tensor) -> list[tuple[CopyOrLaplace, torch.Tensor]]:
+    """(copy or escape, values) of every phase of the pixels ``x`` that could copy if ``laplace`` were coded as a
+    :class:`CopyPyramid` (none where it is too small to split): what the encoder's choice of weights
+    (:mod:`bbcodec.coding.calibration`) measures."""
+    pyramid = copy_pyramid(laplace, None)
+    return pyramid.copy_steps(x) if isinstance(pyramid, CopyPyramid) else []
 
 
 _FAMILY = constriction.stream.model.Categorical(perfect=False)

@@ -45,8 +45,8 @@ import numpy as np
 import torch
 
 from bbcodec.distributions import laplace_log_prob
-from bbcodec.neighbour_copy import (CONTEXTS, COPY_WEIGHTS, MAX_NEIGHBOURS, CopyPyramid, copy_context,
-                                    distinct_neighbours)
+from bbcodec.neighbour_copy import (CONTEXTS, COPY_WEIGHTS, MAX_NEIGHBOURS, CopyOrLaplace, copy_context,
+                                    pyramid_copy_steps)
 
 SCALE_FACTORS = tuple(n / 64 for n in (16, 17, 19, 21, 23, 25, 27, 29, 32, 35, 38, 41, 45, 49, 54, 59, 64, 70, 76, 83,
                                        91, 99, 108, 117, 128))
@@ -164,31 +164,28 @@ def _choose_copy(terms: list, neighbours: list, grey: int | None) -> list[tuple[
     weights = torch.tensor(COPY_WEIGHTS, dtype=torch.float64)
     chosen = []
     for (distribution, values), near in zip(terms, neighbours):
-        phases = [(distribution, values, near)] if near is not None else \
-            list(CopyPyramid(distribution, None).copy_terms(values)) if min(values.shape[-2:]) >= 2 else []
-        # per number of distinct neighbour values: sub-pixels that equal a neighbour, those that do not, the
-        # former's nats within the copy choice, and the Laplace's nats of all and of the latter
+        steps = [(CopyOrLaplace(distribution, near, None), values)] if near is not None else \
+            pyramid_copy_steps(distribution, values)
+        # per row (context, number of distinct neighbour values): sub-pixels that equal a neighbour, those that
+        # do not, the former's nats within the copy choice, and the Laplace's nats of all and of the latter
         copyable, others, slot_nats, laplace_all, laplace_other = torch.zeros(5, COPY_ROW, dtype=torch.float64)
-        for distribution, values, near in phases:
-            nats = -distribution.log_prob(values).double()
-            every_value, every_count, every_distinct = distinct_neighbours(near)
-            channels = range(values.shape[1]) if grey is None else (grey,)
-            for channel in channels:
+        for step, values in steps:
+            nats = -step.laplace.log_prob(values).double()
+            every_value, every_count, every_distinct = step.distinct
+            for channel in range(values.shape[1]) if grey is None else (grey,):
                 distinct_values, counts = every_value[:, :, channel], every_count[:, :, channel]
-                distinct = every_distinct[:, channel]
                 match = (distinct_values == values[:, channel].long()) & (counts > 0)
-                copies = match.any(0)
-                share = (counts * match).sum(0).clamp_min(1).double() / len(near)
+                copies = match.any(0).flatten()
+                share = (counts * match).sum(0).clamp_min(1).double().flatten() / step.slots
                 # the context as the coder sees it: a lone plane is the coder's only channel
                 context = copy_context(every_value, every_count, values, channel) if grey is None else 0
-                for row in range(COPY_ROW):
-                    m = row % MAX_NEIGHBOURS + 1
-                    here = (distinct == m) & (context == row // MAX_NEIGHBOURS)
-                    copyable[row] += (here & copies).sum()
-                    others[row] += (here & ~copies).sum()
-                    slot_nats[row] += -torch.log(share[here & copies]).sum()
-                    laplace_all[row] += nats[:, channel][here].sum()
-                    laplace_other[row] += nats[:, channel][here & ~copies].sum()
+                row = (context * MAX_NEIGHBOURS + every_distinct[:, channel] - 1).flatten()
+                channel_nats = nats[:, channel].flatten()
+                for total, part in ((copyable, copies.double()), (others, (~copies).double()),
+                                    (slot_nats, torch.where(copies, -torch.log(share), 0.0)),
+                                    (laplace_all, channel_nats),
+                                    (laplace_other, torch.where(copies, 0.0, channel_nats))):
+                    total += torch.bincount(row, weights=part, minlength=COPY_ROW)
         # cost(w) = -A log w + slot nats - B log(1 - w) + the others' Laplace nats; cost(0): all Laplace
         cost = (-copyable[:, None] * torch.log(weights[None, 1:]) + slot_nats[:, None]
                 - others[:, None] * torch.log1p(-weights[None, 1:]) + laplace_other[:, None])
