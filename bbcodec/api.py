@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from bbcodec import container, imageio, zoo
-from bbcodec.container import META_PREFIX, Header
+from bbcodec.container import META_PREFIX, Header, digest_matches, short_digest
 from bbcodec.coding.ans import ENTROPY_CODER
 from bbcodec.coding import calibration
 from bbcodec.coding.chain import EncodedChain
@@ -124,17 +124,19 @@ def _coded_file(image: imageio.Image, model: str, settings: CoderSettings, strip
     if calibrate and not settings.calibration:
         settings = replace(settings, calibration=calibration.choose(net, pixels, settings.tile))
     encoded, settings = _encoded(net, pixels, settings, progress)
-    header = _image_header(image, model=digest, pixel_checksum=pixel_checksum(pixels), method="stored")
+    header = _image_header(image, method="stored")  # its image checksum covers the pixels
     sections = {}
     if encoded.stored_bits // 8 < pixels.nbytes:
-        header = replace(header, method="bits-back", coder=replace(settings, start=encoded.start).to_dict(),
+        header = replace(header, method="bits-back", model=digest, pixel_checksum=short_digest(pixel_checksum(pixels)),
+                         coder=replace(settings, start=encoded.start).to_dict(),
                          grid_bits=net.config.grid_bits,
                          untouched_seed_words=encoded.untouched_seed_words, entropy_coder=ENTROPY_CODER,
                          # only this kind of machine is sure to reproduce float probabilities
                          float_platform=float_platform(device) if settings.arithmetic == "float" else None,
                          pixel_calibration=list(settings.calibration) or None)
         sections["payload"] = encoded.payload.astype("<u4").tobytes()
-        sections[container.CHECKPOINTS] = np.asarray(encoded.stack_words, dtype="<u4").tobytes()
+        if len(encoded.stack_words) > 1:  # one batch is one of the decoder's free passes
+            sections[container.CHECKPOINTS] = np.asarray(encoded.stack_words, dtype="<u4").tobytes()
     else:
         sections["payload"] = pixels.tobytes()
     if image.palette is not None:
@@ -179,7 +181,7 @@ def decompress(source, *, model: str | None = None, device: str = "cpu", progres
     """Decode a .bbc file (bytes, path or file object) to an :class:`~bbcodec.imageio.Image`.
 
     The pixel checksum and, in files written since it exists, the image checksum are verified. The model is found by the hash in the file
-    (its first 16 bytes in format version 2) unless ``model`` names one.
+    (its first bytes in format versions 2 and 3) unless ``model`` names one.
     """
     box = container.from_bytes(_bbc_bytes(source))
     header = Header.from_json(box.header)
@@ -192,7 +194,7 @@ def decompress(source, *, model: str | None = None, device: str = "cpu", progres
         pixels = np.frombuffer(payload, dtype=np.uint8).reshape(header.height, header.width, header.channels).copy()
     else:
         pixels = _decode_bits_back(header, payload, _checkpoints(box.sections), model, device, progress)
-    if pixel_checksum(pixels) != header.pixel_checksum:
+    if header.pixel_checksum is not None and not digest_matches(header.pixel_checksum, pixel_checksum(pixels)):
         raise CorruptDataError("decoded pixels do not match the file's checksum" + _hint(header, device))
     metadata = container.metadata_of(box.sections)
     try:
@@ -201,7 +203,7 @@ def decompress(source, *, model: str | None = None, device: str = "cpu", progres
     except UnsupportedImageError as error:
         raise CorruptDataError(f"corrupt .bbc file ({error})") from None
     if not header.image_matches(box.sections):
-        raise CorruptDataError("the image's mode, size, palette or metadata do not match the file's checksum")
+        raise CorruptDataError("the image's mode, size, palette or metadata (or stored pixels) do not match the file's checksum")
     return image
 
 

@@ -1,19 +1,21 @@
 """The ``.bbc`` file format: magic, version, a header, named binary sections.
 
-Version 2, written since issue 20, has a binary header (fixed-size integers little-endian)::
+Version 3, written since 2026-12-07 (issue 20: small files), has a binary header (fixed-size integers
+little-endian)::
 
     magic        4 bytes   b"\\xbbBBC"
-    version      1 byte    2
+    version      1 byte    3
     present      varint    which optional fields follow: bit 0 source format, 1 palette mode, 2 model,
                            3 pixel checksum, 4 image checksum, 5 coder settings, 6 grid bits, 7 seed
                            prefix words, 8 entropy coder, 9 float platform, 10 pixel calibration
     fields       width, height, channels (varints), mode, method (one byte each), then the optional
                  fields present, in the order of their bits: source format (one byte, or ESCAPE and a
-                 text), palette mode (one byte), model (the first MODEL_ID_BYTES bytes of its hash),
-                 pixel and image checksums (16 bytes each), coder settings (coder, tile, max batch,
-                 arithmetic, start: one byte, two varints, two bytes), grid bits and seed prefix words
-                 (varints), entropy coder and float platform (texts), pixel calibration (a varint
-                 count and one byte each: bbcodec.coding.calibration, its copy weights included)
+                 text), palette mode (one byte), model (the first DIGEST_BYTES bytes of its hash),
+                 pixel and image checksums (their first DIGEST_BYTES bytes), coder settings (coder, tile,
+                 max batch, arithmetic, start: one byte, two varints, two bytes), grid bits and seed
+                 prefix words (varints), entropy coder (one byte, or ESCAPE and a text), float platform
+                 (a text), pixel calibration (a varint count and one byte each:
+                 bbcodec.coding.calibration, its copy weights included)
     section count varint
     sections     per section: its name (one byte; ESCAPE and a text: the KEY of ``meta.KEY``), its
                  size (varint) and its CRC-32 (4 bytes)
@@ -23,9 +25,14 @@ Version 2, written since issue 20, has a binary header (fixed-size integers litt
 Varints are unsigned LEB128 (at most 10 bytes; header fields below 2^32); a text is its UTF-8 length (a
 varint, at most :data:`MAX_TEXT`) and its bytes, printable. The one-byte values index the tables
 :data:`METHODS`, :data:`MODES`, :data:`SOURCE_FORMATS`, :data:`PALETTE_MODES`, :data:`CODERS`,
-:data:`ARITHMETICS`, :data:`STARTS` and :data:`SECTIONS`, which only ever grow at the end. A 1x1 RGB image stored raw
-takes 74 bytes (version 1: 341), 48 of them the three 16-byte digests; a bits-back file's header about
-105 (version 1: about 520).
+:data:`ARITHMETICS`, :data:`STARTS`, :data:`ENTROPY_CODERS` and :data:`SECTIONS`, which only ever grow at the
+end. A file of raw pixels has no model and no pixel checksum: its image checksum covers the pixels (the
+``payload`` section); a bits-back file of a single batch of tiles has no stack checkpoints (the decoder's
+free passes cover it). A 1x1 RGB image stored raw takes 34 bytes (version 2: 74; version 1: 341); the header
+of a bits-back CIFAR image 58 (version 2: 104; version 1: about 520).
+
+Version 2, written before it and read as before, is version 3 with 16-byte digests, the
+entropy coder as a text, and the model and pixel checksum in stored files too.
 
 Version 1, written until then and read as before (all integers little-endian)::
 
@@ -36,10 +43,11 @@ Version 1, written until then and read as before (all integers little-endian)::
     header CRC   4 bytes   CRC-32 of the header bytes
     sections     the byte strings listed in header["sections"] as [name, size, crc32], in order
 
-Both versions read into the same JSON header (:func:`read_header`), which is what the rest of bbcodec
-sees: version 2's digests as hex strings, its model as the first 32 hex digits of the model's hash
-(:meth:`Header.names_model`), its section table as version 1's ``sections`` list. Version 1 carries any
-JSON; version 2 only the fields and values bbcodec writes (:func:`to_bytes` refuses others).
+Every version reads into the same JSON header (:func:`read_header`), which is what the rest of bbcodec
+sees: the binary versions' digests as hex strings (the model as the first digits of its hash:
+:meth:`Header.names_model`; checksums compared by their first digits: :func:`digest_matches`), their
+section table as version 1's ``sections`` list. Version 1 carries any JSON; the binary versions only the
+fields and values bbcodec writes (:func:`to_bytes` refuses others).
 
 The header names the model by the hash of its weights, the geometry, the image
 mode, the coder settings and the pixel checksum that the decoder verifies.
@@ -78,6 +86,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import hashlib
 import json
 import struct
@@ -92,8 +101,8 @@ from bbcodec.wire import (MAX_TEXT, Bytes, Choice, Digest, Malformed, Number, Ob
 MAGIC = b"\xbbBBC"
 MAX_PIXELS = 1 << 28
 """Most sub-pixels (height x width x channels) a header may declare."""
-FORMAT_VERSION = 2
-"""The version :func:`to_bytes` writes; :func:`read_header` reads it and version 1."""
+FORMAT_VERSION = 3
+"""The version :func:`to_bytes` writes; :func:`read_header` reads it and versions 1 and 2."""
 MAX_HEADER_BYTES = 1 << 20
 MAX_TILE_BATCHES = 1 << 15
 """Most network passes (batches of tiles) a bits-back file may ask of the decoder, all planes together.
@@ -110,7 +119,10 @@ PAYLOAD_BYTES_PER_PASS = 4096
 at most FREE_PASSES network passes plus one per PAYLOAD_BYTES_PER_PASS bytes of payload."""
 _PREFIX = struct.Struct("<4sBI")  # version 1: magic, version, header size
 MODEL_ID_BYTES = 16
-"""Version 2 names the model by the first 16 bytes of its hash (:meth:`Header.names_model`)."""
+"""Version 2 names the model by the first 16 bytes of its hash (:meth:`Header.names_model`), as archives do."""
+DIGEST_BYTES = 8
+"""Version 3 keeps the first 8 bytes of the model's hash and of the pixel and image checksums: a wrong model
+or a damaged image passes unnoticed once in 2^64 (zstd's frame checksum keeps 4 bytes)."""
 
 
 class WorkLimitError(CorruptDataError):
@@ -145,7 +157,7 @@ IMAGE_FIELDS = ("width", "height", "channels", "mode", "palette_mode", "source_f
 META_PREFIX = "meta."
 """Sections named ``meta.KEY`` carry the image's metadata item KEY byte for byte."""
 _ALWAYS_WRITTEN = {"palette_mode", "source_format"}  # written as null when the image has none
-_BITS_BACK_NEEDS = ("model", "coder", "untouched_seed_words")
+_BITS_BACK_NEEDS = ("model", "coder", "untouched_seed_words", "pixel_checksum")
 
 
 @dataclass(frozen=True)
@@ -207,6 +219,8 @@ class Header:
         for name in _BITS_BACK_NEEDS if self.method == "bits-back" else ():
             if getattr(self, name) is None:
                 raise CorruptDataError(f"corrupt .bbc header (field {name!r})")
+        if self.method == "stored" and self.pixel_checksum is None and self.image_checksum is None:
+            raise CorruptDataError("corrupt .bbc header (field 'pixel_checksum')")
 
     @property
     def subpixels(self) -> int | None:
@@ -240,8 +254,8 @@ class Header:
 
     def names_model(self, digest: str) -> bool:
         """Whether the model of this hash is the one the header names: by the whole hash (version 1) or
-        its first MODEL_ID_BYTES bytes (version 2), never by a shorter prefix."""
-        return self.model is not None and len(self.model) >= 2 * MODEL_ID_BYTES and digest.startswith(self.model)
+        its first bytes (MODEL_ID_BYTES in version 2, DIGEST_BYTES in version 3), never by a shorter prefix."""
+        return digest_matches(self.model, digest)
 
     def to_json(self) -> dict:
         """The fields as bbcodec writes them (absent ones left out, except those written as null)."""
@@ -249,12 +263,14 @@ class Header:
                 if getattr(self, f.name) is not None or f.name in _ALWAYS_WRITTEN}
 
     def with_image_checksum(self, sections: dict[str, bytes]) -> "Header":
-        """This header with the image checksum of ``sections`` (see :func:`image_checksum`)."""
-        return dataclasses.replace(self, image_checksum=image_checksum(self.to_json(), sections))
+        """This header with the image checksum of ``sections`` (see :func:`image_checksum`), as version 3
+        keeps it."""
+        return dataclasses.replace(self, image_checksum=short_digest(image_checksum(self.to_json(), sections)))
 
     def image_matches(self, sections: dict[str, bytes]) -> bool:
         """Whether the image checksum, where the file has one, covers these fields and sections."""
-        return self.image_checksum is None or self.image_checksum == image_checksum(self.to_json(), sections)
+        return self.image_checksum is None or digest_matches(self.image_checksum,
+                                                             image_checksum(self.to_json(), sections))
 
 
 _FIELD_TYPES = {name: next(kind for kind in typing.get_args(hint) if kind is not type(None))
@@ -270,6 +286,16 @@ def _has_type(value, kind) -> bool:
     return isinstance(value, kind) and not isinstance(value, bool)
 
 
+def short_digest(digest: str) -> str:
+    """The first DIGEST_BYTES bytes of a hex digest: what version 3 keeps of a hash or checksum."""
+    return digest[:2 * DIGEST_BYTES]
+
+
+def digest_matches(kept: str | None, digest: str) -> bool:
+    """Whether a digest kept in a header (whole, or its first bytes: at least DIGEST_BYTES) is ``digest``'s."""
+    return isinstance(kept, str) and len(kept) >= 2 * DIGEST_BYTES and digest.startswith(kept)
+
+
 def metadata_of(sections: dict[str, bytes]) -> dict[str, bytes]:
     """The image's metadata items from the ``meta.KEY`` sections."""
     return {k[len(META_PREFIX):]: v for k, v in sections.items() if k.startswith(META_PREFIX)}
@@ -277,12 +303,14 @@ def metadata_of(sections: dict[str, bytes]) -> dict[str, bytes]:
 
 def image_checksum(header: dict, sections: dict[str, bytes]) -> str:
     """A checksum over everything that shapes the output besides the coded pixels: size, mode, palette,
-    source format and metadata, the pixel checksum and a kept original file. Files written since it exists carry it as
+    source format and metadata, the pixel checksum and a kept original file, and in a file without a pixel checksum
+    (raw pixels, version 3) the pixels themselves. Files written since it exists carry it as
     ``image_checksum``, which the decoder verifies, so that no field or section can be changed (CRCs
     recomputed) without the change being caught; older files have only the pixel checksum."""
+    covered = ("palette", ORIGINAL) if header.get("pixel_checksum") is not None else ("palette", ORIGINAL, "payload")
     digest = hashlib.blake2b(digest_size=16)
     digest.update(json.dumps([header.get(key) for key in IMAGE_FIELDS]).encode())
-    for name in sorted(k for k in sections if k in ("palette", ORIGINAL) or k.startswith(META_PREFIX)):
+    for name in sorted(k for k in sections if k in covered or k.startswith(META_PREFIX)):
         for part in (name.encode(), sections[name]):
             digest.update(len(part).to_bytes(8, "little") + part)
     return digest.hexdigest()
@@ -291,8 +319,8 @@ def image_checksum(header: dict, sections: dict[str, bytes]) -> str:
 def to_bytes(container: Container, version: int = FORMAT_VERSION) -> bytes:
     """The bytes of a .bbc file in format ``version`` (the default; 1 for files of the old format). The
     header's ``sections`` entry, if any, is replaced by the sections' own table. ValueError for a header
-    that the version cannot carry (version 2: a field or section bbcodec does not write, a value of another
-    type or range than bbcodec writes)."""
+    that the version cannot carry (versions 2 and 3: a field or section bbcodec does not write, a value of
+    another type or range than bbcodec writes)."""
     header = {k: v for k, v in container.header.items() if k != "sections"}
     table = [[name, len(data), crc32(data)] for name, data in container.sections.items()]
     return _HEADER_WRITERS[version](header, table) + b"".join(container.sections.values())
@@ -345,7 +373,7 @@ def _read_v1(data: bytes) -> tuple[dict, int]:
     return header, end + 4
 
 
-# -- format version 2 ---------------------------------------------------------------------------------------
+# -- format versions 2 and 3 --------------------------------------------------------------------------------
 
 MODES = ("1", "L", "P", "LA", "PA", "RGB", "YCbCr", "LAB", "RGBA", "CMYK")
 SOURCE_FORMATS = ("PNG", "JPEG", "MPO", "GIF", "BMP", "DIB", "TIFF", "WEBP", "PPM", "TGA", "QOI")
@@ -354,7 +382,8 @@ CODERS = ("bitswap", "bbans", "topdown")
 ARITHMETICS = ("exact", "float", None)  # None: a file from before the field (float)
 STARTS = ("bits-back", "no-bits-back", None)  # None: a file from before the field (bits back)
 SECTIONS = ("payload", CHECKPOINTS, "palette", ORIGINAL)
-"""With :data:`METHODS`, the closed sets that version 2 writes as one byte, a value's index: they only ever
+ENTROPY_CODERS = ("constriction 0.5",)  # version 3 only; version 2 writes the text
+"""With :data:`METHODS`, the closed sets that the binary versions write as one byte, a value's index: they only ever
 grow at the end. A source format outside its table, and ``meta.KEY`` sections, are written as
 :data:`bbcodec.wire.ESCAPE` and a text."""
 
@@ -370,46 +399,51 @@ _V2_OPTIONAL = (
 """The header fields of version 2 and their codecs: the required ones, then those with a presence bit each
 (bit i: the i-th), in the order they are written (the ones small files have first: one byte of presence
 bits for a stored or kept file)."""
+_SHORTER_IN_V3 = {"model": Digest(DIGEST_BYTES, prefix=True), "pixel_checksum": Digest(DIGEST_BYTES),
+                  "image_checksum": Digest(DIGEST_BYTES), "entropy_coder": Choice(ENTROPY_CODERS, escape="")}
+_OPTIONAL = {2: _V2_OPTIONAL, 3: tuple((name, _SHORTER_IN_V3.get(name, codec)) for name, codec in _V2_OPTIONAL)}
+"""Each binary version's optional fields: version 3 has version 2's, some of them shorter."""
 _SECTION_NAME = Choice(SECTIONS, escape=META_PREFIX)
 
 
-def _v2_header(header: dict, table: list) -> bytes:
-    """Magic, version 2, the binary header with its section table, and the CRC of all of them."""
-    unknown = sorted(set(header) - {name for name, _ in _V2_REQUIRED + _V2_OPTIONAL})
+def _binary_header(version: int, header: dict, table: list) -> bytes:
+    """Magic, version 2 or 3, the binary header with its section table, and the CRC of all of them."""
+    unknown = sorted(set(header) - {name for name, _ in _V2_REQUIRED + _OPTIONAL[version]})
     if unknown:
-        raise ValueError(f"format version 2 has no header field {unknown[0]!r}")
-    present = sum(1 << index for index, (name, _) in enumerate(_V2_OPTIONAL) if header.get(name) is not None)
-    parts = [MAGIC, bytes([2]), varint(present)]
-    parts += [_written(name, codec, header.get(name)) for name, codec in _v2_fields(present)]
+        raise ValueError(f"format version {version} has no header field {unknown[0]!r}")
+    present = sum(1 << index for index, (name, _) in enumerate(_OPTIONAL[version]) if header.get(name) is not None)
+    parts = [MAGIC, bytes([version]), varint(present)]
+    parts += [_written(version, name, codec, header.get(name)) for name, codec in _fields(version, present)]
     parts.append(varint(len(table)))
     for name, size, crc in table:
-        parts += [_written("section name", _SECTION_NAME, name), varint(size), struct.pack("<I", crc)]
+        parts += [_written(version, "section name", _SECTION_NAME, name), varint(size), struct.pack("<I", crc)]
     data = b"".join(parts)
     if len(data) > MAX_HEADER_BYTES:
         raise ValueError("container header too large")
     return data + struct.pack("<I", crc32(data))
 
 
-def _v2_fields(present: int) -> tuple:
-    """The (name, codec) of the fields a version 2 header with these presence bits has, in their order."""
-    return _V2_REQUIRED + tuple(field for index, field in enumerate(_V2_OPTIONAL) if present >> index & 1)
+def _fields(version: int, present: int) -> tuple:
+    """The (name, codec) of the fields a binary header with these presence bits has, in their order."""
+    return _V2_REQUIRED + tuple(field for index, field in enumerate(_OPTIONAL[version]) if present >> index & 1)
 
 
-def _written(name: str, codec, value) -> bytes:
+def _written(version: int, name: str, codec, value) -> bytes:
     """The value in its codec, or ValueError naming the field."""
     try:
         return codec.write(value)
     except ValueError as error:
-        raise ValueError(f"cannot write {name} {value!r:.80} in .bbc format version 2: {error}") from None
+        raise ValueError(f"cannot write {name} {value!r:.80} in .bbc format version {version}: {error}") from None
 
 
-def _read_v2(data: bytes) -> tuple[dict, int]:
-    """The header of a version 2 file as JSON (see the module doc) and the offset of its sections."""
+def _read_binary(data: bytes) -> tuple[dict, int]:
+    """The header of a version 2 or 3 file as JSON (see the module doc) and the offset of its sections."""
+    version = format_version(data)
     reader = Reader(data, len(MAGIC) + 1, MAX_HEADER_BYTES, "truncated .bbc file (header)", "corrupt .bbc header (implausible size)")
     present = _read(reader, "presence bits", Reader.uint)
-    if present >> len(_V2_OPTIONAL):
+    if present >> len(_OPTIONAL[version]):
         raise CorruptDataError(f"corrupt .bbc header (presence bits {present:#x}: unknown fields)")
-    fields = {name: _read(reader, name, codec.read) for name, codec in _v2_fields(present)}
+    fields = {name: _read(reader, name, codec.read) for name, codec in _fields(version, present)}
     table = _read_table(reader)
     end = reader.offset
     if len(data) < end + 4:
@@ -420,7 +454,7 @@ def _read_v2(data: bytes) -> tuple[dict, int]:
 
 
 def _read_table(reader: Reader) -> list:
-    """The section table of a version 2 header, as version 1's: [name, size, crc32] for each section."""
+    """The section table of a binary header, as version 1's: [name, size, crc32] for each section."""
     count = _read(reader, "section count", Reader.uint)
     return [[_read(reader, "section name", _SECTION_NAME.read), _read(reader, "section size", Reader.uint),
              struct.unpack("<I", reader.take(4))[0]] for _ in range(count)]
@@ -434,8 +468,8 @@ def _read(reader: Reader, name: str, read):
         raise CorruptDataError(f"corrupt .bbc header ({name}: {problem})") from None
 
 
-_HEADER_WRITERS = {1: _v1_header, 2: _v2_header}
-_HEADER_READERS = {1: _read_v1, 2: _read_v2}
+_HEADER_WRITERS = {1: _v1_header, 2: functools.partial(_binary_header, 2), 3: functools.partial(_binary_header, 3)}
+_HEADER_READERS = {1: _read_v1, 2: _read_binary, 3: _read_binary}
 
 
 def from_bytes(data: bytes) -> Container:

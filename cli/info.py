@@ -26,7 +26,7 @@ def describe(name: str, data: bytes) -> str:
     rate = (f"{8 * len(data) / header.subpixels:.3f} bits/sub-pixel" if header.subpixels
             else "? bits/sub-pixel")
     model = (text(header.model[:16], 16) if header.model is not None
-             else "-" if header.method == "original" else "?")  # a kept file needs no model
+             else "-" if header.method in ("original", "stored") else "?")  # kept files and raw pixels need none
     line = (f"{name}: {size} {text(header.mode or '?')}, {len(data)} bytes, {rate}, "
             f"method {text(header.method or '?')}, coder {text(header.coder_name or '-')}, model {model}, "
             f"format {container.format_version(data)}, decodes on {text(where_it_decodes(header.to_json()), 240)}")
@@ -35,8 +35,8 @@ def describe(name: str, data: bytes) -> str:
 
 def as_json(name: str, data: bytes, names: dict[str, str]) -> str:
     """One JSON object about a .bbc file (``info --json``): the readable header fields, the file's size,
-    the original file's size and the ratio where known, the model's hash (or its first 16 bytes, in format
-    version 2) and installed name, where it decodes, the format version."""
+    the original file's size and the ratio where known, the model's hash (or its first bytes, in format
+    versions 2 and 3) and installed name, where it decodes, the format version."""
     raw = container.read_header(data)[0]
     header = container.Header.readable(raw)
     original = next((item[1] for item in _sections(raw) if item[0] == container.ORIGINAL), None)

@@ -68,7 +68,7 @@ def rebuilt(data: bytes, header_changes: dict | None = None, section_changes: di
             version: int = container.FORMAT_VERSION) -> bytes:
     """``data`` with header fields or sections replaced, re-wrapped with valid container CRCs, so that
     only the decoder's own checks (pixel checksum, seed, header fields) can notice. Format version 1
-    carries any JSON value; version 2 only values of the types bbcodec writes (ValueError for others)."""
+    carries any JSON value; versions 2 and 3 only values of the types bbcodec writes (ValueError for others)."""
     box = container.from_bytes(data)
     header = {k: v for k, v in box.header.items() if k != "sections"}
     header.update(header_changes or {})
@@ -104,13 +104,13 @@ def test_info_reads_the_header_without_a_model(bits_back_file, model_file):
     data, image = bits_back_file
     header = bbcodec.info(data)  # no model installed and none given: info never decodes
     assert (header["width"], header["height"], header["channels"], header["mode"]) == (32, 32, 3, "RGB")
-    assert header["model"] == model_hash(model_file.read_bytes())[: 2 * container.MODEL_ID_BYTES]
+    assert header["model"] == model_hash(model_file.read_bytes())[: 2 * container.DIGEST_BYTES]
     # auto: exact, even for logistic pixels; the start and the batch size the encoder kept
     assert header["coder"] == {**BITS_BACK_SETTINGS.to_dict(), "coder": "bitswap", "arithmetic": "exact",
                                "start": header["coder"]["start"], "max_batch": header["coder"]["max_batch"]}
     assert header["coder"]["max_batch"] in (BITS_BACK_SETTINGS.max_batch, 1)
     assert header["coder"]["start"] in STARTS
-    assert header["pixel_checksum"] == api.pixel_checksum(image.pixels)
+    assert header["pixel_checksum"] == container.short_digest(api.pixel_checksum(image.pixels))
     assert len(data) < image.pixels.nbytes
 
 
@@ -249,13 +249,14 @@ def test_payload_damage_behind_valid_crcs_is_caught_by_the_decoder(bits_back_fil
             bbcodec.decompress(damaged, model=str(model_file))
 
 
-def test_stored_damage_behind_valid_crcs_fails_the_pixel_checksum(stored_file):
+def test_stored_damage_behind_valid_crcs_fails_the_checksums(stored_file):
+    """Raw pixels are under the image checksum (format version 3) and under a pixel checksum where one is given."""
     data, _ = stored_file
     payload = container.from_bytes(data).sections["payload"]
     with pytest.raises(CorruptDataError, match="checksum"):
         bbcodec.decompress(rebuilt(data, section_changes={"payload": flip_byte(payload, 10)}))
     with pytest.raises(CorruptDataError, match="checksum"):
-        bbcodec.decompress(rebuilt(data, {"pixel_checksum": "0" * 32}))
+        bbcodec.decompress(rebuilt(data, {"pixel_checksum": "0" * 16}))
 
 
 def test_container_damage(bits_back_file, model_file):
@@ -297,18 +298,19 @@ HEADER_DAMAGE = {
 }
 
 
-VERSION_2_CARRIES = {"huge size", "zero width", "channels for another mode", "other tile size",
-                     "seed words too many"}
-"""The damage a version 2 header can carry: the others are values of a type or set it has no code for."""
+BINARY_CARRIES = {"huge size", "zero width", "channels for another mode", "other tile size",
+                  "seed words too many"}
+"""The damage a binary header (format versions 2 and 3) can carry: the others are values of a type or set it has
+no code for."""
 
 
-@pytest.mark.parametrize("version", [1, 2])
+@pytest.mark.parametrize("version", [1, 3])
 @pytest.mark.parametrize("name", HEADER_DAMAGE)
 def test_hostile_headers_raise_corrupt_data_error(bits_back_file, model_file, name, version):
     data, _ = bits_back_file
-    if version == 2 and name not in VERSION_2_CARRIES:
-        with pytest.raises(ValueError, match="format version 2"):
-            rebuilt(data, HEADER_DAMAGE[name], version=2)
+    if version == 3 and name not in BINARY_CARRIES:
+        with pytest.raises(ValueError, match="format version 3"):
+            rebuilt(data, HEADER_DAMAGE[name], version=3)
         return
     with pytest.raises(CorruptDataError):
         bbcodec.decompress(rebuilt(data, HEADER_DAMAGE[name], version=version), model=str(model_file))
@@ -344,7 +346,7 @@ def test_model_not_installed_is_reported_and_installing_it_fixes_that(bits_back_
     with pytest.raises(BBCodecError, match="not installed"):
         bbcodec.decompress(data)
     entry = zoo.add(model_file, "tiny")
-    assert entry.hash[: 2 * container.MODEL_ID_BYTES] == bbcodec.info(data)["model"]
+    assert entry.hash[: 2 * container.DIGEST_BYTES] == bbcodec.info(data)["model"]
     assert_same_image(bbcodec.decompress(data), image)  # found by the hash in the header
     assert_same_image(bbcodec.decompress(data, model="tiny"), image)
     assert [e.name for e in zoo.installed() if not e.shipped] == ["tiny"]

@@ -107,7 +107,7 @@ def bits_back_png(path, seed: int = 0) -> Path:
 def kept_png(path, seed: int = 0) -> Path:
     """A 7x9 PNG of one noise row repeated, which PNG codes smaller than its pixels and no model codes smaller
     than PNG: its .bbc keeps the file byte for byte (a noise PNG this small is now stored raw: its pixels
-    and a format version 2 header take fewer bytes than the PNG and a header)."""
+    and a binary header take fewer bytes than the PNG and a header)."""
     return write_png(path, np.repeat(noise_pixels(1, 7, 3, seed=seed), 9, axis=0))
 
 
@@ -221,8 +221,8 @@ def test_times_and_permissions_follow_the_input(model_file):
 # -- never larger than the file given ------------------------------------------------------------------
 
 KEPT_FILE_HEADER = 64
-"""Most bytes a .bbc that keeps its file adds to it (magic, header, checksums: about 40 in format version 2;
-230 in version 1)."""
+"""Most bytes a .bbc that keeps its file adds to it (magic, header, checksums: 31 in format version 3, about 40
+in version 2, 230 in version 1)."""
 
 
 def synthetic(kind: str, height: int, width: int) -> PILImage.Image:
@@ -615,7 +615,7 @@ def test_info_shows_the_header_without_decoding(model_file):
     bbc_line, stored_line = result.stdout.splitlines()
     size = bbc.stat().st_size
     assert bbc_line == (f"a.png.bbc: 32x32 RGB, {size} bytes, {8 * size / (32 * 32 * 3):.3f} bits/sub-pixel, "
-                        f"method bits-back, coder bitswap, model {digest[:16]}, format 2, decodes on any machine")
+                        f"method bits-back, coder bitswap, model {digest[:16]}, format 3, decodes on any machine")
     assert "7x9 RGB" in stored_line and "method original" in stored_line and "model -" in stored_line
     assert ok("info", "-", input=bbc.read_bytes()).stdout == bbc_line.replace("a.png.bbc", "-") + "\n"
     assert ", format 1, " in ok("info", GOLDEN / "stored-rgb.bbc").stdout  # files of the old format: the same line
@@ -1071,9 +1071,9 @@ def test_info_json(model_file):
     ok("models", "add", "--name", "mine", model_file)
     first, second = (json.loads(line) for line in ok("info", "--json", bbc, stored).stdout.splitlines())
     assert first["file"] == "a.png.bbc" and first["bytes"] == bbc.stat().st_size
-    assert first["model"] == model_hash(model_file.read_bytes())[: 2 * container.MODEL_ID_BYTES]
+    assert first["model"] == model_hash(model_file.read_bytes())[: 2 * container.DIGEST_BYTES]
     assert first["model_name"] == "mine"
-    assert first["format_version"] == second["format_version"] == 2
+    assert first["format_version"] == second["format_version"] == container.FORMAT_VERSION == 3
     assert first["decodes_anywhere"] is True and first["method"] == "bits-back"
     assert first["original_bytes"] is None and first["ratio"] is None
     assert second["method"] == "original" and second["original_bytes"] == Path("s.png").stat().st_size

@@ -1,14 +1,16 @@
 """The typed .bbc header (bbcodec.container.Header): it reads every file made before it and writes the same JSON;
-format version 2 carries every field it has, with the codes it had when it was made."""
+the binary format versions (2 and 3) carry every field it has, with the codes they had when they were made."""
 from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
 
+import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+import bbcodec
 from bbcodec import container, imageio, wire
 from bbcodec.coding import bitsback, chain, image
 from bbcodec.container import Header
@@ -78,9 +80,11 @@ def test_absent_optional_fields_are_written_only_where_bbcodec_always_wrote_them
     assert header.image_matches({})  # no image checksum: nothing to check
 
 
-# -- format version 2 ---------------------------------------------------------------------------------------
+# -- format versions 2 and 3 --------------------------------------------------------------------------------
 
-MODEL_DIGITS = 2 * container.MODEL_ID_BYTES
+BINARY_VERSIONS = (2, 3)
+DIGEST_DIGITS = {2: 2 * container.MODEL_ID_BYTES, 3: 2 * container.DIGEST_BYTES}
+"""Hex digits of the model id and checksums each binary version keeps."""
 UINT32 = st.integers(0, (1 << 32) - 1)
 TEXTS = st.text(max_size=60).filter(lambda text: text.isprintable() and len(text.encode()) <= container.MAX_TEXT)
 
@@ -89,24 +93,26 @@ def hex_digits(count: int):
     return st.text("0123456789abcdef", min_size=count, max_size=count)
 
 
-HEADERS = st.builds(
-    Header, width=UINT32, height=UINT32, channels=UINT32, mode=st.sampled_from(container.MODES),
-    method=st.sampled_from(container.METHODS),
-    source_format=st.none() | st.sampled_from(container.SOURCE_FORMATS) | TEXTS,
-    palette_mode=st.none() | st.sampled_from(container.PALETTE_MODES),
-    model=st.none() | hex_digits(64) | hex_digits(MODEL_DIGITS), pixel_checksum=st.none() | hex_digits(32),
-    image_checksum=st.none() | hex_digits(32),
-    coder=st.none() | st.fixed_dictionaries(
-        {"coder": st.sampled_from(container.CODERS), "tile": UINT32, "max_batch": UINT32},
-        optional={"arithmetic": st.sampled_from(image.ARITHMETIC),  # absent: a file from before the field
-                  "start": st.sampled_from(chain.STARTS)}),
-    grid_bits=st.none() | UINT32, untouched_seed_words=st.none() | UINT32, entropy_coder=st.none() | TEXTS,
-    float_platform=st.none() | TEXTS)
-"""Every header format version 2 can carry: each field absent or any value of what bbcodec writes."""
+def headers(version: int):
+    """Every header this format version can carry: each field absent or any value of what bbcodec writes."""
+    digits = DIGEST_DIGITS[version]
+    return st.builds(
+        Header, width=UINT32, height=UINT32, channels=UINT32, mode=st.sampled_from(container.MODES),
+        method=st.sampled_from(container.METHODS),
+        source_format=st.none() | st.sampled_from(container.SOURCE_FORMATS) | TEXTS,
+        palette_mode=st.none() | st.sampled_from(container.PALETTE_MODES),
+        model=st.none() | hex_digits(64) | hex_digits(digits), pixel_checksum=st.none() | hex_digits(digits),
+        image_checksum=st.none() | hex_digits(digits),
+        coder=st.none() | st.fixed_dictionaries(
+            {"coder": st.sampled_from(container.CODERS), "tile": UINT32, "max_batch": UINT32},
+            optional={"arithmetic": st.sampled_from(image.ARITHMETIC),  # absent: a file from before the field
+                      "start": st.sampled_from(chain.STARTS)}),
+        grid_bits=st.none() | UINT32, untouched_seed_words=st.none() | UINT32,
+        entropy_coder=st.none() | st.sampled_from(container.ENTROPY_CODERS) | TEXTS, float_platform=st.none() | TEXTS)
 
 
-def version_2(header: Header, sections: dict[str, bytes] | None = None) -> bytes:
-    return container.to_bytes(container.Container(header.to_json(), sections or {}), version=2)
+def binary(header: Header, sections: dict[str, bytes] | None = None, version: int = container.FORMAT_VERSION) -> bytes:
+    return container.to_bytes(container.Container(header.to_json(), sections or {}), version=version)
 
 
 def read_back(data: bytes) -> Header:
@@ -114,60 +120,72 @@ def read_back(data: bytes) -> Header:
     return Header.readable({k: v for k, v in raw.items() if k != "sections"})
 
 
-def with_model_id(header: Header) -> Header:
-    """The header as version 2 gives it back: the model named by the first MODEL_ID_BYTES of its hash."""
-    return dataclasses.replace(header, model=header.model and header.model[:MODEL_DIGITS])
+def with_model_id(header: Header, version: int) -> Header:
+    """The header as a binary version gives it back: the model named by the first bytes of its hash."""
+    return dataclasses.replace(header, model=header.model and header.model[:DIGEST_DIGITS[version]])
 
 
-@settings(max_examples=400, deadline=None, derandomize=True, database=None)
-@given(header=HEADERS)
-def test_every_header_round_trips_through_format_version_2(header):
-    data = version_2(header)
-    assert container.format_version(data) == 2
-    assert read_back(data) == with_model_id(header)
-    assert version_2(read_back(data)) == data  # one encoding per header
+@pytest.mark.parametrize("version", BINARY_VERSIONS)
+def test_every_header_round_trips_through_the_binary_versions(version):
+    @settings(max_examples=300, deadline=None, derandomize=True, database=None)
+    @given(header=headers(version))
+    def round_trip(header):
+        data = binary(header, version=version)
+        assert container.format_version(data) == version
+        assert read_back(data) == with_model_id(header, version)
+        assert binary(read_back(data), version=version) == data  # one encoding per header
+
+    round_trip()
 
 
-@pytest.mark.parametrize("path", GOLDEN_FILES, ids=lambda p: p.name)
-def test_every_golden_header_round_trips_through_format_version_2(path):
+@pytest.mark.parametrize("path", [p for p in GOLDEN_FILES if container.format_version(p.read_bytes()) <= 2],
+                         ids=lambda p: p.name)
+def test_every_golden_header_of_version_1_or_2_round_trips_through_format_version_2(path):
     box = container.from_bytes(path.read_bytes())
     header = Header.from_json(box.header)
-    again = container.from_bytes(version_2(header, box.sections))
-    assert Header.from_json(again.header) == with_model_id(header) and again.sections == box.sections
+    again = container.from_bytes(binary(header, box.sections, version=2))
+    assert Header.from_json(again.header) == with_model_id(header, 2) and again.sections == box.sections
     assert again.header["sections"] == box.header["sections"]
 
 
-@settings(max_examples=100, deadline=None, derandomize=True, database=None)
-@given(sections=st.dictionaries(st.sampled_from(container.SECTIONS) | TEXTS.map(lambda key: "meta." + key),
-                                st.binary(max_size=40), max_size=6))
-def test_every_section_table_round_trips_through_format_version_2(sections):
-    header = Header(width=1, height=1, channels=1, mode="L", method="stored")
-    box = container.from_bytes(version_2(header, sections))
-    assert box.sections == sections and list(box.sections) == list(sections)
+@pytest.mark.parametrize("version", BINARY_VERSIONS)
+def test_every_section_table_round_trips_through_the_binary_versions(version):
+    @settings(max_examples=60, deadline=None, derandomize=True, database=None)
+    @given(sections=st.dictionaries(st.sampled_from(container.SECTIONS) | TEXTS.map(lambda key: "meta." + key),
+                                    st.binary(max_size=40), max_size=6))
+    def round_trip(sections):
+        header = Header(width=1, height=1, channels=1, mode="L", method="stored")
+        box = container.from_bytes(binary(header, sections, version))
+        assert box.sections == sections and list(box.sections) == list(sections)
+
+    round_trip()
 
 
-def test_format_version_2_writes_only_what_it_has_a_code_for():
+@pytest.mark.parametrize("version", BINARY_VERSIONS)
+def test_the_binary_versions_write_only_what_they_have_a_code_for(version):
     header = Header(width=1, height=1, channels=3, mode="RGB", method="stored").to_json()
+    digits = DIGEST_DIGITS[version]
     for changes in ({"mode": "HSV"}, {"method": "zip"}, {"width": -1}, {"width": 1 << 32}, {"height": "1"},
-                    {"channels": True}, {"model": "ab" * 8}, {"model": "AB" * 32}, {"pixel_checksum": "0" * 31},
-                    {"image_checksum": "0" * 33}, {"coder": {"coder": "bitswap", "tile": 8}},
+                    {"channels": True}, {"model": "ab" * 4}, {"model": "AB" * 32}, {"pixel_checksum": "0" * (digits - 1)},
+                    {"image_checksum": "0" * (digits + 1)}, {"coder": {"coder": "bitswap", "tile": 8}},
                     {"coder": {"coder": "bitswap", "tile": 8, "max_batch": 1, "arithmetic": "auto"}},
                     {"coder": {"coder": "bitswap", "tile": 8, "max_batch": 1, "x": 1}},
                     {"entropy_coder": "x" * (container.MAX_TEXT + 1)}, {"float_platform": "two\nlines"},
                     {"source_format": 5}, {"palette_mode": "CMYK"}, {"x": 1}):
-        with pytest.raises(ValueError, match="format version 2"):
-            container.to_bytes(container.Container({**header, **changes}), version=2)
-    with pytest.raises(ValueError, match="format version 2"):
-        container.to_bytes(container.Container(header, {"other": b""}), version=2)
+        with pytest.raises(ValueError, match=f"format version {version}"):
+            container.to_bytes(container.Container({**header, **changes}), version=version)
+    with pytest.raises(ValueError, match=f"format version {version}"):
+        container.to_bytes(container.Container(header, {"other": b""}), version=version)
     assert container.to_bytes(container.Container(header, {"other": b""}), version=1)  # any name in version 1
 
 
-def test_format_version_2_has_a_code_for_every_header_field():
-    written = {name for name, _ in container._V2_REQUIRED + container._V2_OPTIONAL}
+@pytest.mark.parametrize("version", BINARY_VERSIONS)
+def test_the_binary_versions_have_a_code_for_every_header_field(version):
+    written = {name for name, _ in container._V2_REQUIRED + container._OPTIONAL[version]}
     assert written == {field.name for field in dataclasses.fields(Header)}
 
 
-def test_the_codes_of_format_version_2_never_change():
+def test_the_codes_of_the_binary_versions_never_change():
     """A file stores a value's index in these tables: they may only grow at the end, and they cover every
     mode, source format, coder, arithmetic and start bbcodec has."""
     assert container.METHODS == ("bits-back", "stored", "original")
@@ -179,6 +197,7 @@ def test_the_codes_of_format_version_2_never_change():
     assert container.ARITHMETICS == ("exact", "float", None)
     assert container.STARTS == ("bits-back", "no-bits-back", None)
     assert container.SECTIONS == ("payload", "stack", "palette", "original")
+    assert container.ENTROPY_CODERS == ("constriction 0.5",)
     assert wire.ESCAPE == 255
     assert set(container.MODES) == set(imageio.CHANNELS)
     assert set(container.SOURCE_FORMATS) >= imageio.INPUT_FORMATS | set(imageio.LOSSLESS_FORMATS)
@@ -187,15 +206,55 @@ def test_the_codes_of_format_version_2_never_change():
     assert set(container.STARTS) == {*chain.STARTS, None}
 
 
-def test_a_source_format_outside_the_table_is_written_as_text():
-    header = Header(width=1, height=1, channels=1, mode="L", method="stored", source_format="XBM")
-    assert read_back(version_2(header)).source_format == "XBM"
+@pytest.mark.parametrize("version", BINARY_VERSIONS)
+def test_a_source_format_or_entropy_coder_outside_the_table_is_written_as_text(version):
+    header = Header(width=1, height=1, channels=1, mode="L", method="stored", source_format="XBM",
+                    entropy_coder="constriction 9.1")
+    assert read_back(binary(header, version=version)) == header
 
 
-def test_a_version_2_file_names_its_model_by_the_first_bytes_of_its_hash():
+@pytest.mark.parametrize("version", BINARY_VERSIONS)
+def test_a_binary_file_names_its_model_by_the_first_bytes_of_its_hash(version):
     digest = "0123456789abcdef" * 4
-    header = read_back(version_2(Header(width=1, height=1, channels=1, mode="L", method="stored", model=digest)))
-    assert header.model == digest[:MODEL_DIGITS]
+    kept = DIGEST_DIGITS[version]
+    header = read_back(binary(Header(width=1, height=1, channels=1, mode="L", method="stored", model=digest),
+                              version=version))
+    assert header.model == digest[:kept]
     assert header.names_model(digest) and not header.names_model("f" + digest[1:])
     assert Header(model=digest).names_model(digest)  # version 1: the whole hash
-    assert not Header(model=digest[:16]).names_model(digest) and not Header().names_model(digest)
+    shortest = 2 * container.DIGEST_BYTES
+    assert Header(model=digest[:shortest]).names_model(digest)
+    assert not Header(model=digest[:shortest - 1]).names_model(digest) and not Header().names_model(digest)
+
+
+def test_checksums_are_compared_by_the_digits_a_file_keeps():
+    digest = "fedcba9876543210" * 2
+    assert container.digest_matches(digest, digest) and container.digest_matches(container.short_digest(digest), digest)
+    assert not container.digest_matches(digest[:-1] + "1", digest)
+    assert not container.digest_matches(digest[:2 * container.DIGEST_BYTES - 1], digest)  # too short to trust
+    assert not container.digest_matches(None, digest)
+
+
+def test_a_stored_header_needs_a_checksum_and_bits_back_a_pixel_checksum():
+    stored = Header(width=1, height=1, channels=3, mode="RGB", method="stored")
+    with pytest.raises(CorruptDataError, match="pixel_checksum"):
+        Header.from_json(stored.to_json())
+    assert Header.from_json(dataclasses.replace(stored, image_checksum="0" * 16).to_json())
+    bits_back = Header.from_json(raw_header(GOLDEN / "rgb-bitswap-exact.bbc"))
+    with pytest.raises(CorruptDataError, match="pixel_checksum"):
+        Header.from_json({**bits_back.to_json(), "pixel_checksum": None})
+
+
+def test_the_image_checksum_covers_raw_pixels_where_there_is_no_pixel_checksum():
+    header = Header(width=1, height=1, channels=1, mode="L", method="stored")
+    sections = {"payload": b"x"}
+    signed = header.with_image_checksum(sections)
+    assert signed.image_matches(sections) and not signed.image_matches({"payload": b"y"})
+    with_pixels = dataclasses.replace(header, pixel_checksum="0" * 16).with_image_checksum(sections)
+    assert with_pixels.image_matches({"payload": b"y"})  # a pixel checksum checks those
+
+
+def test_small_files_of_version_3():
+    """Issue 20: a 1x1 image in at most 40 bytes."""
+    pixels = imageio.Image(pixels=np.array([[[10, 20, 30]]], np.uint8), mode="RGB")
+    assert len(bbcodec.compress(pixels)) <= 40

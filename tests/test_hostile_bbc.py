@@ -63,20 +63,20 @@ def user_models(tmp_path, monkeypatch, model_file) -> Path:
 
 @pytest.fixture(scope="module")
 def base_files(model_file) -> dict[str, bytes]:
-    """name -> .bbc bytes: two files made here with the tiny model, as bbcodec writes them (format version 2,
-    ``-v2``) and as it wrote them before (version 1), and the golden files this machine decodes (a
+    """name -> .bbc bytes: two files made here with the tiny model, as bbcodec writes them (format version 3,
+    ``-v3``) and as it wrote them before (version 1), and the golden files this machine decodes (a
     float-arithmetic golden file from another kind of machine is no valid base here: ``fixtures.golden``)."""
     bits_back = bbcodec.compress(imageio.Image(binary_pixels(32, 32, 3, seed=21), "RGB"), model=str(model_file),
                                  settings=BITS_BACK_SETTINGS)
     stored = bbcodec.compress(imageio.Image(noise_pixels(9, 7, 3, seed=22), "RGB", format="PNG",
                                             metadata={"text": b'{"a":"b"}'}), model=str(model_file))
     assert api.info(bits_back)["method"] == "bits-back" and api.info(stored)["method"] == "stored"
-    assert container.format_version(bits_back) == container.format_version(stored) == 2
+    assert container.format_version(bits_back) == container.format_version(stored) == container.FORMAT_VERSION == 3
     digest = model_hash(model_file.read_bytes())
     files = {"made-bits-back.bbc": as_version_1(bits_back, digest), "made-stored.bbc": as_version_1(stored, digest)}
     golden = {path.name: path.read_bytes() for path in sorted(GOLDEN.glob("*.bbc"))}
     files.update({name: data for name, data in golden.items() if must_decode_here(api.info(data))})
-    files.update({"made-bits-back-v2.bbc": bits_back, "made-stored-v2.bbc": stored})
+    files.update({"made-bits-back-v3.bbc": bits_back, "made-stored-v3.bbc": stored})
     return files
 
 
@@ -117,7 +117,7 @@ def assert_refused(data: bytes, *fragments: str, label: str = "") -> str:
 
 def resigned(data: bytes, header_changes=None, section_changes=None, drop=(), version=None) -> bytes:
     """``data`` edited and re-signed, in its own format version unless ``version`` says: version 1 carries any
-    JSON value, version 2 only what bbcodec writes (ValueError for the rest)."""
+    JSON value, versions 2 and 3 only what bbcodec writes (ValueError for the rest)."""
     box = container.from_bytes(data)
     header = {k: v for k, v in box.header.items() if k != "sections"}
     header.update(header_changes or {})
@@ -154,7 +154,7 @@ def raw_damage(data: bytes, rng: np.random.Generator) -> dict[str, bytes]:
         "magic-png": b"\x89PNG" + data[4:],
         "magic-zeros": b"\0\0\0\0" + data[4:],
         **{f"version-{version}": data[:4] + bytes([version]) + data[5:]
-           for version in (0, 1, 2, 3, 255) if version != container.format_version(data)},
+           for version in (0, 1, 2, 3, 4, 255) if version != container.format_version(data)},
         "header-size-huge": data[:5] + (0xFFFFFFFF).to_bytes(4, "little") + data[9:],
         "header-size-zero": data[:5] + bytes(4) + data[9:],
         "header-size-one-more": data[:5] + (offset - 12).to_bytes(4, "little") + data[9:],
@@ -169,14 +169,14 @@ def raw_damage(data: bytes, rng: np.random.Generator) -> dict[str, bytes]:
 
 def resigned_damage(data: bytes, other_model_hash: str) -> dict[str, bytes]:
     """Header and section edits with every CRC recomputed: only the parser and decoder can see them. A file
-    of format version 2 gets those that version 2 can carry; the JSON-level ones are version 1 files."""
+    of a binary format version gets those that it can carry; the JSON-level ones are version 1 files."""
     header = container.from_bytes(data).header
     payload = container.from_bytes(data).sections["payload"]
 
     def edited(*edit, **edits) -> bytes | None:
         try:
             return resigned(data, *edit, **edits)
-        except ValueError:  # a value that format version 2 has no code for
+        except ValueError:  # a value that a binary format version has no code for
             return None
 
     cases = {
@@ -196,7 +196,7 @@ def resigned_damage(data: bytes, other_model_hash: str) -> dict[str, bytes]:
         "mode-palette-without-palette": edited({"mode": "P", "channels": 1}),
         "method-unknown": edited({"method": "zstd"}),
         "method-missing": edited({"method": None}),
-        "checksum-wrong": edited({"pixel_checksum": "0" * 32}),
+        "checksum-wrong": edited({"pixel_checksum": "0" * len(header.get("pixel_checksum") or "0" * 16)}),
         "checksum-missing": edited({"pixel_checksum": None}),
         "model-other": edited({"model": other_model_hash}),
         "model-unknown": edited({"model": "ab" * 32}),
@@ -262,7 +262,7 @@ def corpus(base_files, other_model_hash) -> dict[str, bytes]:
         for case, blob in raw_damage(data, rng).items():
             cases[f"{name}/{case}"] = blob
     for name in ("made-bits-back.bbc", "made-stored.bbc", "rgba-bbans-exact.bbc", "palette-alphas-exact.bbc",
-                 "made-bits-back-v2.bbc", "made-stored-v2.bbc"):
+                 "made-bits-back-v3.bbc", "made-stored-v3.bbc"):
         for case, blob in resigned_damage(base_files[name], other_model_hash).items():
             cases[f"{name}/{case}"] = blob
     return cases
@@ -275,9 +275,11 @@ def hostile(base_files, other_model_file) -> dict[str, bytes]:
 
 # -- through the API -------------------------------------------------------------------------------------
 
-# Stored files need no model: a changed model name leaves them valid, and they must still decode exactly.
+# Stored files need no model, and since format version 3 carry no pixel checksum (their image checksum covers the
+# pixels): a changed model name or a removed pixel checksum leaves them valid, and they must still decode exactly.
 STILL_VALID = {"made-stored.bbc/model-other", "made-stored.bbc/model-unknown", "made-stored.bbc/model-empty",
-               "made-stored-v2.bbc/model-other", "made-stored-v2.bbc/model-unknown",
+               "made-stored-v3.bbc/model-other", "made-stored-v3.bbc/model-unknown",
+               "made-stored.bbc/checksum-missing", "made-stored-v3.bbc/checksum-missing",
                "palette-alphas-exact.bbc/mode-palette-without-palette"}  # it is a palette image
 
 
@@ -319,7 +321,7 @@ def test_damage_is_corrupt_data_error(hostile):
     ("cut-at-0", "not a .bbc file"),
     ("empty", "not a .bbc file"),
     ("magic-png", "bad magic"),
-    ("version-3", "version 3"),
+    ("version-4", "version 4"),
     ("header-size-huge", "implausible size"),
     ("lying-100000x100000", "network passes"),
     ("lying-1x100000000", "network passes"),
@@ -345,7 +347,7 @@ def test_messages_say_what_is_wrong(hostile, case, fragment):
 @pytest.mark.parametrize("case, fragment", [
     ("cut-at-0", "not a .bbc file"),
     ("cut-at-9", "truncated .bbc file (header)"),
-    ("version-3", "version 3"),
+    ("version-4", "version 4"),
     ("trailing-byte", "trailing bytes"),
     ("lying-100000x100000", "network passes"),
     ("lying-1x100000000", "network passes"),
@@ -361,10 +363,10 @@ def test_messages_say_what_is_wrong(hostile, case, fragment):
     ("entropy-coder-other", "constriction 9.9"),
     ("payload-missing", "payload"),
 ])
-def test_messages_say_what_is_wrong_in_format_version_2(hostile, case, fragment):
-    """The damage and the lies a version 2 header can carry get the messages they get in version 1: the work
+def test_messages_say_what_is_wrong_in_format_version_3(hostile, case, fragment):
+    """The damage and the lies a version 3 header can carry get the messages they get in version 1: the work
     limits and the decoder's checks work on the header's fields, whatever the version."""
-    assert_refused(hostile[f"made-bits-back-v2.bbc/{case}"], fragment)
+    assert_refused(hostile[f"made-bits-back-v3.bbc/{case}"], fragment)
 
 
 def test_a_file_from_another_model(base_files, other_model_file):
@@ -551,11 +553,11 @@ def test_a_hostile_version_2_header_is_corrupt_data_with_one_line(case):
     assert fragment in message and "\n" not in message and len(message) < 200, message
 
 
-def test_every_cut_and_bit_flip_of_a_small_version_2_file_is_corrupt_data(base_files, model_file):
+def test_every_cut_and_bit_flip_of_a_small_version_3_file_is_corrupt_data(base_files, model_file):
     """Every truncation and every single-bit flip of a 1x1 stored file, and of a bits-back file's header:
     CorruptDataError in one line, nothing else, and nothing decoded (every byte is under a CRC)."""
     tiny = bbcodec.compress(imageio.Image(noise_pixels(1, 1, 3, seed=23), "RGB", format="PNG"), model=str(model_file))
-    bits_back = base_files["made-bits-back-v2.bbc"]
+    bits_back = base_files["made-bits-back-v3.bbc"]
     for data, end in ((tiny, len(tiny)), (bits_back, container.read_header(bits_back)[1])):
         damaged = [data[:cut] for cut in range(end)] + [flip(data, index, bit) for index in range(end)
                                                        for bit in range(8)]
@@ -573,8 +575,8 @@ CLI_CASES = ["made-bits-back.bbc/" + case for case in (
     "deep-json-header", "megabyte-method", "payload-junk", "payload-zero-top-word", "metadata-deep-json",
     "metadata-gamma-infinite", "source-format-int", "section-size-lies", "seed-words-huge")] + [
     "made-stored.bbc/lying-8192x8192-rgba", "made-stored.bbc/checksum-wrong", "rgba-bbans-exact.bbc/coder-tile-float",
-    "palette-alphas-exact.bbc/palette-junk", "made-bits-back-v2.bbc/cut-at-9", "made-bits-back-v2.bbc/flip-header-",
-    "made-bits-back-v2.bbc/lying-100000x100000", "made-stored-v2.bbc/checksum-wrong"]
+    "palette-alphas-exact.bbc/palette-junk", "made-bits-back-v3.bbc/cut-at-9", "made-bits-back-v3.bbc/flip-header-",
+    "made-bits-back-v3.bbc/lying-100000x100000", "made-stored-v3.bbc/checksum-wrong"]
 MEMORY_LIMIT = 3 << 30
 
 
@@ -645,10 +647,16 @@ def test_a_forged_image_description_is_caught(described_file, change):
 
 
 def test_files_without_the_image_checksum_keep_their_pixel_check(described_file):
-    """Files written before the image checksum existed decode as before (the golden files are such files)."""
+    """Files written before the image checksum existed decode as before (the golden files are such files);
+    raw pixels without either checksum (format version 3 writes only the image checksum for them) are refused."""
     box = container.from_bytes(described_file)
     header = {k: v for k, v in box.header.items() if k not in ("sections", "image_checksum")}
-    old = container.to_bytes(container.Container(header, box.sections))
+    assert header["method"] == "stored" and "pixel_checksum" not in header
+    with pytest.raises(CorruptDataError, match="pixel_checksum"):
+        bbcodec.decompress(container.to_bytes(container.Container(header, box.sections)))
+    pixels = bbcodec.decompress(described_file).pixels
+    old = container.to_bytes(container.Container({**header, "pixel_checksum": api.pixel_checksum(pixels)},
+                                                 box.sections), version=2)
     assert bbcodec.decompress(old).mode == "RGBA"
     assert all("image_checksum" not in api.info(path.read_bytes()) for path in GOLDEN.glob("*.bbc"))
 

@@ -6,8 +6,9 @@ long as files made with it may exist; a new default is added beside the old one
 Golden files are ``HASH.bbc`` and ``HASH-exact.bbc`` (the first 12 hex digits
 of the model hash); every shipped model has at least one in exact arithmetic,
 which decodes on every machine; float files are checked where they were made
-(``fixtures.golden``). The golden files of format version 2 (``tests/golden/v2``, one per coding method and per start of a
-chain, made with the shipped models: ``make_v2_golden.py`` there) find their model by the id they carry.
+(``fixtures.golden``). The golden files of the binary format versions (``tests/golden/v2``, ``v3``: one per coding
+method and per start of a chain, made with the shipped models by ``tests/golden/make_binary_golden.py``) find their
+model by the id they carry.
 """
 from __future__ import annotations
 
@@ -25,8 +26,9 @@ from bbcodec.coding.image import CoderSettings, decode_image, encode_image
 from fixtures.golden import check_golden
 
 GOLDEN = Path(__file__).resolve().parent / "golden" / "zoo"
-V2_GOLDEN = Path(__file__).resolve().parent / "golden" / "v2"
-V2_MANIFEST = json.loads((V2_GOLDEN / "golden.json").read_text())
+BINARY_VERSIONS = (2, 3)
+BINARY_GOLDEN = {version: Path(__file__).resolve().parent / "golden" / f"v{version}" for version in BINARY_VERSIONS}
+BINARY_MANIFESTS = {version: json.loads((folder / "golden.json").read_text()) for version, folder in BINARY_GOLDEN.items()}
 SHIPPED = [entry for entry in zoo.installed() if entry.shipped]
 
 
@@ -55,28 +57,35 @@ def test_every_golden_file_decodes_with_its_shipped_model(golden):
     check_golden(golden.read_bytes(), np.load(golden.with_suffix(".npy")))
 
 
-@pytest.mark.parametrize("name", sorted(V2_MANIFEST["files"]))
-def test_every_format_version_2_golden_file_decodes_exactly(name):
+@pytest.mark.parametrize("version, name", [(version, name) for version, manifest in BINARY_MANIFESTS.items()
+                                           for name in sorted(manifest["files"])])
+def test_every_binary_format_golden_file_decodes_exactly(version, name):
     """One file per method, made with the default model: each decodes, bit for bit, on every machine, its model
-    found by the model id it carries alone. If this fails, the change broke format version 2: fix the change."""
-    expected = V2_MANIFEST["files"][name]
-    data = (V2_GOLDEN / name).read_bytes()
+    found by the model id it carries alone. If this fails, the change broke that format version: fix the change."""
+    expected = BINARY_MANIFESTS[version]["files"][name]
+    data = (BINARY_GOLDEN[version] / name).read_bytes()
     header = container.Header.readable(bbcodec.info(data))
-    assert container.format_version(data) == 2 and header.method == expected["method"]
+    assert container.format_version(data) == version and header.method == expected["method"]
     if expected["model_hash"]:
         assert header.names_model(expected["model_hash"])
         assert expected["model_hash"] in {entry.hash for entry in SHIPPED}, "no model whose files exist may leave"
-    image = check_golden(data, np.load(V2_GOLDEN / expected["pixels"]))
+    image = check_golden(data, np.load(BINARY_GOLDEN[version] / expected["pixels"]))
     assert image.mode == expected["mode"]
     assert {k: v.hex() for k, v in image.metadata.items()} == expected["metadata"]
     assert (hashlib.sha256(image.original).hexdigest() if image.original else None) == expected["original_sha256"]
 
 
-def test_there_is_a_format_version_2_golden_file_of_every_method_and_start():
-    assert {entry["method"] for entry in V2_MANIFEST["files"].values()} == set(container.METHODS)
-    starts = {container.from_bytes((V2_GOLDEN / name).read_bytes()).header.get("coder", {}).get("start")
-              for name in V2_MANIFEST["files"]}
+@pytest.mark.parametrize("version", BINARY_VERSIONS)
+def test_there_is_a_binary_format_golden_file_of_every_method_and_start(version):
+    manifest, folder = BINARY_MANIFESTS[version], BINARY_GOLDEN[version]
+    assert {entry["method"] for entry in manifest["files"].values()} == set(container.METHODS)
+    starts = {container.from_bytes((folder / name).read_bytes()).header.get("coder", {}).get("start")
+              for name in manifest["files"]}
     assert set(STARTS) <= starts
+
+
+def test_the_format_version_bbcodec_writes_has_golden_files():
+    assert container.FORMAT_VERSION in BINARY_VERSIONS
 
 
 @pytest.mark.parametrize("entry", SHIPPED, ids=[entry.name for entry in SHIPPED])

@@ -21,7 +21,7 @@ their platform; their ``*-exact.bbc`` twins decode everywhere.
 The model file is kept if it exists (deleting it would change every file's model hash).
 
 The files here are of format version 1, which bbcodec wrote until issue 20, and every case of ``CASES``
-has its file: add new cases to ``v2/make_v2_golden.py`` (format version 2) instead.
+has its file: add new cases to ``make_binary_golden.py`` (the format version bbcodec writes) instead.
 """
 from __future__ import annotations
 

@@ -1,13 +1,15 @@
-"""Add the golden files of .bbc format version 2. Read this before running it.
+"""Add the golden files of the .bbc format version bbcodec writes (``tests/golden/vN``). Read this before running it.
 
-    python tests/golden/v2/make_v2_golden.py        # from the repository root
+    python tests/golden/make_binary_golden.py        # from the repository root
 
-Format version 2 (issue 20: a binary header) must stay decodable for as long as
-files of it may exist. ``tests/test_zoo.py`` decodes every file of ``golden.json``
-here with the installed models, found by the model id the file carries alone
-(the first 16 bytes of the model's hash), and compares the pixels exactly with
-the ``*.npy`` files (and a kept file's bytes with their SHA-256). There is one
-file per coding method, and one per way of starting a chain:
+The binary format versions (2 and 3, issue 20) must stay decodable for as long as
+files of them may exist. ``tests/test_zoo.py`` decodes every file of each
+``vN/golden.json`` with the installed models, found by the model id the file
+carries alone (the first bytes of the model's hash), and compares the pixels
+exactly with the ``*.npy`` files (and a kept file's bytes with their SHA-256).
+Each version has one file per coding method, and one per way of starting a
+chain. Version 2's files (``v2``; this script wrote them while bbcodec wrote
+version 2, and no longer can):
 
 * ``bits-back.bbc``: a 32x32 crop of ``data/chelsea.png``, exact arithmetic
   (decodes on every machine), with its stack checkpoints;
@@ -31,6 +33,15 @@ Each file was made with the ``default`` of its day (``golden.json`` names its
 model by hash; the files before ``copied-polyphase.bbc`` with what is now
 ``default-v2``).
 
+Version 3's (``v3``; made with the default of 2026-12-07, ``copied.bbc`` with
+``default-v2``, the Markov model, and ``no-bits-back.bbc`` with ``mnist``): the same cases, where ``bits-back.bbc`` and ``no-bits-back.bbc`` are single batches without
+stack checkpoints and ``stored.bbc`` (256 palette entries) has no pixel
+checksum (its image checksum covers the pixels), and
+
+* ``stored-1x1.bbc``: one RGB pixel stored raw, 33 bytes (an image without a source format);
+* ``batches.bbc``: a 64x192 crop of ``data/chelsea.png`` in 32-pixel tiles,
+  several batches, with stack checkpoints.
+
 The script writes only the files that do not exist yet and never replaces one:
 a failing test means that a change broke the decoding of existing files; fix
 the change instead.
@@ -51,7 +62,7 @@ from bbcodec import container, imageio, zoo
 from bbcodec.coding import calibration
 from bbcodec.coding.image import CoderSettings
 
-HERE = Path(__file__).resolve().parent
+HERE = Path(__file__).resolve().parent / f"v{container.FORMAT_VERSION}"
 ROOT = HERE.parents[2]
 MODEL = zoo.DEFAULT_MODEL
 
@@ -63,12 +74,13 @@ def chelsea(height: int, width: int) -> np.ndarray:
 
 
 def palette_png() -> bytes:
-    """A 12x10 PNG of noise in a 16-entry palette, one entry transparent, with a text chunk."""
+    """A 12x10 PNG of noise in a 256-entry palette (version 2's file: 16 entries, which a version 3 header makes
+    worth coding), one entry transparent, with a text chunk."""
     rng = np.random.default_rng(20)
-    image = Image.fromarray(rng.integers(0, 16, (10, 12), dtype=np.uint8), "P")
-    image.putpalette(rng.integers(0, 256, 48, dtype=np.uint8).tobytes())
+    image = Image.fromarray(rng.integers(0, 256, (10, 12), dtype=np.uint8), "P")
+    image.putpalette(rng.integers(0, 256, 768, dtype=np.uint8).tobytes())
     text = PngImagePlugin.PngInfo()
-    text.add_text("Comment", "format version 2")
+    text.add_text("Comment", f"format version {container.FORMAT_VERSION}")
     out = io.BytesIO()
     image.save(out, "PNG", pnginfo=text, transparency=3)
     return out.getvalue()
@@ -99,6 +111,10 @@ def drawing() -> np.ndarray:
     return np.asarray(image).copy()
 
 
+def has_checkpoints(header: dict) -> bool:
+    return any(name == container.CHECKPOINTS for name, *_ in header["sections"])
+
+
 def calibrated(header: dict) -> bool:
     return "pixel_calibration" in header
 
@@ -117,14 +133,19 @@ CASES = {  # name -> (what compress is given, the method its .bbc must have, the
     "no-bits-back.bbc": (imageio.Image(digit(), "L", format="PNG"), "bits-back", "mnist",
                          CoderSettings(arithmetic="exact", start="no-bits-back"), None),
     "calibrated.bbc": (imageio.Image(chelsea(64, 64), "RGB", format="PNG"), "bits-back", MODEL, EXACT, calibrated),
-    "copied.bbc": (imageio.Image(drawing(), "RGB"), "bits-back", MODEL, EXACT, copied),
+    "copied.bbc": (imageio.Image(drawing(), "RGB"), "bits-back", "default-v2", EXACT, copied),
     "copied-polyphase.bbc": (imageio.Image(drawing(), "RGB"), "bits-back", MODEL, EXACT, copied),
+    "stored-1x1.bbc": (imageio.Image(np.array([[[10, 20, 30]]], np.uint8), "RGB"), "stored", MODEL, EXACT, None),
+    "batches.bbc": (imageio.Image(chelsea(64, 192), "RGB", format="PNG"), "bits-back", MODEL,
+                    CoderSettings(arithmetic="exact", tile=32), has_checkpoints),
 }
 
 
 def main() -> int:
     manifest_path = HERE / "golden.json"
-    manifest = json.loads(manifest_path.read_text()) if manifest_path.exists() else {"format_version": 2,
+    version = container.FORMAT_VERSION
+    HERE.mkdir(exist_ok=True)
+    manifest = json.loads(manifest_path.read_text()) if manifest_path.exists() else {"format_version": version,
                                                                                       "files": {}}
     for name, (source, method, model, settings, check) in CASES.items():
         if (HERE / name).exists():
@@ -137,8 +158,8 @@ def main() -> int:
         if check and not check(header):
             print(f"{name}: its header fails {check.__name__}; nothing written", file=sys.stderr)
             return 1
-        if container.format_version(data) != 2 or header["method"] != method:
-            print(f"{name}: format {container.format_version(data)}, method {header['method']}, expected 2 and "
+        if container.format_version(data) != version or header["method"] != method:
+            print(f"{name}: format {container.format_version(data)}, method {header['method']}, expected {version} and "
                   f"{method}; nothing written", file=sys.stderr)
             return 1
         image = bbcodec.decompress(data)
