@@ -33,13 +33,15 @@ from bbcodec.portability import decode_hint, float_platform
 
 PIXEL_METADATA = {"transparency"}
 SINGLE_BATCH_SHARE = 0.02
-"""Where the initial bits are more than this share of a bits-back payload, the image is coded again in batches of
-one tile and the smaller code kept (the header's ``max_batch``). Tile batches double (1, 2, 4, ...) so that large
-images code fast, and each batch's bits-back pops are paid by what the batches before it pushed; where the pixels
-cost little next to the latents' posterior entropy (drawings, screens, small images), a batch twice the size of
-the last pops more than the last pushed, and the difference comes from the seed as initial bits
-(``waterloo/horiz.png`` with a two-level polyphase model: 17,891 bytes, 4,973 in batches of one). In batches of one
-each pop is paid by the push just before it."""
+"""Where the initial bits are more than this share of a bits-back payload (or the chain started without bits back),
+the image is coded again in batches of one tile and without bits back throughout, and the smallest code kept (the
+header's ``max_batch`` and ``start``). Tile batches double (1, 2, 4, ...) so that large images code fast, and each
+batch's bits-back pops are paid by what the batches before it pushed; where the pixels cost little next to the
+latents' posterior entropy (drawings, screens, small images), a batch twice the size of the last pops more than the
+last pushed, and the difference comes from the seed as initial bits (``waterloo/horiz.png`` with a two-level
+polyphase model: 17,891 bytes, 4,973 in batches of one). In batches of one each pop is paid by the push just before
+it; without bits back nothing is popped, and where the latents' KL outweighs what they tell the pixels that is
+smaller still (``waterloo/circles.png`` with the default of 2026-12-07: 0.48 -> 0.08 bits per sub-pixel)."""
 
 
 def pixel_checksum(pixels: np.ndarray) -> str:
@@ -105,10 +107,7 @@ def _image_header(image: imageio.Image, **fields) -> Header:
 
 def _kept_file(image: imageio.Image, original: bytes) -> bytes:
     """A .bbc that keeps the image's file byte for byte."""
-    header = _image_header(image, method="original")
-    sections = {container.ORIGINAL: original}
-    header = header.with_image_checksum(sections)
-    return container.to_bytes(container.Container(header.to_json(), sections))
+    return _file(_image_header(image, method="original"), {container.ORIGINAL: original})
 
 
 def _coded_file(image: imageio.Image, model: str, settings: CoderSettings, strip_metadata: bool, device: str,
@@ -124,42 +123,46 @@ def _coded_file(image: imageio.Image, model: str, settings: CoderSettings, strip
     if calibrate and not settings.calibration:
         settings = replace(settings, calibration=calibration.choose(net, pixels, settings.tile))
     encoded, settings = _encoded(net, pixels, settings, progress)
-    header = _image_header(image, method="stored")  # its image checksum covers the pixels
-    sections = {}
-    if encoded.stored_bits // 8 < pixels.nbytes:
-        header = replace(header, method="bits-back", model=digest, pixel_checksum=short_digest(pixel_checksum(pixels)),
-                         coder=replace(settings, start=encoded.start).to_dict(),
-                         grid_bits=net.config.grid_bits,
-                         untouched_seed_words=encoded.untouched_seed_words, entropy_coder=ENTROPY_CODER,
-                         # only this kind of machine is sure to reproduce float probabilities
-                         float_platform=float_platform(device) if settings.arithmetic == "float" else None,
-                         pixel_calibration=list(settings.calibration) or None)
-        sections["payload"] = encoded.payload.astype("<u4").tobytes()
-        if len(encoded.stack_words) > 1:  # one batch is one of the decoder's free passes
-            sections[container.CHECKPOINTS] = np.asarray(encoded.stack_words, dtype="<u4").tobytes()
-    else:
-        sections["payload"] = pixels.tobytes()
+    described = {}  # what both kinds of file carry besides the pixels
     if image.palette is not None:
-        sections["palette"] = image.palette
+        described["palette"] = image.palette
     # Transparency decides which pixels are visible: it is part of the image, kept even when stripping.
     kept = {k: v for k, v in image.metadata.items() if not strip_metadata or k in PIXEL_METADATA}
-    sections.update({META_PREFIX + key: value for key, value in kept.items()})
-    header = header.with_image_checksum(sections)
+    described.update({META_PREFIX + key: value for key, value in kept.items()})
+    coded_header = _image_header(image, method="bits-back", model=digest,
+                                 pixel_checksum=short_digest(pixel_checksum(pixels)),
+                                 coder=replace(settings, start=encoded.start).to_dict(), grid_bits=net.config.grid_bits,
+                                 untouched_seed_words=encoded.untouched_seed_words, entropy_coder=ENTROPY_CODER,
+                                 # only this kind of machine is sure to reproduce float probabilities
+                                 float_platform=float_platform(device) if settings.arithmetic == "float" else None,
+                                 pixel_calibration=list(settings.calibration) or None)
+    coded = {"payload": encoded.payload.astype("<u4").tobytes()}
+    if len(encoded.stack_words) > 1:  # one batch is one of the decoder's free passes
+        coded[container.CHECKPOINTS] = np.asarray(encoded.stack_words, dtype="<u4").tobytes()
+    files = [_file(coded_header, {**coded, **described}),
+             _file(_image_header(image, method="stored"), {"payload": pixels.tobytes(), **described})]
     accounting = {"payload_bits": encoded.stored_bits, "net_bits": encoded.net_bits,
                   "initial_bits": encoded.initial_bits}
-    return container.to_bytes(container.Container(header.to_json(), sections)), accounting
+    return min(files, key=len), accounting  # the code, unless the raw pixels (checked by the image checksum) are smaller
+
+
+def _file(header: Header, sections: dict[str, bytes]) -> bytes:
+    """The .bbc bytes of a header and its sections, the image checksum added."""
+    return container.to_bytes(container.Container(header.with_image_checksum(sections).to_json(), sections))
 
 
 def _encoded(net, pixels: np.ndarray, settings: CoderSettings, progress) -> tuple[EncodedChain, CoderSettings]:
-    """The image's bits-back chain and the settings that made it: as ``settings`` ask, or in batches of one tile
-    where that is smaller (:data:`SINGLE_BATCH_SHARE`)."""
+    """The image's chain and the settings that made it: as ``settings`` ask or, where the latents cost more than
+    they return (:data:`SINGLE_BATCH_SHARE`), the smallest of that, batches of one tile and (with ``start`` auto)
+    no bits back throughout."""
     encoded = encode_image(net, pixels, settings, progress)
-    if settings.max_batch > 1 and encoded.initial_bits > SINGLE_BATCH_SHARE * encoded.stored_bits:
-        single = replace(settings, max_batch=1)
-        again = encode_image(net, pixels, single)
-        if again.stored_bits < encoded.stored_bits:
-            return again, single
-    return encoded, settings
+    thrifty = encoded.initial_bits <= SINGLE_BATCH_SHARE * encoded.stored_bits and encoded.start == "bits-back"
+    if thrifty or len(encoded.stack_words) == 1:  # one batch: its start was chosen both ways already
+        return encoded, settings
+    others = ([replace(settings, max_batch=1)] if settings.max_batch > 1 else []) + (
+        [replace(settings, start="no-bits-back-throughout")] if settings.start == "auto" else [])
+    tries = [(encoded, settings)] + [(encode_image(net, pixels, other), other) for other in others]
+    return min(tries, key=lambda tried: tried[0].stored_bits)
 
 
 def _bbc_bytes(source) -> bytes:

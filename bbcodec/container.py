@@ -380,7 +380,7 @@ SOURCE_FORMATS = ("PNG", "JPEG", "MPO", "GIF", "BMP", "DIB", "TIFF", "WEBP", "PP
 PALETTE_MODES = ("RGB", "RGBA")
 CODERS = ("bitswap", "bbans", "topdown")
 ARITHMETICS = ("exact", "float", None)  # None: a file from before the field (float)
-STARTS = ("bits-back", "no-bits-back", None)  # None: a file from before the field (bits back)
+STARTS = ("bits-back", "no-bits-back", None, "no-bits-back-throughout")  # None: from before the field (bits back)
 SECTIONS = ("payload", CHECKPOINTS, "palette", ORIGINAL)
 ENTROPY_CODERS = ("constriction 0.5",)  # version 3 only; version 2 writes the text
 """With :data:`METHODS`, the closed sets that the binary versions write as one byte, a value's index: they only ever

@@ -195,7 +195,7 @@ def test_the_codes_of_the_binary_versions_never_change():
     assert container.PALETTE_MODES == ("RGB", "RGBA")
     assert container.CODERS == ("bitswap", "bbans", "topdown")
     assert container.ARITHMETICS == ("exact", "float", None)
-    assert container.STARTS == ("bits-back", "no-bits-back", None)
+    assert container.STARTS == ("bits-back", "no-bits-back", None, "no-bits-back-throughout")
     assert container.SECTIONS == ("payload", "stack", "palette", "original")
     assert container.ENTROPY_CODERS == ("constriction 0.5",)
     assert wire.ESCAPE == 255

@@ -20,6 +20,13 @@ more than it saved: the second batch of a chain started without bits back
 may dip into the seed (three photos, 128- and 256-pixel tiles,
 bench/README.md), which the second batch shows.
 
+Every batch may be coded so (``start="no-bits-back-throughout"``): the model
+then codes the pixels alone, its latents fixed at the prior's modes. Where the
+latents cost more than they save (drawings, screens: their KL outweighs what
+they tell the pixels, and their pops outrun the pushes), that is the smaller
+code; the encoder tries it where the bits-back chain shows it
+(``bbcodec.api``).
+
 Accounting (all in bits):
 
 * ``stored``  = payload actually written,
@@ -78,13 +85,16 @@ def _seed_length(steps) -> int:
     return max(seed_length(model, tuple(getattr(batch, "shape", batch))) for model, batch in steps)
 
 
-STARTS = ("bits-back", "no-bits-back")
-"""How the first batch of a chain is coded: like the others, or without bits back (see the module doc)."""
+STARTS = ("bits-back", "no-bits-back", "no-bits-back-throughout")
+"""Which batches of a chain are coded without bits back (see the module doc): none, the first, or all."""
+FIRST_BATCH_STARTS = STARTS[:2]
+"""The two ways of starting a chain that ``start="auto"`` chooses between."""
 
 
 def _coder_pair(coder: str, start: str, index: int):
     """The (encode, decode) pair for the batch at ``index`` of a chain."""
-    return NO_BITS_BACK[coder] if index == 0 and start == "no-bits-back" else CODERS[coder]
+    without = start == "no-bits-back-throughout" or (index == 0 and start == "no-bits-back")
+    return NO_BITS_BACK[coder] if without else CODERS[coder]
 
 
 def encode_steps(steps, coder: str = "bitswap", track: bool = False, progress=None,
@@ -104,7 +114,7 @@ def encode_steps(steps, coder: str = "bitswap", track: bool = False, progress=No
         chain = _ChainEncoder(start, seed, coder, track)
         chain.code(steps, progress)
         return chain.result()
-    prefixes = [_ChainEncoder(way, seed, coder, track) for way in STARTS]
+    prefixes = [_ChainEncoder(way, seed, coder, track) for way in FIRST_BATCH_STARTS]
     for prefix in prefixes:
         prefix.code(steps[:PREFIX_BATCHES])
     chain = min(prefixes, key=_ChainEncoder.payload_words)

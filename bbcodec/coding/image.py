@@ -41,10 +41,12 @@ class CoderSettings:
     Files store the resolved choice (:meth:`resolve`); files written before
     the field existed are float.
 
-    ``start`` is how the chain's first batch is coded (:data:`~bbcodec.coding.chain.STARTS`):
-    ``"auto"`` lets the encoder keep the cheaper of the two
-    (:func:`~bbcodec.coding.chain.encode_steps`), and files store the one it
-    kept; files written before the field existed start with bits back.
+    ``start`` is which of the chain's batches are coded without bits back
+    (:data:`~bbcodec.coding.chain.STARTS`: none, the first, all): ``"auto"``
+    lets the encoder keep the cheaper start of the first two
+    (:func:`~bbcodec.coding.chain.encode_steps`; :func:`bbcodec.compress` may
+    then try all), and files store the one it kept; files written before the
+    field existed start with bits back.
 
     ``coder`` is one of :data:`~bbcodec.coding.bitsback.CODERS` that the
     model's family codes with (its ``coders``), or ``"auto"``: the family's

@@ -40,7 +40,9 @@ checksum (its image checksum covers the pixels), and
 
 * ``stored-1x1.bbc``: one RGB pixel stored raw, 33 bytes (an image without a source format);
 * ``batches.bbc``: a 64x192 crop of ``data/chelsea.png`` in 32-pixel tiles,
-  several batches, with stack checkpoints.
+  several batches, with stack checkpoints;
+* ``no-bits-back-throughout.bbc``: the drawing of ``copied.bbc`` with every
+  batch's latents at the prior's modes (``start``).
 
 The script writes only the files that do not exist yet and never replaces one:
 a failing test means that a change broke the decoding of existing files; fix
@@ -138,6 +140,8 @@ CASES = {  # name -> (what compress is given, the method its .bbc must have, the
     "stored-1x1.bbc": (imageio.Image(np.array([[[10, 20, 30]]], np.uint8), "RGB"), "stored", MODEL, EXACT, None),
     "batches.bbc": (imageio.Image(chelsea(64, 192), "RGB", format="PNG"), "bits-back", MODEL,
                     CoderSettings(arithmetic="exact", tile=32), has_checkpoints),
+    "no-bits-back-throughout.bbc": (imageio.Image(drawing(), "RGB"), "bits-back", MODEL,
+                                    CoderSettings(arithmetic="exact", start="no-bits-back-throughout"), None),
 }
 
 
