@@ -153,15 +153,20 @@ def _file(header: Header, sections: dict[str, bytes]) -> bytes:
 
 def _encoded(net, pixels: np.ndarray, settings: CoderSettings, progress) -> tuple[EncodedChain, CoderSettings]:
     """The image's chain and the settings that made it: as ``settings`` ask or, where the latents cost more than
-    they return (:data:`SINGLE_BATCH_SHARE`), the smallest of that, batches of one tile and (with ``start`` auto)
-    no bits back throughout."""
+    they return (:data:`SINGLE_BATCH_SHARE`), the smallest of that, (with ``start`` auto) no bits back throughout
+    and batches of one tile. Batches of one only save initial bits (the stack's growth, one posterior sample per
+    latent, does not depend on the batches), so they are tried only where that could beat the best so far."""
     encoded = encode_image(net, pixels, settings, progress)
     thrifty = encoded.initial_bits <= SINGLE_BATCH_SHARE * encoded.stored_bits and encoded.start == "bits-back"
     if thrifty or len(encoded.stack_words) == 1:  # one batch: its start was chosen both ways already
         return encoded, settings
-    others = ([replace(settings, max_batch=1)] if settings.max_batch > 1 else []) + (
-        [replace(settings, start="no-bits-back-throughout")] if settings.start == "auto" else [])
-    tries = [(encoded, settings)] + [(encode_image(net, pixels, other), other) for other in others]
+    tries = [(encoded, settings)]
+    if settings.start == "auto":
+        throughout = replace(settings, start="no-bits-back-throughout")
+        tries.append((encode_image(net, pixels, throughout), throughout))
+    if settings.max_batch > 1 and min(tried.stored_bits for tried, _ in tries) > encoded.net_bits:
+        single = replace(settings, max_batch=1)
+        tries.append((encode_image(net, pixels, single), single))
     return min(tries, key=lambda tried: tried[0].stored_bits)
 
 
