@@ -144,8 +144,9 @@ def markdown(reports, title: str = "bbcodec bench results", preamble: str = "", 
     lines += ["", "## bbcodec: where the bits of the files go (bits per sub-pixel)", "",
               "file = −ELBO + discretization + initial bits + stored fallback + container. −ELBO: the model's "
               "bound on the coded tiles (one posterior sample, the float model, its likelihood calibrated as each file "
-              "is); discretization: the bits-back "
-              "code's net cost above it (latent grid, the coder's quantized probabilities, integer arithmetic); "
+              "is); discretization: the "
+              "code's net cost above it (latent grid, the coder's quantized probabilities, integer arithmetic, "
+              "batches coded without bits back: negative where a chain so coded beats the bound); "
               "initial bits: seed bits consumed by the first pops; stored fallback: the saving of "
               "files stored raw because bits-back would have been larger; container: header and checksums.", "",
               "| set | model | −ELBO | discretization | initial bits | stored fallback | container | file | "

@@ -62,9 +62,12 @@ class ModelResult(CodecResult):
     ``8 * file_bytes = nelbo + discretization + initial + fallback + container``:
 
     * ``nelbo_bits``: the model's −ELBO on the coded tiles (one posterior sample);
-    * ``discretization_bits``: the bits-back code's net cost minus the −ELBO
+    * ``discretization_bits``: the code's net cost minus the −ELBO
       (latents coded on a grid, probabilities quantized by the coder, and,
-      with exact arithmetic, the integer network's approximation of the float one);
+      with exact arithmetic, the integer network's approximation of the float one;
+      and batches coded without bits back, latents at the prior's modes: above the
+      −ELBO for a chain's first batch, below it where a whole chain so coded beats
+      the bound, so the term can be negative);
     * ``initial_bits``: the seed bits the first bits-back pops consumed;
     * ``fallback_bits``: raw pixels stored minus the bits-back payload, for
       the files stored raw because bits-back would have been larger (<= 0);
