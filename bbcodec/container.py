@@ -250,6 +250,8 @@ class Header:
         values = [self.height, self.width, self.channels, self.coder.get("tile"), self.coder.get("max_batch")]
         if not all(is_int(v) and v > 0 for v in values) or values[0] * values[1] > 1 << 40 or values[3] < 2:
             return None
+        if values[2] > 4:  # a plane group per channel: billions of channels would be billions of groups
+            return None
         return TileLayout(*values)
 
     def names_model(self, digest: str) -> bool:

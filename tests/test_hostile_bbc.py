@@ -190,6 +190,8 @@ def resigned_damage(data: bytes, other_model_hash: str) -> dict[str, bytes]:
         "lying-float": edited({"width": 32.0}),
         "lying-huge-int": edited({"width": 10 ** 40}),
         "lying-channels-5": edited({"channels": 5}),
+        "lying-channels-2^32": edited({"channels": (1 << 32) - 1}),  # one plane group each: found by fuzzing
+        "lying-channels-2^38": edited({"channels": 1 << 38}),
         "lying-channels-0": edited({"channels": 0}),
         "mode-unknown": edited({"mode": "HSV"}),
         "mode-for-other-planes": edited({"mode": "L"}),
@@ -353,6 +355,7 @@ def test_messages_say_what_is_wrong(hostile, case, fragment):
     ("lying-1x100000000", "network passes"),
     ("lying-zero-width", "implausible size"),
     ("lying-channels-5", "implausible size"),
+    ("lying-channels-2^32", "implausible size"),
     ("work-limit-tiny-tiles", "network passes"),
     ("work-limit-huge-batches", "pixels in one network pass"),
     ("lying-size-real-seed-prefix", "checkpoints"),
