@@ -139,11 +139,13 @@ def _coded_file(image: imageio.Image, model: str, settings: CoderSettings, strip
     coded = {"payload": encoded.payload.astype("<u4").tobytes()}
     if len(encoded.stack_words) > 1:  # one batch is one of the decoder's free passes
         coded[container.CHECKPOINTS] = np.asarray(encoded.stack_words, dtype="<u4").tobytes()
-    files = [_file(coded_header, {**coded, **described}),
-             _file(_image_header(image, method="stored"), {"payload": pixels.tobytes(), **described})]
+    chosen = _file(coded_header, {**coded, **described})
+    if len(chosen) > pixels.nbytes:  # a file of raw pixels (checked by the image checksum) could be smaller
+        chosen = min(chosen, _file(_image_header(image, method="stored"), {"payload": pixels.tobytes(), **described}),
+                     key=len)
     accounting = {"payload_bits": encoded.stored_bits, "net_bits": encoded.net_bits,
                   "initial_bits": encoded.initial_bits}
-    return min(files, key=len), accounting  # the code, unless the raw pixels (checked by the image checksum) are smaller
+    return chosen, accounting
 
 
 def _file(header: Header, sections: dict[str, bytes]) -> bytes:

@@ -13,13 +13,11 @@ from __future__ import annotations
 
 import argparse
 import glob
-from dataclasses import replace
 
 import torch
 
-from bbcodec import api, imageio, zoo
-from bbcodec.coding import calibration
-from bbcodec.coding.image import CoderSettings, encode_image
+from bbcodec import api, imageio
+from bbcodec.coding.image import CoderSettings
 
 
 def main() -> None:
@@ -28,15 +26,13 @@ def main() -> None:
     parser.add_argument("patterns", nargs="+", help="quoted globs of image files")
     args = parser.parse_args()
     torch.set_num_threads(1)
-    net, _ = zoo.load(args.model)
     totals = {"sub-pixels": 0, "shipped": 0, "throughout": 0, "best": 0}
     for path in sorted(p for pattern in args.patterns for p in glob.glob(pattern)):
         image = imageio.read_image(open(path, "rb").read())
-        stats = {}
+        stats, without = {}, {}
         api.compress(image, model=args.model, stats=stats)
-        settings = CoderSettings(start="no-bits-back-throughout").resolve(net)
-        settings = replace(settings, calibration=calibration.choose(net, image.pixels, settings.tile))
-        throughout = encode_image(net, image.pixels, settings).stored_bits
+        api.compress(image, model=args.model, settings=CoderSettings(start="no-bits-back-throughout"), stats=without)
+        throughout = without["payload_bits"]
         count = image.pixels.size
         totals["sub-pixels"] += count
         totals["shipped"] += stats["payload_bits"]
