@@ -383,6 +383,7 @@ PALETTE_MODES = ("RGB", "RGBA")
 CODERS = ("bitswap", "bbans", "topdown")
 ARITHMETICS = ("exact", "float", None)  # None: a file from before the field (float)
 STARTS = ("bits-back", "no-bits-back", None, "no-bits-back-throughout")  # None: from before the field (bits back)
+FIRST_PREFIX = "no-bits-back-first-"  # and a count: the start of a chain whose first batches are coded so (escaped)
 SECTIONS = ("payload", CHECKPOINTS, "palette", ORIGINAL)
 ENTROPY_CODERS = ("constriction 0.5",)  # version 3 only; version 2 writes the text
 """With :data:`METHODS`, the closed sets that the binary versions write as one byte, a value's index: they only ever
@@ -395,7 +396,7 @@ _V2_OPTIONAL = (
     ("source_format", Choice(SOURCE_FORMATS, escape="")), ("palette_mode", Choice(PALETTE_MODES)),
     ("model", Digest(MODEL_ID_BYTES, prefix=True)), ("pixel_checksum", Digest()), ("image_checksum", Digest()),
     ("coder", Object((("coder", Choice(CODERS)), ("tile", Number()), ("max_batch", Number()),
-                       ("arithmetic", Choice(ARITHMETICS)), ("start", Choice(STARTS))))),
+                       ("arithmetic", Choice(ARITHMETICS)), ("start", Choice(STARTS, escape=FIRST_PREFIX))))),
     ("grid_bits", Number()), ("untouched_seed_words", Number()), ("entropy_coder", Text()),
     ("float_platform", Text()), ("pixel_calibration", Bytes(limit=192)))
 """The header fields of version 2 and their codecs: the required ones, then those with a presence bit each

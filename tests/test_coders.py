@@ -5,11 +5,16 @@ import numpy as np
 import pytest
 import torch
 from conftest import TINY_CONFIG, make_model
+from PIL import Image, ImageDraw
 from roundtrip import check_roundtrip
 
+from bbcodec import zoo
+from bbcodec.archive.layout import chain_steps
 from bbcodec.coding.ans import AnsStack, seed_words
 from bbcodec.coding.bitsback import CODERS
-from bbcodec.coding.chain import decode_chain, encode_chain, seed_length
+from bbcodec.coding.chain import (STARTS, decode_chain, decode_steps, encode_chain, encode_steps, is_start,
+                                  leading_batches, seed_length, start_named)
+from bbcodec.coding.image import CoderSettings, coding_model, cut_batch
 from bbcodec.errors import CorruptDataError
 
 CODER_NAMES = ["bitswap", "bbans"]
@@ -141,3 +146,46 @@ def test_initial_bits_are_paid_once_per_chain(tiny_model, random_images, coder):
     batches = [random_images(1) for _ in range(4)]
     chain, first = encode_chain(tiny_model, batches, coder), encode_chain(tiny_model, batches[:1], coder)
     assert chain.initial_bits == first.initial_bits
+
+
+def test_start_names_count_the_first_batches_without_bits_back():
+    assert [leading_batches(start_named(k), 5) for k in range(6)] == list(range(6))
+    assert leading_batches("no-bits-back-throughout", 7) == 7
+    assert start_named(3) == "no-bits-back-first-3" and is_start("no-bits-back-first-3")
+    for name in ("no-bits-back-first-1", "no-bits-back-first-0", "no-bits-back-first-03", "no-bits-back-first-",
+                 "no-bits-back-first-x", "no-bits-back-first-\u00b2", "no-bits-back-first-1234567890", "auto", 3):
+        assert not is_start(name)
+        with pytest.raises(ValueError):
+            leading_batches(name, 5)
+    with pytest.raises(ValueError, match="more batches"):
+        leading_batches("no-bits-back-first-6", 5)
+
+
+def drawn_digits(count: int) -> list[np.ndarray]:
+    """MNIST-like 28x28 grey strokes on black, a few random lines each."""
+    rng = np.random.default_rng(0)
+    digits = []
+    for _ in range(count):
+        image = Image.new("L", (28, 28))
+        points = [tuple(int(v) for v in rng.integers(5, 23, 2)) for _ in range(3)]
+        ImageDraw.Draw(image).line(points, fill=255, width=3)
+        digits.append(np.asarray(image)[:, :, None].copy())
+    return digits
+
+
+def test_small_images_on_one_chain_start_with_several_batches_without_bits_back():
+    """Digits one a batch with the shipped ``mnist`` model: a digit pushes less than the next one's posterior
+    pops, so ``start="auto"`` codes several first digits without bits back; the chain is smaller than with
+    none or one, and decodes."""
+    net = zoo.load("mnist")[0]
+    settings = CoderSettings(coder="bitswap", arithmetic="exact")
+    model = coding_model(net, settings.arithmetic)
+    digits = drawn_digits(10)
+    steps = chain_steps(model, [d.shape for d in digits], settings)
+    batches = [(view, cut_batch(digits[index], group, batch, model.device)) for view, group, batch, index in steps]
+    auto = encode_steps(batches, "bitswap", start="auto")
+    assert leading_batches(auto.start, len(batches)) >= 2
+    for start in STARTS[:2]:
+        assert auto.stored_bits < encode_steps(batches, "bitswap", start=start).stored_bits
+    decoded = decode_steps([(view, batch.shape) for view, batch in batches], auto, "bitswap")
+    assert all(torch.equal(got, batch) for got, (_, batch) in zip(decoded, batches))

@@ -106,7 +106,7 @@ def headers(version: int):
         coder=st.none() | st.fixed_dictionaries(
             {"coder": st.sampled_from(container.CODERS), "tile": UINT32, "max_batch": UINT32},
             optional={"arithmetic": st.sampled_from(image.ARITHMETIC),  # absent: a file from before the field
-                      "start": st.sampled_from(chain.STARTS)}),
+                      "start": st.sampled_from(chain.STARTS) | st.builds(chain.start_named, UINT32)}),
         grid_bits=st.none() | UINT32, untouched_seed_words=st.none() | UINT32,
         entropy_coder=st.none() | st.sampled_from(container.ENTROPY_CODERS) | TEXTS, float_platform=st.none() | TEXTS)
 
@@ -204,6 +204,7 @@ def test_the_codes_of_the_binary_versions_never_change():
     assert set(container.CODERS) == set(bitsback.CODERS)
     assert set(container.ARITHMETICS) == {*image.ARITHMETIC, None}
     assert set(container.STARTS) == {*chain.STARTS, None}
+    assert container.FIRST_PREFIX == chain.FIRST_PREFIX
 
 
 @pytest.mark.parametrize("version", BINARY_VERSIONS)

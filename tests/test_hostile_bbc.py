@@ -241,6 +241,8 @@ def resigned_damage(data: bytes, other_model_hash: str) -> dict[str, bytes]:
             "coder-extra-field": edited({"coder": {**coder, "x": 1}}),
             "coder-not-dict": edited({"coder": [1]}),
             "coder-arithmetic-auto": edited({"coder": {**coder, "arithmetic": "auto"}}),
+            "coder-start-unknown": edited({"coder": {**coder, "start": "no-bits-back-first-02"}}),
+            "coder-start-beyond-the-chain": edited({"coder": {**coder, "start": "no-bits-back-first-999999"}}),
             "entropy-coder-other": edited({"entropy_coder": "constriction 9.9"}),
             "seed-words-negative": edited({"untouched_seed_words": -1}),
             "seed-words-huge": edited({"untouched_seed_words": 1 << 60}),

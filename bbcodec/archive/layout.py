@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from bbcodec import container
-from bbcodec.coding.chain import FIRST_BATCH_STARTS
+from bbcodec.coding.chain import FIRST_PREFIX, STARTS
 from bbcodec.coding.image import CoderSettings, tile_views
 from bbcodec.errors import CorruptDataError
 from bbcodec.wire import Choice, Malformed, Reader, crc32, text, varint
@@ -71,7 +71,7 @@ class ArchiveHeader:
 
 CODER = Choice(container.CODERS)
 ARITHMETIC = Choice(("exact", "float"))
-START = Choice(FIRST_BATCH_STARTS)
+START = Choice(STARTS[:2], escape=FIRST_PREFIX)
 
 
 

@@ -10,15 +10,21 @@ after each batch (``stack_words``); a decoder that has them checks each batch
 against them, so that a damaged or forged payload is caught after one batch,
 not after all the work the header asks for.
 
-The first batch may be coded without bits back (``start="no-bits-back"``,
-:data:`bbcodec.coding.bitsback.NO_BITS_BACK`): its latents are the prior's
-modes instead of pops that only initial bits could pay for. ``start="auto"``
-codes the first two batches of a chain both ways and goes on from the one
-that left the smaller payload (:func:`encode_steps`; a chain of one or two
-batches, a small image, is then simply the smaller of the two). Deciding on the first batch alone was tried and cost
-more than it saved: the second batch of a chain started without bits back
-may dip into the seed (three photos, 128- and 256-pixel tiles,
-bench/README.md), which the second batch shows.
+The first batches may be coded without bits back (:data:`bbcodec.coding.bitsback.NO_BITS_BACK`):
+their latents are the prior's modes instead of pops that only initial bits
+could pay for. ``start`` names how many: ``"bits-back"`` none,
+``"no-bits-back"`` the first, ``"no-bits-back-first-N"`` the first N
+(:func:`leading_batches`). ``start="auto"`` chooses the count batch by batch
+(:func:`encode_steps`): a chain with one more batch without bits back is
+kept while it leaves the smaller payload one batch later, for a bits-back
+pop is paid by what the batches before it pushed, and a batch coded without
+bits back pushes more but pops nothing. Many small images on one chain (an
+archive's chunk of MNIST digits) want several such batches before the stack
+can pay for a whole posterior; a photo's first tile, none. Judging a batch
+by itself, without the next one, was tried and cost more than it saved: the
+batch after one coded without bits back may dip into the seed (three
+photos, 128- and 256-pixel tiles, bench/README.md), which only that next
+batch shows.
 
 Every batch may be coded so (``start="no-bits-back-throughout"``): the model
 then codes the pixels alone, its latents fixed at the prior's modes. Where the
@@ -35,6 +41,7 @@ Accounting (all in bits):
 """
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -54,7 +61,7 @@ class EncodedChain:
     seed_words: int = 0          # length of the seed both sides regenerate (from the batch shapes)
     stored_bits_after: list = field(default_factory=list)  # stored size after each batch, when tracked
     stack_words: list | None = None  # the stack's size in words after each batch (checkpoints; None: unknown)
-    start: str = "bits-back"     # how the first batch was coded (STARTS)
+    start: str = "bits-back"     # which first batches were coded without bits back (leading_batches)
 
     @property
     def stored_bits(self) -> int:
@@ -86,15 +93,35 @@ def _seed_length(steps) -> int:
 
 
 STARTS = ("bits-back", "no-bits-back", "no-bits-back-throughout")
-"""Which batches of a chain are coded without bits back (see the module doc): none, the first, or all."""
-FIRST_BATCH_STARTS = STARTS[:2]
-"""The two ways of starting a chain that ``start="auto"`` chooses between."""
+"""Which batches of a chain are coded without bits back (see the module doc): none, the first, or all; besides
+these, ``FIRST_PREFIX`` and a count (two or more): that many first batches."""
+FIRST_PREFIX = "no-bits-back-first-"
 
 
-def _coder_pair(coder: str, start: str, index: int):
-    """The (encode, decode) pair for the batch at ``index`` of a chain."""
-    without = start == "no-bits-back-throughout" or (index == 0 and start == "no-bits-back")
-    return NO_BITS_BACK[coder] if without else CODERS[coder]
+def start_named(leading: int) -> str:
+    """The ``start`` that codes the first ``leading`` batches without bits back."""
+    return STARTS[leading] if leading < 2 else f"{FIRST_PREFIX}{leading}"
+
+
+def is_start(name) -> bool:
+    """Whether ``name`` is a ``start`` (:data:`STARTS`, or :data:`FIRST_PREFIX` and a count, written as
+    :func:`start_named` writes it)."""
+    if name in STARTS:
+        return True
+    count = name[len(FIRST_PREFIX):] if isinstance(name, str) and name.startswith(FIRST_PREFIX) else ""
+    return count.isascii() and count.isdigit() and len(count) <= 9 and start_named(int(count)) == name
+
+
+def leading_batches(start: str, batches: int) -> int:
+    """How many first batches of a chain of ``batches`` the ``start`` codes without bits back (a ValueError for
+    a start that is none, or names more batches than the chain has)."""
+    if not is_start(start):
+        raise ValueError(f"unknown start {start!r}")
+    leading = {STARTS[0]: 0, STARTS[1]: 1, STARTS[2]: batches}.get(start)
+    leading = int(start[len(FIRST_PREFIX):]) if leading is None else leading
+    if leading > max(batches, 1):
+        raise ValueError(f"start {start!r} names more batches than the chain's {batches}")
+    return leading
 
 
 def encode_steps(steps, coder: str = "bitswap", track: bool = False, progress=None,
@@ -103,46 +130,63 @@ def encode_steps(steps, coder: str = "bitswap", track: bool = False, progress=No
 
     ``model`` is anything with the coders' interface (depth, posterior,
     conditional, top_prior, latent_shape); ``batch`` a uint8 tensor (B, C, H, W).
-    ``progress(images)``, if given, is called after each batch. ``start``: one of
-    :data:`STARTS`, or ``"auto"``: the first :data:`PREFIX_BATCHES` batches are
-    coded both ways and the chain goes on from the one with the smaller payload
-    (bits back when equal), so a chain of one or two batches is the smaller of
-    the two whole chains.
+    ``progress(images)``, if given, is called after each batch. ``start``: see
+    :func:`leading_batches`, or ``"auto"`` (:func:`_chosen_start`).
     """
     seed = seed_words(_seed_length(steps))
-    if start != "auto":
-        chain = _ChainEncoder(start, seed, coder, track)
-        chain.code(steps, progress)
-        return chain.result()
-    prefixes = [_ChainEncoder(way, seed, coder, track) for way in FIRST_BATCH_STARTS]
-    for prefix in prefixes:
-        prefix.code(steps[:PREFIX_BATCHES])
-    chain = min(prefixes, key=_ChainEncoder.payload_words)
+    if start == "auto":
+        chain = _chosen_start(steps, seed, coder, track, progress)
+        start = start_named(chain.leading)
+    else:
+        chain = _ChainEncoder(leading_batches(start, len(steps)), seed, coder, track)
+    chain.code(steps[len(chain.stack_words):], progress)
+    return chain.result(start)
+
+
+def _chosen_start(steps, seed: np.ndarray, coder: str, track: bool, progress) -> "_ChainEncoder":
+    """The chain with the smallest payload, batch by batch, of those with 0, 1, 2, ... first batches without bits
+    back: one more is taken while that chain is the smaller after the batch that follows it (bits back when
+    equal). Returned after its chosen batches and the next (those reported to ``progress``)."""
+    best = _ChainEncoder(0, seed, coder, track)
+    best.code(steps[:2])
+    without = _ChainEncoder(len(steps), seed, coder, track)  # the batches so far, every one without bits back
+    while without.leading_coded < len(steps):
+        without.code(steps[without.leading_coded:without.leading_coded + 1])
+        rival = without.copy(leading=without.leading_coded)
+        rival.code(steps[rival.leading:rival.leading + 1])
+        if best.payload_words() <= rival.payload_words():
+            break
+        best = rival
+        best.code(steps[best.leading + 1:best.leading + 2])
     if progress:
-        for _, batch in steps[:PREFIX_BATCHES]:
+        for _, batch in steps[:len(best.stack_words)]:
             progress(len(batch))
-    chain.code(steps[PREFIX_BATCHES:], progress)
-    return chain.result()
-
-
-PREFIX_BATCHES = 2
-"""How many batches ``start="auto"`` codes both ways: the second is where a chain started without bits back pays
-for it (its pops dip into the seed if the first batch pushed too little); after them the stack holds enough to
-pay for later pops either way, so what remains costs the same."""
+    return best
 
 
 class _ChainEncoder:
-    """One chain being coded: batches pushed onto a seeded stack, its first batch coded as ``start`` says."""
+    """One chain being coded: batches pushed onto a seeded stack, its first ``leading`` without bits back."""
 
-    def __init__(self, start: str, seed: np.ndarray, coder: str, track: bool):
-        self.start, self.seed, self.coder, self.track = start, seed, coder, track
+    def __init__(self, leading: int, seed: np.ndarray, coder: str, track: bool):
+        self.leading, self.seed, self.coder, self.track = leading, seed, coder, track
         self.ans = AnsStack.seeded(seed)
         self.sizes, self.stack_words = [], []
+
+    @property
+    def leading_coded(self) -> int:
+        """How many batches have been pushed without bits back so far."""
+        return min(self.leading, len(self.stack_words))
+
+    def copy(self, leading: int) -> "_ChainEncoder":
+        """This chain so far, to go on with ``leading`` first batches without bits back (at least those so)."""
+        twin = copy.copy(self)
+        twin.leading, twin.ans, twin.sizes, twin.stack_words = leading, self.ans.copy(), [*self.sizes], [*self.stack_words]
+        return twin
 
     def code(self, steps, progress=None) -> None:
         """Push the next batches of the chain."""
         for index, (model, batch) in enumerate(steps, start=len(self.stack_words)):
-            _coder_pair(self.coder, self.start, index)[0](self.ans, model, batch)
+            _coder_pair(self.coder, index < self.leading)[0](self.ans, model, batch)
             self.stack_words.append(self.ans.num_words())
             if progress:
                 progress(len(batch))
@@ -152,20 +196,29 @@ class _ChainEncoder:
     def payload_words(self) -> int:
         return len(split_seed(self.ans.words(), self.seed)[1])
 
-    def result(self) -> EncodedChain:
+    def result(self, start: str) -> EncodedChain:
         untouched, payload = split_seed(self.ans.words(), self.seed)
-        return EncodedChain(payload, untouched, len(self.seed), self.sizes, self.stack_words, self.start)
+        return EncodedChain(payload, untouched, len(self.seed), self.sizes, self.stack_words, start)
+
+
+def _coder_pair(coder: str, without_bits_back: bool):
+    """The (encode, decode) pair for a batch coded with or without bits back."""
+    return NO_BITS_BACK[coder] if without_bits_back else CODERS[coder]
 
 
 def decode_steps(steps, encoded: EncodedChain, coder: str = "bitswap", progress=None) -> list:
     """Pop the batches of ``steps`` = [(model, batch shape)] (the encoder's order, its ``encoded.start``);
     check the stack ends on the seed."""
     seed = seed_words(_seed_length(steps))
+    try:
+        leading = leading_batches(encoded.start, len(steps))
+    except ValueError as problem:
+        raise CorruptDataError(f"corrupt .bbc header ({problem})") from None
     ans = AnsStack.from_payload(seed, encoded.untouched_seed_words, encoded.payload)
     expected = _checkpoints(encoded, len(steps), len(seed), ans.num_words())
     batches = []
     for index, (model, shape) in reversed(list(enumerate(steps))):
-        decode = _coder_pair(coder, encoded.start, index)[1]
+        decode = _coder_pair(coder, index < leading)[1]
         batches.append(decode(ans, model, _latent_like(model, shape)))
         # The encoder's stack never reached below the untouched seed; a decoder that does
         # has run out of real data (damaged payload, or a header that claims a larger image).

@@ -21,7 +21,7 @@ import torch
 
 from bbcodec.coding import calibration
 from bbcodec.coding.bitsback import CODERS
-from bbcodec.coding.chain import STARTS, EncodedChain, decode_steps, encode_steps
+from bbcodec.coding.chain import STARTS, EncodedChain, decode_steps, encode_steps, is_start
 from bbcodec.errors import BBCodecError, CorruptDataError
 from bbcodec.tiling import TileLayout
 
@@ -42,8 +42,8 @@ class CoderSettings:
     the field existed are float.
 
     ``start`` is which of the chain's batches are coded without bits back
-    (:data:`~bbcodec.coding.chain.STARTS`: none, the first, all): ``"auto"``
-    lets the encoder keep the cheaper start of the first two
+    (:func:`~bbcodec.coding.chain.leading_batches`: none, the first, the
+    first N, all): ``"auto"`` lets the encoder choose how many first batches
     (:func:`~bbcodec.coding.chain.encode_steps`; :func:`bbcodec.compress` may
     then try all), and files store the one it kept; files written before the
     field existed start with bits back.
@@ -73,8 +73,8 @@ class CoderSettings:
             raise ValueError(f"tile must be 8..1024 and max_batch 1..256, got {self.tile}, {self.max_batch}")
         if self.arithmetic not in ARITHMETIC + ("auto",):
             raise ValueError(f"unknown arithmetic {self.arithmetic!r} (one of {', '.join(ARITHMETIC)}, auto)")
-        if self.start not in STARTS + ("auto",):
-            raise ValueError(f"unknown start {self.start!r} (one of {', '.join(STARTS)}, auto)")
+        if not (is_start(self.start) or self.start == "auto"):
+            raise ValueError(f"unknown start {self.start!r} (one of {', '.join(STARTS)}, no-bits-back-first-N, auto)")
         if not all(isinstance(i, int) and not isinstance(i, bool) for i in self.calibration):
             raise ValueError("calibration values must be integers")
 

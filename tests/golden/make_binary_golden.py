@@ -42,7 +42,10 @@ checksum (its image checksum covers the pixels), and
 * ``batches.bbc``: a 64x192 crop of ``data/chelsea.png`` in 32-pixel tiles,
   several batches, with stack checkpoints;
 * ``no-bits-back-throughout.bbc``: the drawing of ``copied.bbc`` with every
-  batch's latents at the prior's modes (``start``).
+  batch's latents at the prior's modes (``start``);
+* ``no-bits-back-first.bbc``: the crop of ``batches.bbc`` with its first two
+  batches coded without bits back (``start`` ``no-bits-back-first-2``, an
+  escaped value, written since 2026-12-07's third session).
 
 The script writes only the files that do not exist yet and never replaces one:
 a failing test means that a change broke the decoding of existing files; fix
@@ -142,6 +145,9 @@ CASES = {  # name -> (what compress is given, the method its .bbc must have, the
                     CoderSettings(arithmetic="exact", tile=32), has_checkpoints),
     "no-bits-back-throughout.bbc": (imageio.Image(drawing(), "RGB"), "bits-back", MODEL,
                                     CoderSettings(arithmetic="exact", start="no-bits-back-throughout"), None),
+    "no-bits-back-first.bbc": (imageio.Image(chelsea(64, 192), "RGB", format="PNG"), "bits-back", MODEL,
+                               CoderSettings(arithmetic="exact", tile=32, start="no-bits-back-first-2"),
+                               has_checkpoints),
 }
 
 
