@@ -6,7 +6,6 @@ import io
 import json
 import os
 import struct
-import zlib
 from dataclasses import replace
 from pathlib import Path
 
@@ -15,7 +14,9 @@ import pytest
 from click.testing import CliRunner
 from PIL import Image as PILImage
 
+import bbcodec
 from bbcodec import archive, imageio
+from bbcodec.archive.layout import deflated
 from bbcodec.errors import CorruptDataError
 from bbcodec.wire import crc32, varint
 from bbcodec_cli import parallel
@@ -94,6 +95,36 @@ def test_one_image_is_extracted_from_its_chunk_alone(members, data, opened, monk
         box.extract("no/such/image")
 
 
+def test_images_of_one_shape_share_batches_that_grow_with_the_stack(model_file):
+    """Version 2: a run of images of one shape (one batch each) shares batches, each at most 3/20 of the tiles
+    coded before it (at least one, at most ``max_batch``), in the images' order; version 1 codes each alone."""
+    from bbcodec.archive.layout import BATCH_GROWTH, chain_steps
+    from bbcodec.coding.image import CoderSettings
+
+    net = bbcodec.load_model(str(model_file))[0]
+    settings = CoderSettings().resolve(net)
+    shapes = [(8, 8, 1)] * 200 + [(12, 8, 1)] + [(8, 8, 1)] * 5
+    steps = chain_steps(net, shapes, settings)
+    before = 0
+    for step in steps:
+        assert 1 <= step.shape()[0] <= max(1, min(settings.max_batch, before * BATCH_GROWTH[0] // BATCH_GROWTH[1]))
+        assert len({shapes[index] for *_, index in step.parts}) == 1
+        before += step.shape()[0]
+    assert [index for step in steps for *_, index in step.parts] == list(range(len(shapes)))
+    assert len(steps) < 40 and max(step.shape()[0] for step in steps) == settings.max_batch
+    assert len(chain_steps(net, shapes, settings, grows_batches=False)) == len(shapes)
+
+
+def test_an_archive_of_version_1_reads_back(model_file, opened, monkeypatch):
+    """Version 1 archives (a zlib stream, a 16-byte digest, a batch per image) are still read."""
+    monkeypatch.setattr(archive.writer, "VERSION", 1)
+    members = [archive.Member(f"grey/{i:02d}", imageio.Image(binary_pixels(8, 8, 1, seed=i), "L")) for i in range(20)]
+    data = packed(members, model_file)
+    box = opened(data)
+    assert data[4] == 1 and box.header.version == 1 and box.complete
+    assert all(same_image(image, m.image) for (_, image), m in zip(box, members))
+
+
 def test_counting_names_of_one_description_are_one_series_entry():
     image = imageio.Image(np.zeros((4, 4, 1), np.uint8), "L")
     names = [f"set/{i:04d}" for i in range(7, 20)] + ["set/0021", "other.png", "x9", "x10"]
@@ -142,8 +173,9 @@ def test_two_members_of_one_name_are_refused(model_file):
 
 def forged_chunk(entries: bytes) -> bytes:
     """A chunk whose entries are ``entries`` (stored pixels of 2x2 grey images, digest not checked), CRC right."""
-    compressed = zlib.compress(entries)
-    body = varint(len(compressed)) + compressed + bytes([1]) + varint(4) + bytes(4) + bytes(16)
+    form = archive.FORMATS[archive.VERSION]
+    compressed = deflated(entries, form.deflate_bits)
+    body = varint(len(compressed)) + compressed + bytes([1]) + varint(4) + bytes(4) + bytes(form.digest_bytes)
     return archive.CHUNK_MAGIC + varint(len(body)) + body + struct.pack("<I", crc32(body))
 
 

@@ -14,7 +14,7 @@ from bbcodec.coding.ans import AnsStack, seed_words
 from bbcodec.coding.bitsback import CODERS
 from bbcodec.coding.chain import (STARTS, decode_chain, decode_steps, encode_chain, encode_steps, is_start,
                                   leading_batches, seed_length, start_named)
-from bbcodec.coding.image import CoderSettings, coding_model, cut_batch
+from bbcodec.coding.image import CoderSettings, coding_model
 from bbcodec.errors import CorruptDataError
 
 CODER_NAMES = ["bitswap", "bbans"]
@@ -181,8 +181,8 @@ def test_small_images_on_one_chain_start_with_several_batches_without_bits_back(
     settings = CoderSettings(coder="bitswap", arithmetic="exact")
     model = coding_model(net, settings.arithmetic)
     digits = drawn_digits(10)
-    steps = chain_steps(model, [d.shape for d in digits], settings)
-    batches = [(view, cut_batch(digits[index], group, batch, model.device)) for view, group, batch, index in steps]
+    steps = chain_steps(model, [d.shape for d in digits], settings, grows_batches=False)
+    batches = [(step.view, step.cut(digits, model.device)) for step in steps]
     auto = encode_steps(batches, "bitswap", start="auto")
     assert leading_batches(auto.start, len(batches)) >= 2
     for start in STARTS[:2]:

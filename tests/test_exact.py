@@ -181,7 +181,8 @@ def test_float_and_exact_files_differ_and_each_decodes_only_as_itself(pixel_mode
     pixels = smooth_pixels(32, 32)  # with bits back: the latents' posterior differs too, not only the pixels'
     float_settings = CoderSettings(tile=16, max_batch=4, arithmetic="float", start="bits-back")
     exact_settings = replace(float_settings, arithmetic="exact")
-    as_float, as_exact = encode_image(pixel_model, pixels, float_settings), encode_image(pixel_model, pixels, exact_settings)
+    as_float = encode_image(pixel_model, pixels, float_settings)
+    as_exact = encode_image(pixel_model, pixels, exact_settings)
     assert as_float.payload.tobytes() != as_exact.payload.tobytes()
     assert np.array_equal(decode_image(pixel_model, as_float, 32, 32, 3, float_settings), pixels)
     try:  # the header's arithmetic field is what keeps a decoder from this

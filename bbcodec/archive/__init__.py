@@ -4,23 +4,31 @@ Bits-back coding (Townsend, Bird & Barber, ICLR 2019) pays its initial bits
 once per chain: an image coded alone pays them alone, images coded one after
 another on one stack share them, because each image's pops take bits that the
 images before it pushed. An archive puts many images on such chains, about
-``chunk_subpixels`` sub-pixels each. A chunk is one chain: its images coded in
-order, each exactly as :func:`bbcodec.coding.image.encode_image` codes it (its
-tiles and plane groups), on one stack. One image is extracted by decoding its
-chunk alone, and a damaged chunk loses its own images only: the chunk size
-trades rate (one chain start per chunk) against the work of extracting one
-image (bench/README.md, "Archives").
+``chunk_subpixels`` sub-pixels each. A chunk is one chain: its images coded
+in order on one stack, each as :func:`bbcodec.coding.image.encode_image`
+codes it (its tiles and plane groups), except that runs of images of one
+shape share batches that grow with the stack (since version 2:
+:data:`~bbcodec.archive.layout.BATCH_GROWTH`); its first batches are coded
+without bits back while that is cheaper (the chain's start:
+:func:`bbcodec.coding.chain.encode_steps`). One image is extracted by
+decoding its chunk alone, and a damaged chunk loses its own images only: the
+chunk size trades rate (one chain start per chunk) against the work of
+extracting one image (bench/README.md, "Archives").
 
 Layout (varints are LEB128, texts their UTF-8 length and bytes: :mod:`bbcodec.wire`)::
 
-    header   b"\\xbbBBA", version 1, model id (the first 16 bytes of its hash), coder, tile, max batch,
+    header   b"\\xbbBBA", version (1 or 2), model id (the first 16 bytes of its hash), coder, tile, max batch,
              arithmetic (one byte, two varints, one byte), grid bits, entropy coder (text), CRC-32
     chunk    b"BBCK", body size (varint), body, CRC-32 of the body
-             body: entries size, zlib-compressed entries; method (bits-back or stored); for bits-back
+             body: entries size, compressed entries; method (bits-back or stored); for bits-back
              the untouched seed words, the start kept, the stack size after each batch (their count
-             and their zlib-compressed changes); the payload (size, bytes); the files kept as they are
-             (size, bytes each); a BLAKE2b-128 digest of the entries and every image's pixels or kept file
+             and their compressed changes); the payload (size, bytes); the files kept as they are
+             (size, bytes each); a BLAKE2b digest of the entries and every image's pixels or kept file
     end      b"BBCE", chunks, images (varints), CRC-32 of the end record
+
+Compressed means deflate: raw in version 2, a zlib stream in version 1; the
+digest is 8 bytes in version 2, 16 in version 1
+(:data:`~bbcodec.archive.layout.FORMATS`).
 
 Entries name the chunk's images and describe them (mode, size, palette,
 source format, metadata). An image that came from a file (``image.original``)
@@ -44,11 +52,11 @@ sides share), :mod:`~bbcodec.archive.entries` (names and descriptions),
 """
 from bbcodec.archive.entries import (ArchiveError, Description, Entry, Member, check_name, describe, entries_bytes,
                                      entries_of)
-from bbcodec.archive.layout import (CHUNK_MAGIC, DEFAULT_CHUNK_SUBPIXELS, END_MAGIC, MAGIC, MAX_CHUNK_SUBPIXELS,
-                                    MAX_ENTRIES_BYTES, SUFFIX, VERSION, ArchiveHeader)
+from bbcodec.archive.layout import (CHUNK_MAGIC, DEFAULT_CHUNK_SUBPIXELS, END_MAGIC, FORMATS, MAGIC,
+                                    MAX_CHUNK_SUBPIXELS, MAX_ENTRIES_BYTES, SUFFIX, VERSION, ArchiveHeader)
 from bbcodec.archive.reader import Archive, Chunk
 from bbcodec.archive.writer import PackReport, pack
 
 __all__ = ["Archive", "ArchiveError", "ArchiveHeader", "CHUNK_MAGIC", "Chunk", "DEFAULT_CHUNK_SUBPIXELS",
-           "Description", "END_MAGIC", "Entry", "MAGIC", "MAX_CHUNK_SUBPIXELS", "MAX_ENTRIES_BYTES", "Member",
-           "PackReport", "SUFFIX", "VERSION", "check_name", "describe", "entries_bytes", "entries_of", "pack"]
+           "Description", "END_MAGIC", "Entry", "FORMATS", "MAGIC", "MAX_CHUNK_SUBPIXELS", "MAX_ENTRIES_BYTES",
+           "Member", "PackReport", "SUFFIX", "VERSION", "check_name", "describe", "entries_bytes", "entries_of", "pack"]

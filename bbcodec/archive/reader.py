@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import struct
-import zlib
 from dataclasses import dataclass, field, replace
 from typing import Iterator
 
@@ -11,10 +10,10 @@ import numpy as np
 from bbcodec import container, imageio, zoo
 from bbcodec.archive.entries import Description, read_entries
 from bbcodec.archive.layout import (CHUNK_MAGIC, END_MAGIC, MAX_ENTRIES_BYTES, METHODS, START, ArchiveHeader,
-                                    chain_steps, content_digest, read_stack_sizes)
+                                    chain_steps, content_digest, inflated, read_stack_sizes)
 from bbcodec.coding.ans import ENTROPY_CODER
 from bbcodec.coding.chain import EncodedChain, decode_steps
-from bbcodec.coding.image import batch_shape, check_coder, coding_model, paste_batch
+from bbcodec.coding.image import check_coder, coding_model
 from bbcodec.errors import CorruptDataError, UnsupportedImageError
 from bbcodec.wire import Malformed, Reader, crc32
 
@@ -105,12 +104,9 @@ class Archive:
             chunk.body = slice(start, start + size)
             body_reader = Reader(body, 0, size, "truncated", "truncated")
             compressed = body_reader.take(body_reader.uint(size + 1))
-            inflater = zlib.decompressobj()
-            chunk.entries = inflater.decompress(compressed, MAX_ENTRIES_BYTES)
-            if inflater.unconsumed_tail or not inflater.eof:
-                raise Malformed("entries larger than the limit or cut short")
+            chunk.entries = inflated(compressed, self.header.format.deflate_bits, MAX_ENTRIES_BYTES, "entries")
             chunk.members = read_entries(chunk.entries)
-        except (Malformed, CorruptDataError, zlib.error) as problem:
+        except (Malformed, CorruptDataError) as problem:
             chunk.problem = str(problem)
         return chunk
 
@@ -142,11 +138,11 @@ class Archive:
                 raise Malformed(f"unknown method {method}")
             if METHODS[method] == "bits-back":
                 untouched, start = reader.uint(1 << 40), START.read(reader)
-                stack = read_stack_sizes(reader)
+                stack = read_stack_sizes(reader, self.header.format.deflate_bits)
             payload = reader.take(reader.uint(len(body) + 1))
             files = {index: reader.take(reader.uint(len(body) + 1))
                      for index, (_, description) in enumerate(chunk.members) if description.kept}
-            digest = reader.take(16)
+            digest = reader.take(self.header.format.digest_bytes)
         except Malformed as problem:
             raise CorruptDataError(f"chunk {chunk.index + 1}: corrupt ({problem})") from None
         if METHODS[method] == "stored" or not coded:
@@ -155,7 +151,7 @@ class Archive:
             encoded = EncodedChain(_words(payload, chunk.index), untouched, stack_words=stack, start=start)
             pixels = self._decode(encoded, shapes, chunk.index)
         contents = dict(zip(coded, pixels)) | files
-        if content_digest(chunk.entries, [contents[i] for i in range(len(chunk.members))]) != digest:
+        if content_digest(chunk.entries, [contents[i] for i in range(len(chunk.members))], len(digest)) != digest:
             raise CorruptDataError(f"chunk {chunk.index + 1}: decoded images do not match its checksum "
                                    "(a damaged archive, or another model or machine than the archive's)")
         try:
@@ -178,17 +174,16 @@ class Archive:
                 raise container.WorkLimitError(f"chunk {index + 1}: refusing to decode: {problem}")
         check_coder(net, header.settings.coder, CorruptDataError)
         coder = coding_model(net.to(self.device), header.settings.arithmetic)
-        steps = chain_steps(coder, shapes, header.settings)
-        batch_shapes = [(view, batch_shape(group, batch)) for view, group, batch, _ in steps]
+        steps = chain_steps(coder, shapes, header.settings, header.format.grows_batches)
         try:
-            decoded = decode_steps(batch_shapes, encoded, header.settings.coder)
+            decoded = decode_steps([(step.view, step.shape()) for step in steps], encoded, header.settings.coder)
         except CorruptDataError as error:
             raise CorruptDataError(f"chunk {index + 1}: {error}") from None
         except Exception as error:  # constriction or shape errors on data that passed the checksums
             raise CorruptDataError(f"chunk {index + 1}: cannot decode ({error})") from None
         pixels = [np.empty(shape, dtype=np.uint8) for shape in shapes]
-        for (_, group, batch, image), tiles in zip(steps, decoded):
-            paste_batch(pixels[image], group, batch, tiles)
+        for step, tiles in zip(steps, decoded):
+            step.paste(pixels, tiles)
         return pixels
 
 

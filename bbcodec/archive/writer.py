@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import struct
-import zlib
 from dataclasses import dataclass
 from typing import Iterable
 
@@ -11,10 +10,11 @@ import numpy as np
 from bbcodec import container, zoo
 from bbcodec.archive.entries import ArchiveError, Member, check_name, entries_bytes, entries_of
 from bbcodec.archive.layout import (CHUNK_MAGIC, DEFAULT_CHUNK_SUBPIXELS, END_MAGIC, MAX_CHUNK_SUBPIXELS, START,
-                                    ArchiveHeader, chain_steps, content_digest, stack_sizes_bytes)
+                                    VERSION, ArchiveHeader, chain_steps, content_digest, deflated,
+                                    stack_sizes_bytes)
 from bbcodec.coding.ans import ENTROPY_CODER
 from bbcodec.coding.chain import encode_steps
-from bbcodec.coding.image import CoderSettings, coding_model, cut_batch
+from bbcodec.coding.image import CoderSettings, coding_model
 from bbcodec.errors import UnsupportedImageError
 from bbcodec.safeio import write_all
 from bbcodec.wire import crc32, varint
@@ -52,7 +52,7 @@ def pack(members: Iterable[Member], target, *, model: str = zoo.DEFAULT_MODEL,
     settings = settings.resolve(net)
     if settings.arithmetic != "exact":
         raise ArchiveError("archives are coded in exact arithmetic, so that they decode on every machine")
-    header = ArchiveHeader(digest, settings, net.config.grid_bits, ENTROPY_CODER)
+    header = ArchiveHeader(digest, settings, net.config.grid_bits, ENTROPY_CODER, VERSION)
     report = PackReport()
     _write(target, header.to_bytes(), report)
     names: set[str] = set()
@@ -68,12 +68,12 @@ def pack(members: Iterable[Member], target, *, model: str = zoo.DEFAULT_MODEL,
             raise UnsupportedImageError(f"{member.name}: {problem or 'too large for an archive chunk'}")
         size, work = member.image.pixels.size, layout.work()[0]
         if chunk and (subpixels + size > chunk_subpixels or passes + work > container.MAX_TILE_BATCHES):
-            _write_chunk(target, net, settings, chunk, report, progress)
+            _write_chunk(target, net, header, chunk, report, progress)
             chunk, subpixels, passes = [], 0, 0
         chunk.append(member)
         subpixels, passes = subpixels + size, passes + work
     if chunk:
-        _write_chunk(target, net, settings, chunk, report, progress)
+        _write_chunk(target, net, header, chunk, report, progress)
     end = END_MAGIC + varint(report.chunks) + varint(report.images)
     _write(target, end + struct.pack("<I", crc32(end)), report)
     return report
@@ -84,29 +84,30 @@ def _write(target, data: bytes, report: PackReport) -> None:
     report.bytes += len(data)
 
 
-def _write_chunk(target, net, settings: CoderSettings, chunk: list[Member], report: PackReport, progress) -> None:
+def _write_chunk(target, net, header: ArchiveHeader, chunk: list[Member], report: PackReport, progress) -> None:
     """One chunk: its members on one chain (or raw), except those whose code is larger than the file they came
     from, which the chunk keeps as those files' bytes (then the others are coded again without them)."""
+    settings, form = header.settings, header.format
     model = coding_model(net, settings.arithmetic)
-    encoded, owners = _chain(model, chunk, settings)
-    kept = _costlier_than_their_files(encoded, owners, chunk)
+    encoded, steps = _chain(model, chunk, header)
+    kept = _costlier_than_their_files(encoded, steps, chunk)
     coded = [m for i, m in enumerate(chunk) if i not in kept]
     if kept:
-        encoded, _ = _chain(model, coded, settings)
+        encoded, _ = _chain(model, coded, header)
     entries = entries_bytes(entries_of(chunk, kept))
     raw = sum(m.image.pixels.size for m in coded)
     if encoded is not None and encoded.stored_bits // 8 < raw:
         method = [bytes([0]), varint(encoded.untouched_seed_words), START.write(encoded.start),
-                  stack_sizes_bytes(encoded.stack_words)]
+                  stack_sizes_bytes(encoded.stack_words, form.deflate_bits)]
         payload = encoded.payload.astype("<u4").tobytes()
     else:
         method, payload = [bytes([1])], b"".join(np.ascontiguousarray(m.image.pixels).tobytes() for m in coded)
         report.stored_chunks += bool(coded)
     files = b"".join(varint(len(chunk[i].image.original)) + chunk[i].image.original for i in sorted(kept))
     contents = [m.image.original if i in kept else m.image.pixels for i, m in enumerate(chunk)]
-    compressed = zlib.compress(entries, 9)
+    compressed = deflated(entries, form.deflate_bits)
     body = b"".join([varint(len(compressed)), compressed, *method, varint(len(payload)), payload, files,
-                     content_digest(entries, contents)])
+                     content_digest(entries, contents, form.digest_bytes)])
     _write(target, CHUNK_MAGIC + varint(len(body)) + body + struct.pack("<I", crc32(body)), report)
     report.chunks += 1
     report.images += len(chunk)
@@ -116,23 +117,25 @@ def _write_chunk(target, net, settings: CoderSettings, chunk: list[Member], repo
         progress(len(chunk))
 
 
-def _chain(model, members: list[Member], settings: CoderSettings):
-    """The members' images on one chain, and the member each batch belongs to (None and [] for no members)."""
+def _chain(model, members: list[Member], header: ArchiveHeader):
+    """The members' images on one chain, and its steps (None and [] for no members)."""
     if not members:
         return None, []
-    steps = chain_steps(model, [m.image.pixels.shape for m in members], settings)
-    batches = [(view, cut_batch(members[index].image.pixels, group, batch, model.device))
-               for view, group, batch, index in steps]
-    return encode_steps(batches, settings.coder, start=settings.start), [index for *_, index in steps]
+    steps = chain_steps(model, [m.image.pixels.shape for m in members], header.settings, header.format.grows_batches)
+    images = [m.image.pixels for m in members]
+    batches = [(step.view, step.cut(images, model.device)) for step in steps]
+    return encode_steps(batches, header.settings.coder, start=header.settings.start), steps
 
 
-def _costlier_than_their_files(encoded, owners: list[int], members: list[Member]) -> frozenset:
+def _costlier_than_their_files(encoded, steps: list, members: list[Member]) -> frozenset:
     """The indices of members that came from a file (``image.original``) whose code on the chain, the stack's
-    growth over their batches, is larger than that file."""
-    growth: dict[int, int] = {}
+    growth over their batches (a batch's shared by its images' tiles), is larger than that file."""
+    growth: dict[int, float] = {}
     previous = encoded.seed_words
-    for size, owner in zip(encoded.stack_words, owners):
-        growth[owner] = growth.get(owner, 0) + int(size) - previous
+    for size, step in zip(encoded.stack_words, steps):
+        tiles = step.shape()[0]
+        for _, batch, index in step.parts:
+            growth[index] = growth.get(index, 0) + (int(size) - previous) * len(batch) / tiles
         previous = int(size)
     return frozenset(index for index, words in growth.items()
                      if members[index].image.original is not None and 4 * words > len(members[index].image.original))

@@ -180,7 +180,8 @@ class _ChainEncoder:
     def copy(self, leading: int) -> "_ChainEncoder":
         """This chain so far, to go on with ``leading`` first batches without bits back (at least those so)."""
         twin = copy.copy(self)
-        twin.leading, twin.ans, twin.sizes, twin.stack_words = leading, self.ans.copy(), [*self.sizes], [*self.stack_words]
+        twin.leading, twin.ans = leading, self.ans.copy()
+        twin.sizes, twin.stack_words = [*self.sizes], [*self.stack_words]
         return twin
 
     def code(self, steps, progress=None) -> None:

@@ -1,4 +1,4 @@
-"""Add the golden archives (``bbcodec pack``'s format, version 1). Read this before running it.
+"""Add the golden archives (``bbcodec pack``'s format, versions 1 and 2). Read this before running it.
 
     python tests/golden/archive/make_archive_golden.py        # from the repository root
 
@@ -15,7 +15,10 @@ chunks, holds several chunks, a chunk stored raw and a counting series:
 * ``digits/00`` ... ``digits/05``: six 8x8 grey images, one series entry;
 
 and ``kept.bba``, one chunk in which a flat PNG is kept byte for byte (its code would be larger than
-the file) beside a coded crop of ``data/chelsea.png``.
+the file) beside a coded crop of ``data/chelsea.png``. Those two are version 1; version 2 added
+
+* ``growing-v2.bba``: one chunk of 40 8x8 grey images, a 24x24 crop of ``data/chelsea.png`` after the
+  twentieth: runs of one shape in growing batches (``bbcodec.archive.layout.BATCH_GROWTH``).
 
 The script writes only what does not exist yet and never replaces a file: a
 failing test means that a change broke reading existing archives; fix the
@@ -65,9 +68,18 @@ def kept_members() -> list[archive.Member]:
     return [archive.Member("flat.png", flat), members()[0]]
 
 
+def growing_members() -> list[archive.Member]:
+    y, x = np.mgrid[:8, :8]
+    grey = [archive.Member(f"grey/{i:02d}", imageio.Image(((x * (i % 7 + 2) + y * (i % 5 + 1)) * 9 % 256)
+                                                          .astype(np.uint8)[:, :, None], "L")) for i in range(40)]
+    return grey[:20] + [members()[0]] + grey[20:]
+
+
 CASES = {  # archive -> (members, chunk sub-pixels, what its report must show)
     "mixed.bba": (members, CHUNK_SUBPIXELS, lambda r: r.stored_chunks > 0 and r.chunks >= 3),
     "kept.bba": (kept_members, archive.DEFAULT_CHUNK_SUBPIXELS, lambda r: r.kept_files == 1 and r.chunks == 1),
+    "growing-v2.bba": (growing_members, archive.DEFAULT_CHUNK_SUBPIXELS,
+                       lambda r: r.chunks == 1 and r.stored_chunks == 0),
 }
 
 
@@ -81,7 +93,7 @@ def main() -> int:
         buffer = io.BytesIO()
         report = archive.pack(packed, buffer, model=MODEL, chunk_subpixels=chunk)
         box = archive.Archive(buffer.getvalue())
-        if not box.complete or not expected(report):
+        if not box.complete or not expected(report) or box.header.version != archive.VERSION:
             print(f"{name}: not the archive this case is for: {report}", file=sys.stderr)
             return 1
         decoded = dict(box)
