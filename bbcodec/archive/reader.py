@@ -39,6 +39,7 @@ class Archive:
 
     def __init__(self, data, *, model: str | None = None, device: str = "cpu"):
         self.data, self.model, self.device = data, model, device
+        self._coder = None
         self.header, offset = ArchiveHeader.read(data)
         self.chunks: list[Chunk] = []
         self.problems: list[str] = []
@@ -160,20 +161,27 @@ class Archive:
         except UnsupportedImageError as error:
             raise CorruptDataError(f"chunk {chunk.index + 1}: corrupt ({error})") from None
 
+    def _coding_model(self):
+        """The archive's model as its chunks are decoded with, loaded and checked once per archive."""
+        if self._coder is None:
+            header, model = self.header, self.model
+            if header.entropy_coder != ENTROPY_CODER:
+                raise CorruptDataError(f"this archive needs {header.entropy_coder} to decode; this installation "
+                                       f"has {ENTROPY_CODER}")
+            net, digest = zoo.load(model) if model else zoo.by_hash(header.model)
+            if not digest.startswith(header.model):
+                raise CorruptDataError(f"this archive was made with model {header.model[:16]}, not {digest[:16]}")
+            check_coder(net, header.settings.coder, CorruptDataError)
+            self._coder = coding_model(net.to(self.device), header.settings.arithmetic)
+        return self._coder
+
     def _decode(self, encoded: EncodedChain, shapes, index: int):
-        header, model = self.header, self.model
-        if header.entropy_coder != ENTROPY_CODER:
-            raise CorruptDataError(f"this archive needs {header.entropy_coder} to decode; this installation "
-                                   f"has {ENTROPY_CODER}")
-        net, digest = zoo.load(model) if model else zoo.by_hash(header.model)
-        if not digest.startswith(header.model):
-            raise CorruptDataError(f"this archive was made with model {header.model[:16]}, not {digest[:16]}")
+        header = self.header
         for shape in shapes:
             problem = container.work_limit_problem(header.settings.layout(*shape))
             if problem:
                 raise container.WorkLimitError(f"chunk {index + 1}: refusing to decode: {problem}")
-        check_coder(net, header.settings.coder, CorruptDataError)
-        coder = coding_model(net.to(self.device), header.settings.arithmetic)
+        coder = self._coding_model()
         steps = chain_steps(coder, shapes, header.settings, header.format.grows_batches)
         try:
             decoded = decode_steps([(step.view, step.shape()) for step in steps], encoded, header.settings.coder)

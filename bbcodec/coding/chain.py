@@ -114,7 +114,7 @@ def is_start(name) -> bool:
 
 def leading_batches(start: str, batches: int) -> int:
     """How many first batches of a chain of ``batches`` the ``start`` codes without bits back (a ValueError for
-    a start that is none, or names more batches than the chain has)."""
+    a name that is no start, or one that names more batches than the chain has)."""
     if not is_start(start):
         raise ValueError(f"unknown start {start!r}")
     leading = {STARTS[0]: 0, STARTS[1]: 1, STARTS[2]: batches}.get(start)
@@ -146,7 +146,8 @@ def encode_steps(steps, coder: str = "bitswap", track: bool = False, progress=No
 def _chosen_start(steps, seed: np.ndarray, coder: str, track: bool, progress) -> "_ChainEncoder":
     """The chain with the smallest payload, batch by batch, of those with 0, 1, 2, ... first batches without bits
     back: one more is taken while that chain is the smaller after the batch that follows it (bits back when
-    equal). Returned after its chosen batches and the next (those reported to ``progress``)."""
+    equal). Returned after its chosen batches and the next (those reported to ``progress``). Each batch tried
+    costs three codings of a batch; where every batch is cheaper without bits back, all are tried."""
     best = _ChainEncoder(0, seed, coder, track)
     best.code(steps[:2])
     without = _ChainEncoder(len(steps), seed, coder, track)  # the batches so far, every one without bits back
