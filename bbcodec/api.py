@@ -26,7 +26,7 @@ from bbcodec import container, imageio, zoo
 from bbcodec.container import META_PREFIX, Header, digest_matches, short_digest
 from bbcodec.coding.ans import ENTROPY_CODER
 from bbcodec.coding import calibration
-from bbcodec.coding.chain import EncodedChain
+from bbcodec.coding.chain import EncodedChain, leading_batches
 from bbcodec.coding.image import CoderSettings, decode_image, encode_image
 from bbcodec.errors import CorruptDataError, UnsupportedImageError
 from bbcodec.portability import decode_hint, float_platform
@@ -163,7 +163,8 @@ def _encoded(net, pixels: np.ndarray, settings: CoderSettings, progress) -> tupl
     if thrifty or len(encoded.stack_words) == 1:  # one batch: its start was chosen both ways already
         return encoded, settings
     tries = [(encoded, settings)]
-    if settings.start == "auto":
+    batches = len(encoded.stack_words)
+    if settings.start == "auto" and leading_batches(encoded.start, batches) < batches:  # else it is that chain
         throughout = replace(settings, start="no-bits-back-throughout")
         tries.append((encode_image(net, pixels, throughout), throughout))
     if settings.max_batch > 1 and min(tried.stored_bits for tried, _ in tries) > encoded.net_bits:
