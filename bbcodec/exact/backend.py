@@ -108,13 +108,16 @@ class ExactConv:
         self.row_l1 = float(np.abs(weights).reshape(len(weights), -1).sum(axis=1).max())
         self.multiplier = torch.from_numpy(multiplier).view(1, -1, 1, 1)
         self.offset = torch.from_numpy(offset).view(1, -1, 1, 1)
+        # (sums * multiplier + offset) / 2**shift with the power of two folded into both: every product and
+        # sum is still an integer below 2**52 times 2**-shift, so exact in float64
+        self.scaled_multiplier, self.scaled_offset = self.multiplier * 2.0 ** -self.shift, self.offset * 2.0 ** -self.shift
         self.signs = signs
         self.sign_conv = (sign_conv.SignConv(self.weights, self.padding, 2.0 ** ACT_BITS)
                           if signs and conv.binary and sign_conv.available() else None)
 
     def to(self, device) -> "ExactConv":
-        self.weights32, self.taps, self.multiplier, self.offset = (
-            t.to(device) for t in (self.weights32, self.taps, self.multiplier, self.offset))
+        self.weights32, self.taps, self.scaled_multiplier, self.scaled_offset = (
+            t.to(device) for t in (self.weights32, self.taps, self.scaled_multiplier, self.scaled_offset))
         return self
 
     def _sums(self, x: torch.Tensor) -> torch.Tensor:
@@ -160,8 +163,8 @@ class ExactConv:
         return sums[..., :width]
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        sums = self._sums(x)   # a new tensor: rescaled in place
-        return sums.mul_(self.multiplier).add_(self.offset).mul_(2.0 ** -self.shift).floor_().clamp_(-ACT_LIMIT, ACT_LIMIT)
+        sums = torch.addcmul(self.scaled_offset, self._sums(x), self.scaled_multiplier)
+        return sums.floor_().clamp_(-ACT_LIMIT, ACT_LIMIT)
 
 
 def full_float32_products() -> bool:

@@ -126,4 +126,4 @@ def lookup(name: str, index):
     """
     spec = SPECS[name]
     position = (index.clamp(spec.lo, spec.hi) - spec.lo).long()
-    return _table_tensor(name, str(index.device))[position]
+    return _table_tensor(name, str(index.device)).take(position)
