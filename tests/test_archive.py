@@ -18,7 +18,7 @@ import bbcodec
 from bbcodec import archive, imageio
 from bbcodec.archive.layout import deflated
 from bbcodec.errors import CorruptDataError
-from bbcodec.wire import crc32, varint
+from bbcodec.wire import Malformed, crc32, varint
 from bbcodec_cli import parallel
 from bbcodec_cli.main import main
 from fixtures.samples import MODE_CASES, binary_pixels, noise_pixels, sample_file
@@ -115,13 +115,60 @@ def test_images_of_one_shape_share_batches_that_grow_with_the_stack(model_file):
     assert len(chain_steps(net, shapes, settings, grows_batches=False)) == len(shapes)
 
 
-def test_an_archive_of_version_1_reads_back(model_file, opened, monkeypatch):
-    """Version 1 archives (a zlib stream, a 16-byte digest, a batch per image) are still read."""
-    monkeypatch.setattr(archive.writer, "VERSION", 1)
-    members = [archive.Member(f"grey/{i:02d}", imageio.Image(binary_pixels(8, 8, 1, seed=i), "L")) for i in range(20)]
+def test_version_3_batches_are_as_large_as_the_stack_pays_for_and_cost_no_more(model_file):
+    """Version 3: the encoder joins runs of images of one shape into batches that grow while coding them leaves
+    the seed where the stack before left it, and lists them; the chain then costs what it costs with a batch
+    per image (within a few words) and decodes from the listed sizes."""
+    from bbcodec.archive.layout import group_limits, grouped_seed_length, grouped_steps, image_steps
+    from bbcodec.coding.chain import decode_steps, encode_growing, encode_steps
+    from bbcodec.coding.image import CoderSettings
+
+    net = bbcodec.load_model(str(model_file))[0]
+    settings = CoderSettings().resolve(net)
+    images = [binary_pixels(8, 8, 1, seed=i) for i in range(60)] + [binary_pixels(12, 8, 1, seed=99)]
+    units = image_steps(net, [image.shape for image in images], settings)
+    batches = [(step.view, step.cut(images, net.device)) for step, _ in units]
+    limits, seed = group_limits(units, settings.max_batch), grouped_seed_length(units, settings.max_batch)
+    assert limits[-1] == 1 and limits[-2] == 1 and max(limits) == settings.max_batch
+    encoded, sizes = encode_growing(batches, limits, settings.coder, "auto", seed)
+    singles = encode_steps(batches, settings.coder, start="auto")
+    assert sum(sizes) == len(units) and len(sizes) < len(units) / 3
+    assert len(encoded.payload) <= len(singles.payload) + 4 and encoded.initial_bits <= singles.initial_bits + 128
+    steps = grouped_steps(units, sizes, settings.max_batch)
+    decoded = decode_steps([(step.view, step.shape()) for step in steps], encoded, settings.coder, seed_length=seed)
+    out = [np.empty_like(image) for image in images]
+    for step, tiles in zip(steps, decoded):
+        step.paste(out, tiles)
+    assert all(np.array_equal(a, b) for a, b in zip(out, images))
+    for wrong in ([sizes[0] + 1, *sizes[1:]], sizes[:-1], [*sizes, 1], [0, *sizes]):
+        with pytest.raises(Malformed):
+            grouped_steps(units, wrong, settings.max_batch)
+
+
+def test_a_chunk_whose_batch_sizes_do_not_fit_its_images_is_refused_and_the_rest_stays_readable(
+        model_file, opened, monkeypatch):
+    from bbcodec.archive import layout
+
+    members = [archive.Member(f"grey/{i:02d}", imageio.Image(binary_pixels(8, 8, 1, seed=i), "L")) for i in range(24)]
+    honest = layout.batch_sizes_bytes
+    forged = iter([False, True])
+    monkeypatch.setattr(archive.writer, "batch_sizes_bytes",
+                        lambda sizes, wbits: honest([*sizes, 1] if next(forged) else sizes, wbits))
+    box = opened(packed(members, model_file, chunk_subpixels=12 * 64))
+    assert len(box.chunks) == 2 and dict(box.decode_chunk(box.chunks[0])).keys() == {m.name for m in members[:12]}
+    with pytest.raises(CorruptDataError, match="chunk 2: corrupt .batch sizes"):
+        box.decode_chunk(box.chunks[1])
+
+
+@pytest.mark.parametrize("version", [1, 2])
+def test_an_archive_of_an_earlier_version_reads_back(model_file, opened, monkeypatch, version):
+    """Version 1 archives (a zlib stream, a 16-byte digest, a batch per image) and version 2 (batches that grow
+    by a fixed share of the images before) are still read."""
+    monkeypatch.setattr(archive.writer, "VERSION", version)
+    members = [archive.Member(f"grey/{i:02d}", imageio.Image(binary_pixels(8, 8, 1, seed=i), "L")) for i in range(40)]
     data = packed(members, model_file)
     box = opened(data)
-    assert data[4] == 1 and box.header.version == 1 and box.complete
+    assert data[4] == version and box.header.version == version and box.complete
     assert all(same_image(image, m.image) for (_, image), m in zip(box, members))
 
 

@@ -13,13 +13,13 @@ import numpy as np
 import torch
 
 from bbcodec import container
-from bbcodec.coding.chain import FIRST_PREFIX, STARTS
+from bbcodec.coding.chain import FIRST_PREFIX, STARTS, seed_length
 from bbcodec.coding.image import CoderSettings, batch_shape, cut_batch, paste_batch, tile_views
 from bbcodec.errors import CorruptDataError
 from bbcodec.wire import Choice, Malformed, Reader, crc32, text, varint
 
 MAGIC = b"\xbbBBA"
-VERSION = 2
+VERSION = 3
 
 
 @dataclass(frozen=True)
@@ -29,11 +29,13 @@ class ChunkFormat:
     digest_bytes: int   # the BLAKE2b digest of the entries and images
     deflate_bits: int   # zlib's wbits for the entries and the stack sizes: 15 a zlib stream, -15 raw deflate
     grows_batches: bool  # whether runs of images of one shape share batches (chain_steps)
+    stores_batches: bool = False  # whether the encoder chose those batches and the chunk lists them
 
 
-FORMATS = {1: ChunkFormat(16, 15, False), 2: ChunkFormat(8, -15, True)}
+FORMATS = {1: ChunkFormat(16, 15, False), 2: ChunkFormat(8, -15, True), 3: ChunkFormat(8, -15, True, True)}
 """Every archive version a reader reads: version 2 (2026-12-07) has a shorter digest, no zlib framing (a
-digit's chunk is some 30 bytes smaller) and growing batches."""
+digit's chunk is some 30 bytes smaller) and growing batches; version 3 (2026-12-07) batches as large as the
+stack pays for, chosen while coding and listed in the chunk (:func:`grouped_steps`)."""
 CHUNK_MAGIC = b"BBCK"
 END_MAGIC = b"BBCE"
 SUFFIX = ".bba"
@@ -125,26 +127,75 @@ class ChainStep:
             paste_batch(images[index], group, tiles, part)
 
 
-def chain_steps(model, shapes: list[tuple[int, int, int]], settings: CoderSettings,
-                grows_batches: bool = True) -> list[ChainStep]:
-    """The batches of a chunk's images, in coding order: each image's own (its tiles and plane groups) or,
-    with ``grows_batches``, images of one shape and one batch each sharing batches (:data:`BATCH_GROWTH`)."""
-    steps, before, growing = [], 0, None  # tiles in the steps before the last; the last, if it may grow
+def image_steps(model, shapes: list[tuple[int, int, int]], settings: CoderSettings) -> list[tuple[ChainStep, bool]]:
+    """Each image's own batches (its tiles and plane groups) in coding order, and whether the image is that one
+    batch alone (then it may share a batch with images of its shape)."""
+    steps = []
     for index, shape in enumerate(shapes):
         views = list(tile_views(model, settings.layout(*shape)))
-        if grows_batches and len(views) == 1 and growing is not None:
-            (view, group, batch), = views
-            limit = max(1, min(settings.max_batch, before * BATCH_GROWTH[0] // BATCH_GROWTH[1]))
-            first_group, first_batch, _ = growing.parts[0]
-            if (batch_shape(group, batch)[1:] == batch_shape(first_group, first_batch)[1:]
-                    and growing.shape()[0] + len(batch) <= limit):
-                steps[-1] = growing = ChainStep(growing.view, growing.parts + ((group, batch, index),))
-                continue
-        for view, group, batch in views:
-            before += steps[-1].shape()[0] if steps else 0
-            steps.append(ChainStep(view, ((group, batch, index),)))
-        growing = steps[-1] if grows_batches and len(views) == 1 else None
+        steps += [(ChainStep(view, ((group, batch, index),)), len(views) == 1) for view, group, batch in views]
     return steps
+
+
+def _joins(step: ChainStep, other: ChainStep) -> ChainStep | None:
+    """``step`` and ``other`` as one batch (``step``'s view), or None where their batches differ in shape."""
+    return ChainStep(step.view, step.parts + other.parts) if step.shape()[1:] == other.shape()[1:] else None
+
+
+def chain_steps(model, shapes: list[tuple[int, int, int]], settings: CoderSettings,
+                grows_batches: bool = True) -> list[ChainStep]:
+    """The batches of a chunk's images, in coding order: each image's own (:func:`image_steps`) or, with
+    ``grows_batches`` (version 2), images of one shape and one batch each sharing batches (:data:`BATCH_GROWTH`)."""
+    steps, before, growing = [], 0, None  # tiles in the steps before the last; the last, if it may grow
+    for step, alone in image_steps(model, shapes, settings):
+        if grows_batches and alone and growing is not None:
+            limit = max(1, min(settings.max_batch, before * BATCH_GROWTH[0] // BATCH_GROWTH[1]))
+            joined = _joins(growing, step)
+            if joined is not None and joined.shape()[0] <= limit:
+                steps[-1] = growing = joined
+                continue
+        before += steps[-1].shape()[0] if steps else 0
+        steps.append(step)
+        growing = step if grows_batches and alone else None
+    return steps
+
+
+def group_limits(units: list[tuple[ChainStep, bool]], max_batch: int) -> list[int]:
+    """For each of :func:`image_steps`' batches, how many from it on may share one batch in version 3: images
+    that are one batch alone, of one shape, at most ``max_batch`` tiles together."""
+    limits = []
+    for first, (step, alone) in enumerate(units):
+        count, joined = 1, step
+        while alone and first + count < len(units) and units[first + count][1]:
+            joined = _joins(joined, units[first + count][0])
+            if joined is None or joined.shape()[0] > max_batch:
+                break
+            count += 1
+        limits.append(count)
+    return limits
+
+
+def grouped_steps(units: list[tuple[ChainStep, bool]], sizes: list[int], max_batch: int) -> list[ChainStep]:
+    """Version 3's batches: :func:`image_steps`' batches joined ``sizes[i]`` at a time, as the encoder chose
+    (:func:`bbcodec.coding.chain.encode_growing`); Malformed if the sizes do not fit the units."""
+    limits, steps, first = group_limits(units, max_batch), [], 0
+    for size in sizes:
+        if not 1 <= size <= (limits[first] if first < len(units) else 0):
+            raise Malformed("batch sizes that do not fit the chunk's images")
+        joined = units[first][0]
+        for step, _ in units[first + 1:first + size]:
+            joined = _joins(joined, step)
+        steps.append(joined)
+        first += size
+    if first != len(units):
+        raise Malformed("batch sizes that do not cover the chunk's images")
+    return steps
+
+
+def grouped_seed_length(units: list[tuple[ChainStep, bool]], max_batch: int) -> int:
+    """Version 3's seed: enough for a batch of ``max_batch`` tiles of any of the units' shapes (the batches are
+    chosen while coding, after the seed)."""
+    return max(seed_length(step.view, (max_batch, *step.shape()[1:])) for step, _ in units)
 
 
 def content_digest(entries: bytes, contents: list, size: int) -> bytes:
@@ -172,6 +223,23 @@ def inflated(data: bytes, wbits: int, limit: int, what: str) -> bytes:
     if inflater.unconsumed_tail or not inflater.eof or inflater.unused_data:
         raise Malformed(f"{what} larger than the limit, or cut short")
     return out
+
+
+def batch_sizes_bytes(sizes: list[int], wbits: int) -> bytes:
+    """Version 3's batch sizes (images a batch, most of them small): the count, then the compressed varints."""
+    packed = deflated(b"".join(varint(size) for size in sizes), wbits)
+    return varint(len(sizes)) + varint(len(packed)) + packed
+
+
+def read_batch_sizes(reader: Reader, wbits: int) -> list[int]:
+    """The sizes :func:`batch_sizes_bytes` wrote (at most MAX_TILE_BATCHES of them); Malformed if damaged."""
+    count = reader.uint(container.MAX_TILE_BATCHES + 1)
+    data = inflated(reader.take(reader.uint(1 << 32)), wbits, 10 * count, "batch sizes")
+    values = Reader(data, 0, len(data), "batch sizes cut short", "batch sizes cut short")
+    sizes = [values.uint(container.MAX_TILE_BATCHES + 1) for _ in range(count)]
+    if values.offset != len(data):
+        raise Malformed("trailing bytes after the batch sizes")
+    return sizes
 
 
 def stack_sizes_bytes(sizes, wbits: int) -> bytes:

@@ -10,7 +10,8 @@ import numpy as np
 from bbcodec import container, imageio, zoo
 from bbcodec.archive.entries import Description, read_entries
 from bbcodec.archive.layout import (CHUNK_MAGIC, END_MAGIC, MAX_ENTRIES_BYTES, METHODS, START, ArchiveHeader,
-                                    chain_steps, content_digest, inflated, read_stack_sizes)
+                                    chain_steps, content_digest, grouped_seed_length, grouped_steps, image_steps,
+                                    inflated, read_batch_sizes, read_stack_sizes)
 from bbcodec.coding.ans import ENTROPY_CODER
 from bbcodec.coding.chain import EncodedChain, decode_steps
 from bbcodec.coding.image import check_coder, coding_model
@@ -139,7 +140,9 @@ class Archive:
                 raise Malformed(f"unknown method {method}")
             if METHODS[method] == "bits-back":
                 untouched, start = reader.uint(1 << 40), START.read(reader)
-                stack = read_stack_sizes(reader, self.header.format.deflate_bits)
+                form = self.header.format
+                stack = read_stack_sizes(reader, form.deflate_bits)
+                sizes = read_batch_sizes(reader, form.deflate_bits) if form.stores_batches else None
             payload = reader.take(reader.uint(len(body) + 1))
             files = {index: reader.take(reader.uint(len(body) + 1))
                      for index, (_, description) in enumerate(chunk.members) if description.kept}
@@ -150,7 +153,7 @@ class Archive:
             pixels = _split_stored(payload, shapes, chunk.index)
         else:
             encoded = EncodedChain(_words(payload, chunk.index), untouched, stack_words=stack, start=start)
-            pixels = self._decode(encoded, shapes, chunk.index)
+            pixels = self._decode(encoded, shapes, sizes, chunk.index)
         contents = dict(zip(coded, pixels)) | files
         if content_digest(chunk.entries, [contents[i] for i in range(len(chunk.members))], len(digest)) != digest:
             raise CorruptDataError(f"chunk {chunk.index + 1}: decoded images do not match its checksum "
@@ -175,16 +178,25 @@ class Archive:
             self._coder = coding_model(net.to(self.device), header.settings.arithmetic)
         return self._coder
 
-    def _decode(self, encoded: EncodedChain, shapes, index: int):
+    def _decode(self, encoded: EncodedChain, shapes, sizes: list[int] | None, index: int):
         header = self.header
         for shape in shapes:
             problem = container.work_limit_problem(header.settings.layout(*shape))
             if problem:
                 raise container.WorkLimitError(f"chunk {index + 1}: refusing to decode: {problem}")
         coder = self._coding_model()
-        steps = chain_steps(coder, shapes, header.settings, header.format.grows_batches)
+        seed = None
+        if sizes is None:
+            steps = chain_steps(coder, shapes, header.settings, header.format.grows_batches)
+        else:
+            units, max_batch = image_steps(coder, shapes, header.settings), header.settings.max_batch
+            try:
+                steps, seed = grouped_steps(units, sizes, max_batch), grouped_seed_length(units, max_batch)
+            except Malformed as problem:
+                raise CorruptDataError(f"chunk {index + 1}: corrupt ({problem})") from None
         try:
-            decoded = decode_steps([(step.view, step.shape()) for step in steps], encoded, header.settings.coder)
+            decoded = decode_steps([(step.view, step.shape()) for step in steps], encoded, header.settings.coder,
+                                   seed_length=seed)
         except CorruptDataError as error:
             raise CorruptDataError(f"chunk {index + 1}: {error}") from None
         except Exception as error:  # constriction or shape errors on data that passed the checksums

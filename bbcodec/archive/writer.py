@@ -10,10 +10,11 @@ import numpy as np
 from bbcodec import container, zoo
 from bbcodec.archive.entries import ArchiveError, Member, check_name, entries_bytes, entries_of
 from bbcodec.archive.layout import (CHUNK_MAGIC, DEFAULT_CHUNK_SUBPIXELS, END_MAGIC, MAX_CHUNK_SUBPIXELS, START,
-                                    VERSION, ArchiveHeader, chain_steps, content_digest, deflated,
+                                    VERSION, ArchiveHeader, batch_sizes_bytes, chain_steps, content_digest,
+                                    deflated, group_limits, grouped_seed_length, grouped_steps, image_steps,
                                     stack_sizes_bytes)
 from bbcodec.coding.ans import ENTROPY_CODER
-from bbcodec.coding.chain import encode_steps
+from bbcodec.coding.chain import encode_growing, encode_steps
 from bbcodec.coding.image import CoderSettings, coding_model
 from bbcodec.errors import UnsupportedImageError
 from bbcodec.safeio import write_all
@@ -89,16 +90,18 @@ def _write_chunk(target, net, header: ArchiveHeader, chunk: list[Member], report
     from, which the chunk keeps as those files' bytes (then the others are coded again without them)."""
     settings, form = header.settings, header.format
     model = coding_model(net, settings.arithmetic)
-    encoded, steps = _chain(model, chunk, header)
+    encoded, steps, sizes = _chain(model, chunk, header)
     kept = _costlier_than_their_files(encoded, steps, chunk)
     coded = [m for i, m in enumerate(chunk) if i not in kept]
     if kept:
-        encoded, _ = _chain(model, coded, header)
+        encoded, _, sizes = _chain(model, coded, header)
     entries = entries_bytes(entries_of(chunk, kept))
     raw = sum(m.image.pixels.size for m in coded)
     if encoded is not None and encoded.stored_bits // 8 < raw:
         method = [bytes([0]), varint(encoded.untouched_seed_words), START.write(encoded.start),
                   stack_sizes_bytes(encoded.stack_words, form.deflate_bits)]
+        if form.stores_batches:
+            method.append(batch_sizes_bytes(sizes, form.deflate_bits))
         payload = encoded.payload.astype("<u4").tobytes()
     else:
         method, payload = [bytes([1])], b"".join(np.ascontiguousarray(m.image.pixels).tobytes() for m in coded)
@@ -118,13 +121,21 @@ def _write_chunk(target, net, header: ArchiveHeader, chunk: list[Member], report
 
 
 def _chain(model, members: list[Member], header: ArchiveHeader):
-    """The members' images on one chain, and its steps (None and [] for no members)."""
+    """The members' images on one chain, its steps and, in version 3, how many of the images' own batches each
+    step joins (None, [] and None for no members)."""
     if not members:
-        return None, []
-    steps = chain_steps(model, [m.image.pixels.shape for m in members], header.settings, header.format.grows_batches)
-    images = [m.image.pixels for m in members]
+        return None, [], None
+    images, settings = [m.image.pixels for m in members], header.settings
+    shapes = [image.shape for image in images]
+    if header.format.stores_batches:
+        units = image_steps(model, shapes, settings)
+        encoded, sizes = encode_growing([(step.view, step.cut(images, model.device)) for step, _ in units],
+                                        group_limits(units, settings.max_batch), settings.coder, settings.start,
+                                        grouped_seed_length(units, settings.max_batch))
+        return encoded, grouped_steps(units, sizes, settings.max_batch), sizes
+    steps = chain_steps(model, shapes, settings, header.format.grows_batches)
     batches = [(step.view, step.cut(images, model.device)) for step in steps]
-    return encode_steps(batches, header.settings.coder, start=header.settings.start), steps
+    return encode_steps(batches, settings.coder, start=settings.start), steps, None
 
 
 def _costlier_than_their_files(encoded, steps: list, members: list[Member]) -> frozenset:

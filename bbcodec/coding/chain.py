@@ -26,6 +26,12 @@ batch after one coded without bits back may dip into the seed (three
 photos, 128- and 256-pixel tiles, bench/README.md), which only that next
 batch shows.
 
+Batches are given, or chosen while coding (:func:`encode_growing`, archives
+of many small images): runs of units (an image's batch) join into batches as
+large as the stack pays for, since a bits-back batch's pops are paid by what
+the batches before it pushed; fewer, larger batches decode faster for the
+same bits.
+
 Every batch may be coded so (``start="no-bits-back-throughout"``): the model
 then codes the pixels alone, its latents fixed at the prior's modes. Where the
 latents cost more than they save (drawings, screens: their KL outweighs what
@@ -143,6 +149,46 @@ def encode_steps(steps, coder: str = "bitswap", track: bool = False, progress=No
     return chain.result(start)
 
 
+def encode_growing(units, limits: list[int], coder: str = "bitswap", start: str = "auto",
+                   seed_length: int | None = None) -> tuple[EncodedChain, list[int]]:
+    """Push the ``units`` [(model, batch)] in order onto one seeded stack, runs of them joined into batches as
+    large as the stack pays for; returns the chain and how many units each batch holds.
+
+    The first batch holds the units coded without bits back (``start``, as in :func:`encode_steps`; ``"auto"``
+    chooses their count on single units): they pop nothing, so together they cost what they cost apart.
+    Then each batch tries half as many units again as the one before (at least one more, at most
+    ``limits[i]`` from unit ``i``: units of one model and shape), then as many, then half, and takes the
+    first that leaves the seed as untouched as the stack before it had: its bits-back pops are paid by what
+    the batches before it pushed, so a batch too large for them would cost initial bits that smaller ones
+    do not; a single unit is kept whatever it costs. ``seed_length``: the seed's words (both sides must use
+    the same; default: enough for the units one at a time).
+    """
+    seed = seed_words(seed_length or _seed_length(units))
+    if start == "auto":
+        chain = _chosen_start(units, seed, coder, False, None)
+        start = start_named(chain.leading)
+    else:
+        chain = _ChainEncoder(leading_batches(start, len(units)), seed, coder, False)
+    sizes = [1] * len(chain.stack_words)
+    if 1 < chain.leading <= limits[0] and start != STARTS[2]:
+        # the first batches pop nothing: as one batch they cost the same, and decode faster
+        leading = chain.leading
+        chain = _ChainEncoder(1, seed, coder, False)
+        chain.code([(units[0][0], torch.cat([batch for _, batch in units[:leading]]))])
+        start, sizes = STARTS[1], [leading]
+    size, position = 1, sum(sizes)
+    while position < len(units):
+        tries = [1] if len(sizes) < chain.leading else [max(size + 1, size * 3 // 2), size, size // 2, 1]
+        for size in dict.fromkeys(max(1, min(t, limits[position])) for t in tries):
+            trial = chain.copy(chain.leading)
+            trial.code([(units[position][0], torch.cat([batch for _, batch in units[position:position + size]]))])
+            if size == 1 or trial.untouched_words() >= chain.untouched_words():
+                break
+        chain, position = trial, position + size
+        sizes.append(size)
+    return chain.result(start), sizes
+
+
 def _chosen_start(steps, seed: np.ndarray, coder: str, track: bool, progress) -> "_ChainEncoder":
     """The chain with the smallest payload, batch by batch, of those with 0, 1, 2, ... first batches without bits
     back: one more is taken while that chain is the smaller after the batch that follows it (bits back when
@@ -195,6 +241,10 @@ class _ChainEncoder:
             if self.track:
                 self.sizes.append(WORD_BITS * self.payload_words())
 
+    def untouched_words(self) -> int:
+        """How many seed words at the bottom of the stack no pop has reached so far."""
+        return split_seed(self.ans.words(), self.seed)[0]
+
     def payload_words(self) -> int:
         return len(split_seed(self.ans.words(), self.seed)[1])
 
@@ -208,10 +258,11 @@ def _coder_pair(coder: str, without_bits_back: bool):
     return NO_BITS_BACK[coder] if without_bits_back else CODERS[coder]
 
 
-def decode_steps(steps, encoded: EncodedChain, coder: str = "bitswap", progress=None) -> list:
+def decode_steps(steps, encoded: EncodedChain, coder: str = "bitswap", progress=None,
+                 seed_length: int | None = None) -> list:
     """Pop the batches of ``steps`` = [(model, batch shape)] (the encoder's order, its ``encoded.start``);
-    check the stack ends on the seed."""
-    seed = seed_words(_seed_length(steps))
+    check the stack ends on the seed (of ``seed_length`` words, default: enough for these batches)."""
+    seed = seed_words(seed_length or _seed_length(steps))
     try:
         leading = leading_batches(encoded.start, len(steps))
     except ValueError as problem:

@@ -1,4 +1,4 @@
-"""Add the golden archives (``bbcodec pack``'s format, versions 1 and 2). Read this before running it.
+"""Add the golden archives (``bbcodec pack``'s format, versions 1 to 3). Read this before running it.
 
     python tests/golden/archive/make_archive_golden.py        # from the repository root
 
@@ -18,7 +18,12 @@ and ``kept.bba``, one chunk in which a flat PNG is kept byte for byte (its code 
 the file) beside a coded crop of ``data/chelsea.png``. Those two are version 1; version 2 added
 
 * ``growing-v2.bba``: one chunk of 40 8x8 grey images, a 24x24 crop of ``data/chelsea.png`` after the
-  twentieth: runs of one shape in growing batches (``bbcodec.archive.layout.BATCH_GROWTH``).
+  twentieth: runs of one shape in growing batches (``bbcodec.archive.layout.BATCH_GROWTH``);
+
+and version 3
+
+* ``grouped-v3.bba``: the same images in batches the encoder chose and listed in the chunk
+  (``bbcodec.coding.chain.encode_growing``).
 
 The script writes only what does not exist yet and never replaces a file: a
 failing test means that a change broke reading existing archives; fix the
@@ -79,6 +84,8 @@ CASES = {  # archive -> (members, chunk sub-pixels, what its report must show)
     "mixed.bba": (members, CHUNK_SUBPIXELS, lambda r: r.stored_chunks > 0 and r.chunks >= 3),
     "kept.bba": (kept_members, archive.DEFAULT_CHUNK_SUBPIXELS, lambda r: r.kept_files == 1 and r.chunks == 1),
     "growing-v2.bba": (growing_members, archive.DEFAULT_CHUNK_SUBPIXELS,
+                       lambda r: r.chunks == 1 and r.stored_chunks == 0),
+    "grouped-v3.bba": (growing_members, archive.DEFAULT_CHUNK_SUBPIXELS,
                        lambda r: r.chunks == 1 and r.stored_chunks == 0),
 }
 
