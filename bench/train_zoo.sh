@@ -11,6 +11,7 @@
 #   bash bench/train_zoo.sh multiscale-residual [RUNS]         # ... and channels coupled on their residuals (default)
 #   bash bench/train_zoo.sh multiscale-linear-float [RUNS]     # multiscale-linear's float twin
 #   bash bench/train_zoo.sh multiscale-residual-float [RUNS]   # multiscale-residual's float twin
+#   bash bench/train_zoo.sh multiscale-residual-longer [RUNS]  # multiscale-residual's stage 1 10,000 steps longer
 #   bash bench/train_zoo.sh topdown [RUNS] [OPTION...]         # the top-down ResNet VAE on multiscale-linear's data
 #
 # Each stage is a `bbcodec train` run that writes runs/<stage>/ (log, checkpoint,
@@ -74,6 +75,21 @@ multiscale() {  # multiscale RUNS TAG [OPTION...]: stage 1 natural images, stage
     fi
 }
 
+longer() {  # longer RUNS TAG [OPTION...]: TAG-c64 (multiscale's stage 1) trained 10,000 steps more on the same
+    local runs=$1 tag=$2                       # data at half its peak rate, then multiscale's synthetic stage from it
+    shift 2
+    if ! ls "$runs/$tag-long/$tag-long"-*.safetensors >/dev/null 2>&1; then
+        bbcodec train "${MULTISCALE[@]}" "$@" --steps 10000 --lr 1e-3 \
+            --init-from "$(ls "$runs/$tag-c64/$tag-c64"-*.safetensors)" --out "$runs/$tag-long" --name "$tag-long" \
+            $(resuming "$runs/$tag-long")
+    fi
+    if ! ls "$runs/$tag-long-syn/$tag-long-syn"-*.safetensors >/dev/null 2>&1; then
+        bbcodec train "${MULTISCALE[@]}" "$@" synthetic:2000 --steps 4000 --lr 1e-3 \
+            --init-from "$(ls "$runs/$tag-long/$tag-long"-*.safetensors)" --out "$runs/$tag-long-syn" \
+            --name "$tag-long-syn" $(resuming "$runs/$tag-long-syn")
+    fi
+}
+
 # The top-down ResNet VAE (photo-topdown: multiscale-linear's likelihood under bidirectional inference) on
 # stage 1 of multiscale's data and schedule, so that its curve compares with msl-c64's step for step. OPTIONs
 # make its twins: --float (float residual blocks), --set binary_activations=true (sign activations).
@@ -110,11 +126,13 @@ case "${1:-}" in
     multiscale-wide) multiscale "${2:-runs}" msw --set context_channels=64 ;;  # context networks twice as wide
     multiscale-linear) multiscale "${2:-runs}" msl --set linear_prediction=true ;;  # interpolation + correction
     multiscale-residual) multiscale "${2:-runs}" mslr --set linear_prediction=true --set residual_coupling=true ;;
+    multiscale-residual-longer)  # (not shipped) the default's stage 1 for 16,000 steps in all, then its stage 2
+        longer "${2:-runs}" mslr --set linear_prediction=true --set residual_coupling=true ;;
     multiscale-linear-float) multiscale "${2:-runs}" mslf --set linear_prediction=true --float ;;  # msl's float twin
     multiscale-residual-float)  # mslr's float twin
         multiscale "${2:-runs}" mslrf --set linear_prediction=true --set residual_coupling=true --float ;;
     topdown) topdown "${2:-runs}" td-c64 "${@:3}" ;;
     topdown-float) topdown "${2:-runs}" tdf-c64 --float "${@:3}" ;;
     topdown-signs) topdown "${2:-runs}" tds-c64 --set binary_activations=true "${@:3}" ;;
-    *) echo "usage: bash bench/train_zoo.sh default|default-v2|default-v2-float|mnist|mnist-v2|photo-polyphase|multiscale|multiscale-wide|multiscale-linear|multiscale-linear-float|multiscale-residual|multiscale-residual-float|topdown|topdown-float|topdown-signs" >&2; exit 2 ;;
+    *) echo "usage: bash bench/train_zoo.sh default|default-v2|default-v2-float|mnist|mnist-v2|photo-polyphase|multiscale|multiscale-wide|multiscale-linear|multiscale-linear-float|multiscale-residual|multiscale-residual-float|multiscale-residual-longer|topdown|topdown-float|topdown-signs" >&2; exit 2 ;;
 esac
