@@ -163,13 +163,13 @@ def chain_steps(model, shapes: list[tuple[int, int, int]], settings: CoderSettin
 def group_limits(units: list[tuple[ChainStep, bool]], max_batch: int) -> list[int]:
     """For each of :func:`image_steps`' batches, how many from it on may share one batch in version 3: images
     that are one batch alone, of one shape, at most ``max_batch`` tiles together."""
+    shapes = [step.shape() if alone else None for step, alone in units]
     limits = []
-    for first, (step, alone) in enumerate(units):
-        count, joined = 1, step
-        while alone and first + count < len(units) and units[first + count][1]:
-            joined = _joins(joined, units[first + count][0])
-            if joined is None or joined.shape()[0] > max_batch:
-                break
+    for first, shape in enumerate(shapes):
+        count, tiles = 1, shape[0] if shape else 0
+        while (shape and first + count < len(units) and shapes[first + count]
+               and shapes[first + count][1:] == shape[1:] and tiles + shapes[first + count][0] <= max_batch):
+            tiles += shapes[first + count][0]
             count += 1
         limits.append(count)
     return limits
@@ -182,10 +182,8 @@ def grouped_steps(units: list[tuple[ChainStep, bool]], sizes: list[int], max_bat
     for size in sizes:
         if not 1 <= size <= (limits[first] if first < len(units) else 0):
             raise Malformed("batch sizes that do not fit the chunk's images")
-        joined = units[first][0]
-        for step, _ in units[first + 1:first + size]:
-            joined = _joins(joined, step)
-        steps.append(joined)
+        parts = tuple(part for step, _ in units[first:first + size] for part in step.parts)
+        steps.append(ChainStep(units[first][0].view, parts))
         first += size
     if first != len(units):
         raise Malformed("batch sizes that do not cover the chunk's images")

@@ -174,19 +174,25 @@ def encode_growing(units, limits: list[int], coder: str = "bitswap", start: str 
         # the first batches pop nothing: as one batch they cost the same, and decode faster
         leading = chain.leading
         chain = _ChainEncoder(1, seed, coder, False)
-        chain.code([(units[0][0], torch.cat([batch for _, batch in units[:leading]]))])
+        chain.code([_joined(units, 0, leading)])
         start, sizes = STARTS[1], [leading]
     size, position = 1, sum(sizes)
     while position < len(units):
         tries = [1] if len(sizes) < chain.leading else [max(size + 1, size * 3 // 2), size, size // 2, 1]
+        untouched = chain.untouched_words()
         for size in dict.fromkeys(max(1, min(t, limits[position])) for t in tries):
             trial = chain.copy(chain.leading)
-            trial.code([(units[position][0], torch.cat([batch for _, batch in units[position:position + size]]))])
-            if size == 1 or trial.untouched_words() >= chain.untouched_words():
+            trial.code([_joined(units, position, size)])
+            if size == 1 or trial.untouched_words() >= untouched:
                 break
         chain, position = trial, position + size
         sizes.append(size)
     return chain.result(start), sizes
+
+
+def _joined(units, first: int, count: int):
+    """Units ``first`` .. ``first + count - 1`` as one (model, batch): the first's model, their batches stacked."""
+    return units[first][0], torch.cat([batch for _, batch in units[first:first + count]])
 
 
 def _chosen_start(steps, seed: np.ndarray, coder: str, track: bool, progress) -> "_ChainEncoder":
