@@ -12,6 +12,7 @@
 #   bash bench/train_zoo.sh multiscale-linear-float [RUNS]     # multiscale-linear's float twin
 #   bash bench/train_zoo.sh multiscale-residual-float [RUNS]   # multiscale-residual's float twin
 #   bash bench/train_zoo.sh multiscale-residual-longer [RUNS]  # multiscale-residual's stage 1 10,000 steps longer
+#   bash bench/train_zoo.sh flowpp|flowpp-float [RUNS]         # Flow++ with binary or float coupling networks
 #   bash bench/train_zoo.sh topdown [RUNS] [OPTION...]         # the top-down ResNet VAE on multiscale-linear's data
 #
 # Each stage is a `bbcodec train` run that writes runs/<stage>/ (log, checkpoint,
@@ -99,6 +100,15 @@ topdown() {  # topdown RUNS NAME [OPTION...]
     bbcodec train "${MULTISCALE[@]}" --preset photo-topdown "$@" --steps 6000 --out "$runs/$name" --name "$name"
 }
 
+# Flow++ (bbcodec/models/flowpp.py; issue 22, not shipped: a density model) on the natural images at 32x32,
+# binary coupling networks or (--float) their float twin; 1,500 steps at 2-3 s a step on one thread.
+flowpp() {  # flowpp RUNS NAME [OPTION...]
+    local runs=$1 name=$2
+    shift 2
+    bbcodec train "${NATURAL[@]}" --preset flowpp "$@" --lr 1e-3 --steps 1500 --eval-every 250 \
+        --out "$runs/flowpp/$name" --name "flowpp-$name" $(resuming "$runs/flowpp/$name")
+}
+
 case "${1:-}" in
     default)  # since 2026-12-07 (bench/README.md, "A new default"): multiscale-residual, exported at grid 2^-1
         multiscale "${2:-runs}" mslr --set linear_prediction=true --set residual_coupling=true
@@ -134,5 +144,7 @@ case "${1:-}" in
     topdown) topdown "${2:-runs}" td-c64 "${@:3}" ;;
     topdown-float) topdown "${2:-runs}" tdf-c64 --float "${@:3}" ;;
     topdown-signs) topdown "${2:-runs}" tds-c64 --set binary_activations=true "${@:3}" ;;
-    *) echo "usage: bash bench/train_zoo.sh default|default-v2|default-v2-float|mnist|mnist-v2|photo-polyphase|multiscale|multiscale-wide|multiscale-linear|multiscale-linear-float|multiscale-residual|multiscale-residual-float|multiscale-residual-longer|topdown|topdown-float|topdown-signs" >&2; exit 2 ;;
+    flowpp) flowpp "${2:-runs}" binary "${@:3}" ;;
+    flowpp-float) flowpp "${2:-runs}" float --float "${@:3}" ;;
+    *) echo "usage: bash bench/train_zoo.sh default|default-v2|default-v2-float|mnist|mnist-v2|photo-polyphase|multiscale|multiscale-wide|multiscale-linear|multiscale-linear-float|multiscale-residual|multiscale-residual-float|multiscale-residual-longer|topdown|topdown-float|topdown-signs|flowpp|flowpp-float" >&2; exit 2 ;;
 esac

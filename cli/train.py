@@ -87,7 +87,9 @@ def train_command(data, preset_name, binary, binary_activations, latent_layers, 
     Several processes: torchrun --nproc_per_node N $(which bbcodec) train ...
     """
     device = resolve_device_option(device)  # before any data is read
-    changes = {"binary_weights": binary, "binary_activations": binary_activations}
+    changes = {"binary_weights": binary}
+    if binary_activations:  # a field of the VAE families only
+        changes["binary_activations"] = True
     if latent_layers:
         changes["latent_layers"] = latent_layers
     try:

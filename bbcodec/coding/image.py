@@ -81,7 +81,7 @@ class CoderSettings:
     def resolve(self, model) -> "CoderSettings":
         """These settings decided for ``model``: ``auto`` arithmetic is exact (every model supports it), an
         ``auto`` coder the first of the model's family; a BBCodecError if the family cannot use the coder."""
-        coder = model.coders[0] if self.coder == "auto" else self.coder
+        coder = model.coders[0] if self.coder == "auto" and model.coders else self.coder
         check_coder(model, coder)
         return replace(self, coder=coder, arithmetic="exact" if self.arithmetic == "auto" else self.arithmetic)
 
@@ -110,7 +110,9 @@ class CoderSettings:
 
 def check_coder(model, coder: str, error=BBCodecError) -> None:
     """An ``error`` unless ``model``'s family codes with ``coder`` (a Markov chain cannot be coded top-down, nor a
-    top-down model with Bit-Swap)."""
+    top-down model with Bit-Swap, and a density model codes nothing)."""
+    if not model.coders:
+        raise error(f"a {model.family} model is a density model: it codes no files")
     if coder not in model.coders:
         raise error(f"a {model.family} model codes with {' or '.join(model.coders)}, not {coder}")
 

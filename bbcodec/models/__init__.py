@@ -2,4 +2,4 @@
 
 Importing this package registers the families shipped with bbcodec.
 """
-from bbcodec.models import markov_vae, polyphase_vae, topdown_vae  # noqa: F401  (register the shipped families)
+from bbcodec.models import flowpp, markov_vae, polyphase_vae, topdown_vae  # noqa: F401  (register the shipped families)

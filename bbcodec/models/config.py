@@ -31,8 +31,33 @@ def check_integers(fields: dict, limits: dict) -> None:
             raise BBCodecError(f"model file: config {name} = {shorten(value)}, expected an integer in {low}..{high}")
 
 
+def check_flags(fields: dict, names) -> None:
+    """A BBCodecError unless each field in ``names`` is true or false."""
+    for name in names:
+        if not isinstance(fields.get(name), bool):
+            raise BBCodecError(f"model file: config {name} = {shorten(fields.get(name))}, expected true or false")
+
+
+class ConfigFields:
+    """What every family's config (a frozen dataclass) offers: JSON in and out, and a changed copy."""
+
+    def to_json(self) -> str:
+        return json.dumps(dataclasses.asdict(self), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str):
+        fields = json.loads(text)
+        unknown = set(fields) - {f.name for f in dataclasses.fields(cls)}
+        if unknown:
+            raise ValueError(f"unknown model config fields: {sorted(unknown)}")
+        return cls(**fields)
+
+    def replace(self, **changes):
+        return dataclasses.replace(self, **changes)
+
+
 @dataclass(frozen=True)
-class VAEConfig:
+class VAEConfig(ConfigFields):
     """Shape of a :class:`~bbcodec.models.markov_vae.MarkovVAE` and its coding grid.
 
     ``binary_weights`` binarizes the residual blocks (BWN); the pixel-facing
@@ -72,21 +97,6 @@ class VAEConfig:
     def grid(self) -> LatentGrid:
         return LatentGrid(bits=self.grid_bits, bound=self.grid_bound)
 
-    def to_json(self) -> str:
-        return json.dumps(dataclasses.asdict(self), sort_keys=True)
-
-    @classmethod
-    def from_json(cls, text: str) -> "VAEConfig":
-        fields = json.loads(text)
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = set(fields) - known
-        if unknown:
-            raise ValueError(f"unknown model config fields: {sorted(unknown)}")
-        return cls(**fields)
-
-    def replace(self, **changes) -> "VAEConfig":
-        return dataclasses.replace(self, **changes)
-
     @classmethod
     def from_file(cls, fields: dict) -> "VAEConfig":
         """The config from a model file's (untrusted) fields, each checked for type and range before use."""
@@ -97,9 +107,7 @@ class VAEConfig:
             if not (isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
                     and 0 < value <= 64):
                 raise BBCodecError(f"model file: config {name} = {shorten(value)}, expected a number in (0, 64]")
-        for name in ("binary_weights", "binary_activations", "channel_coupling", "residual_coupling"):
-            if not isinstance(fields[name], bool):
-                raise BBCodecError(f"model file: config {name} = {shorten(fields[name])}, expected true or false")
+        check_flags(fields, ("binary_weights", "binary_activations", "channel_coupling", "residual_coupling"))
         if not isinstance(fields["pixel_distribution"], str):
             raise BBCodecError("model file: config pixel_distribution is not a name")
         try:

@@ -42,6 +42,8 @@ def share_beyond(reach: list[torch.Tensor], bound: float) -> float:
 
 def grid_advice(model, x: torch.Tensor) -> str | None:
     """A one-line suggestion when the model's posteriors on ``x`` often reach past its grid's bound, else None."""
+    if not model.coders:  # a density model has no latent grid
+        return None
     bound = model.config.grid_bound
     reach = posterior_reach(model, x)
     share = share_beyond(reach, bound)

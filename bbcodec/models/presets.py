@@ -6,10 +6,12 @@ four times cheaper per pixel than ``stride`` 2. ``photo-polyphase`` is ``photo``
 likelihood that also sees decoded pixels (its context networks run at half resolution);
 ``photo-multiscale`` splits twice, so that only 1/16 of the pixels see no decoded neighbour;
 ``photo-topdown`` is the same likelihood under a top-down ResNet VAE instead of a Markov chain.
+``flowpp`` is the Flow++ density model (no codec) at a width this CPU can train.
 """
 import dataclasses
 
 from bbcodec.models.config import VAEConfig
+from bbcodec.models.flowpp import FlowConfig
 from bbcodec.models.polyphase_vae import PolyphaseConfig
 from bbcodec.models.topdown_vae import TopDownConfig
 
@@ -27,6 +29,8 @@ PRESETS = {
     # the top-down ResNet VAE (bbcodec/models/topdown_vae.py) with the two-level likelihood and its linear path
     "photo-topdown": TopDownConfig(**PHOTO, feature_channels=16, context_channels=32, context_blocks=1, levels=2,
                                    linear_prediction=True),
+    # Flow++ (bbcodec/models/flowpp.py) at a width this CPU trains: a density model, no codec
+    "flowpp": FlowConfig(hidden_channels=32, blocks_per_net=2, mixture_components=4, attention_heads=1),
     "large": VAEConfig(hidden_channels=128, latent_channels=16, latent_layers=6, blocks_per_net=3, stride=2),
 }
 
@@ -34,7 +38,11 @@ PRESETS = {
 def preset(name: str, **changes) -> VAEConfig:
     if name not in PRESETS:
         raise ValueError(f"unknown preset {name!r} (one of {', '.join(PRESETS)})")
-    return PRESETS[name].replace(**changes)
+    base = PRESETS[name]
+    unknown = sorted(set(changes) - {field.name for field in dataclasses.fields(base)})
+    if unknown:
+        raise ValueError(f"preset {name!r} has no {', '.join(unknown)} (its model family has no such setting)")
+    return base.replace(**changes)
 
 
 def parse_settings(base: VAEConfig, settings: list[str]) -> dict:
