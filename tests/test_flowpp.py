@@ -1,4 +1,4 @@
-"""The Flow++ family (bbcodec/models/flowpp.py): its log-determinants, its inverse, and the tool around it.
+"""The Flow++ family (bbcodec/models/flowpp.py, bbcodec/nn/flow_layers.py): its log-determinants, its inverse, and the tool around it.
 
 A flow's bound is only as good as its log-determinants, so they are checked
 against the Jacobian autograd computes, for the main flow (from the
@@ -20,8 +20,9 @@ from click.testing import CliRunner
 import bbcodec
 from bbcodec.errors import BBCodecError
 from bbcodec.models.export import model_from_bytes, model_size, model_to_bytes
-from bbcodec.models.flowpp import (FlowConfig, FlowPP, mixture_logit_cdf, mixture_logit_cdf_inverse, run_forward,
-                                   standard_normal_log_density)
+from bbcodec.models.flowpp import FlowConfig, FlowPP
+from bbcodec.nn.flow_layers import (mixture_logit_cdf, mixture_logit_cdf_inverse, run_forward,
+                                    standard_normal_log_density)
 from bbcodec_cli.main import main
 
 SMALL = FlowConfig(image_channels=1, hidden_channels=8, blocks_per_net=1, mixture_components=3, attention_heads=2,

@@ -25,7 +25,8 @@ with an activation normalization and an invertible 1x1 convolution.
 
 Binary weight normalization (Bird, Kingma & Barber, ICLR 2021) binarizes, as
 its binary Flow++ does, the residual blocks' 3x3 convolutions and the 1x1
-convolutions of their gates (:mod:`bbcodec.nn.binary`); the networks' input
+convolutions of their gates (:mod:`bbcodec.nn.binary`); the layers are in
+:mod:`bbcodec.nn.flow_layers`, this module puts them together. The networks' input
 and output convolutions, the attention projections, the normalizations and
 the invertible 1x1 convolutions stay float.
 
@@ -49,15 +50,12 @@ from torch import nn
 from bbcodec.errors import BBCodecError, shorten
 from bbcodec.models.config import ConfigFields, check_flags, check_integers
 from bbcodec.models.family import CodecModel, register
-from bbcodec.nn import WNConv2d, make_conv
+from bbcodec.nn import WNConv2d
+from bbcodec.nn.flow_layers import (ActNorm, GatedResidual, MixtureCoupling, Pointwise, Squeeze, join_halves,
+                                    run_forward, split_halves, standard_normal_log_density)
 
 LOGIT_MARGIN = 0.05
 """v / 256 is squeezed into [margin, 1 - margin] before the logit, as in RealNVP and Flow++."""
-MIN_LOG_SCALE = -7.0
-BISECTION_STEPS = 60
-BISECTION_BOUND = 200.0
-"""The inverse of a mixture-of-logistics CDF is found by bisection on [-bound, bound] in this many halvings."""
-
 FILE_LIMITS = {"image_channels": (1, 4), "hidden_channels": (1, 512), "blocks_per_net": (1, 16),
                "mixture_components": (1, 64), "attention_heads": (0, 16), "stripe_steps": (1, 16),
                "channel_steps": (0, 16), "squeezed_steps": (0, 16), "dequant_steps": (1, 16),
@@ -111,182 +109,6 @@ class FlowConfig(ConfigFields):
             raise BBCodecError(f"model file: bad config ({shorten(error, 120)})") from None
 
 
-# -- the coupling networks --------------------------------------------------------------------------------
-
-
-def concat_elu(x: torch.Tensor) -> torch.Tensor:
-    """ELU of x and of -x, side by side in the channels (PixelCNN++, Flow++)."""
-    return F.elu(torch.cat([x, -x], dim=1))
-
-
-class ChannelNorm(nn.Module):
-    """Layer normalization over the channels at each position."""
-
-    def __init__(self, channels: int):
-        super().__init__()
-        self.weight = nn.Parameter(torch.ones(channels))
-        self.bias = nn.Parameter(torch.zeros(channels))
-
-    def forward(self, x):
-        return F.layer_norm(x.permute(0, 2, 3, 1), x.shape[1:2], self.weight, self.bias).permute(0, 3, 1, 2)
-
-
-class GatedResidual(nn.Module):
-    """x + GLU(conv1x1(concat_elu(conv3x3(concat_elu(x))))): Flow++'s gated convolution, binary with BWN."""
-
-    def __init__(self, channels: int, binary: bool):
-        super().__init__()
-        self.conv = make_conv(2 * channels, channels, 3, binary=binary)
-        self.gate = make_conv(2 * channels, 2 * channels, 1, binary=binary, init_scale=0.1)
-
-    def forward(self, x):
-        return x + F.glu(self.gate(concat_elu(self.conv(concat_elu(x)))), dim=1)
-
-
-class GatedAttention(nn.Module):
-    """x + GLU(conv1x1(multi-head self-attention over the positions of x)); its projections stay float."""
-
-    def __init__(self, channels: int, heads: int):
-        super().__init__()
-        self.heads = heads
-        self.qkv = WNConv2d(channels, 3 * channels, 1)
-        self.gate = WNConv2d(channels, 2 * channels, 1, init_scale=0.1)
-
-    def forward(self, x):
-        n, c, h, w = x.shape
-        q, k, v = self.qkv(x).reshape(n, 3, self.heads, c // self.heads, h * w).transpose(-1, -2).unbind(1)
-        attended = F.scaled_dot_product_attention(q, k, v).transpose(-1, -2).reshape(n, c, h, w)
-        return x + F.glu(self.gate(attended), dim=1)
-
-
-class CouplingNet(nn.Module):
-    """The parameters of a coupling transform from the half it conditions on (and any context)."""
-
-    def __init__(self, in_channels: int, out_channels: int, hidden: int, blocks: int, heads: int, binary: bool):
-        super().__init__()
-        self.proj_in = WNConv2d(in_channels, hidden, 3)
-        layers = []
-        for _ in range(blocks):
-            layers += [GatedResidual(hidden, binary), ChannelNorm(hidden)]
-            if heads:
-                layers += [GatedAttention(hidden, heads), ChannelNorm(hidden)]
-        self.blocks = nn.Sequential(*layers)
-        self.proj_out = WNConv2d(hidden, out_channels, 3, init_scale=0.1)
-
-    def forward(self, x):
-        return self.proj_out(self.blocks(self.proj_in(x)))
-
-
-# -- the mixture-of-logistics coupling transform ------------------------------------------------------------
-
-
-def _mixture_terms(x, logits, means, log_scales):
-    """log weights, standardized values and log scales of each component (component axis 1)."""
-    log_weights = F.log_softmax(logits, dim=1)
-    log_scales = log_scales.clamp_min(MIN_LOG_SCALE)
-    return log_weights, (x.unsqueeze(1) - means) * torch.exp(-log_scales), log_scales
-
-
-def mixture_logit_cdf(x, logits, means, log_scales):
-    """(logit of the mixture's CDF at x, log of its density at x), computed stably in log space."""
-    log_weights, z, log_scales = _mixture_terms(x, logits, means, log_scales)
-    log_cdf = torch.logsumexp(log_weights + F.logsigmoid(z), dim=1)
-    log_survival = torch.logsumexp(log_weights + F.logsigmoid(-z), dim=1)
-    log_density = torch.logsumexp(log_weights - z - log_scales - 2 * F.softplus(-z), dim=1)
-    return log_cdf - log_survival, log_density - log_cdf - log_survival
-
-
-def mixture_logit_cdf_inverse(y, logits, means, log_scales):
-    """The x whose mixture CDF has logit ``y``, by bisection (the CDF is increasing)."""
-    low = torch.full_like(y, -BISECTION_BOUND)
-    high = torch.full_like(y, BISECTION_BOUND)
-    for _ in range(BISECTION_STEPS):
-        middle = (low + high) / 2
-        below = mixture_logit_cdf(middle, logits, means, log_scales)[0] < y
-        low, high = torch.where(below, middle, low), torch.where(below, high, middle)
-    return (low + high) / 2
-
-
-class MixtureCoupling(nn.Module):
-    """Transforms the second half b given the first half a (and a context):
-    b' = logit(MixLogisticCDF(b; pi, mu, s)) * exp(scale) + shift, every parameter from a network of a."""
-
-    def __init__(self, channels: int, context: int, hidden: int, blocks: int, heads: int, components: int,
-                 binary: bool):
-        super().__init__()
-        self.components = components
-        self.net = CouplingNet(channels + context, channels * (2 + 3 * components), hidden, blocks, heads, binary)
-
-    def _transform(self, a, context):
-        given = a if context is None else torch.cat([a, context], dim=1)
-        out = self.net(given)
-        n, _, h, w = out.shape
-        k = self.components
-        scale, shift, mixture = out.split([a.shape[1], a.shape[1], 3 * k * a.shape[1]], dim=1)
-        logits, means, log_scales = mixture.reshape(n, 3 * k, a.shape[1], h, w).split(k, dim=1)
-        return torch.tanh(scale), shift, logits, means, log_scales
-
-    def forward(self, a, b, context=None):
-        scale, shift, *mixture = self._transform(a, context)
-        y, log_derivative = mixture_logit_cdf(b, *mixture)
-        return y * torch.exp(scale) + shift, (log_derivative + scale).flatten(1).sum(1)
-
-    def inverse(self, a, b, context=None):
-        scale, shift, *mixture = self._transform(a, context)
-        return mixture_logit_cdf_inverse((b - shift) * torch.exp(-scale), *mixture)
-
-
-# -- flow steps: each maps x to (y, log|det dy/dx| per image) and back ----------------------------------
-
-
-def split_halves(x, kind: str):
-    """The two halves a coupling sees: even and odd columns (``stripes``) or the first and last channels."""
-    if kind == "stripes":
-        return x[..., 0::2], x[..., 1::2]
-    return x.chunk(2, dim=1)
-
-
-def join_halves(a, b, kind: str):
-    """The inverse of :func:`split_halves`."""
-    if kind == "stripes":
-        return torch.stack([a, b], dim=-1).flatten(-2)
-    return torch.cat([a, b], dim=1)
-
-
-class ActNorm(nn.Module):
-    """y = x * exp(log_scale) + bias, per channel (Glow's activation normalization)."""
-
-    def __init__(self, channels: int):
-        super().__init__()
-        self.log_scale = nn.Parameter(torch.zeros(channels, 1, 1))
-        self.bias = nn.Parameter(torch.zeros(channels, 1, 1))
-
-    def forward(self, x):
-        logdet = self.log_scale.sum() * x.shape[2] * x.shape[3]
-        return x * torch.exp(self.log_scale) + self.bias, logdet.expand(x.shape[0])
-
-    def inverse(self, y):
-        return (y - self.bias) * torch.exp(-self.log_scale)
-
-
-class Pointwise(nn.Module):
-    """An invertible 1x1 convolution (Glow), started at a random rotation."""
-
-    def __init__(self, channels: int):
-        super().__init__()
-        self.weight = nn.Parameter(torch.empty(channels, channels))
-        if not self.weight.is_meta:
-            with torch.no_grad():
-                self.weight.copy_(torch.linalg.qr(torch.randn(channels, channels))[0])
-
-    def forward(self, x):
-        logdet = torch.linalg.slogdet(self.weight)[1] * x.shape[2] * x.shape[3]
-        return torch.einsum("ij,njhw->nihw", self.weight, x), logdet.expand(x.shape[0])
-
-    def inverse(self, y):
-        return torch.einsum("ij,njhw->nihw", torch.linalg.inv(self.weight), y)
-
-
 class CouplingStep(nn.Module):
     """Activation normalization, an invertible 1x1 convolution, then one mixture coupling of the ``kind`` halves;
     ``flip`` transforms the first half given the second instead."""
@@ -326,29 +148,6 @@ class CouplingStep(nn.Module):
         if context is None or self.kind != "stripes":
             return context
         return torch.cat(split_halves(context, "stripes"), dim=1)
-
-
-class Squeeze(nn.Module):
-    """Each 2x2 block of pixels into the channels (volume preserving)."""
-
-    def forward(self, x, context=None):
-        return F.pixel_unshuffle(x, 2), x.new_zeros(x.shape[0])
-
-    def inverse(self, y, context=None):
-        return F.pixel_shuffle(y, 2)
-
-
-def run_forward(steps, x, context=None):
-    """x through every step; (result, summed log-determinant per image)."""
-    total = x.new_zeros(x.shape[0])
-    for step in steps:
-        x, logdet = step(x, context)
-        total = total + logdet
-    return x, total
-
-
-def standard_normal_log_density(z):
-    return (-0.5 * z.square() - 0.5 * math.log(2 * math.pi)).flatten(1).sum(1)
 
 
 # -- the model ----------------------------------------------------------------------------------------------
