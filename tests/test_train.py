@@ -81,9 +81,16 @@ def test_training_writes_a_curve_plot(tmp_path):
     pytest.importorskip("matplotlib")
     from bbcodec.training.plots import plot_training
 
+    from PIL import Image
+
     run(tmp_path, 4, preset("tiny"))
     assert plot_training(tmp_path / "log.jsonl", tmp_path / "training.png")
     assert (tmp_path / "training.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    without_kl = tmp_path / "flow.jsonl"  # a family without latent layers logs no KL: one panel, half as wide
+    without_kl.write_text("\n".join(json.dumps({k: v for k, v in json.loads(line).items() if k != "kl"})
+                                    for line in (tmp_path / "log.jsonl").read_text().splitlines()))
+    assert plot_training(without_kl, tmp_path / "flow.png")
+    assert Image.open(tmp_path / "flow.png").width < 0.6 * Image.open(tmp_path / "training.png").width
 
 
 def test_logs_of_continued_runs_are_chained_step_after_step(tmp_path):

@@ -41,7 +41,10 @@ def plot_training(log_path, png_path, title: str | None = None) -> bool:
         return False
     records, starts = read_stages(log_path if isinstance(log_path, (list, tuple)) else [log_path])
     evals = [r for r in records if "eval_nelbo" in r]
-    figure, (rate, kl) = plt.subplots(1, 2, figsize=(11, 4), constrained_layout=True)
+    with_kl = bool(evals) and "kl" in evals[0]  # a family without latent layers (a flow) has no second panel
+    figure, axes = plt.subplots(1, 1 + with_kl, figsize=(11 if with_kl else 6, 4), constrained_layout=True,
+                                squeeze=False)
+    rate = axes[0][0]
     rate.plot([r["step"] for r in records], [r["train_nelbo"] for r in records], lw=0.8, alpha=0.6,
               label="training batch")
     rate.plot([r["step"] for r in evals], [r["eval_nelbo"] for r in evals], "o-", label="held-out")
@@ -55,7 +58,8 @@ def plot_training(log_path, png_path, title: str | None = None) -> bool:
              ylabel="−ELBO, bits per sub-pixel", title=title or "−ELBO")
     rate.grid(alpha=0.3)
     rate.legend()
-    if evals and "kl" in evals[0]:
+    if with_kl:
+        kl = axes[0][1]
         for layer in range(len(evals[0]["kl"])):
             kl.plot([r["step"] for r in evals], [r["kl"][layer] for r in evals], "o-", label=f"z{layer + 1}")
         kl.set(xlabel="step", ylabel="bits per sub-pixel", title="KL per latent layer (training batch)")
