@@ -120,7 +120,7 @@ def test_a_model_file_holds_the_binary_weights_at_one_bit_and_loads_the_same_mod
 @pytest.mark.parametrize("field, value, message", [
     ("hidden_channels", 0, "hidden_channels"), ("attention_heads", "4", "attention_heads"),
     ("binary_weights", 1, "binary_weights"), ("stripe_steps", None, "stripe_steps"),
-    ("attention_heads", 3, "do not divide"), ("pixel_distribution", "laplace", "unknown model config fields"),
+    ("attention_heads", 3, "do not divide"), ("context_channels", 5, "do not divide"), ("pixel_distribution", "laplace", "unknown model config fields"),
 ])
 def test_a_hostile_flow_config_is_refused_in_one_line(field, value, message):
     fields = {**json.loads(SMALL.to_json()), field: value}
@@ -157,3 +157,7 @@ def test_flowpp_trains_samples_and_refuses_to_code_through_the_commands(tmp_path
     wrong = runner.invoke(main, ["train", str(tmp_path / "images.npz"), "--preset", "flowpp", "--latent-layers", "2",
                                  "--out", str(tmp_path / "other")])
     assert wrong.exit_code != 0 and "no latent_layers" in wrong.output
+    odd = runner.invoke(main, ["train", str(tmp_path / "images.npz"), "--preset", "flowpp", "--crop", "10",
+                               "--steps", "1", "--batch-size", "2", "--eval-images", "2", "--threads", "1",
+                               "--out", str(tmp_path / "odd"), "--set", "hidden_channels=8"])
+    assert odd.exit_code != 0 and "multiples of 4, not 10x10" in odd.output and "internal error" not in odd.output

@@ -90,8 +90,9 @@ class FlowConfig(ConfigFields):
     binary_weights: bool = True
 
     def __post_init__(self):
-        if self.attention_heads and self.hidden_channels % self.attention_heads:
-            raise ValueError(f"{self.attention_heads} attention heads do not divide {self.hidden_channels} channels")
+        for width in (self.hidden_channels, self.context_channels):  # the main and the dequantizer's networks
+            if self.attention_heads and width % self.attention_heads:
+                raise ValueError(f"{self.attention_heads} attention heads do not divide {width} channels")
 
     @property
     def stride(self) -> int:
@@ -208,7 +209,12 @@ class FlowPP(CodecModel):
 
     def forward(self, x: torch.Tensor, free_bits: float = 0.0) -> dict:
         """The bound -log P(x) <= E_q[log q(u|x) - log p(x + u)] in bits per sub-pixel (one u per image);
-        ``free_bits`` (a VAE's) does not apply."""
+        ``free_bits`` (a VAE's) does not apply. The sides must be multiples of ``config.stride`` (a flow cannot pad
+        without changing what it models): a BBCodecError otherwise."""
+        stride = self.config.stride
+        if x.shape[-2] % stride or x.shape[-1] % stride:
+            raise BBCodecError(f"a flowpp model needs image sides that are multiples of {stride}, not "
+                               f"{x.shape[-2]}x{x.shape[-1]} (choose another --crop)")
         u, log_q = self.dequantizer(x)
         nats = log_q - self.log_density(x.to(u.dtype) + u)
         bits = nats.mean() / (math.log(2) * x[0].numel())
