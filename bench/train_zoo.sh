@@ -13,6 +13,7 @@
 #   bash bench/train_zoo.sh multiscale-residual-float [RUNS]   # multiscale-residual's float twin
 #   bash bench/train_zoo.sh multiscale-residual-longer [RUNS]  # multiscale-residual's stage 1 10,000 steps longer
 #   bash bench/train_zoo.sh flowpp|flowpp-float [RUNS]         # Flow++ with binary or float coupling networks
+#   bash bench/train_zoo.sh flowpp-deep [RUNS]                 # ... binary, 4 blocks a network (a larger binary share)
 #   bash bench/train_zoo.sh topdown [RUNS] [OPTION...]         # the top-down ResNet VAE on multiscale-linear's data
 #
 # Each stage is a `bbcodec train` run that writes runs/<stage>/ (log, checkpoint,
@@ -146,5 +147,6 @@ case "${1:-}" in
     topdown-signs) topdown "${2:-runs}" tds-c64 --set binary_activations=true "${@:3}" ;;
     flowpp) flowpp "${2:-runs}" binary "${@:3}" ;;
     flowpp-float) flowpp "${2:-runs}" float --float "${@:3}" ;;
-    *) echo "usage: bash bench/train_zoo.sh default|default-v2|default-v2-float|mnist|mnist-v2|photo-polyphase|multiscale|multiscale-wide|multiscale-linear|multiscale-linear-float|multiscale-residual|multiscale-residual-float|multiscale-residual-longer|topdown|topdown-float|topdown-signs|flowpp|flowpp-float" >&2; exit 2 ;;
+    flowpp-deep) flowpp "${2:-runs}" deep --set blocks_per_net=4 "${@:3}" ;;  # twice the binary blocks a network
+    *) echo "usage: bash bench/train_zoo.sh default|default-v2|default-v2-float|mnist|mnist-v2|photo-polyphase|multiscale|multiscale-wide|multiscale-linear|multiscale-linear-float|multiscale-residual|multiscale-residual-float|multiscale-residual-longer|topdown|topdown-float|topdown-signs|flowpp|flowpp-float|flowpp-deep" >&2; exit 2 ;;
 esac
