@@ -3,7 +3,7 @@
 For each model (a zoo name, a model file or a hash) and each set, the mean
 bound in bits per sub-pixel (one dequantization or posterior sample per image:
 the flow's variational-dequantization bound, a VAE's −ELBO), with the
-model's parameters, binary parameters, file size and, given its training
+model's parameters, binary parameters, file size (of the model file as stored) and, given its training
 log(s), the training time those logs record. The sets: the 1,000
 CIFAR-subset test images and every non-overlapping 32x32 crop of photos
 041-049 (../shared/data; neither is trained on).
@@ -60,6 +60,7 @@ def measure(spec: str, sets: dict[str, torch.Tensor]) -> dict:
     model, digest = zoo.load(name)
     size = model_size(model)
     row = {"model": name, "hash": digest[:12], "family": model.family,
+           "file_bytes": len(zoo.locate(name).read_bytes()),
            "binary": bool(getattr(model.config, "binary_weights", False)), "parameters": size.parameters,
            "binary_parameters": size.binary_parameters, "packed_bytes": size.packed_bytes,
            "float32_bytes": size.float32_bytes, "training_seconds": training_seconds(logs), "bits": {}}
