@@ -62,7 +62,7 @@ def test_the_dequantizer_s_density_is_the_change_of_variables_autograd_computes(
     model = small_model()
     x = torch.randint(0, 256, (1, 1, 4, 8), dtype=torch.uint8, generator=torch.Generator().manual_seed(2))
     dequantizer = model.dequantizer
-    context = dequantizer.features(x.double() / 256 - 0.5)
+    context = dequantizer.context(x)
     noise = torch.randn(x.shape, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
     with torch.no_grad():
         u, log_q = dequantizer(x, torch.Generator().manual_seed(3))

@@ -136,19 +136,13 @@ class CouplingStep(nn.Module):
         x, norm_logdet = self.norm(x)
         x, mix_logdet = self.mix(x)
         a, b = self._halves(x)
-        b, coupling_logdet = self.coupling(a, b, self._context(context))
+        b, coupling_logdet = self.coupling(a, b, context)
         return self._joined(a, b), norm_logdet + mix_logdet + coupling_logdet
 
     def inverse(self, y, context=None):
         a, b = self._halves(y)
-        x = self._joined(a, self.coupling.inverse(a, b, self._context(context)))
+        x = self._joined(a, self.coupling.inverse(a, b, context))
         return self.norm.inverse(self.mix.inverse(x))
-
-    def _context(self, context):
-        """The context as the halves are laid out: stripes of it side by side in the channels."""
-        if context is None or self.kind != "stripes":
-            return context
-        return torch.cat(split_halves(context, "stripes"), dim=1)
 
 
 # -- the model ----------------------------------------------------------------------------------------------
@@ -166,12 +160,17 @@ class Dequantizer(nn.Module):
             CouplingStep(channels, "stripes", bool(i % 2), config, context=2 * width, hidden=width,
                          blocks=config.dequant_blocks) for i in range(config.dequant_steps)])
 
+    def context(self, x):
+        """What the couplings see of the uint8 batch x: its features laid out as their halves are, the two column
+        stripes side by side in the channels (computed once for every step)."""
+        features = self.features(x.to(self.features[0].bias.dtype) / 256 - 0.5)
+        return torch.cat(split_halves(features, "stripes"), dim=1)
+
     def forward(self, x, generator=None):
         """(u, log q(u | x) per image) for a uint8 batch x."""
         dtype = self.features[0].bias.dtype
         noise = torch.randn(x.shape, generator=generator, dtype=dtype).to(x.device)
-        context = self.features(x.to(dtype) / 256 - 0.5)
-        e, logdet = run_forward(self.steps, noise, context)
+        e, logdet = run_forward(self.steps, noise, self.context(x))
         sigmoid_logdet = (F.logsigmoid(e) + F.logsigmoid(-e)).flatten(1).sum(1)
         return torch.sigmoid(e), standard_normal_log_density(noise) - logdet - sigmoid_logdet
 
@@ -202,9 +201,9 @@ class FlowPP(CodecModel):
     def log_density(self, v):
         """log p(v) per image for dequantized images v in (0, 256)^D."""
         y = LOGIT_MARGIN + (1 - 2 * LOGIT_MARGIN) * v / 256
-        logit = torch.log(y) - torch.log1p(-y)
-        logit_logdet = (math.log(1 - 2 * LOGIT_MARGIN) - math.log(256) - torch.log(y) - torch.log1p(-y))
-        z, logdet = run_forward(self.steps, logit)
+        log_y, log_rest = torch.log(y), torch.log1p(-y)
+        logit_logdet = math.log(1 - 2 * LOGIT_MARGIN) - math.log(256) - log_y - log_rest
+        z, logdet = run_forward(self.steps, log_y - log_rest)
         return standard_normal_log_density(z) + logdet + logit_logdet.flatten(1).sum(1)
 
     def forward(self, x: torch.Tensor, free_bits: float = 0.0) -> dict:
