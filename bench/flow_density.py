@@ -1,6 +1,6 @@
 """Density rates of Flow++ and the VAE families on 32x32 images: issue 22's table.
 
-For each model (a zoo name, a model file or a hash) and each set, the mean
+For each model (an installed model's name or a model file) and each set, the mean
 bound in bits per sub-pixel (one dequantization or posterior sample per image:
 the flow's variational-dequantization bound, a VAE's −ELBO), with the
 model's parameters, binary parameters, file size (of the model file as stored) and, given its training
@@ -57,10 +57,13 @@ def training_seconds(logs: list[str]) -> float | None:
 
 def measure(spec: str, sets: dict[str, torch.Tensor]) -> dict:
     name, *logs = spec.split(":")
-    model, digest = zoo.load(name)
+    location = zoo.locate(name)
+    if location is None:
+        raise SystemExit(f"{name}: not an installed model's name nor a model file")
+    data = location.read_bytes()
+    model, digest = zoo.load_bytes(data)
     size = model_size(model)
-    row = {"model": name, "hash": digest[:12], "family": model.family,
-           "file_bytes": len(zoo.locate(name).read_bytes()),
+    row = {"model": name, "hash": digest[:12], "family": model.family, "file_bytes": len(data),
            "binary": bool(getattr(model.config, "binary_weights", False)), "parameters": size.parameters,
            "binary_parameters": size.binary_parameters, "packed_bytes": size.packed_bytes,
            "float32_bytes": size.float32_bytes, "training_seconds": training_seconds(logs), "bits": {}}
