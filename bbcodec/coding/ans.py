@@ -92,9 +92,13 @@ class AnsStack:
 
     def pop(self, dist):
         value = dist.pop(self)
+        self.check_floor()
+        return value
+
+    def check_floor(self) -> None:
+        """CorruptDataError if a pop left fewer bits than ``floor_bits`` (see the class docstring)."""
         if self.coder.num_valid_bits() < self.floor_bits:
             raise CorruptDataError("compressed data ends early: the file is corrupt or claims too large an image")
-        return value
 
     def words(self) -> np.ndarray:
         return self.coder.get_compressed()

@@ -56,6 +56,29 @@ from bbcodec.nn.flow_layers import (ActNorm, GatedResidual, MixtureCoupling, Poi
 
 LOGIT_MARGIN = 0.05
 """v / 256 is squeezed into [margin, 1 - margin] before the logit, as in RealNVP and Flow++."""
+
+
+def to_logit(v):
+    """The main flow's first map, for dequantized images v in (0, 256): (its value, log|derivative|) per
+    element."""
+    y = LOGIT_MARGIN + (1 - 2 * LOGIT_MARGIN) * v / 256
+    log_y, log_rest = torch.log(y), torch.log1p(-y)
+    return log_y - log_rest, math.log(1 - 2 * LOGIT_MARGIN) - math.log(256) - log_y - log_rest
+
+
+def to_unit(e):
+    """The dequantizer's last map, a sigmoid into (0, 1): (its value, log|derivative|) per element."""
+    return torch.sigmoid(e), F.logsigmoid(e) + F.logsigmoid(-e)
+
+
+def from_unit(u):
+    """The inverse of :func:`to_unit`."""
+    return torch.log(u) - torch.log1p(-u)
+
+
+def from_logit(y):
+    """The inverse of :func:`to_logit`."""
+    return (torch.sigmoid(y) - LOGIT_MARGIN) / (1 - 2 * LOGIT_MARGIN) * 256
 FILE_LIMITS = {"image_channels": (1, 4), "hidden_channels": (1, 512), "blocks_per_net": (1, 16),
                "mixture_components": (1, 64), "attention_heads": (0, 16), "stripe_steps": (1, 16),
                "channel_steps": (0, 16), "squeezed_steps": (0, 16), "dequant_steps": (1, 16),
@@ -125,23 +148,31 @@ class CouplingStep(nn.Module):
                                         blocks or config.blocks_per_net, config.attention_heads,
                                         config.mixture_components, config.binary_weights)
 
-    def _halves(self, x):
+    def halves(self, x):
+        """(a, b): the half the coupling conditions on and the half it transforms."""
         a, b = split_halves(x, self.kind)
         return (b, a) if self.flip else (a, b)
 
-    def _joined(self, a, b):
+    def joined(self, a, b):
+        """The inverse of :meth:`halves`."""
         return join_halves(b, a, self.kind) if self.flip else join_halves(a, b, self.kind)
+
+    def affine(self):
+        """(matrix, shift): the normalization and the 1x1 convolution as one map x -> matrix x + shift over the
+        channels."""
+        scale, bias = self.norm.affine()
+        return self.mix.weight @ scale, self.mix.weight @ bias
 
     def forward(self, x, context=None):
         x, norm_logdet = self.norm(x)
         x, mix_logdet = self.mix(x)
-        a, b = self._halves(x)
+        a, b = self.halves(x)
         b, coupling_logdet = self.coupling(a, b, context)
-        return self._joined(a, b), norm_logdet + mix_logdet + coupling_logdet
+        return self.joined(a, b), norm_logdet + mix_logdet + coupling_logdet
 
     def inverse(self, y, context=None):
-        a, b = self._halves(y)
-        x = self._joined(a, self.coupling.inverse(a, b, context))
+        a, b = self.halves(y)
+        x = self.joined(a, self.coupling.inverse(a, b, context))
         return self.norm.inverse(self.mix.inverse(x))
 
 
@@ -171,8 +202,8 @@ class Dequantizer(nn.Module):
         dtype = self.features[0].bias.dtype
         noise = torch.randn(x.shape, generator=generator, dtype=dtype).to(x.device)
         e, logdet = run_forward(self.steps, noise, self.context(x))
-        sigmoid_logdet = (F.logsigmoid(e) + F.logsigmoid(-e)).flatten(1).sum(1)
-        return torch.sigmoid(e), standard_normal_log_density(noise) - logdet - sigmoid_logdet
+        u, sigmoid_log_derivative = to_unit(e)
+        return u, standard_normal_log_density(noise) - logdet - sigmoid_log_derivative.flatten(1).sum(1)
 
 
 @register
@@ -200,11 +231,9 @@ class FlowPP(CodecModel):
 
     def log_density(self, v):
         """log p(v) per image for dequantized images v in (0, 256)^D."""
-        y = LOGIT_MARGIN + (1 - 2 * LOGIT_MARGIN) * v / 256
-        log_y, log_rest = torch.log(y), torch.log1p(-y)
-        logit_logdet = math.log(1 - 2 * LOGIT_MARGIN) - math.log(256) - log_y - log_rest
-        z, logdet = run_forward(self.steps, log_y - log_rest)
-        return standard_normal_log_density(z) + logdet + logit_logdet.flatten(1).sum(1)
+        y, logit_log_derivative = to_logit(v)
+        z, logdet = run_forward(self.steps, y)
+        return standard_normal_log_density(z) + logdet + logit_log_derivative.flatten(1).sum(1)
 
     def forward(self, x: torch.Tensor, free_bits: float = 0.0) -> dict:
         """The bound -log P(x) <= E_q[log q(u|x) - log p(x + u)] in bits per sub-pixel (one u per image);
@@ -224,9 +253,7 @@ class FlowPP(CodecModel):
         z = torch.randn(like.shape, generator=generator).to(like.device)
         for step in reversed(self.steps):
             z = step.inverse(z)
-        y = torch.sigmoid(z)
-        v = (y - LOGIT_MARGIN) / (1 - 2 * LOGIT_MARGIN) * 256
-        return v.floor().clamp(0, 255).to(torch.uint8)
+        return from_logit(z).floor().clamp(0, 255).to(torch.uint8)
 
     def exact(self):
         raise BBCodecError("a flowpp model is a density model: it codes no files (bbcodec sample and "

@@ -22,8 +22,8 @@ from torch import nn
 from bbcodec.nn.binary import WNConv2d, make_conv
 MIN_LOG_SCALE = -7.0
 BISECTION_STEPS = 60
-BISECTION_BOUND = 200.0
-"""The inverse of a mixture-of-logistics CDF is found by bisection on [-bound, bound] in this many halvings."""
+"""The inverse of a mixture-of-logistics CDF is found by bisection in this many halvings of a bracket that the
+components' own inverses give."""
 
 
 # -- the coupling networks --------------------------------------------------------------------------------
@@ -112,9 +112,11 @@ def mixture_logit_cdf(x, logits, means, log_scales):
 
 
 def mixture_logit_cdf_inverse(y, logits, means, log_scales):
-    """The x whose mixture CDF has logit ``y``, by bisection (the CDF is increasing)."""
-    low = torch.full_like(y, -BISECTION_BOUND)
-    high = torch.full_like(y, BISECTION_BOUND)
+    """The x whose mixture CDF has logit ``y``, by bisection (the CDF is increasing). The mixture's CDF is a
+    weighted mean of its components', so x lies between the smallest and largest of the components' own
+    inverses, mean + scale * y: the bracket the bisection starts from."""
+    own = means + torch.exp(log_scales.clamp_min(MIN_LOG_SCALE)) * y.unsqueeze(1)
+    low, high = own.amin(dim=1), own.amax(dim=1)
     for _ in range(BISECTION_STEPS):
         middle = (low + high) / 2
         below = mixture_logit_cdf(middle, logits, means, log_scales)[0] < y
@@ -132,23 +134,30 @@ class MixtureCoupling(nn.Module):
         self.components = components
         self.net = CouplingNet(channels + context, channels * (2 + 3 * components), hidden, blocks, heads, binary)
 
-    def _transform(self, a, context):
+    def elementwise(self, a, context=None):
+        """The transform of b given a, as two functions: b -> (b', log|db'/db| per element), and b' -> b."""
         given = a if context is None else torch.cat([a, context], dim=1)
         out = self.net(given)
         n, _, h, w = out.shape
         k = self.components
         scale, shift, mixture = out.split([a.shape[1], a.shape[1], 3 * k * a.shape[1]], dim=1)
-        logits, means, log_scales = mixture.reshape(n, 3 * k, a.shape[1], h, w).split(k, dim=1)
-        return torch.tanh(scale), shift, logits, means, log_scales
+        mixture = mixture.reshape(n, 3 * k, a.shape[1], h, w).split(k, dim=1)
+        scale = torch.tanh(scale)
+
+        def forward(b):
+            y, log_derivative = mixture_logit_cdf(b, *mixture)
+            return y * torch.exp(scale) + shift, log_derivative + scale
+
+        def inverse(b):
+            return mixture_logit_cdf_inverse((b - shift) * torch.exp(-scale), *mixture)
+        return forward, inverse
 
     def forward(self, a, b, context=None):
-        scale, shift, *mixture = self._transform(a, context)
-        y, log_derivative = mixture_logit_cdf(b, *mixture)
-        return y * torch.exp(scale) + shift, (log_derivative + scale).flatten(1).sum(1)
+        y, log_derivative = self.elementwise(a, context)[0](b)
+        return y, log_derivative.flatten(1).sum(1)
 
     def inverse(self, a, b, context=None):
-        scale, shift, *mixture = self._transform(a, context)
-        return mixture_logit_cdf_inverse((b - shift) * torch.exp(-scale), *mixture)
+        return self.elementwise(a, context)[1](b)
 
 
 # -- flow steps: each maps x to (y, log|det dy/dx| per image) and back ----------------------------------
@@ -175,6 +184,10 @@ class ActNorm(nn.Module):
         super().__init__()
         self.log_scale = nn.Parameter(torch.zeros(channels, 1, 1))
         self.bias = nn.Parameter(torch.zeros(channels, 1, 1))
+
+    def affine(self):
+        """(matrix, shift) of the map x -> matrix x + shift over the channels."""
+        return torch.diag(torch.exp(self.log_scale.flatten())), self.bias.flatten()
 
     def forward(self, x):
         logdet = self.log_scale.sum() * x.shape[2] * x.shape[3]

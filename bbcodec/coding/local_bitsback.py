@@ -1,0 +1,216 @@
+"""Local bits-back coding: continuous variables carried through a flow on an ANS stack.
+
+Ho, Lohn & Abbeel, "Compression with Flows via Local Bits-Back Coding"
+(NeurIPS 2019). A flow maps a variable x to y = f(x) with density
+p(x) = p(y) |det df/dx|. Both live on fine uniform grids (x on step
+2^-gx, y on 2^-gy; a value is an int64 index n standing for n * 2^-g,
+so every value is exact). To go from a known x to y with bits back:
+
+1. pop y from N(f(x), (s |f'(x)|)^2), discretized on y's grid (these bits
+   come back later);
+2. push x with N(f^-1(y), s^2), discretized on x's grid.
+
+For small s this costs -log|f'(x)| nats net: the flow's change of volume,
+so that coding the last y under the prior makes the total the flow's
+-log p(x) (the grids' steps telescope away). The decoder, knowing y, runs
+the same two steps backwards: pop x with N(f^-1(y), s^2), then push y
+with N(f(x), (s |f'(x)|)^2), recomputing both distributions from values
+it already has. :func:`transport` and :func:`untransport` are that pair.
+
+A step need not be elementwise as long as x can be recovered from y in
+groups, each group's mean depending only on y and the groups before it:
+an elementwise map is one group, a triangular linear map (an
+autoregressive flow) one group per channel (:class:`Triangular`).
+
+Noise and grids. The noise is ``NOISE`` grid steps on the side that the
+map stretches (x's side if |f'| < 1, y's otherwise), so that neither
+side's Gaussian is narrower than a few grid steps; stretches beyond
+``MAX_STRETCH`` are clipped (they then cost a little more than
+-log|f'|). Every coded value must lie within ``WINDOW`` grid steps of its
+distribution's mean: the window is short because constriction gives
+every symbol in it at least 2^-24 of probability, so a wide window would
+often pop a value far out in the tails. A value outside it cannot be
+coded and :class:`LocalBitsBackError` says so.
+
+The probabilities come from float arithmetic (the flow's networks and
+transforms), so a stack coded here decodes where the same float kernels
+run (:mod:`bbcodec.portability`).
+"""
+from __future__ import annotations
+
+import math
+from typing import Protocol, Sequence
+
+import constriction
+import numpy as np
+import torch
+
+from bbcodec.errors import BBCodecError
+
+NOISE = 2.0
+"""The Gaussians' standard deviation, in steps of the grid on the side that the map stretches."""
+MAX_STRETCH = 16.0
+"""|f'| in grid units beyond this (or below its inverse) is clipped when setting the noise."""
+WINDOW = int(math.ceil(7 * NOISE * MAX_STRETCH))
+"""Coded values lie within this many grid steps of their Gaussian's mean (7 of its widest deviations)."""
+PRIOR_FINE_BITS = 7
+"""The prior N(0, 1) is coded on a grid 2^PRIOR_FINE_BITS times coarser, then uniformly within a coarse step."""
+PRIOR_WINDOW_SIGMAS = 9
+
+
+class LocalBitsBackError(BBCodecError):
+    """A value fell outside its coding window: the flow stretches or bends too much at this grid."""
+
+
+class Step(Protocol):
+    """A bijection x -> y coded with local bits back; values in float64, shaped alike."""
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(y, log|dy_i/dx_i|) elementwise."""
+
+    def groups(self) -> Sequence:
+        """The groups of x in the order the decoder recovers them (each an index into the last dimensions)."""
+
+    def inverse_group(self, group, y: torch.Tensor, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(the group's x from y and the groups of x before it, log|dy/dx| there) for that group's elements."""
+
+
+def _gaussian(window: int):
+    return constriction.stream.model.QuantizedGaussian(-window, window)
+
+
+def _push(stack, index: torch.Tensor, mean: torch.Tensor, std: torch.Tensor, window: int = WINDOW) -> None:
+    """Push grid indices under N(mean, std^2) in grid units, discretized; the first element is popped first."""
+    centre = torch.round(mean)
+    offset = index - centre.to(torch.int64)
+    if offset.numel() and int(offset.abs().max()) > window:
+        raise LocalBitsBackError(f"a value lies {int(offset.abs().max())} grid steps from its mean (window "
+                                 f"{window}): this flow cannot be coded at these grids")
+    stack.coder.encode_reverse(offset.numpy().astype(np.int32).ravel(), _gaussian(window),
+                               (mean - centre).numpy().ravel(), std.numpy().ravel())
+
+
+def _pop(stack, mean: torch.Tensor, std: torch.Tensor, window: int = WINDOW) -> torch.Tensor:
+    """Pop grid indices shaped like ``mean`` from N(mean, std^2) in grid units."""
+    centre = torch.round(mean)
+    offset = stack.coder.decode(_gaussian(window), (mean - centre).numpy().ravel(), std.numpy().ravel())
+    stack.check_floor()
+    return centre.to(torch.int64) + torch.from_numpy(offset.astype(np.int64)).view(mean.shape)
+
+
+def _stds(log_stretch: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(x's, y's) noise in their grid steps for a map that stretches x's grid steps by exp(log_stretch)."""
+    stretch = log_stretch.clamp(-math.log(MAX_STRETCH), math.log(MAX_STRETCH)).exp()
+    return NOISE * torch.clamp(1 / stretch, min=1.0), NOISE * torch.clamp(stretch, min=1.0)
+
+
+def _log_stretch(log_derivative: torch.Tensor, x_bits: int, y_bits: int) -> torch.Tensor:
+    return log_derivative + (y_bits - x_bits) * math.log(2)
+
+
+def _x_means(step: Step, y: torch.Tensor, x: torch.Tensor, x_bits: int, y_bits: int, group):
+    mean, log_derivative = step.inverse_group(group, y, x)
+    return mean * 2.0 ** x_bits, _stds(_log_stretch(log_derivative, x_bits, y_bits))[0]
+
+
+def _y_means(step: Step, x: torch.Tensor, x_bits: int, y_bits: int):
+    mean, log_derivative = step.forward(x)
+    return mean * 2.0 ** y_bits, _stds(_log_stretch(log_derivative, x_bits, y_bits))[1]
+
+
+def _values(index: torch.Tensor, bits: int) -> torch.Tensor:
+    return index.to(torch.float64) * 2.0 ** -bits
+
+
+def transport(stack, step: Step, x: torch.Tensor, x_bits: int, y_bits: int) -> torch.Tensor:
+    """The encoder's move from known grid indices x to y = step(x): pop y, then push x given y."""
+    x_values = _values(x, x_bits)
+    y = _pop(stack, *_y_means(step, x_values, x_bits, y_bits))
+    y_values = _values(y, y_bits)
+    coded = [_x_means(step, y_values, x_values, x_bits, y_bits, group) for group in step.groups()]
+    _push(stack, torch.cat([x[group].ravel() for group in step.groups()]),
+          torch.cat([mean.ravel() for mean, _ in coded]), torch.cat([std.ravel() for _, std in coded]))
+    return y
+
+
+def untransport(stack, step: Step, y: torch.Tensor, x_bits: int, y_bits: int) -> torch.Tensor:
+    """The decoder's move back from y to x: pop x group by group given y, then push y given x."""
+    y_values = _values(y, y_bits)
+    x = torch.zeros_like(y)
+    for group in step.groups():
+        mean, std = _x_means(step, y_values, _values(x, x_bits), x_bits, y_bits, group)
+        x[group] = _pop(stack, mean, std)
+    _push(stack, y, *_y_means(step, _values(x, x_bits), x_bits, y_bits))
+    return x
+
+
+# -- the prior ----------------------------------------------------------------------------------------------
+
+
+def _prior_parts(bits: int):
+    coarse = 2 ** PRIOR_FINE_BITS
+    std = 2.0 ** (bits - PRIOR_FINE_BITS)  # N(0, 1) in coarse steps
+    return coarse, std, int(math.ceil(PRIOR_WINDOW_SIGMAS * std))
+
+
+def push_prior(stack, z: torch.Tensor, bits: int) -> None:
+    """Push grid indices z under N(0, 1) on the grid of step 2^-bits (a coarse Gaussian, then uniform fine)."""
+    coarse, std, window = _prior_parts(bits)
+    shifted = z + coarse // 2
+    high, low = torch.div(shifted, coarse, rounding_mode="floor"), torch.remainder(shifted, coarse)
+    stack.coder.encode_reverse(low.numpy().astype(np.int32).ravel(), constriction.stream.model.Uniform(coarse))
+    _push(stack, high, torch.zeros(high.shape, dtype=torch.float64), torch.full(high.shape, std), window)
+
+
+def pop_prior(stack, shape, bits: int) -> torch.Tensor:
+    """Pop grid indices shaped ``shape`` from N(0, 1) (the inverse of :func:`push_prior`)."""
+    coarse, std, window = _prior_parts(bits)
+    high = _pop(stack, torch.zeros(shape, dtype=torch.float64), torch.full(shape, std), window)
+    low = stack.coder.decode(constriction.stream.model.Uniform(coarse), int(np.prod(shape)))
+    stack.check_floor()
+    return high * coarse + torch.from_numpy(low.astype(np.int64)).view(shape) - coarse // 2
+
+
+# -- steps --------------------------------------------------------------------------------------------------
+
+ALL = (Ellipsis,)
+
+
+class Elementwise:
+    """An elementwise bijection from its forward map ``forward(x) -> (y, log|f'(x)|)`` and inverse."""
+
+    def __init__(self, forward, inverse):
+        self.forward, self._inverse = forward, inverse
+
+    def groups(self):
+        return ALL
+
+    def inverse_group(self, group, y, x):
+        x = self._inverse(y)
+        return x, self.forward(x)[1]
+
+
+class Triangular:
+    """y = M x + shift per position, M a triangular matrix over the channels (dimension 1) with a non-zero
+    diagonal: an autoregressive flow, recovered one channel at a time."""
+
+    def __init__(self, matrix: torch.Tensor, shift: torch.Tensor, upper: bool):
+        self.matrix, self.shift, self.upper = matrix, shift.view(1, -1, 1, 1), upper
+        self.channels = matrix.shape[0]
+        self.log_diagonal = matrix.diagonal().abs().log()
+
+    def forward(self, x):
+        y = torch.einsum("ij,njhw->nihw", self.matrix, x) + self.shift
+        return y, self.log_diagonal.view(1, -1, 1, 1).expand_as(x)
+
+    def groups(self):
+        order = range(self.channels - 1, -1, -1) if self.upper else range(self.channels)
+        return [(slice(None), slice(i, i + 1)) for i in order]
+
+    def inverse_group(self, group, y, x):
+        i = group[1].start
+        known = slice(i + 1, None) if self.upper else slice(0, i)
+        row = self.matrix[i:i + 1, known]
+        rest = torch.einsum("ij,njhw->nihw", row, x[:, known]) if row.numel() else 0.0
+        x_i = (y[:, i:i + 1] - self.shift[:, i:i + 1] - rest) / self.matrix[i, i]
+        return x_i, self.log_diagonal[i].expand_as(x_i)
