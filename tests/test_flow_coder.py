@@ -53,10 +53,10 @@ class MovedThenPrior:
         self.step = step
 
     def push(self, ans, x):
-        push_prior(ans, transport(ans, self.step, x, X_BITS, Y_BITS), Y_BITS)
+        push_prior(ans, transport(ans, self.step, x, X_BITS, Y_BITS), Y_BITS, popped=False)
 
     def pop(self, ans):
-        return untransport(ans, self.step, pop_prior(ans, self.shape, Y_BITS), X_BITS, Y_BITS)
+        return untransport(ans, self.step, pop_prior(ans, self.shape, Y_BITS, popped=False), X_BITS, Y_BITS)
 
 
 def grid_values(seed: int, shape=(2, 4, 6, 6)) -> torch.Tensor:
@@ -96,7 +96,8 @@ def test_a_value_outside_its_window_is_refused_not_miscoded():
     ans = AnsStack.seeded(seed_words(1024))
     # the move itself clips the stretch; what cannot be coded is a value far from where the prior allows
     with pytest.raises(LocalBitsBackError):
-        push_prior(ans, transport(ans, stretchy, grid_values(4, (1, 1, 4, 4)) * 2 ** 12, X_BITS, Y_BITS), Y_BITS)
+        push_prior(ans, transport(ans, stretchy, grid_values(4, (1, 1, 4, 4)) * 2 ** 12, X_BITS, Y_BITS), Y_BITS,
+                   popped=False)
 
 
 class FlowBatch:

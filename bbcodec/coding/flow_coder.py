@@ -151,7 +151,7 @@ def encode_batch(stack, model: FlowPP, images: torch.Tensor, plan: GridPlan) -> 
     """Push a uint8 batch (N, C, H, W) onto the stack (module docstring)."""
     plan.start(forward=True)
     context = model.dequantizer.context(images)
-    e = pop_prior(stack, images.shape, plan.current)
+    e = pop_prior(stack, images.shape, plan.current, popped=True)
     for step in model.dequantizer.steps:
         e = _encode_step(stack, step, e, plan, context)
     u = _moved(stack, SIGMOID, e, plan)
@@ -160,14 +160,14 @@ def encode_batch(stack, model: FlowPP, images: torch.Tensor, plan: GridPlan) -> 
     y = _moved(stack, LOGIT, (images.to(torch.int64) << plan.current) + u, plan)
     for step in model.steps:
         y = _encode_step(stack, step, y, plan)
-    push_prior(stack, y, plan.current)
+    push_prior(stack, y, plan.current, popped=False)
 
 
 @torch.no_grad()
 def decode_batch(stack, model: FlowPP, shape, plan: GridPlan) -> torch.Tensor:
     """Pop a uint8 batch of ``shape`` (N, C, H, W) from the stack: :func:`encode_batch` backwards."""
     plan.start(forward=False)
-    y = pop_prior(stack, (shape[0], *model.latent_shape(shape[1:])), plan.current)
+    y = pop_prior(stack, (shape[0], *model.latent_shape(shape[1:])), plan.current, popped=False)
     for step in reversed(model.steps):
         y = _decode_step(stack, step, y, plan)
     v = _moved_back(stack, LOGIT, y, plan)
@@ -180,7 +180,7 @@ def decode_batch(stack, model: FlowPP, shape, plan: GridPlan) -> torch.Tensor:
     context = model.dequantizer.context(images.to(torch.uint8))
     for step in reversed(model.dequantizer.steps):
         e = _decode_step(stack, step, e, plan, context)
-    push_prior(stack, e, plan.current)
+    push_prior(stack, e, plan.current, popped=True)
     return images.to(torch.uint8)
 
 

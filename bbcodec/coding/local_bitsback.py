@@ -6,15 +6,15 @@ p(x) = p(y) |det df/dx|. Both live on fine uniform grids (x on step
 2^-gx, y on 2^-gy; a value is an int64 index n standing for n * 2^-g,
 so every value is exact). To go from a known x to y with bits back:
 
-1. pop y from N(f(x), (s |f'(x)|)^2), discretized on y's grid (these bits
-   come back later);
-2. push x with N(f^-1(y), s^2), discretized on x's grid.
+1. pop y from N(f(x), s^2), discretized on y's grid (these bits come back
+   later);
+2. push x with N(f^-1(y), (s / |f'|)^2), discretized on x's grid.
 
 For small s this costs -log|f'(x)| nats net: the flow's change of volume,
 so that coding the last y under the prior makes the total the flow's
 -log p(x) (the grids' steps telescope away). The decoder, knowing y, runs
 the same two steps backwards: pop x with N(f^-1(y), s^2), then push y
-with N(f(x), (s |f'(x)|)^2), recomputing both distributions from values
+with N(f(x), s^2), recomputing both distributions from values
 it already has. :func:`transport` and :func:`untransport` are that pair.
 
 A step need not be elementwise as long as x can be recovered from y in
@@ -22,15 +22,17 @@ groups, each group's mean depending only on y and the groups before it:
 an elementwise map is one group, a triangular linear map (an
 autoregressive flow) one group per channel (:class:`Triangular`).
 
-Noise and grids. The noise is ``NOISE`` grid steps on the side that the
-map stretches (x's side if |f'| < 1, y's otherwise), so that neither
-side's Gaussian is narrower than a few grid steps; stretches beyond
-``MAX_STRETCH`` are clipped (they then cost a little more than
--log|f'|). Every coded value must lie within ``WINDOW`` grid steps of its
-distribution's mean: the window is short because constriction gives
-every symbol in it at least 2^-24 of probability, so a wide window would
-often pop a value far out in the tails. A value outside it cannot be
-coded and :class:`LocalBitsBackError` says so.
+Noise and windows. Every Gaussian is coded on its grid within a window
+around its mean, and constriction gives every symbol in the window at least
+2^-24 of probability. That matters only where the encoder pops (y, and the
+prior noise it starts from): there a long window would now and then give a
+value far out in the tails, so y's Gaussian has one width, ``NOISE`` steps
+of y's grid, and a window of ``POP_SIGMAS`` of it. x's Gaussian is then
+NOISE / |f'| steps of x's grid (wide where the map contracts), and the
+window where the encoder pushes is ``PUSH_SIGMAS`` of the widest in a call:
+its leaked probability costs a fraction of a bit, never a wrong value. A
+value outside its window cannot be coded and :class:`LocalBitsBackError`
+says so.
 
 The probabilities come from float arithmetic (the flow's networks and
 transforms), so a stack coded here decodes where the same float kernels
@@ -47,15 +49,17 @@ import torch
 
 from bbcodec.errors import BBCodecError
 
-NOISE = 2.0
-"""The Gaussians' standard deviation, in steps of the grid on the side that the map stretches."""
-MAX_STRETCH = 16.0
-"""|f'| in grid units beyond this (or below its inverse) is clipped when setting the noise."""
-WINDOW = int(math.ceil(7 * NOISE * MAX_STRETCH))
-"""Coded values lie within this many grid steps of their Gaussian's mean (7 of its widest deviations)."""
-PRIOR_FINE_BITS = 7
-"""The prior N(0, 1) is coded on a grid 2^PRIOR_FINE_BITS times coarser, then uniformly within a coarse step."""
-PRIOR_WINDOW_SIGMAS = 9
+NOISE = 4.0
+"""y's standard deviation in steps of its grid (x's: NOISE / |f'| steps of its own)."""
+POP_SIGMAS = 6.5
+"""The window of a Gaussian the encoder pops, in standard deviations: far fewer than 2^24 symbols, so that the
+probability constriction leaks to the tails (the symbols beyond about 5.5 of them) stays near 2^-20 a pop."""
+PUSH_SIGMAS = 12.0
+"""The window of a Gaussian the encoder pushes, in the widest standard deviation of the call."""
+STD_RANGE = (1e-3, 2.0 ** 19)
+"""x's standard deviation is clipped to this, in grid steps (a window stays below constriction's 2^24 symbols)."""
+PRIOR_COARSE_STD = 16
+"""The prior N(0, 1) is coded as a Gaussian of this many coarse steps, then uniformly within a coarse step."""
 
 
 class LocalBitsBackError(BBCodecError):
@@ -79,7 +83,11 @@ def _gaussian(window: int):
     return constriction.stream.model.QuantizedGaussian(-window, window)
 
 
-def _push(stack, index: torch.Tensor, mean: torch.Tensor, std: torch.Tensor, window: int = WINDOW) -> None:
+def _push_window(std: torch.Tensor) -> int:
+    return int(math.ceil(PUSH_SIGMAS * float(std.max()))) if std.numel() else 1
+
+
+def _push(stack, index: torch.Tensor, mean: torch.Tensor, std: torch.Tensor, window: int) -> None:
     """Push grid indices under N(mean, std^2) in grid units, discretized; the first element is popped first."""
     centre = torch.round(mean)
     offset = index - centre.to(torch.int64)
@@ -90,7 +98,7 @@ def _push(stack, index: torch.Tensor, mean: torch.Tensor, std: torch.Tensor, win
                                (mean - centre).numpy().ravel(), std.numpy().ravel())
 
 
-def _pop(stack, mean: torch.Tensor, std: torch.Tensor, window: int = WINDOW) -> torch.Tensor:
+def _pop(stack, mean: torch.Tensor, std: torch.Tensor, window: int) -> torch.Tensor:
     """Pop grid indices shaped like ``mean`` from N(mean, std^2) in grid units."""
     centre = torch.round(mean)
     offset = stack.coder.decode(_gaussian(window), (mean - centre).numpy().ravel(), std.numpy().ravel())
@@ -98,24 +106,20 @@ def _pop(stack, mean: torch.Tensor, std: torch.Tensor, window: int = WINDOW) -> 
     return centre.to(torch.int64) + torch.from_numpy(offset.astype(np.int64)).view(mean.shape)
 
 
-def _stds(log_stretch: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """(x's, y's) noise in their grid steps for a map that stretches x's grid steps by exp(log_stretch)."""
-    stretch = log_stretch.clamp(-math.log(MAX_STRETCH), math.log(MAX_STRETCH)).exp()
-    return NOISE * torch.clamp(1 / stretch, min=1.0), NOISE * torch.clamp(stretch, min=1.0)
-
-
-def _log_stretch(log_derivative: torch.Tensor, x_bits: int, y_bits: int) -> torch.Tensor:
-    return log_derivative + (y_bits - x_bits) * math.log(2)
+Y_WINDOW = int(math.ceil(POP_SIGMAS * NOISE))
 
 
 def _x_means(step: Step, y: torch.Tensor, x: torch.Tensor, x_bits: int, y_bits: int, group):
+    """x's Gaussian for one group, in x's grid steps: (mean, std)."""
     mean, log_derivative = step.inverse_group(group, y, x)
-    return mean * 2.0 ** x_bits, _stds(_log_stretch(log_derivative, x_bits, y_bits))[0]
+    stretch = torch.exp(log_derivative + (y_bits - x_bits) * math.log(2))  # y's grid steps per x's
+    return mean * 2.0 ** x_bits, (NOISE / stretch).clamp(*STD_RANGE)
 
 
-def _y_means(step: Step, x: torch.Tensor, x_bits: int, y_bits: int):
-    mean, log_derivative = step.forward(x)
-    return mean * 2.0 ** y_bits, _stds(_log_stretch(log_derivative, x_bits, y_bits))[1]
+def _y_means(step: Step, x: torch.Tensor, y_bits: int):
+    """y's Gaussian, in y's grid steps: (mean, std)."""
+    mean = step.forward(x)[0] * 2.0 ** y_bits
+    return mean, torch.full_like(mean, NOISE)
 
 
 def _values(index: torch.Tensor, bits: int) -> torch.Tensor:
@@ -123,13 +127,14 @@ def _values(index: torch.Tensor, bits: int) -> torch.Tensor:
 
 
 def transport(stack, step: Step, x: torch.Tensor, x_bits: int, y_bits: int) -> torch.Tensor:
-    """The encoder's move from known grid indices x to y = step(x): pop y, then push x given y."""
+    """The encoder's move from known grid indices x to y = step(x): pop y, then push x given y, group by group
+    (the last group first, so that the decoder pops the first first)."""
     x_values = _values(x, x_bits)
-    y = _pop(stack, *_y_means(step, x_values, x_bits, y_bits))
+    y = _pop(stack, *_y_means(step, x_values, y_bits), Y_WINDOW)
     y_values = _values(y, y_bits)
-    coded = [_x_means(step, y_values, x_values, x_bits, y_bits, group) for group in step.groups()]
-    _push(stack, torch.cat([x[group].ravel() for group in step.groups()]),
-          torch.cat([mean.ravel() for mean, _ in coded]), torch.cat([std.ravel() for _, std in coded]))
+    for group in reversed(step.groups()):
+        mean, std = _x_means(step, y_values, x_values, x_bits, y_bits, group)
+        _push(stack, x[group], mean, std, _push_window(std))
     return y
 
 
@@ -139,32 +144,34 @@ def untransport(stack, step: Step, y: torch.Tensor, x_bits: int, y_bits: int) ->
     x = torch.zeros_like(y)
     for group in step.groups():
         mean, std = _x_means(step, y_values, _values(x, x_bits), x_bits, y_bits, group)
-        x[group] = _pop(stack, mean, std)
-    _push(stack, y, *_y_means(step, _values(x, x_bits), x_bits, y_bits))
+        x[group] = _pop(stack, mean, std, _push_window(std))
+    _push(stack, y, *_y_means(step, _values(x, x_bits), y_bits), Y_WINDOW)
     return x
 
 
 # -- the prior ----------------------------------------------------------------------------------------------
 
 
-def _prior_parts(bits: int):
-    coarse = 2 ** PRIOR_FINE_BITS
-    std = 2.0 ** (bits - PRIOR_FINE_BITS)  # N(0, 1) in coarse steps
-    return coarse, std, int(math.ceil(PRIOR_WINDOW_SIGMAS * std))
+def _prior_parts(bits: int, popped: bool):
+    """(fine steps a coarse step, the Gaussian's std in coarse steps, its window)."""
+    coarse = 2 ** max(bits - int(math.log2(PRIOR_COARSE_STD)), 1)
+    std = 2.0 ** bits / coarse
+    return coarse, std, int(math.ceil((POP_SIGMAS if popped else PUSH_SIGMAS) * std))
 
 
-def push_prior(stack, z: torch.Tensor, bits: int) -> None:
-    """Push grid indices z under N(0, 1) on the grid of step 2^-bits (a coarse Gaussian, then uniform fine)."""
-    coarse, std, window = _prior_parts(bits)
+def push_prior(stack, z: torch.Tensor, bits: int, popped: bool) -> None:
+    """Push grid indices z under N(0, 1) on the grid of step 2^-bits: a coarse Gaussian, then uniform fine steps.
+    ``popped``: whether the encoder pops this variable (the window is then short: see the module docstring)."""
+    coarse, std, window = _prior_parts(bits, popped)
     shifted = z + coarse // 2
     high, low = torch.div(shifted, coarse, rounding_mode="floor"), torch.remainder(shifted, coarse)
     stack.coder.encode_reverse(low.numpy().astype(np.int32).ravel(), constriction.stream.model.Uniform(coarse))
     _push(stack, high, torch.zeros(high.shape, dtype=torch.float64), torch.full(high.shape, std), window)
 
 
-def pop_prior(stack, shape, bits: int) -> torch.Tensor:
+def pop_prior(stack, shape, bits: int, popped: bool) -> torch.Tensor:
     """Pop grid indices shaped ``shape`` from N(0, 1) (the inverse of :func:`push_prior`)."""
-    coarse, std, window = _prior_parts(bits)
+    coarse, std, window = _prior_parts(bits, popped)
     high = _pop(stack, torch.zeros(shape, dtype=torch.float64), torch.full(shape, std), window)
     low = stack.coder.decode(constriction.stream.model.Uniform(coarse), int(np.prod(shape)))
     stack.check_floor()
