@@ -91,6 +91,17 @@ def test_a_move_round_trips_and_costs_minus_log_its_derivative(step):
     assert abs(grown - expected_bits(step, x)) < 0.01 * expected_bits(step, x) + 64
 
 
+def test_a_sigmoid_s_outputs_stay_inside_0_1_even_where_it_saturates():
+    sigmoid = flow_coder.SIGMOID
+    x = grid_values(5, (1, 2, 16, 16)) * 6  # N(0, 36): many within a few grid steps of u = 0 or 1
+    codec = MovedThenPrior(sigmoid)
+    codec.shape = x.shape
+    check_roundtrip([codec], [x], seed_len=x.numel() * 2)
+    ans = AnsStack.seeded(seed_words(x.numel() * 2))
+    u = transport(ans, sigmoid, x, X_BITS, Y_BITS)
+    assert int(u.min()) > 0 and int(u.max()) < 2 ** Y_BITS and (u == 1).any() | (u == 2 ** Y_BITS - 1).any()
+
+
 def test_a_value_outside_its_window_is_refused_not_miscoded():
     stretchy = Elementwise(lambda x: (x * 1e6, torch.full_like(x, math.log(1e6))), lambda y: y / 1e6)
     ans = AnsStack.seeded(seed_words(1024))

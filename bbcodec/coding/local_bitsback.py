@@ -112,14 +112,25 @@ Y_WINDOW = int(math.ceil(POP_SIGMAS * NOISE))
 def _x_means(step: Step, y: torch.Tensor, x: torch.Tensor, x_bits: int, y_bits: int, group):
     """x's Gaussian for one group, in x's grid steps: (mean, std)."""
     mean, log_derivative = step.inverse_group(group, y, x)
+    if not torch.isfinite(mean).all():
+        raise LocalBitsBackError("a value fell outside the range of a flow's map: cannot code at these grids")
     stretch = torch.exp(log_derivative + (y_bits - x_bits) * math.log(2))  # y's grid steps per x's
     return mean * 2.0 ** x_bits, (NOISE / stretch).clamp(*STD_RANGE)
 
 
 def _y_means(step: Step, x: torch.Tensor, y_bits: int):
-    """y's Gaussian, in y's grid steps: (mean, std)."""
+    """y's Gaussian, in y's grid steps: (mean, std). Where the map's range ends (``step.limits``), the mean is kept
+    a grid step inside and the Gaussian narrowed so that what it gives stays inside: a sigmoid's output near 0
+    or 1."""
     mean = step.forward(x)[0] * 2.0 ** y_bits
-    return mean, torch.full_like(mean, NOISE)
+    std = torch.full_like(mean, NOISE)
+    limits = getattr(step, "limits", None)
+    if limits is not None:
+        low, high = (limit * 2.0 ** y_bits for limit in limits)
+        mean = mean.clamp(low + 1, high - 1)
+        room = torch.minimum(mean - low, high - mean) - 0.5
+        std = torch.minimum(std, (room / POP_SIGMAS).clamp_min(STD_RANGE[0]))
+    return mean, std
 
 
 def _values(index: torch.Tensor, bits: int) -> torch.Tensor:
@@ -184,10 +195,11 @@ ALL = (Ellipsis,)
 
 
 class Elementwise:
-    """An elementwise bijection from its forward map ``forward(x) -> (y, log|f'(x)|)`` and inverse."""
+    """An elementwise bijection from its forward map ``forward(x) -> (y, log|f'(x)|)`` and inverse; ``limits``:
+    the open interval of its values, if bounded."""
 
-    def __init__(self, forward, inverse):
-        self.forward, self._inverse = forward, inverse
+    def __init__(self, forward, inverse, limits: tuple[float, float] | None = None):
+        self.forward, self._inverse, self.limits = forward, inverse, limits
 
     def groups(self):
         return ALL
