@@ -151,7 +151,7 @@ def test_flowpp_trains_samples_and_refuses_to_code_through_the_commands(tmp_path
     image = tmp_path / "image.png"
     image.write_bytes(bbcodec.imageio.encode(bbcodec.Image(images[0], "RGB"), "PNG"))
     refused = runner.invoke(main, ["compress", str(image), "-m", exported])
-    assert refused.exit_code != 0 and "density model" in refused.output
+    assert refused.exit_code != 0 and "flow chains" in refused.output
     assert len(refused.output.strip().splitlines()) == 1 and not Path(f"{image}.bbc").exists()
 
     wrong = runner.invoke(main, ["train", str(tmp_path / "images.npz"), "--preset", "flowpp", "--latent-layers", "2",

@@ -48,8 +48,11 @@ from bbcodec.errors import CorruptDataError
 from bbcodec.models.flowpp import CouplingStep, FlowPP, from_logit, from_unit, to_logit, to_unit
 from bbcodec.nn.flow_layers import Squeeze
 
-FIRST_BITS = 14
-"""The grid of the dequantizer's noise, where every chain of moves starts: step 2^-14 of a unit Gaussian."""
+FIRST_BITS = 12
+"""The grid of the dequantizer's noise, where every chain of moves starts: step 2^-12 of a unit Gaussian. On 50
+CIFAR-subset images with a flow 250 steps into training (bound 5.049 bits per sub-pixel), the net rate was 5.078 at
+2^-8 (the noise too coarse for the moves' linearization), 5.059 / 5.055 / 5.059 at 2^-10 / 2^-12 / 2^-14, 5.115 at
+2^-16; the first image's initial bits grow by about 1 bit per sub-pixel a bit (56,160 at 2^-10, 68,576 at 2^-14)."""
 BITS_RANGE = (4, 40)
 """Every grid of a plan lies in this range of bits (a value up to 256 on a grid of 2^-40 still fits float64)."""
 SEED_BITS_PER_SUBPIXEL = 64

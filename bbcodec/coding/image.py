@@ -110,9 +110,9 @@ class CoderSettings:
 
 def check_coder(model, coder: str, error=BBCodecError) -> None:
     """An ``error`` unless ``model``'s family codes with ``coder`` (a Markov chain cannot be coded top-down, nor a
-    top-down model with Bit-Swap, and a density model codes nothing)."""
+    top-down model with Bit-Swap, and a flow codes only sets of images, in flow chains)."""
     if not model.coders:
-        raise error(f"a {model.family} model is a density model: it codes no files")
+        raise error(f"a {model.family} model {model.without_coders}")
     if coder not in model.coders:
         raise error(f"a {model.family} model codes with {' or '.join(model.coders)}, not {coder}")
 

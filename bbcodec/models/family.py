@@ -79,6 +79,8 @@ class CodecModel(nn.Module):
     coders: ClassVar[tuple[str, ...]] = ("bitswap", "bbans")
     """The coders (:data:`bbcodec.coding.bitsback.CODERS`) that can code this family, the default first: a
     Markov chain of latents takes Bit-Swap or BB-ANS."""
+    without_coders: ClassVar[str] = "codes no files"
+    """What a family without ``coders`` does instead, for the one-line refusal to code a file with it."""
 
     def __init__(self, config):
         super().__init__()

@@ -30,12 +30,13 @@ convolutions of their gates (:mod:`bbcodec.nn.binary`); the layers are in
 and output convolutions, the attention projections, the normalizations and
 the invertible 1x1 convolutions stay float.
 
-This family is a density model: it trains (``bbcodec train --preset
-flowpp``), exports, loads, reports its bound and draws samples, but it codes
-no files (its ``coders`` are empty; :meth:`FlowPP.exact` refuses). Coding it
-would need local bits-back coding (Ho, Lohn & Abbeel, NeurIPS 2019) in an
-arithmetic that every machine reproduces bit for bit, which float
-couplings do not give.
+It trains (``bbcodec train --preset flowpp``), exports, loads, reports its
+bound and draws samples. It codes sets of images of one size with local
+bits-back coding (Ho, Lohn & Abbeel, NeurIPS 2019; :mod:`bbcodec.coding.flow_coder`)
+in float arithmetic, into flow chain files (:mod:`bbcodec.coding.flow_file`)
+that decode where the same float kernels run; it codes no single ``.bbc``
+file (its ``coders`` are empty; :meth:`FlowPP.exact` refuses: its layer norm,
+attention, mixture CDFs and matrix inverses have no exact integer version).
 """
 from __future__ import annotations
 
@@ -213,6 +214,8 @@ class FlowPP(CodecModel):
     family = "flowpp"
     config_type = FlowConfig
     coders = ()
+    without_coders = ("codes no single files, only sets of images as float-arithmetic flow chains "
+                      "(bbcodec.coding.flow_file)")
 
     def __init__(self, config: FlowConfig):
         super().__init__(config)
@@ -256,5 +259,4 @@ class FlowPP(CodecModel):
         return from_logit(z).floor().clamp(0, 255).to(torch.uint8)
 
     def exact(self):
-        raise BBCodecError("a flowpp model is a density model: it codes no files (bbcodec sample and "
-                           "bench/flow_density.py use it)")
+        raise BBCodecError(f"a flowpp model {self.without_coders}")

@@ -6,7 +6,7 @@ four times cheaper per pixel than ``stride`` 2. ``photo-polyphase`` is ``photo``
 likelihood that also sees decoded pixels (its context networks run at half resolution);
 ``photo-multiscale`` splits twice, so that only 1/16 of the pixels see no decoded neighbour;
 ``photo-topdown`` is the same likelihood under a top-down ResNet VAE instead of a Markov chain.
-``flowpp`` is the Flow++ density model (no codec) at a width this CPU can train.
+``flowpp`` is Flow++ at a width this CPU can train (it codes sets of images as flow chains, not single files).
 """
 import dataclasses
 
@@ -29,7 +29,7 @@ PRESETS = {
     # the top-down ResNet VAE (bbcodec/models/topdown_vae.py) with the two-level likelihood and its linear path
     "photo-topdown": TopDownConfig(**PHOTO, feature_channels=16, context_channels=32, context_blocks=1, levels=2,
                                    linear_prediction=True),
-    # Flow++ (bbcodec/models/flowpp.py) at a width this CPU trains: a density model, no codec
+    # Flow++ (bbcodec/models/flowpp.py) at a width this CPU trains: flow chains only, no single files
     "flowpp": FlowConfig(hidden_channels=32, blocks_per_net=2, mixture_components=4, attention_heads=1),
     "large": VAEConfig(hidden_channels=128, latent_channels=16, latent_layers=6, blocks_per_net=3, stride=2),
 }
