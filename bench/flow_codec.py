@@ -1,7 +1,7 @@
 """Flow++ as a codec: real flow chain files of 32x32 images, their rate next to the flow's bound, and their speed.
 
 For each model (an installed model's name or a model file) and each set (issue 22's: the CIFAR-subset test images
-and 32x32 crops of photos 041-049, the first ``--images`` of each), the images are coded as one flow chain file
+and 32x32 crops of photos 041-049, ``--images`` of each evenly spaced through it), the images are coded as one flow chain file
 (bbcodec/coding/flow_file.py) in batches of ``--batch``, written to ``--out``, read back, decoded and compared with
 the pixels. Reported: the file's bits per sub-pixel; the net rate (the stack's growth: the payload less the seed
 bits the first pops took, without the header, as the papers count a chain); those initial bits; the bound on the same images (one dequantization
@@ -25,6 +25,13 @@ from bbcodec.coding import flow_file
 from bbcodec.portability import float_platform
 from bbcodec.training.loop import evaluate
 from flow_density import measurement_sets
+
+
+def spread(images: torch.Tensor, count: int) -> torch.Tensor:
+    """``count`` images evenly spaced through the set (all of them if it has no more)."""
+    if count >= len(images):
+        return images
+    return images[torch.linspace(0, len(images) - 1, count).round().long()]
 
 
 def code_set(model, digest: str, images: torch.Tensor, batch: int, path: Path) -> dict:
@@ -56,7 +63,7 @@ def code_set(model, digest: str, images: torch.Tensor, batch: int, path: Path) -
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("models", nargs="+", help="an installed model's name or a model file")
-    parser.add_argument("--images", type=int, default=200, help="the first this many images of each set")
+    parser.add_argument("--images", type=int, default=1000, help="this many images of each set, evenly spaced")
     parser.add_argument("--batch", type=int, nargs="+", default=[1])
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--out", default="flow_chains", help="folder for the files")
@@ -65,7 +72,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    sets = {name: images[:args.images] for name, images in measurement_sets().items()}
+    sets = {name: spread(images, args.images) for name, images in measurement_sets().items()}
     rows = []
     for spec in args.models:
         model, digest = zoo.load(spec)

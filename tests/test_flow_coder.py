@@ -166,6 +166,8 @@ def _with_header(data: bytes, **changes) -> bytes:
     (lambda d: _with_header(d, count=2**22), "too many pixels"),
     (lambda d: _with_header(d, grid_bits=[99]), "grid plan"),
     (lambda d: _with_header(d, shape=[4, 8, 8]), "3-channel"),
+    (lambda d: _with_header(d, shape=[3, 4096, 4096]), "bad shape"),
+    (lambda d: _with_header(d, batch=60000), "larger than a decoder holds"),
     (lambda d: _with_header(d, seed_words=10**8), "seed"),
     (lambda d: _with_header(d, model="cd" * 32), "needs model"),
     (lambda d: _with_header(d, float_platform="another machine"), "only where"),
@@ -176,6 +178,8 @@ def test_a_damaged_or_foreign_flow_chain_gets_one_clear_error(chain_file, damage
         flow_file.decompress_images(damage(data), model, "ab" * 32)
 
 
-def test_images_a_flow_cannot_code_are_refused():
-    with pytest.raises(BBCodecError, match="multiples of 4"):
-        flow_file.compress_images(small_flow(), "ab" * 32, images(2, side=6), batch=1)
+@pytest.mark.parametrize("side, batch, message", [(6, 1, "multiples of 4"), (132, 1, "up to 128x128"),
+                                                  (8, 10 ** 5, "batches of at most")])
+def test_images_a_flow_cannot_code_are_refused(side, batch, message):
+    with pytest.raises(BBCodecError, match=message):
+        flow_file.compress_images(small_flow(), "ab" * 32, images(2, side=side), batch=batch)

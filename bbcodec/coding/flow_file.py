@@ -30,6 +30,10 @@ from bbcodec.coding.local_bitsback import LocalBitsBackError
 from bbcodec.errors import BBCodecError, CorruptDataError, shorten
 from bbcodec.portability import float_platform
 
+MAX_SIDE = 128
+"""Largest image side a flow chain codes: the flow's attention takes memory in the square of the positions."""
+MAX_BATCH_SUBPIXELS = 1 << 20
+"""Largest batch (sub-pixels) a chain is coded in: what the networks hold at once."""
 MAGIC = b"\xbbBBF"
 VERSION = 1
 MAX_HEADER_BYTES = 1 << 16
@@ -49,6 +53,9 @@ def compress_images(model, model_hash: str, images: np.ndarray, batch: int = 1, 
     if images.dtype != np.uint8 or images.ndim != 4 or not len(images):
         raise BBCodecError("a flow chain codes uint8 images of one size, shaped (count, height, width, channels)")
     _check_fits(model, images.shape[3:] + images.shape[1:3], BBCodecError)
+    if max(images.shape[1:3]) > MAX_SIDE or batch * images[0].size > MAX_BATCH_SUBPIXELS:
+        raise BBCodecError(f"flow chains code images up to {MAX_SIDE}x{MAX_SIDE} in batches of at most "
+                           f"{MAX_BATCH_SUBPIXELS:,} sub-pixels")
     chain = encode_images(model, images, batch)
     header = {"model": model_hash, "float_platform": float_platform(device), "entropy_coder": ENTROPY_CODER,
               "count": chain.count, "shape": list(chain.shape), "batch": chain.batch, "grid_bits": chain.grid_bits,
@@ -93,8 +100,10 @@ def _check(header) -> None:
         if not integer(header.get(name), low, high):
             raise CorruptDataError(f"corrupt flow chain file (bad {name})")
     shape, bits = header.get("shape"), header.get("grid_bits")
-    if not (isinstance(shape, list) and len(shape) == 3 and all(integer(v, 1, 1 << 14) for v in shape)):
+    if not (isinstance(shape, list) and len(shape) == 3 and all(integer(v, 1, MAX_SIDE) for v in shape)):
         raise CorruptDataError("corrupt flow chain file (bad shape)")
+    if header["batch"] * int(np.prod(shape)) > MAX_BATCH_SUBPIXELS:
+        raise CorruptDataError("corrupt flow chain file (its batches are larger than a decoder holds)")
     if header["count"] * int(np.prod(shape)) > MAX_PIXELS or header["untouched_seed_words"] > header["seed_words"]:
         raise CorruptDataError("corrupt flow chain file (too many pixels, or more seed than it has)")
     if header["seed_words"] > 2 * 64 * header["batch"] * int(np.prod(shape)) // 32:
