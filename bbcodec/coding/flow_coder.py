@@ -55,8 +55,11 @@ CIFAR-subset images with a flow 250 steps into training (bound 5.049 bits per su
 2^-16; the first image's initial bits grow by about 1 bit per sub-pixel a bit (56,160 at 2^-10, 68,576 at 2^-14)."""
 BITS_RANGE = (4, 40)
 """Every grid of a plan lies in this range of bits (a value up to 256 on a grid of 2^-40 still fits float64)."""
+BATCH_GROWTH = 8
+"""A batch holds at most one image for every this many coded before it (see :func:`_batches`)."""
 SEED_BITS_PER_SUBPIXEL = 64
-"""Seed words for the first batch: more than its pops can take before its pushes pay (the rest is not stored)."""
+"""Seed bits a sub-pixel of two images or of a batch, whichever is more: more than the pops of a chain take
+before its pushes pay (the seed the first pops did not reach is not stored)."""
 
 SIGMOID = Elementwise(to_unit, from_unit, limits=(0.0, 1.0))
 LOGIT = Elementwise(to_logit, from_logit)
@@ -207,14 +210,28 @@ class FlowChain:
         return WORD_BITS * len(self.payload)
 
 
-def _batches(count: int, batch: int):
-    return [(start, min(start + batch, count)) for start in range(0, count, batch)]
+def _batches(count: int, batch: int) -> list[tuple[int, int]]:
+    """(start, stop) of each batch: one image, then batches of up to ``batch`` that grow with the images before
+    them (BATCH_GROWTH). An image's moves pop about 22 bits a sub-pixel (its noise on fine grids) before they
+    push them back, and a chain grows by its rate, 3-5 bits: a batch pops more than the chain holds unless
+    the chain is several times longer, and what it lacks comes from the seed as initial bits."""
+    bounds, done = [], 0
+    while done < count:
+        size = min(batch, max(1, done // BATCH_GROWTH), count - done)
+        bounds.append((done, done + size))
+        done += size
+    return bounds
+
+
+def seed_length(batch: int, subpixels: int) -> int:
+    """Seed words of a chain in batches of up to ``batch`` images of ``subpixels`` sub-pixels."""
+    return SEED_BITS_PER_SUBPIXEL * max(2, batch) * subpixels // WORD_BITS
 
 
 def encode_images(model: FlowPP, images: np.ndarray, batch: int = 1) -> FlowChain:
-    """Code uint8 images (N, H, W, C) on one stack in batches of ``batch``."""
+    """Code uint8 images (N, H, W, C) on one stack in batches of up to ``batch`` images (:func:`_batches`)."""
     pixels = torch.from_numpy(np.ascontiguousarray(images.transpose(0, 3, 1, 2)))
-    seed = seed_words(SEED_BITS_PER_SUBPIXEL * min(batch, len(images)) * pixels[0].numel() // WORD_BITS)
+    seed = seed_words(seed_length(batch, pixels[0].numel()))
     stack, plan, sizes = AnsStack.seeded(seed), GridPlan(), []
     for start, stop in _batches(len(pixels), batch):
         encode_batch(stack, model, pixels[start:stop], plan)

@@ -24,7 +24,7 @@ import struct
 import numpy as np
 
 from bbcodec.coding.ans import ENTROPY_CODER
-from bbcodec.coding.flow_coder import BITS_RANGE, FlowChain, decode_images, encode_images
+from bbcodec.coding.flow_coder import BITS_RANGE, FlowChain, decode_images, encode_images, seed_length
 from bbcodec.container import MAX_PIXELS
 from bbcodec.coding.local_bitsback import LocalBitsBackError
 from bbcodec.errors import BBCodecError, CorruptDataError, shorten
@@ -106,7 +106,7 @@ def _check(header) -> None:
         raise CorruptDataError("corrupt flow chain file (its batches are larger than a decoder holds)")
     if header["count"] * int(np.prod(shape)) > MAX_PIXELS or header["untouched_seed_words"] > header["seed_words"]:
         raise CorruptDataError("corrupt flow chain file (too many pixels, or more seed than it has)")
-    if header["seed_words"] > 2 * 64 * header["batch"] * int(np.prod(shape)) // 32:
+    if header["seed_words"] > seed_length(header["batch"], int(np.prod(shape))):
         raise CorruptDataError("corrupt flow chain file (more seed words than a batch takes)")
     if not (isinstance(bits, list) and 2 <= len(bits) <= 1024 and all(integer(b, *BITS_RANGE) for b in bits)):
         raise CorruptDataError("corrupt flow chain file (bad grid plan)")
