@@ -233,3 +233,25 @@ def test_parse_codec_keys():
     assert benchmark.parse_codec_keys("all") == benchmark.ALL_KEYS
     assert benchmark.parse_codec_keys("none") == []
     assert benchmark.parse_codec_keys("WebP, png,webp") == ["webp", "png"]
+
+
+def test_a_flow_gives_chain_rows_next_to_a_vae_and_only_with_chain(model_file, npz, mnist, workdir):
+    from bbcodec.models.export import model_to_bytes
+    from tests.test_flow_coder import small_flow
+
+    flow = workdir / "flow.safetensors"
+    flow.write_bytes(model_to_bytes(small_flow()))
+    result = run(npz, mnist, "-m", model_file, "-m", flow, "--codecs", "png", "--tile", "8", "--chain",
+                 "--chain-batch", "2", "--json", "out.json")
+    assert result.exit_code == 0, result.output
+    report = json.loads((workdir / "out.json").read_text())
+    cifar_like, digits = report["sets"]
+    assert [c["codec"] for c in cifar_like["codecs"]] == ["bbcodec tiny", "PNG"]  # a flow codes no files
+    vae, flow_chain = cifar_like["chains"]
+    assert flow_chain["codec"] == "bbcodec flow" and "local bits-back" in flow_chain["coder"]
+    assert flow_chain["exact"] and flow_chain["stored_bits"] == flow_chain["net_bits"] + flow_chain["initial_bits"]
+    assert flow_chain["nelbo_bits"] > 0 and report["failures"] == []
+    # the flow codes three channels: the grey digits get a note, not a failure
+    assert len(digits["chains"]) == 1 and any("bbcodec flow" in note for note in digits["notes"])
+    refused = run(npz, "-m", flow, "--codecs", "png")
+    assert refused.exit_code == 1 and "--chain" in refused.stderr and "flow chains" in refused.stderr

@@ -169,7 +169,7 @@ def _with_header(data: bytes, **changes) -> bytes:
     (lambda d: _with_header(d, grid_bits=[99]), "grid plan"),
     (lambda d: _with_header(d, shape=[4, 8, 8]), "3-channel"),
     (lambda d: _with_header(d, shape=[3, 4096, 4096]), "bad shape"),
-    (lambda d: _with_header(d, batch=60000), "larger than a decoder holds"),
+    (lambda d: _with_header(d, batch=60000), "batches of at most"),
     (lambda d: _with_header(d, seed_words=10**8), "seed"),
     (lambda d: _with_header(d, model="cd" * 32), "needs model"),
     (lambda d: _with_header(d, float_platform="another machine"), "only where"),

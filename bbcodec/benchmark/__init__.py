@@ -14,7 +14,9 @@ What :func:`run` measures, for every image of every set:
   pixels (one byte per sub-pixel);
 * optionally (``chain=True``), for sets of equal-sized images, every image
   coded on ONE bits-back chain, which is how the bits-back papers count a
-  data set's rate (:class:`ChainResult`);
+  data set's rate (:class:`ChainResult`); a Flow++ model codes no files,
+  only such chains (local bits-back in float arithmetic,
+  :mod:`bbcodec.coding.flow_coder`), its bound beside the rate;
 * optionally (``archive=True``), every image of a set packed into ONE
   archive (:mod:`bbcodec.archive`: chunked chains, headers and checksums
   included), read back and checked (:class:`ArchiveResult`).

@@ -21,7 +21,9 @@ from bbcodec.benchmark.codecs import Codec, classical_codecs, measure_classical,
 from bbcodec.benchmark.results import ArchiveResult, ChainResult, CodecResult, ModelResult, Report, SetResult
 from bbcodec.benchmark.sets import ImageSet
 from bbcodec.coding.bitsback import coded_cost
+from bbcodec.coding.ans import WORD_BITS
 from bbcodec.coding.chain import decode_steps, encode_steps
+from bbcodec.coding.flow_coder import decode_images, encode_images
 from bbcodec.coding.image import CoderSettings, TileView, coding_model, cut_batch, tile_views
 from bbcodec.errors import BBCodecError
 from bbcodec.tiling import batch_sizes, plane_groups
@@ -159,6 +161,33 @@ def measure_chain(spec: str, images: list[np.ndarray], batch: int, device: str,
     return result
 
 
+def measure_flow_chain(spec: str, images: list[np.ndarray], batch: int, device: str) -> ChainResult:
+    """Code all ``images`` (equal sizes) on one flow chain (:mod:`bbcodec.coding.flow_coder`: local bits-back,
+    float arithmetic), decode it and check every image; its bound is the flow's own on the same images (one
+    dequantization sample each)."""
+    model, digest = zoo.load(spec)
+    model = model.to(device)
+    pixels = np.stack(images)
+    result = ChainResult(f"bbcodec {model_label(spec)}", digest, "local bits-back, float", batch, len(images),
+                         int(pixels.size))
+    start = time.perf_counter()
+    chain = encode_images(model, pixels, batch)
+    result.encode_seconds = time.perf_counter() - start
+    start = time.perf_counter()
+    try:
+        result.exact = bool(np.array_equal(decode_images(model, chain), pixels))
+    except BBCodecError:
+        result.exact = False
+    result.decode_seconds = time.perf_counter() - start
+    result.stored_bits = chain.stored_bits
+    result.initial_bits = WORD_BITS * (chain.seed_words - chain.untouched_seed_words)
+    result.net_bits = result.stored_bits - result.initial_bits
+    with torch.no_grad():
+        batches = torch.from_numpy(pixels.transpose(0, 3, 1, 2).copy()).split(50)
+        result.nelbo_bits = sum(float(model(x.to(device))["nelbo"]) * x.numel() for x in batches)
+    return result
+
+
 def measure_archive(spec: str, images: list[np.ndarray], chunk_subpixels: int, device: str,
                     settings: CoderSettings = CoderSettings()) -> tuple[ArchiveResult, str]:
     """Pack all ``images`` (any sizes) into one archive in memory, read it back, decode and check every image.
@@ -235,7 +264,7 @@ def run(sets: list[ImageSet], models=(zoo.DEFAULT_MODEL,), codecs: list[Codec] |
     """Measure every model and codec on every set (see :mod:`bbcodec.benchmark`); returns the :class:`Report`.
 
     ``chain``: also code each set of equal-sized small images on one chain (at most ``chain_batch``
-    images a step); ``archive``: also pack each set into one archive (chunks of at most ``archive_chunk`` sub-pixels).
+    images a step); a model that codes no files (a flow) is measured on chains only, and only with ``chain``; ``archive``: also pack each set into one archive (chunks of at most ``archive_chunk`` sub-pixels).
     ``calibrate``: files fit the pixel likelihood to each image (:func:`bbcodec.api.compress`).
     ``workdir`` keeps the ``.bbc`` files (default: a temporary folder, removed).
     ``progress(set name, images done, images)`` is called as images are done;
@@ -247,6 +276,11 @@ def run(sets: list[ImageSet], models=(zoo.DEFAULT_MODEL,), codecs: list[Codec] |
     report = Report(environment=environment(device), command=command, notes=list(notes))
     report.environment["coder_settings"] = {**settings.to_dict(), "calibrate": calibrate}
     loaded = {spec: zoo.load(spec) for spec in models}
+    flows = [spec for spec in models if not loaded[spec][0].coders]  # they code chains, not files
+    models = [spec for spec in models if spec not in flows]
+    if flows and not chain:
+        raise BBCodecError(f"{model_label(flows[0])}: a {loaded[flows[0]][0].family} model "
+                           f"{loaded[flows[0]][0].without_coders}: measure it with --chain")
     _warm_up(models, codecs, device, settings)
     with tempfile.TemporaryDirectory(prefix="bbcodec-bench-") as temporary:
         folder = Path(workdir) if workdir else Path(temporary)
@@ -278,8 +312,14 @@ def run(sets: list[ImageSet], models=(zoo.DEFAULT_MODEL,), codecs: list[Codec] |
                     out.notes.append(f"chain not measured: images over {MAX_CHAIN_PIXELS:,} pixels are coded "
                                      f"as tiles (the files)")
                 else:
-                    for spec in models:
-                        result = measure_chain(spec, image_set.images, chain_batch, device, settings)
+                    for spec in models + flows:
+                        try:
+                            result = (measure_flow_chain(spec, image_set.images, chain_batch, device)
+                                      if spec in flows else
+                                      measure_chain(spec, image_set.images, chain_batch, device, settings))
+                        except BBCodecError as refused:  # a flow refuses images it cannot code
+                            out.notes.append(f"chain not measured with bbcodec {model_label(spec)}: {refused}")
+                            continue
                         if not result.exact:
                             report.failures.append(f"{image_set.name}: chain of {result.images} images: "
                                                    f"bbcodec {model_label(spec)}: decoded images differ")

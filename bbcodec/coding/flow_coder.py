@@ -44,7 +44,7 @@ import torch.nn.functional as F
 from bbcodec.coding.ans import AnsStack, WORD_BITS, seed_words, split_seed
 from bbcodec.coding.local_bitsback import (Elementwise, Triangular, pop_prior, push_prior, transport,
                                            untransport)
-from bbcodec.errors import CorruptDataError
+from bbcodec.errors import BBCodecError, CorruptDataError
 from bbcodec.models.flowpp import CouplingStep, FlowPP, from_logit, from_unit, to_logit, to_unit
 from bbcodec.nn.flow_layers import Squeeze
 
@@ -55,6 +55,10 @@ CIFAR-subset images with a flow 250 steps into training (bound 5.049 bits per su
 2^-16; the first image's initial bits grow by about 1 bit per sub-pixel a bit (56,160 at 2^-10, 68,576 at 2^-14)."""
 BITS_RANGE = (4, 40)
 """Every grid of a plan lies in this range of bits (a value up to 256 on a grid of 2^-40 still fits float64)."""
+MAX_SIDE = 128
+"""Largest image side a flow chain codes: the flow's attention takes memory in the square of the positions."""
+MAX_BATCH_SUBPIXELS = 1 << 20
+"""Largest batch (sub-pixels) a chain is coded in: what the networks hold at once."""
 BATCH_GROWTH = 8
 """A batch holds at most one image for every this many coded before it (see :func:`_batches`)."""
 SEED_BITS_PER_SUBPIXEL = 64
@@ -228,8 +232,23 @@ def seed_length(batch: int, subpixels: int) -> int:
     return SEED_BITS_PER_SUBPIXEL * max(2, batch) * subpixels // WORD_BITS
 
 
+def check_fits(model: FlowPP, shape, batch: int, error=BBCodecError) -> None:
+    """``error`` unless images of (C, H, W) ``shape`` in batches of ``batch`` suit the model and the limits: its
+    channels, sides multiples of its stride and at most MAX_SIDE, batches of at most MAX_BATCH_SUBPIXELS."""
+    channels, stride = model.config.image_channels, model.config.stride
+    if shape[0] != channels or shape[1] % stride or shape[2] % stride:
+        raise error(f"this flow model codes {channels}-channel images whose sides are multiples of {stride}, not "
+                    f"{shape[0]} channel(s) of {shape[1]}x{shape[2]}")
+    if max(shape[1:]) > MAX_SIDE or batch * int(np.prod(shape)) > MAX_BATCH_SUBPIXELS:
+        raise error(f"flow chains code images up to {MAX_SIDE}x{MAX_SIDE} in batches of at most "
+                    f"{MAX_BATCH_SUBPIXELS:,} sub-pixels")
+
+
 def encode_images(model: FlowPP, images: np.ndarray, batch: int = 1) -> FlowChain:
     """Code uint8 images (N, H, W, C) on one stack in batches of up to ``batch`` images (:func:`_batches`)."""
+    if images.dtype != np.uint8 or images.ndim != 4 or not len(images):
+        raise BBCodecError("a flow chain codes uint8 images of one size, shaped (count, height, width, channels)")
+    check_fits(model, images.shape[3:] + images.shape[1:3], batch)
     pixels = torch.from_numpy(np.ascontiguousarray(images.transpose(0, 3, 1, 2)))
     seed = seed_words(seed_length(batch, pixels[0].numel()))
     stack, plan, sizes = AnsStack.seeded(seed), GridPlan(), []

@@ -24,16 +24,13 @@ import struct
 import numpy as np
 
 from bbcodec.coding.ans import ENTROPY_CODER
-from bbcodec.coding.flow_coder import BITS_RANGE, FlowChain, decode_images, encode_images, seed_length
+from bbcodec.coding.flow_coder import (BITS_RANGE, MAX_SIDE, FlowChain, check_fits,
+                                       decode_images, encode_images, seed_length)
 from bbcodec.container import MAX_PIXELS
 from bbcodec.coding.local_bitsback import LocalBitsBackError
 from bbcodec.errors import BBCodecError, CorruptDataError, shorten
 from bbcodec.portability import float_platform
 
-MAX_SIDE = 128
-"""Largest image side a flow chain codes: the flow's attention takes memory in the square of the positions."""
-MAX_BATCH_SUBPIXELS = 1 << 20
-"""Largest batch (sub-pixels) a chain is coded in: what the networks hold at once."""
 MAGIC = b"\xbbBBF"
 VERSION = 1
 MAX_HEADER_BYTES = 1 << 16
@@ -50,12 +47,6 @@ def pixel_checksum(images: np.ndarray) -> str:
 
 def compress_images(model, model_hash: str, images: np.ndarray, batch: int = 1, device: str = "cpu") -> bytes:
     """A flow chain file of uint8 images (N, H, W, C), all of one size."""
-    if images.dtype != np.uint8 or images.ndim != 4 or not len(images):
-        raise BBCodecError("a flow chain codes uint8 images of one size, shaped (count, height, width, channels)")
-    _check_fits(model, images.shape[3:] + images.shape[1:3], BBCodecError)
-    if max(images.shape[1:3]) > MAX_SIDE or batch * images[0].size > MAX_BATCH_SUBPIXELS:
-        raise BBCodecError(f"flow chains code images up to {MAX_SIDE}x{MAX_SIDE} in batches of at most "
-                           f"{MAX_BATCH_SUBPIXELS:,} sub-pixels")
     chain = encode_images(model, images, batch)
     header = {"model": model_hash, "float_platform": float_platform(device), "entropy_coder": ENTROPY_CODER,
               "count": chain.count, "shape": list(chain.shape), "batch": chain.batch, "grid_bits": chain.grid_bits,
@@ -102,22 +93,12 @@ def _check(header) -> None:
     shape, bits = header.get("shape"), header.get("grid_bits")
     if not (isinstance(shape, list) and len(shape) == 3 and all(integer(v, 1, MAX_SIDE) for v in shape)):
         raise CorruptDataError("corrupt flow chain file (bad shape)")
-    if header["batch"] * int(np.prod(shape)) > MAX_BATCH_SUBPIXELS:
-        raise CorruptDataError("corrupt flow chain file (its batches are larger than a decoder holds)")
     if header["count"] * int(np.prod(shape)) > MAX_PIXELS or header["untouched_seed_words"] > header["seed_words"]:
         raise CorruptDataError("corrupt flow chain file (too many pixels, or more seed than it has)")
     if header["seed_words"] > seed_length(header["batch"], int(np.prod(shape))):
         raise CorruptDataError("corrupt flow chain file (more seed words than a batch takes)")
     if not (isinstance(bits, list) and 2 <= len(bits) <= 1024 and all(integer(b, *BITS_RANGE) for b in bits)):
         raise CorruptDataError("corrupt flow chain file (bad grid plan)")
-
-
-def _check_fits(model, shape, error) -> None:
-    """``error`` unless images of (C, H, W) ``shape`` suit the model: its channels, sides multiples of its stride."""
-    channels, stride = model.config.image_channels, model.config.stride
-    if shape[0] != channels or shape[1] % stride or shape[2] % stride:
-        raise error(f"this flow model codes {channels}-channel images whose sides are multiples of {stride}, not "
-                    f"{shape[0]} channel(s) of {shape[1]}x{shape[2]}")
 
 
 def decompress_images(data: bytes, model, model_hash: str, device: str = "cpu") -> np.ndarray:
@@ -135,7 +116,7 @@ def decompress_images(data: bytes, model, model_hash: str, device: str = "cpu") 
     chain = FlowChain(np.frombuffer(payload, dtype="<u4").astype(np.uint32), header["untouched_seed_words"],
                       header["seed_words"], header["grid_bits"], header["batch"], header["count"],
                       tuple(header["shape"]))
-    _check_fits(model, chain.shape, CorruptDataError)
+    check_fits(model, chain.shape, chain.batch, CorruptDataError)
     try:
         images = decode_images(model, chain)
     except (LocalBitsBackError, ValueError, RuntimeError, OverflowError) as error:
