@@ -13,9 +13,9 @@ so every value is exact). To go from a known x to y with bits back:
 For small s this costs -log|f'(x)| nats net: the flow's change of volume,
 so that coding the last y under the prior makes the total the flow's
 -log p(x) (the grids' steps telescope away). The decoder, knowing y, runs
-the same two steps backwards: pop x with N(f^-1(y), s^2), then push y
-with N(f(x), s^2), recomputing both distributions from values
-it already has. :func:`transport` and :func:`untransport` are that pair.
+the same two steps backwards: pop x with N(f^-1(y), (s / |f'|)^2), then
+push y with N(f(x), s^2), recomputing both distributions from values it
+already has. :func:`transport` and :func:`untransport` are that pair.
 
 A step need not be elementwise as long as x can be recovered from y in
 groups, each group's mean depending only on y and the groups before it:
@@ -53,7 +53,7 @@ NOISE = 4.0
 """y's standard deviation in steps of its grid (x's: NOISE / |f'| steps of its own)."""
 POP_SIGMAS = 6.5
 """The window of a Gaussian the encoder pops, in standard deviations: far fewer than 2^24 symbols, so that the
-probability constriction leaks to the tails (the symbols beyond about 5.5 of them) stays near 2^-20 a pop."""
+probability constriction leaks to the tails (the 8 symbols beyond 5.5 of them) is about 2^-21 a pop."""
 PUSH_SIGMAS = 12.0
 """The window of a Gaussian the encoder pushes, in the widest standard deviation of the call."""
 STD_RANGE = (1e-3, 2.0 ** 19)
