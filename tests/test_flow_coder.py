@@ -185,3 +185,14 @@ def test_a_damaged_or_foreign_flow_chain_gets_one_clear_error(chain_file, damage
 def test_images_a_flow_cannot_code_are_refused(side, batch, message):
     with pytest.raises(BBCodecError, match=message):
         flow_file.compress_images(small_flow(), "ab" * 32, images(2, side=side), batch=batch)
+
+
+def test_flipped_payload_bytes_give_a_clear_error_never_wrong_pixels_or_a_traceback(chain_file):
+    model, pixels, data = chain_file
+    header_end = len(data) - len(flow_file.read_header(data)[1])
+    rng = np.random.default_rng(7)
+    for _ in range(12):
+        damaged = bytearray(data)
+        damaged[int(rng.integers(header_end, len(data)))] ^= 1 << int(rng.integers(8))
+        with pytest.raises(CorruptDataError):
+            flow_file.decompress_images(bytes(damaged), model, "ab" * 32)
