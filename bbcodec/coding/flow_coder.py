@@ -43,7 +43,7 @@ import torch.nn.functional as F
 
 from bbcodec.coding.ans import AnsStack, WORD_BITS, seed_words, split_seed
 from bbcodec.coding.local_bitsback import (Elementwise, Triangular, pop_prior, push_prior, transport,
-                                           untransport)
+                                           untransport, values)
 from bbcodec.errors import BBCodecError, CorruptDataError
 from bbcodec.models.flowpp import CouplingStep, FlowPP, from_logit, from_unit, to_logit, to_unit
 from bbcodec.nn.flow_layers import Squeeze
@@ -106,10 +106,6 @@ class GridPlan:
         return self.bits[self.position], self.bits[self.position + 1]
 
 
-def _values(index: torch.Tensor, bits: int) -> torch.Tensor:
-    return index.to(torch.float64) * 2.0 ** -bits
-
-
 def _linear_moves(step: CouplingStep):
     """The step's normalization and 1x1 convolution, A x + c = P (L (U x) + P^T c): (U, L, P's channel order)."""
     matrix, shift = (t.detach().double() for t in step.affine())
@@ -120,14 +116,15 @@ def _linear_moves(step: CouplingStep):
 
 
 def _coupling(step: CouplingStep, a: torch.Tensor, bits: int, context) -> Elementwise:
-    dtype = next(step.coupling.parameters()).dtype  # the network's own (float32 as trained)
-    forward, inverse = step.coupling.elementwise(_values(a, bits).to(dtype), context)
-    return Elementwise(lambda b: tuple(t.double() for t in forward(b)), inverse)
+    """The coupling of b given a: the network in its own precision (float32 as trained), the transform in
+    float64 (b's values are)."""
+    dtype = next(step.coupling.parameters()).dtype
+    return Elementwise(*step.coupling.elementwise(values(a, bits).to(dtype), context))
 
 
 def _moved(stack, move, x, plan: GridPlan):
     x_bits = plan.current
-    x_bits, y_bits = plan.advance(move.forward(_values(x, x_bits))[1])
+    x_bits, y_bits = plan.advance(move.forward(values(x, x_bits))[1])
     return transport(stack, move, x, x_bits, y_bits)
 
 

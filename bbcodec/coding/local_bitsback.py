@@ -133,16 +133,17 @@ def _y_means(step: Step, x: torch.Tensor, y_bits: int):
     return mean, std
 
 
-def _values(index: torch.Tensor, bits: int) -> torch.Tensor:
+def values(index: torch.Tensor, bits: int) -> torch.Tensor:
+    """The float64 values of grid indices on the grid of step 2^-bits (exact)."""
     return index.to(torch.float64) * 2.0 ** -bits
 
 
 def transport(stack, step: Step, x: torch.Tensor, x_bits: int, y_bits: int) -> torch.Tensor:
     """The encoder's move from known grid indices x to y = step(x): pop y, then push x given y, group by group
     (the last group first, so that the decoder pops the first first)."""
-    x_values = _values(x, x_bits)
+    x_values = values(x, x_bits)
     y = _pop(stack, *_y_means(step, x_values, y_bits), Y_WINDOW)
-    y_values = _values(y, y_bits)
+    y_values = values(y, y_bits)
     for group in reversed(step.groups()):
         mean, std = _x_means(step, y_values, x_values, x_bits, y_bits, group)
         _push(stack, x[group], mean, std, _push_window(std))
@@ -151,12 +152,12 @@ def transport(stack, step: Step, x: torch.Tensor, x_bits: int, y_bits: int) -> t
 
 def untransport(stack, step: Step, y: torch.Tensor, x_bits: int, y_bits: int) -> torch.Tensor:
     """The decoder's move back from y to x: pop x group by group given y, then push y given x."""
-    y_values = _values(y, y_bits)
+    y_values = values(y, y_bits)
     x = torch.zeros_like(y)
     for group in step.groups():
-        mean, std = _x_means(step, y_values, _values(x, x_bits), x_bits, y_bits, group)
+        mean, std = _x_means(step, y_values, values(x, x_bits), x_bits, y_bits, group)
         x[group] = _pop(stack, mean, std, _push_window(std))
-    _push(stack, y, *_y_means(step, _values(x, x_bits), y_bits), Y_WINDOW)
+    _push(stack, y, *_y_means(step, values(x, x_bits), y_bits), Y_WINDOW)
     return x
 
 
