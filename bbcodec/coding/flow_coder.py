@@ -216,9 +216,10 @@ class FlowChain:
 
 def _batches(count: int, batch: int) -> list[tuple[int, int]]:
     """(start, stop) of each batch: one image, then batches of up to ``batch`` that grow with the images before
-    them (BATCH_GROWTH). An image's moves pop about 22 bits a sub-pixel (its noise on fine grids) before they
-    push them back, and a chain grows by its rate, 3-5 bits: a batch pops more than the chain holds unless
-    the chain is several times longer, and what it lacks comes from the seed as initial bits."""
+    them (BATCH_GROWTH). An image's moves pop about 19 bits a sub-pixel (its noise on fine grids: the initial
+    bits of a chain's first image) before they push them back, and a chain grows by its rate, 3-5 bits: a batch
+    pops more than the chain holds unless the chain is several times longer, and what it lacks comes from the
+    seed as initial bits."""
     bounds, done = [], 0
     while done < count:
         size = min(batch, max(1, done // BATCH_GROWTH), count - done)
