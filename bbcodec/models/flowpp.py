@@ -58,6 +58,12 @@ from bbcodec.nn.flow_layers import (ActNorm, GatedResidual, MixtureCoupling, Poi
 LOGIT_MARGIN = 0.05
 """v / 256 is squeezed into [margin, 1 - margin] before the logit, as in RealNVP and Flow++."""
 
+FILE_LIMITS = {"image_channels": (1, 4), "hidden_channels": (1, 512), "blocks_per_net": (1, 16),
+               "mixture_components": (1, 64), "attention_heads": (0, 16), "stripe_steps": (1, 16),
+               "channel_steps": (0, 16), "squeezed_steps": (0, 16), "dequant_steps": (1, 16),
+               "dequant_blocks": (1, 16), "context_channels": (1, 256)}
+"""Allowed ranges of a Flow++ model file's integer config fields (generous: the preset is far inside)."""
+
 
 def to_logit(v):
     """The main flow's first map, for dequantized images v in (0, 256): (its value, log|derivative|) per
@@ -65,6 +71,11 @@ def to_logit(v):
     y = LOGIT_MARGIN + (1 - 2 * LOGIT_MARGIN) * v / 256
     log_y, log_rest = torch.log(y), torch.log1p(-y)
     return log_y - log_rest, math.log(1 - 2 * LOGIT_MARGIN) - math.log(256) - log_y - log_rest
+
+
+def from_logit(y):
+    """The inverse of :func:`to_logit`."""
+    return (torch.sigmoid(y) - LOGIT_MARGIN) / (1 - 2 * LOGIT_MARGIN) * 256
 
 
 def to_unit(e):
@@ -75,16 +86,6 @@ def to_unit(e):
 def from_unit(u):
     """The inverse of :func:`to_unit`."""
     return torch.log(u) - torch.log1p(-u)
-
-
-def from_logit(y):
-    """The inverse of :func:`to_logit`."""
-    return (torch.sigmoid(y) - LOGIT_MARGIN) / (1 - 2 * LOGIT_MARGIN) * 256
-FILE_LIMITS = {"image_channels": (1, 4), "hidden_channels": (1, 512), "blocks_per_net": (1, 16),
-               "mixture_components": (1, 64), "attention_heads": (0, 16), "stripe_steps": (1, 16),
-               "channel_steps": (0, 16), "squeezed_steps": (0, 16), "dequant_steps": (1, 16),
-               "dequant_blocks": (1, 16), "context_channels": (1, 256)}
-"""Allowed ranges of a Flow++ model file's integer config fields (generous: the preset is far inside)."""
 
 
 @dataclass(frozen=True)
