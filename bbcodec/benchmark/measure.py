@@ -21,12 +21,12 @@ from bbcodec.benchmark.codecs import Codec, classical_codecs, measure_classical,
 from bbcodec.benchmark.results import ArchiveResult, ChainResult, CodecResult, ModelResult, Report, SetResult
 from bbcodec.benchmark.sets import ImageSet
 from bbcodec.coding.bitsback import coded_cost
-from bbcodec.coding.ans import WORD_BITS
 from bbcodec.coding.chain import decode_steps, encode_steps
 from bbcodec.coding.flow_coder import decode_images, encode_images
 from bbcodec.coding.image import CoderSettings, TileView, coding_model, cut_batch, tile_views
 from bbcodec.errors import BBCodecError
 from bbcodec.tiling import batch_sizes, plane_groups
+from bbcodec.training.loop import evaluate
 
 
 def resolve_device(name: str) -> str:
@@ -179,12 +179,11 @@ def measure_flow_chain(spec: str, images: list[np.ndarray], batch: int, device: 
     except BBCodecError:
         result.exact = False
     result.decode_seconds = time.perf_counter() - start
-    result.stored_bits = chain.stored_bits
-    result.initial_bits = WORD_BITS * (chain.seed_words - chain.untouched_seed_words)
+    result.stored_bits, result.initial_bits = chain.stored_bits, chain.initial_bits
     result.net_bits = result.stored_bits - result.initial_bits
     with torch.no_grad():
-        batches = torch.from_numpy(pixels.transpose(0, 3, 1, 2).copy()).split(50)
-        result.nelbo_bits = sum(float(model(x.to(device))["nelbo"]) * x.numel() for x in batches)
+        batch = torch.from_numpy(pixels.transpose(0, 3, 1, 2).copy()).to(device)
+        result.nelbo_bits = evaluate(model, batch, batch_size=50) * pixels.size
     return result
 
 

@@ -213,6 +213,11 @@ class FlowChain:
     def stored_bits(self) -> int:
         return WORD_BITS * len(self.payload)
 
+    @property
+    def initial_bits(self) -> int:
+        """The seed bits the first pops took (stored in the payload; the stack grew by stored - initial)."""
+        return WORD_BITS * (self.seed_words - self.untouched_seed_words)
+
 
 def _batches(count: int, batch: int) -> list[tuple[int, int]]:
     """(start, stop) of each batch: one image, then batches of up to ``batch`` that grow with the images before
