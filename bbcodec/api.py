@@ -25,7 +25,7 @@ import numpy as np
 from bbcodec import container, imageio, zoo
 from bbcodec.container import META_PREFIX, Header, digest_matches, short_digest
 from bbcodec.coding.ans import ENTROPY_CODER
-from bbcodec.coding import calibration
+from bbcodec.coding import calibration, level_sets
 from bbcodec.coding.chain import EncodedChain, leading_batches
 from bbcodec.coding.image import CoderSettings, decode_image, encode_image
 from bbcodec.errors import CorruptDataError, UnsupportedImageError
@@ -71,8 +71,9 @@ def compress(source, *, model: str = zoo.DEFAULT_MODEL, settings: CoderSettings 
     (:attr:`Image.original`). With ``strip_metadata`` a file is never kept as it is: a lossy one is
     refused, a lossless one falls back to raw pixels as an Image given without its file does.
 
-    With ``calibrate`` (and ``settings`` without a ``calibration``) the encoder fits the pixel likelihood to
-    the image (:mod:`bbcodec.coding.calibration`: a few bytes in the header, where they pay for themselves).
+    With ``calibrate`` (and ``settings`` without a ``calibration`` and ``level_sets``) the encoder fits the
+    pixel likelihood to the image (:mod:`bbcodec.coding.calibration`) and codes planes that take few values
+    among them (:mod:`bbcodec.coding.level_sets`): a few bytes in the header, where they pay for themselves.
 
     ``model`` is a model name, file or hash (:func:`bbcodec.zoo.load`);
     ``progress(tiles)`` is called as tiles are coded
@@ -120,8 +121,11 @@ def _coded_file(image: imageio.Image, model: str, settings: CoderSettings, strip
     problem = container.work_limit_problem(settings.layout(image.height, image.width, image.channels))
     if problem:  # never write a file that the decoder's default limits would refuse
         raise UnsupportedImageError(problem)
+    if calibrate and not settings.level_sets:
+        settings = replace(settings, level_sets=level_sets.choose(net, pixels))
     if calibrate and not settings.calibration:
-        settings = replace(settings, calibration=calibration.choose(net, pixels, settings.tile))
+        sets = settings.plane_level_sets(net, image.channels)
+        settings = replace(settings, calibration=calibration.choose(net, pixels, settings.tile, sets))
     encoded, settings = _encoded(net, pixels, settings, progress)
     described = {}  # what both kinds of file carry besides the pixels
     if image.palette is not None:
@@ -135,7 +139,8 @@ def _coded_file(image: imageio.Image, model: str, settings: CoderSettings, strip
                                  untouched_seed_words=encoded.untouched_seed_words, entropy_coder=ENTROPY_CODER,
                                  # only this kind of machine is sure to reproduce float probabilities
                                  float_platform=float_platform(device) if settings.arithmetic == "float" else None,
-                                 pixel_calibration=list(settings.calibration) or None)
+                                 pixel_calibration=list(settings.calibration) or None,
+                                 pixel_level_sets=list(settings.level_sets) or None)
     coded = {"payload": encoded.payload.astype("<u4").tobytes()}
     if len(encoded.stack_words) > 1:  # one batch is one of the decoder's free passes
         coded[container.CHECKPOINTS] = np.asarray(encoded.stack_words, dtype="<u4").tobytes()

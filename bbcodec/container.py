@@ -7,7 +7,8 @@ little-endian)::
     version      1 byte    3
     present      varint    which optional fields follow: bit 0 source format, 1 palette mode, 2 model,
                            3 pixel checksum, 4 image checksum, 5 coder settings, 6 grid bits, 7 seed
-                           prefix words, 8 entropy coder, 9 float platform, 10 pixel calibration
+                           prefix words, 8 entropy coder, 9 float platform, 10 pixel calibration,
+                           11 pixel level sets
     fields       width, height, channels (varints), mode, method (one byte each), then the optional
                  fields present, in the order of their bits: source format (one byte, or ESCAPE and a
                  text), palette mode (one byte), model (the first DIGEST_BYTES bytes of its hash),
@@ -15,7 +16,8 @@ little-endian)::
                  max batch, arithmetic, start: one byte, two varints, two bytes), grid bits and seed
                  prefix words (varints), entropy coder (one byte, or ESCAPE and a text), float platform
                  (a text), pixel calibration (a varint count and one byte each:
-                 bbcodec.coding.calibration, its copy weights included)
+                 bbcodec.coding.calibration, its copy weights included), pixel level sets (the same:
+                 bbcodec.coding.level_sets)
     section count varint
     sections     per section: its name (one byte; ESCAPE and a text: the KEY of ``meta.KEY``), its
                  size (varint) and its CRC-32 (4 bytes)
@@ -189,6 +191,9 @@ class Header:
     pixel_calibration: list | None = None
     """The per-image calibration of the pixel likelihood (``CoderSettings.calibration``): bits-back files that
     have one."""
+    pixel_level_sets: list | None = None
+    """The values each plane takes, for planes that take few (``CoderSettings.level_sets``): bits-back files
+    that have some."""
 
     def __post_init__(self):
         for name in _FIELD_TYPES:
@@ -240,7 +245,8 @@ class Header:
         """The coder settings as keyword arguments; files from before the ``arithmetic`` field are float,
         those from before ``start`` start with bits back."""
         return {"arithmetic": "float", "start": "bits-back", **(self.coder or {}),
-                "calibration": tuple(self.pixel_calibration or ())}
+                "calibration": tuple(self.pixel_calibration or ()),
+                "level_sets": tuple(self.pixel_level_sets or ())}
 
     def layout(self) -> TileLayout | None:
         """The tile layout of a bits-back header whose tiling fields are well formed, else None (decoding
@@ -404,8 +410,11 @@ _V2_OPTIONAL = (
 bits for a stored or kept file)."""
 _SHORTER_IN_V3 = {"model": Digest(DIGEST_BYTES, prefix=True), "pixel_checksum": Digest(DIGEST_BYTES),
                   "image_checksum": Digest(DIGEST_BYTES), "entropy_coder": Choice(ENTROPY_CODERS, escape="")}
-_OPTIONAL = {2: _V2_OPTIONAL, 3: tuple((name, _SHORTER_IN_V3.get(name, codec)) for name, codec in _V2_OPTIONAL)}
-"""Each binary version's optional fields: version 3 has version 2's, some of them shorter."""
+_NEW_IN_V3 = (("pixel_level_sets", Bytes(limit=1 + 4 * 32)),)  # a flag byte, a 256-bit set for each of 4 planes
+_OPTIONAL = {2: _V2_OPTIONAL,
+             3: tuple((name, _SHORTER_IN_V3.get(name, codec)) for name, codec in _V2_OPTIONAL) + _NEW_IN_V3}
+"""Each binary version's optional fields: version 3 has version 2's, some of them shorter, and fields of its own
+(added at the end: files without them read as before)."""
 _SECTION_NAME = Choice(SECTIONS, escape=META_PREFIX)
 
 

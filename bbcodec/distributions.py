@@ -228,14 +228,42 @@ class DiscretizedLogistic:
         return _nearest_level(_to_pixel_units(value))
 
 
-def laplace_log_prob(x: torch.Tensor, centre: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
-    """log P(x) (nats) of integer pixels ``x`` (0..255) under discretized Laplaces of these centres and scales
-    (pixel units), the outer bins absorbing the tails; broadcasts."""
+def laplace_log_prob(x: torch.Tensor, centre: torch.Tensor, scale: torch.Tensor,
+                     top: int = PIXEL_LEVELS - 1) -> torch.Tensor:
+    """log P(x) (nats) of integers ``x`` (0..top: pixels, or ranks in a level set) under discretized Laplaces
+    of these centres and scales (in the same units), the outer bins absorbing the tails; broadcasts."""
     value = x.to(centre.dtype)
     far = OUTER_EDGE * PIXEL_LEVELS
     lower = torch.where(x == 0, -far, value - 0.5)
-    upper = torch.where(x == PIXEL_LEVELS - 1, far, value + 0.5)
+    upper = torch.where(x == top, far, value + 0.5)
     return _laplace_log_bin_mass((lower - centre) / scale, (upper - centre) / scale)
+
+
+LEVEL_REACH = 3.0
+"""How far (in scales, at least 1.5 levels) :func:`level_ranks` looks each side of a centre for the density of a
+channel's levels."""
+
+
+def level_ranks(levels: torch.Tensor, centre: torch.Tensor, scale: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """A Laplace over pixel values (float64 ``centre`` and ``scale``, pixel units) as a Laplace over the ranks
+    of the values a channel takes (``levels``: at least two, sorted, int64): the centre at its place between
+    the two levels around it (linearly), the scale times the share of the values within LEVEL_REACH scales of
+    the centre and within the set's span that are levels. A channel that takes every other value thus codes its pixels in ranks at half
+    the scale instead of spending half its probability on values it never takes. Only searches, comparisons,
+    floor, ceil and correctly rounded float64 arithmetic: the same numbers on every machine."""
+    position = levels.to(centre.dtype)
+    i = torch.searchsorted(position, centre).clamp(1, len(levels) - 1)
+    low, high = position[i - 1], position[i]
+    rank_centre = (i - 1).to(centre.dtype) + (centre - low) / (high - low)
+    taken = torch.zeros(PIXEL_LEVELS + 1, dtype=centre.dtype, device=centre.device)
+    taken[levels + 1] = 1.0
+    below = torch.cumsum(taken, 0)   # below[v]: how many levels are smaller than v (integers: exact sums)
+    reach = torch.clamp(LEVEL_REACH * scale, min=1.5)
+    first, end = int(levels[0]), int(levels[-1]) + 1   # the span of the set: the outer bins take what is beyond
+    start = torch.floor(centre - reach).clamp(first, end).long()
+    stop = torch.ceil(centre + reach).clamp(first, end).long()
+    share = (below[stop] - below[start]).clamp_min(1.0) / (stop - start).clamp_min(1).to(centre.dtype)
+    return rank_centre, scale * share
 
 
 def _laplace_log_bin_mass(lower: torch.Tensor, upper: torch.Tensor) -> torch.Tensor:
@@ -278,15 +306,63 @@ class DiscretizedLaplace:
     later channel's mean also moves with the earlier channels' residuals from
     the means above: + a'*(R - mean_R) for G, + b'*(R - mean_R) +
     c'*(G - mean_G) for B. The encoder and the decoder compute each channel's
-    mean with the same call (:meth:`_centre`) on the same values. The network's transforms (exp of a
+    mean with the same call (:meth:`_centre`) on the same values. With
+    ``level_sets`` (one entry a channel: the sorted int64 values the channel
+    takes in the image, or None for all 256; see
+    :mod:`bbcodec.coding.level_sets`), a channel's pixels are coded as their
+    ranks among its levels (:func:`level_ranks`). The network's transforms (exp of a
     log-scale, tanh of the coupling) are the model's business, so that the
     exact path (:mod:`bbcodec.exact`) can supply its own.
     """
 
     def __init__(self, mean: torch.Tensor, scale: torch.Tensor, coupling: torch.Tensor | None = None,
-                 residual: bool = False, offsets: tuple[float, float, float] | None = None):
+                 residual: bool = False, offsets: tuple[float, float, float] | None = None,
+                 level_sets: tuple[torch.Tensor | None, ...] | None = None):
         self.mean, self.scale, self.coupling, self.residual = mean, scale, coupling, residual
-        self.offsets = offsets
+        self.offsets, self.level_sets = offsets, level_sets
+
+    def _with(self, **changes) -> "DiscretizedLaplace":
+        """The same distribution with some constructor arguments changed."""
+        fields = dict(mean=self.mean, scale=self.scale, coupling=self.coupling, residual=self.residual,
+                      offsets=self.offsets, level_sets=self.level_sets)
+        return DiscretizedLaplace(**{**fields, **changes})
+
+    def restricted(self, level_sets: tuple[torch.Tensor | None, ...]) -> "DiscretizedLaplace":
+        """The same distribution coding each channel's pixels among its level set (see the class doc)."""
+        if len(level_sets) != self.mean.shape[1]:
+            raise ValueError(f"level sets for {len(level_sets)} channels, a likelihood of {self.mean.shape[1]}")
+        return self._with(level_sets=tuple(level_sets))
+
+    def _level_set(self, channel: int) -> torch.Tensor | None:
+        return self.level_sets[channel] if self.level_sets is not None else None
+
+    def _coded_as(self, channel: int, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, int]:
+        """(centres, scales) of ``channel`` given the earlier channels of ``x``, in the units the coder codes
+        it in (pixel values, or ranks in its level set), and the top symbol (255, or the number of levels - 1)."""
+        centre, scale = self._centre(channel, x), self.pixel_scale()[:, channel]
+        levels = self._level_set(channel)
+        if levels is None:
+            return centre, scale, PIXEL_LEVELS - 1
+        if len(levels) == 1:
+            return centre, scale, 0
+        return *level_ranks(levels.to(centre.device), centre.double(), scale.double()), len(levels) - 1
+
+    def _symbols(self, channel: int, values: torch.Tensor) -> torch.Tensor:
+        """``channel``'s pixel ``values`` as the coder's symbols: themselves, or their ranks in the level set
+        (a ValueError for a value outside it)."""
+        levels = self._level_set(channel)
+        if levels is None:
+            return values.long()
+        levels = levels.to(values.device)
+        ranks = torch.searchsorted(levels, values.long()).clamp(max=len(levels) - 1)
+        if not torch.equal(levels[ranks], values.long()):
+            raise ValueError(f"a pixel value outside channel {channel}'s level set")
+        return ranks
+
+    def _values(self, channel: int, symbols: torch.Tensor) -> torch.Tensor:
+        """The inverse of :meth:`_symbols`."""
+        levels = self._level_set(channel)
+        return symbols if levels is None else levels.to(symbols.device)[symbols.long()]
 
     def _centre(self, channel: int, x: torch.Tensor) -> torch.Tensor:
         """Mean of ``channel`` in pixel units, given the earlier channels of ``x``."""
@@ -313,23 +389,40 @@ class DiscretizedLaplace:
         return self.scale * ((PIXEL_LEVELS - 1) / 2.0)
 
     def log_prob(self, x: torch.Tensor) -> torch.Tensor:
-        """Log probability (nats) of integer pixels ``x`` (0..255), per sub-pixel."""
-        centre = torch.stack([self._centre(c, x) for c in range(self.mean.shape[1])], dim=1)
-        return laplace_log_prob(x, centre, self.pixel_scale())
+        """Log probability (nats) of integer pixels ``x`` (0..255), per sub-pixel (as coded: among the level
+        sets, where there are some)."""
+        if self.level_sets is None:
+            centre = torch.stack([self._centre(c, x) for c in range(self.mean.shape[1])], dim=1)
+            return laplace_log_prob(x, centre, self.pixel_scale())
+        return torch.stack([self.channel_log_prob(c, x[:, c], self._centre(c, x), self.pixel_scale()[:, c])
+                            for c in range(self.mean.shape[1])], dim=1)
+
+    def channel_log_prob(self, channel: int, values: torch.Tensor, centre: torch.Tensor,
+                         scale: torch.Tensor) -> torch.Tensor:
+        """log P (nats) of ``channel``'s pixel ``values`` under Laplaces of these centres and scales (pixel
+        units; broadcasts), as this distribution codes the channel: among its level set, if it has one."""
+        levels = self._level_set(channel)
+        if levels is None:
+            return laplace_log_prob(values, centre, scale)
+        if len(levels) == 1:
+            return torch.zeros(torch.broadcast_shapes(values.shape, centre.shape, scale.shape), dtype=torch.float64)
+        rank_centre, rank_scale = level_ranks(levels.to(centre.device), centre.double(), scale.double())
+        return laplace_log_prob(self._symbols(channel, values), rank_centre, rank_scale, len(levels) - 1)
 
     def crop(self, channels: slice, height: int, width: int) -> "DiscretizedLaplace":
         """Some channels and the top-left pixels; a single channel comes without coupling."""
         index = (slice(None), channels, slice(0, height), slice(0, width))
         whole = channels.stop - channels.start == self.mean.shape[1]
         coupling = self.coupling[:, :, :height, :width] if self.coupling is not None and whole else None
-        return DiscretizedLaplace(self.mean[index], self.scale[index], coupling, self.residual,
-                                  self.offsets if whole else None)
+        return self._with(mean=self.mean[index], scale=self.scale[index], coupling=coupling,
+                          offsets=self.offsets if whole else None,
+                          level_sets=self.level_sets[channels] if self.level_sets is not None else None)
 
     def every_other(self, row: int, column: int) -> "DiscretizedLaplace":
         """The distribution of the pixels (row + 2i, column + 2j): one phase of a 2x2 polyphase split."""
         index = (slice(None), slice(None), slice(row, None, 2), slice(column, None, 2))
         coupling = self.coupling[index] if self.coupling is not None else None
-        return DiscretizedLaplace(self.mean[index], self.scale[index], coupling, self.residual, self.offsets)
+        return self._with(mean=self.mean[index], scale=self.scale[index], coupling=coupling)
 
     # -- per-image calibration (bbcodec/coding/calibration.py) --------------------
     def calibrated(self, rows: list[tuple]):
@@ -341,7 +434,7 @@ class DiscretizedLaplace:
             raise ValueError(f"a calibration of {len(rows)} steps for a likelihood of one")
         factors, offsets, copy = rows[0]
         column = torch.tensor(factors, dtype=self.scale.dtype, device=self.scale.device).view(1, -1, 1, 1)
-        calibrated = DiscretizedLaplace(self.mean, self.scale * column, self.coupling, self.residual, offsets)
+        calibrated = self._with(scale=self.scale * column, offsets=offsets)
         return copy_pyramid(calibrated, copy) if copy is not None and any(copy) else calibrated
 
     def terms(self, x: torch.Tensor) -> list[tuple["DiscretizedLaplace", torch.Tensor]]:
@@ -364,27 +457,35 @@ class DiscretizedLaplace:
 
     def push_channel(self, ans, x: torch.Tensor, channel: int, where: torch.Tensor | None = None) -> None:
         """Push ``channel`` of ``x`` (its sub-pixels where the flat mask ``where`` holds; all if None)."""
-        symbols = x[:, channel].detach().flatten().cpu()
-        centres, scales = self._numpy(self._centre(channel, x)), self._numpy(self.pixel_scale()[:, channel])
+        centres, scales, top = self._coded_as(channel, x)
+        if top == 0:
+            return   # a channel of one level: nothing to code
+        symbols = self._symbols(channel, x[:, channel]).flatten().cpu().numpy()
+        centres, scales = self._numpy(centres), self._numpy(scales)
         if where is not None:
             where = where.cpu().numpy()
             symbols, centres, scales = symbols[where], centres[where], scales[where]
-        ans.coder.encode_reverse(symbols.numpy().astype(np.int32), self._coder_model(), centres, scales)
+        ans.coder.encode_reverse(symbols.astype(np.int32), self._coder_model(top), centres, scales)
 
     def pop_channel(self, ans, x: torch.Tensor, channel: int, where: torch.Tensor | None = None) -> None:
         """Pop ``channel`` into ``x`` (its sub-pixels where the flat mask ``where`` holds; all if None), the
         channels before it already popped."""
-        centres, scales = self._numpy(self._centre(channel, x)), self._numpy(self.pixel_scale()[:, channel])
+        centres, scales, top = self._coded_as(channel, x)
         plane = x[:, channel]   # a view: writes land in x
         if where is None:
             where = torch.ones(plane.numel(), dtype=torch.bool)
-        mask = where.cpu().numpy()
-        symbols = ans.coder.decode(self._coder_model(), centres[mask], scales[mask])
-        plane[where.view(plane.shape).to(x.device)] = torch.from_numpy(symbols.astype(np.uint8)).to(x.device)
+        if top == 0:
+            symbols = torch.zeros(int(where.sum()), dtype=torch.long)
+        else:
+            mask = where.cpu().numpy()
+            decoded = ans.coder.decode(self._coder_model(top), self._numpy(centres)[mask], self._numpy(scales)[mask])
+            symbols = torch.from_numpy(decoded.astype(np.int64))
+        values = self._values(channel, symbols.to(x.device))
+        plane[where.view(plane.shape).to(x.device)] = values.to(torch.uint8)
 
     @staticmethod
-    def _coder_model():
-        return constriction.stream.model.QuantizedLaplace(0, PIXEL_LEVELS - 1)
+    def _coder_model(top: int = PIXEL_LEVELS - 1):
+        return constriction.stream.model.QuantizedLaplace(0, top)
 
     # -- sampling -----------------------------------------------------------
     def sample(self, generator: torch.Generator | None = None) -> torch.Tensor:

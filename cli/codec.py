@@ -162,7 +162,8 @@ no_limits_option = click.option("--no-limits", is_flag=True,
                    "file decodes only on the same kind of machine (CPU, kernels, torch version)")
 @click.option("--strip-metadata", is_flag=True, help="drop ICC profile, EXIF and text chunks (transparency is kept)")
 @click.option("--calibrate/--no-calibrate", default=True, show_default=True,
-              help="fit the model's pixel likelihood to each image (a few header bytes, where they pay for themselves)")
+              help="fit the model's pixel likelihood to each image and code planes that take few of the 256 values "
+                   "among them (a few header bytes, where they pay for themselves)")
 @click.option("--verify/--no-verify", default=False, show_default=True,
               help="decode the result and compare it with the image before writing it (about doubles the "
                    "time; always done with --rm)")

@@ -82,6 +82,9 @@ def test_there_is_a_binary_format_golden_file_of_every_method_and_start(version)
     starts = {container.from_bytes((folder / name).read_bytes()).header.get("coder", {}).get("start")
               for name in manifest["files"]}
     assert set(STARTS if version >= 3 else STARTS[:2]) <= starts  # throughout: since version 3
+    if version >= 3:   # and the level sets of version 3's own field
+        assert any("pixel_level_sets" in container.from_bytes((folder / name).read_bytes()).header
+                   for name in manifest["files"])
 
 
 def test_the_format_version_bbcodec_writes_has_golden_files():

@@ -64,13 +64,14 @@ def _image(pixels: np.ndarray) -> imageio.Image:
 def image_nelbo_bits(model, pixels: np.ndarray, settings: CoderSettings = CoderSettings()) -> float:
     """The model's −ELBO, in bits, of an (H, W, C) image on exactly the tiles and planes the coder codes (one
     posterior sample, counted by running the coder on a :class:`~bbcodec.coding.bitsback.CostStack`), with
-    the likelihood calibrated as ``settings.calibration`` says (a file's own).
+    the likelihood calibrated and among level sets as ``settings.calibration`` and ``settings.level_sets``
+    say (a file's own).
 
     This is the trained (float) model's bound, whatever arithmetic the coder uses."""
     coder = settings.resolve(model).coder
-    rows = settings.calibration_rows(model)
+    rows, sets = settings.calibration_rows(model), settings.plane_level_sets(model, pixels.shape[2])
     nats = sum(coded_cost(view, cut_batch(pixels, group, batch, model.device), coder).nats
-               for view, group, batch in tile_views(model, settings.layout(*pixels.shape), rows))
+               for view, group, batch in tile_views(model, settings.layout(*pixels.shape), rows, sets))
     return nats / math.log(2.0)
 
 
@@ -99,7 +100,9 @@ def measure_model(result: ModelResult, spec: str, pixels: np.ndarray, path: Path
         decode_seconds, exact, error = 0.0, False, f"{type(failure).__name__}: {failure}"
     result.add(pixels.size, size, encode_seconds, decode_seconds, exact)
     model, _ = zoo.load(spec)
-    calibrated = replace(settings, calibration=tuple(api.info(data).get("pixel_calibration") or ()))
+    header = api.info(data)
+    calibrated = replace(settings, calibration=tuple(header.get("pixel_calibration") or ()),
+                         level_sets=tuple(header.get("pixel_level_sets") or ()))
     result.nelbo_bits += image_nelbo_bits(model.to(device), pixels, calibrated)
     result.net_bits += stats["net_bits"]
     result.initial_bits += stats["initial_bits"]

@@ -44,7 +44,7 @@ import math
 import numpy as np
 import torch
 
-from bbcodec.distributions import laplace_log_prob
+from bbcodec.coding.level_sets import for_model
 from bbcodec.neighbour_copy import (CONTEXTS, COPY_WEIGHTS, MAX_NEIGHBOURS, CopyOrLaplace, copy_context,
                                     pyramid_copy_steps)
 
@@ -111,11 +111,13 @@ def sample_tiles(pixels: np.ndarray, tile: int, count: int = SAMPLE_TILES) -> li
     return [corners[i] for i in np.linspace(0, len(corners) - 1, count).round().astype(int)]
 
 
-def choose(model, pixels: np.ndarray, tile: int) -> tuple[int, ...]:
+def choose(model, pixels: np.ndarray, tile: int, plane_level_sets: list | None = None) -> tuple[int, ...]:
     """The calibration (one row of :data:`ROW` indices per step, flattened; then copy weights where they pay:
     :func:`rows`) that makes ``pixels`` cheapest under ``model`` on a sample of its tiles, or () where it does
     not apply or would not pay for its bytes (a small image, a likelihood other than Laplace, a family without
-    :meth:`~bbcodec.models.family.CodecModel.likelihood_given`)."""
+    :meth:`~bbcodec.models.family.CodecModel.likelihood_given`). ``plane_level_sets``: the image planes' level
+    sets (:func:`bbcodec.coding.level_sets.parse`), or None: the calibration is chosen for the pixels as
+    they are coded, among them."""
     if not applies(model):
         return ()
     corners = sample_tiles(pixels, tile)
@@ -130,6 +132,10 @@ def choose(model, pixels: np.ndarray, tile: int) -> tuple[int, ...]:
     try:
         with torch.no_grad():
             likelihood = model.eval().likelihood_given(batch)
+            sets = for_model(plane_level_sets[:3] if colour else plane_level_sets[:1], model.grey_channel) \
+                if plane_level_sets else None
+            if sets is not None:
+                likelihood = likelihood.restricted(sets)
             terms = likelihood.terms(batch)
             chosen = [_choose_step(distribution, values, grey) for distribution, values in terms]
             laplace = tuple(i for row, _ in chosen for i in row)
@@ -206,12 +212,12 @@ def _choose_step(distribution, x: torch.Tensor, grey: int | None) -> tuple[tuple
     centres = list(model_centres)
     if grey is None:
         residuals = [x[:, channel].to(centres[channel].dtype) - centres[channel] for channel in range(3)]
-        row[3] = _best_offset(x[:, 1], model_centres[1], residuals[0], scale[:, 1],
+        row[3] = _best_offset(distribution, 1, x[:, 1], model_centres[1], residuals[0], scale[:, 1],
                               _least_squares(residuals[1], [residuals[0]])[0])
         row[4], row[5] = _least_squares(residuals[2], residuals[:2])
         for index, earlier, other, other_earlier in ((4, 0, 5, 1), (5, 1, 4, 0)):
             base = model_centres[2] + OFFSETS[row[other]] * residuals[other_earlier]
-            row[index] = _best_offset(x[:, 2], base, residuals[earlier], scale[:, 2], row[index])
+            row[index] = _best_offset(distribution, 2, x[:, 2], base, residuals[earlier], scale[:, 2], row[index])
         centres[1] = model_centres[1] + OFFSETS[row[3]] * residuals[0]
         centres[2] = model_centres[2] + OFFSETS[row[4]] * residuals[0] + OFFSETS[row[5]] * residuals[1]
     saved = 0.0
@@ -221,9 +227,10 @@ def _choose_step(distribution, x: torch.Tensor, grey: int | None) -> tuple[tuple
         estimate = float(((values.to(centres[channel].dtype) - centres[channel]).abs() / scale[:, channel]).mean())
         start = min(range(len(SCALE_FACTORS)), key=lambda i: abs(math.log(SCALE_FACTORS[i] / max(estimate, 1e-3))))
         candidates = _near(start, len(SCALE_FACTORS))
-        nats = _nats(values, centres[channel], scale[:, channel], [SCALE_FACTORS[i] for i in candidates])
+        nats = _nats(distribution, channel, values, centres[channel], scale[:, channel],
+                     [SCALE_FACTORS[i] for i in candidates])
         row[channel] = candidates[int(nats.argmin())]
-        neutral = _nats(values, model_centres[channel], scale[:, channel], (1.0,))[0]
+        neutral = _nats(distribution, channel, values, model_centres[channel], scale[:, channel], (1.0,))[0]
         saved += float(neutral - nats.min())
     return tuple(row), saved
 
@@ -245,17 +252,17 @@ def _least_squares(target: torch.Tensor, predictors: list[torch.Tensor]) -> list
     return [min(max(round((float(w) - OFFSETS[0]) / step), 0), len(OFFSETS) - 1) for w in weights]
 
 
-def _best_offset(values, centre, residual, scale, start: int) -> int:
+def _best_offset(distribution, channel: int, values, centre, residual, scale, start: int) -> int:
     """The index of the offset in :data:`OFFSETS`, among those within SEARCH of ``start``, whose
-    ``centre + offset * residual`` codes ``values`` cheapest."""
+    ``centre + offset * residual`` codes ``channel``'s ``values`` cheapest under ``distribution``."""
     candidates = _near(start, len(OFFSETS))
     offsets = torch.tensor([OFFSETS[i] for i in candidates], dtype=centre.dtype, device=centre.device)
     shifted = centre + offsets.view(-1, *([1] * centre.dim())) * residual
-    nats = -laplace_log_prob(values, shifted, scale).double().flatten(1).sum(1)
+    nats = -distribution.channel_log_prob(channel, values, shifted, scale).double().flatten(1).sum(1)
     return candidates[int(nats.argmin())]
 
 
-def _nats(values, centre, scale, factors) -> torch.Tensor:
-    """-log P of ``values`` under each scale factor (a tensor of one total per factor)."""
+def _nats(distribution, channel: int, values, centre, scale, factors) -> torch.Tensor:
+    """-log P of ``channel``'s ``values`` under ``distribution`` with each scale factor (one total per factor)."""
     column = torch.tensor(factors, dtype=scale.dtype, device=scale.device).view(-1, *([1] * scale.dim()))
-    return -laplace_log_prob(values, centre, scale * column).double().flatten(1).sum(1)
+    return -distribution.channel_log_prob(channel, values, centre, scale * column).double().flatten(1).sum(1)

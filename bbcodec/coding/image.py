@@ -19,7 +19,7 @@ from dataclasses import asdict, dataclass, replace
 import numpy as np
 import torch
 
-from bbcodec.coding import calibration
+from bbcodec.coding import calibration, level_sets as level_sets_
 from bbcodec.coding.bitsback import CODERS
 from bbcodec.coding.chain import STARTS, EncodedChain, decode_steps, encode_steps, is_start
 from bbcodec.errors import BBCodecError, CorruptDataError
@@ -57,6 +57,10 @@ class CoderSettings:
     indices per coding step, flattened); () for none. The header stores it in
     a field of its own (``pixel_calibration``), not with the rest
     (:meth:`to_dict`).
+
+    ``level_sets``: the values each plane takes, for planes that take few
+    (:mod:`bbcodec.coding.level_sets`, its stored form); () for none. The
+    header stores them in a field of their own too (``pixel_level_sets``).
     """
 
     coder: str = "auto"
@@ -65,6 +69,7 @@ class CoderSettings:
     arithmetic: str = "auto"
     start: str = "auto"
     calibration: tuple[int, ...] = ()
+    level_sets: tuple[int, ...] = ()
 
     def __post_init__(self):
         if self.coder not in CODERS and self.coder != "auto":
@@ -75,8 +80,8 @@ class CoderSettings:
             raise ValueError(f"unknown arithmetic {self.arithmetic!r} (one of {', '.join(ARITHMETIC)}, auto)")
         if not (is_start(self.start) or self.start == "auto"):
             raise ValueError(f"unknown start {self.start!r} (one of {', '.join(STARTS)}, no-bits-back-first-N, auto)")
-        if not all(isinstance(i, int) and not isinstance(i, bool) for i in self.calibration):
-            raise ValueError("calibration values must be integers")
+        if not all(isinstance(i, int) and not isinstance(i, bool) for i in self.calibration + self.level_sets):
+            raise ValueError("calibration and level-set values must be integers")
 
     def resolve(self, model) -> "CoderSettings":
         """These settings decided for ``model``: ``auto`` arithmetic is exact (every model supports it), an
@@ -86,9 +91,9 @@ class CoderSettings:
         return replace(self, coder=coder, arithmetic="exact" if self.arithmetic == "auto" else self.arithmetic)
 
     def to_dict(self) -> dict:
-        """The settings as the header's ``coder`` object (without ``calibration``)."""
+        """The settings as the header's ``coder`` object (without ``calibration`` and ``level_sets``)."""
         settings = asdict(self)
-        del settings["calibration"]
+        del settings["calibration"], settings["level_sets"]
         return settings
 
     def calibration_rows(self, model) -> list[tuple] | None:
@@ -102,6 +107,18 @@ class CoderSettings:
             return calibration.rows(self.calibration)
         except ValueError as error:
             raise CorruptDataError(f"corrupt .bbc header (calibration: {error})") from None
+
+    def plane_level_sets(self, model, planes: int) -> list | None:
+        """Each plane's level set (:func:`bbcodec.coding.level_sets.parse`), or None without any; a
+        CorruptDataError for sets that do not describe these planes or a model that cannot code among them."""
+        if not self.level_sets:
+            return None
+        if not level_sets_.applies(model):
+            raise CorruptDataError("level sets for a likelihood that has none (only Laplace pixels)")
+        try:
+            return level_sets_.parse(self.level_sets, planes)
+        except ValueError as error:
+            raise CorruptDataError(f"corrupt .bbc header (level sets: {error})") from None
 
     def layout(self, height: int, width: int, channels: int) -> TileLayout:
         """How an image of this size is tiled and batched with these settings."""
@@ -127,12 +144,14 @@ def coding_model(model, arithmetic: str):
 class TileView:
     """The model as the coders see it for one batch of tiles of ``channels`` (1 or 3) planes: what it is shown
     of pixels is three channels (``posterior`` of layer 0, ``bottom_up``), and its pixel likelihood
-    (``conditional`` of layer 0, ``likelihood``) is calibrated for the image (``calibration``: one row a step,
-    or None) and cropped to the tile's real pixels and channels."""
+    (``conditional`` of layer 0, ``likelihood``) codes among the planes' level sets (``level_sets``: one for
+    each of the model's channels, or None), is calibrated for the image (``calibration``: one row a step, or
+    None) and cropped to the tile's real pixels and channels."""
 
-    def __init__(self, model, channels: int, height: int, width: int, calibration: list | None = None):
+    def __init__(self, model, channels: int, height: int, width: int, calibration: list | None = None,
+                 level_sets: tuple | None = None):
         self.model, self.channels, self.height, self.width = model, channels, height, width
-        self.calibration = calibration
+        self.calibration, self.level_sets = calibration, level_sets
         self.depth = model.depth
 
     def _model_input(self, x: torch.Tensor) -> torch.Tensor:
@@ -146,7 +165,10 @@ class TileView:
         return self._coded(dist) if layer == 0 else dist
 
     def _coded(self, likelihood):
-        """The pixel likelihood as this batch codes it: calibrated, cropped to the coded channels and pixels."""
+        """The pixel likelihood as this batch codes it: among the level sets, calibrated, cropped to the coded
+        channels and pixels."""
+        if self.level_sets is not None:
+            likelihood = likelihood.restricted(self.level_sets)
         if self.calibration is not None:
             try:
                 likelihood = likelihood.calibrated(self.calibration)
@@ -171,10 +193,12 @@ class TileView:
         return getattr(self.model, name)
 
 
-def tile_views(model, layout: TileLayout, calibration: list | None = None):
+def tile_views(model, layout: TileLayout, calibration: list | None = None, plane_level_sets: list | None = None):
     """(the model's view, plane group, tile batch) for every batch of the layout, in coding order."""
     for group, batch in layout.steps():
-        yield TileView(model, group.stop - group.start, batch[0].height, batch[0].width, calibration), group, batch
+        level_sets = level_sets_.for_model(plane_level_sets[group], model.grey_channel) if plane_level_sets else None
+        view = TileView(model, group.stop - group.start, batch[0].height, batch[0].width, calibration, level_sets)
+        yield view, group, batch
 
 
 def cut_batch(pixels: np.ndarray, group: slice, batch, device) -> torch.Tensor:
@@ -200,10 +224,10 @@ def encode_image(model, pixels: np.ndarray, settings: CoderSettings = CoderSetti
     ``progress(tiles)``, if given, is called after each batch of tiles.
     """
     settings = settings.resolve(model)
-    rows = settings.calibration_rows(model)
+    rows, sets = settings.calibration_rows(model), settings.plane_level_sets(model, pixels.shape[2])
     model = coding_model(model, settings.arithmetic)
     steps = [(view, cut_batch(pixels, group, batch, model.device))
-             for view, group, batch in tile_views(model, settings.layout(*pixels.shape), rows)]
+             for view, group, batch in tile_views(model, settings.layout(*pixels.shape), rows, sets)]
     return encode_steps(steps, settings.coder, progress=progress, start=settings.start)
 
 
@@ -213,9 +237,9 @@ def decode_image(model, encoded: EncodedChain, height: int, width: int, channels
     if settings.coder != "auto":
         check_coder(model, settings.coder, CorruptDataError)
     settings = settings.resolve(model)
-    rows = settings.calibration_rows(model)
+    rows, sets = settings.calibration_rows(model), settings.plane_level_sets(model, channels)
     model = coding_model(model, settings.arithmetic)
-    steps = list(tile_views(model, settings.layout(height, width, channels), rows))
+    steps = list(tile_views(model, settings.layout(height, width, channels), rows, sets))
     shapes = [(view, batch_shape(group, batch)) for view, group, batch in steps]
     decoded = decode_steps(shapes, encoded, settings.coder, progress=progress)
     pixels = np.empty((height, width, channels), dtype=np.uint8)

@@ -204,6 +204,13 @@ class PolyphasePixels:
         return PolyphasePixels(calibrated_phase, self.channels, self.size, self.levels, self.coded, self.height,
                                self.width)
 
+    def restricted(self, level_sets: tuple) -> "PolyphasePixels":
+        """The same likelihood with every step coding each channel's pixels among its level set (see
+        :meth:`DiscretizedLaplace.restricted <bbcodec.distributions.DiscretizedLaplace.restricted>`)."""
+        phase = self.phase
+        return PolyphasePixels(lambda step, earlier: phase(step, earlier).restricted(level_sets), self.channels,
+                               self.size, self.levels, self.coded, self.height, self.width)
+
     def crop(self, channels: slice, height: int, width: int) -> "PolyphasePixels":
         """The same likelihood coding only ``channels`` of the top-left ``height`` x ``width`` pixels."""
         if channels.stop - channels.start not in (1, self.channels):

@@ -45,7 +45,11 @@ checksum (its image checksum covers the pixels), and
   batch's latents at the prior's modes (``start``);
 * ``no-bits-back-first.bbc``: the crop of ``batches.bbc`` with its first two
   batches coded without bits back (``start`` ``no-bits-back-first-2``, an
-  escaped value, written since 2026-12-07's third session).
+  escaped value, written since 2026-12-07's third session);
+* ``level-sets.bbc``: the 64x64 crop of ``calibrated.bbc`` quantized to every
+  fourth value, each plane coded among the values it takes
+  (``pixel_level_sets``, :mod:`bbcodec.coding.level_sets`; since 2026-12-07's
+  fifth session).
 
 The script writes only the files that do not exist yet and never replaces one:
 a failing test means that a change broke the decoding of existing files; fix
@@ -124,6 +128,10 @@ def calibrated(header: dict) -> bool:
     return "pixel_calibration" in header
 
 
+def has_level_sets(header: dict) -> bool:
+    return "pixel_level_sets" in header
+
+
 def copied(header: dict) -> bool:
     return calibration.COPY_MARK in header.get("pixel_calibration", ())
 
@@ -148,6 +156,8 @@ CASES = {  # name -> (what compress is given, the method its .bbc must have, the
     "no-bits-back-first.bbc": (imageio.Image(chelsea(64, 192), "RGB", format="PNG"), "bits-back", MODEL,
                                CoderSettings(arithmetic="exact", tile=32, start="no-bits-back-first-2"),
                                has_checkpoints),
+    "level-sets.bbc": (imageio.Image(chelsea(64, 64) & 0xFC, "RGB", format="PNG"), "bits-back", MODEL, EXACT,
+                       has_level_sets),
 }
 
 
