@@ -239,6 +239,11 @@ def laplace_log_prob(x: torch.Tensor, centre: torch.Tensor, scale: torch.Tensor,
     return _laplace_log_bin_mass((lower - centre) / scale, (upper - centre) / scale)
 
 
+SCALE_BUCKETS = (1.0, 2.0, 4.0, 8.0, 16.0)
+"""The edges (pixel units) of the buckets of a Laplace's scale that a per-image calibration can scale apart
+(:meth:`DiscretizedLaplace.calibrated`): a model is often over-confident where it predicts small scales and
+under-confident where it predicts large ones, or the reverse, on a given image."""
+
 LEVEL_REACH = 3.0
 """How far (in scales, at least 1.5 levels) :func:`level_ranks` looks each side of a centre for the density of a
 channel's levels."""
@@ -306,7 +311,7 @@ class DiscretizedLaplace:
     later channel's mean also moves with the earlier channels' residuals from
     the means above: + a'*(R - mean_R) for G, + b'*(R - mean_R) +
     c'*(G - mean_G) for B. The encoder and the decoder compute each channel's
-    mean with the same call (:meth:`_centre`) on the same values. With
+    mean with the same call (:meth:`centre`) on the same values. With
     ``level_sets`` (one entry a channel: the sorted int64 values the channel
     takes in the image, or None for all 256; see
     :mod:`bbcodec.coding.level_sets`), a channel's pixels are coded as their
@@ -339,7 +344,7 @@ class DiscretizedLaplace:
     def _coded_as(self, channel: int, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, int]:
         """(centres, scales) of ``channel`` given the earlier channels of ``x``, in the units the coder codes
         it in (pixel values, or ranks in its level set), and the top symbol (255, or the number of levels - 1)."""
-        centre, scale = self._centre(channel, x), self.pixel_scale()[:, channel]
+        centre, scale = self.centre(channel, x), self.pixel_scale()[:, channel]
         levels = self._level_set(channel)
         if levels is None:
             return centre, scale, PIXEL_LEVELS - 1
@@ -364,7 +369,7 @@ class DiscretizedLaplace:
         levels = self._level_set(channel)
         return symbols if levels is None else levels.to(symbols.device)[symbols.long()]
 
-    def _centre(self, channel: int, x: torch.Tensor) -> torch.Tensor:
+    def centre(self, channel: int, x: torch.Tensor) -> torch.Tensor:
         """Mean of ``channel`` in pixel units, given the earlier channels of ``x``."""
         centre = self.model_centre(channel, x)
         if self.offsets is not None:
@@ -392,9 +397,9 @@ class DiscretizedLaplace:
         """Log probability (nats) of integer pixels ``x`` (0..255), per sub-pixel (as coded: among the level
         sets, where there are some)."""
         if self.level_sets is None:
-            centre = torch.stack([self._centre(c, x) for c in range(self.mean.shape[1])], dim=1)
+            centre = torch.stack([self.centre(c, x) for c in range(self.mean.shape[1])], dim=1)
             return laplace_log_prob(x, centre, self.pixel_scale())
-        return torch.stack([self.channel_log_prob(c, x[:, c], self._centre(c, x), self.pixel_scale()[:, c])
+        return torch.stack([self.channel_log_prob(c, x[:, c], self.centre(c, x), self.pixel_scale()[:, c])
                             for c in range(self.mean.shape[1])], dim=1)
 
     def channel_log_prob(self, channel: int, values: torch.Tensor, centre: torch.Tensor,
@@ -428,14 +433,29 @@ class DiscretizedLaplace:
     def calibrated(self, rows: list[tuple]):
         """The same distribution with each channel's scale multiplied by ``rows[0][0]`` (one factor a channel)
         and the residual offsets ``rows[0][1]`` (see the class doc; None: none). One row (factors, offsets, copy
-        weights) for its one coding step; copy weights not all 0 code its pixels in the order of a
-        :class:`~bbcodec.neighbour_copy.CopyPyramid`, each able to copy the pixels decoded before it."""
+        weights, bucket factors) for its one coding step; copy weights not all 0 code its pixels in the order of
+        a :class:`~bbcodec.neighbour_copy.CopyPyramid`, each able to copy the pixels decoded before it; bucket
+        factors (None, or one factor for each bucket of :data:`SCALE_BUCKETS` of each channel) then multiply
+        each scale by its bucket's factor."""
         if len(rows) != 1:
             raise ValueError(f"a calibration of {len(rows)} steps for a likelihood of one")
-        factors, offsets, copy = rows[0]
+        factors, offsets, copy, buckets = rows[0]
         column = torch.tensor(factors, dtype=self.scale.dtype, device=self.scale.device).view(1, -1, 1, 1)
         calibrated = self._with(scale=self.scale * column, offsets=offsets)
+        if buckets is not None:
+            calibrated = calibrated._with(scale=calibrated.scale * calibrated.bucket_factors(buckets))
         return copy_pyramid(calibrated, copy) if copy is not None and any(copy) else calibrated
+
+    def scale_buckets(self) -> torch.Tensor:
+        """Each scale's bucket of :data:`SCALE_BUCKETS` (0 below the first edge), shaped like the scales."""
+        edges = torch.tensor(SCALE_BUCKETS, dtype=self.scale.dtype, device=self.scale.device)
+        return torch.bucketize(self.pixel_scale().contiguous(), edges)
+
+    def bucket_factors(self, buckets: tuple[tuple[float, ...], ...]) -> torch.Tensor:
+        """The factor of each scale's bucket, one row of factors a channel (dyadic fractions: exact products)."""
+        table = torch.tensor(buckets, dtype=self.scale.dtype, device=self.scale.device)   # (channels, buckets)
+        channel = torch.arange(self.scale.shape[1], device=self.scale.device).view(1, -1, 1, 1)
+        return table[channel, self.scale_buckets()]
 
     def terms(self, x: torch.Tensor) -> list[tuple["DiscretizedLaplace", torch.Tensor]]:
         """The (distribution, values) of each coding step of ``x``: here one, itself."""
@@ -490,7 +510,7 @@ class DiscretizedLaplace:
     # -- sampling -----------------------------------------------------------
     def sample(self, generator: torch.Generator | None = None) -> torch.Tensor:
         """uint8 pixels (0..255) shaped like the mean, drawn channel by channel in the order :meth:`pop`
-        decodes them, each channel's mean moved by the channels drawn before it (:meth:`_centre`): a Laplace
+        decodes them, each channel's mean moved by the channels drawn before it (:meth:`centre`): a Laplace
         sample by the inverse CDF, taken to the level whose bin holds it."""
         u = _open_uniform(self.mean, generator)
         # the inverse CDF of the standard Laplace: log(2u) below the median, -log(2(1 - u)) above it
@@ -498,7 +518,7 @@ class DiscretizedLaplace:
         offset = self.pixel_scale() * noise
         x = torch.zeros(self.mean.shape, dtype=torch.uint8, device=self.mean.device)
         for c in range(self.mean.shape[1]):
-            x[:, c] = _nearest_level(self._centre(c, x) + offset[:, c])
+            x[:, c] = _nearest_level(self.centre(c, x) + offset[:, c])
         return x
 
 

@@ -18,9 +18,11 @@ from test_topdown import SMALL as TOPDOWN
 from bbcodec.models.topdown_vae import TopDownVAE
 
 STEPS = 7  # the two-level polyphase likelihood: the coarsest image and three phases on each of two levels
-SIZES = tuple(STEPS * calibration.ROW + extra for extra in (0, 1 + calibration.COPY_ROW * (STEPS - 1),
-                                                            1 + calibration.COPY_ROW * STEPS))
-"""What the field can hold: Laplace rows; and copy weights for the steps with decoded neighbours; and for all."""
+SIZES = tuple(STEPS * calibration.ROW + extra + buckets
+              for extra in (0, 1 + calibration.COPY_ROW * (STEPS - 1), 1 + calibration.COPY_ROW * STEPS)
+              for buckets in (0, 1 + calibration.BUCKET_ROW * STEPS))
+"""What the field can hold: Laplace rows; and copy weights for the steps with decoded neighbours, or for all;
+and bucket factors."""
 
 
 @pytest.fixture(scope="module")
@@ -38,26 +40,26 @@ def model_path(model, tmp_path_factory):
 def test_factors_and_offsets_are_exact_binary_fractions():
     assert calibration.SCALE_FACTORS[0] == 0.25 and calibration.SCALE_FACTORS[-1] == 2.0
     assert calibration.OFFSETS[0] == -1.0 and calibration.OFFSETS[-1] == 1.0
-    assert calibration.rows(calibration.NEUTRAL) == [((1.0, 1.0, 1.0), (0.0, 0.0, 0.0), None)]
+    assert calibration.rows(calibration.NEUTRAL) == [((1.0, 1.0, 1.0), (0.0, 0.0, 0.0), None, None)]
     assert all((f * 64).is_integer() for f in calibration.SCALE_FACTORS + calibration.OFFSETS)
     assert list(calibration.SCALE_FACTORS) == sorted(set(calibration.SCALE_FACTORS))
 
 
 def test_a_calibrated_likelihood_scales_each_step_and_moves_later_channels_with_earlier_residuals(model, rng):
     x = torch.randint(0, 256, (2, 3, 16, 16), generator=rng, dtype=torch.uint8)
-    rows = [((0.5, 1.0, 2.0), (0.0, 0.0, 0.0), None)] * STEPS
-    rows[3] = ((1.25, 0.75, 1.0), (0.5, -0.25, 1.0), None)
+    rows = [((0.5, 1.0, 2.0), (0.0, 0.0, 0.0), None, None)] * STEPS
+    rows[3] = ((1.25, 0.75, 1.0), (0.5, -0.25, 1.0), None, None)
     with torch.no_grad():
         likelihood = model.likelihood_given(x)
         plain, calibrated = likelihood.terms(x), likelihood.calibrated(rows).terms(x)
     for step, ((before, values), (after, _)) in enumerate(zip(plain, calibrated)):
-        factors, (a, b, c), _ = rows[step]
+        factors, (a, b, c), _, _ = rows[step]
         assert torch.allclose(after.scale, before.scale * torch.tensor(factors).view(1, 3, 1, 1))
-        residual = [values[:, k].float() - before._centre(k, values) for k in (0, 1)]
-        expected = [before._centre(0, values), before._centre(1, values) + a * residual[0],
-                    before._centre(2, values) + b * residual[0] + c * residual[1]]
+        residual = [values[:, k].float() - before.centre(k, values) for k in (0, 1)]
+        expected = [before.centre(0, values), before.centre(1, values) + a * residual[0],
+                    before.centre(2, values) + b * residual[0] + c * residual[1]]
         for channel in range(3):
-            assert torch.allclose(after._centre(channel, values), expected[channel], atol=1e-4)
+            assert torch.allclose(after.centre(channel, values), expected[channel], atol=1e-4)
     with pytest.raises(ValueError, match="2 steps"):
         likelihood.calibrated(rows[:2])
 
@@ -66,7 +68,7 @@ def test_a_model_whose_scales_are_too_wide_gets_smaller_factors(model):
     """An untrained model predicts scales of about half the pixel range; a smooth image wants far smaller."""
     chosen = calibration.choose(model, smooth_pixels(64, 96), tile=32)
     assert len(chosen) in SIZES
-    assert max(max(factors) for factors, _, _ in calibration.rows(chosen)) < 1.0
+    assert max(max(factors) for factors, _, _, _ in calibration.rows(chosen)) < 1.0
 
 
 def test_offsets_follow_residuals_that_are_alike_across_channels():
@@ -77,7 +79,7 @@ def test_offsets_follow_residuals_that_are_alike_across_channels():
     pixels[..., 2] = (pixels[..., 2] + rng.integers(0, 2, (64, 64))).astype(np.uint8)
     model = make_polyphase(seed=6, config=LINEAR)
     rows = calibration.rows(calibration.choose(model, pixels, tile=32))
-    assert all(offsets[0] >= 0.5 and offsets[1] + offsets[2] >= 0.5 for _, offsets, _ in rows[1:])
+    assert all(offsets[0] >= 0.5 and offsets[1] + offsets[2] >= 0.5 for _, offsets, _, _ in rows[1:])
 
 
 def test_nothing_is_chosen_where_it_cannot_pay_or_apply(model, tiny_model):
@@ -123,8 +125,9 @@ def test_a_forged_calibration_is_corrupt_data(model_path, values, message):
         bbcodec.decompress(resigned(data, pixel_calibration=values), model=str(model_path))
 
 
-def test_the_field_holds_at_most_192_bytes():
+def test_the_field_holds_at_most_256_bytes():
+    assert max(SIZES) <= 256   # Laplace rows, copy weights and bucket factors of seven steps
     header = {"width": 1, "height": 1, "channels": 3, "mode": "RGB", "method": "stored",
-              "pixel_calibration": [1] * 193}
-    with pytest.raises(ValueError, match="at most 192"):
+              "pixel_calibration": [1] * 257}
+    with pytest.raises(ValueError, match="at most 256"):
         container.to_bytes(container.Container(header, {"payload": b"abc"}))

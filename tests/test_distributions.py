@@ -106,7 +106,7 @@ def sample_laplace_pixels(dist: DiscretizedLaplace) -> torch.Tensor:
     scale = dist.pixel_scale()
     for c in range(dist.mean.shape[1]):
         noise = torch.distributions.Laplace(0.0, scale[:, c]).sample()
-        pixels[:, c] = torch.clamp(dist._centre(c, pixels) + noise, 0, 255).round().to(torch.uint8)
+        pixels[:, c] = torch.clamp(dist.centre(c, pixels) + noise, 0, 255).round().to(torch.uint8)
     return pixels
 
 
@@ -159,9 +159,9 @@ def test_coupling_moves_later_channel_means_only(rng):
     coupled = DiscretizedLaplace(mean, torch.ones(shape), torch.full(shape, 0.5))
     plain = DiscretizedLaplace(mean, torch.ones(shape))
     pixels = torch.full(shape, 255, dtype=torch.uint8)
-    assert torch.equal(coupled._centre(0, pixels), plain._centre(0, pixels))
-    assert (coupled._centre(1, pixels) > plain._centre(1, pixels)).all()
-    assert (coupled._centre(2, pixels) > coupled._centre(1, pixels)).all()
+    assert torch.equal(coupled.centre(0, pixels), plain.centre(0, pixels))
+    assert (coupled.centre(1, pixels) > plain.centre(1, pixels)).all()
+    assert (coupled.centre(2, pixels) > coupled.centre(1, pixels)).all()
 
 
 def test_residual_coupling_is_value_coupling_with_the_earlier_means_subtracted(rng):
@@ -176,5 +176,5 @@ def test_residual_coupling_is_value_coupling_with_the_earlier_means_subtracted(r
     values = DiscretizedLaplace(shifted, torch.ones(shape), weights)
     pixels = torch.randint(0, 256, shape, generator=rng, dtype=torch.uint8)
     for channel in range(3):
-        assert torch.allclose(residual._centre(channel, pixels), values._centre(channel, pixels), atol=1e-9)
+        assert torch.allclose(residual.centre(channel, pixels), values.centre(channel, pixels), atol=1e-9)
     assert residual.crop(slice(0, 3), 4, 4).residual

@@ -76,6 +76,8 @@ def test_a_drawing_copies_its_neighbours_and_round_trips(model_path, arithmetic,
     image = imageio.Image(drawing(64, 96, channels), "RGB" if channels == 3 else "L")
     settings = CoderSettings(tile=32, arithmetic=arithmetic)
     chosen = bbcodec.info(bbcodec.compress(image, model=str(model_path), settings=settings))["pixel_calibration"]
+    if calibration.BUCKET_MARK in chosen:   # the bucket factors, where they pay, are not what this test is about
+        chosen = chosen[:chosen.index(calibration.BUCKET_MARK)]
     assert chosen[LAPLACE] == calibration.COPY_MARK and len(chosen) == LAPLACE + 1 + calibration.COPY_ROW * STEPS
     sizes = {}
     # the coarsest image copying too; as files made before it could (no row for it); no copies at all

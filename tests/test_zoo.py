@@ -21,6 +21,7 @@ import pytest
 
 import bbcodec
 from bbcodec import container, zoo
+from bbcodec.coding import calibration
 from bbcodec.coding.chain import STARTS
 from bbcodec.coding.image import CoderSettings, decode_image, encode_image
 from fixtures.golden import check_golden
@@ -82,9 +83,10 @@ def test_there_is_a_binary_format_golden_file_of_every_method_and_start(version)
     starts = {container.from_bytes((folder / name).read_bytes()).header.get("coder", {}).get("start")
               for name in manifest["files"]}
     assert set(STARTS if version >= 3 else STARTS[:2]) <= starts  # throughout: since version 3
-    if version >= 3:   # and the level sets of version 3's own field
-        assert any("pixel_level_sets" in container.from_bytes((folder / name).read_bytes()).header
-                   for name in manifest["files"])
+    if version >= 3:   # and the level sets of version 3's own field, and the calibration's bucket factors
+        headers = [container.from_bytes((folder / name).read_bytes()).header for name in manifest["files"]]
+        assert any("pixel_level_sets" in header for header in headers)
+        assert any(calibration.BUCKET_MARK in header.get("pixel_calibration", ()) for header in headers)
 
 
 def test_the_format_version_bbcodec_writes_has_golden_files():

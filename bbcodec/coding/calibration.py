@@ -18,7 +18,11 @@ with the latents at their posterior means:
   of whatever coupling the model has learned (least squares first, then the
   cheapest under the Laplace cost near it, B's two offsets one at a time);
 * then a factor on each channel's scales, one of :data:`SCALE_FACTORS` (the
-  continuous Laplace's best factor first, then the cheapest near it).
+  continuous Laplace's best factor first, then the cheapest near it);
+* then a factor for each bucket of those scales
+  (:data:`~bbcodec.distributions.SCALE_BUCKETS`, octaves: a model is often
+  over-confident where it predicts small scales and under-confident where it
+  predicts large ones on one image, or the reverse), chosen the same way;
 
 * and the weights of copying a decoded neighbour's value exactly
   (:mod:`bbcodec.neighbour_copy`: drawings, text and screens repeat their
@@ -31,7 +35,9 @@ pays, :data:`COPY_MARK` and a row of :data:`COPY_ROW` copy weights for every
 step (the first step's pixels, which see no decoded pixel, copy in the order
 of a :class:`~bbcodec.neighbour_copy.CopyPyramid`; its row is left out, as in
 files made before it could copy, where it does not pay for itself), when the
-sample says they save more than their bytes;
+sample says they save more than their bytes, then, where the bucket
+factors pay, :data:`BUCKET_MARK` and a row of :data:`BUCKET_ROW` factor
+indices for every step (R's buckets, then G's, then B's);
 encoder and decoder apply them (``likelihood.calibrated``) before coding. Exact: every factor and offset is a
 dyadic rational, and applying it takes only correctly rounded float64
 multiplications and additions, the same on every machine. Only Laplace
@@ -45,6 +51,7 @@ import numpy as np
 import torch
 
 from bbcodec.coding.level_sets import for_model
+from bbcodec.distributions import SCALE_BUCKETS
 from bbcodec.neighbour_copy import (CONTEXTS, COPY_WEIGHTS, MAX_NEIGHBOURS, CopyOrLaplace, copy_context,
                                     pyramid_copy_steps)
 
@@ -59,6 +66,12 @@ NEUTRAL = (SCALE_FACTORS.index(1.0),) * 3 + (OFFSETS.index(0.0),) * 3
 ROW = len(NEUTRAL)
 COPY_MARK = 255
 """The value that separates the Laplace rows from the copy weights (no table has so many entries)."""
+BUCKET_MARK = 254
+"""The value that starts the bucket factors."""
+BUCKET_ROW = 3 * (len(SCALE_BUCKETS) + 1)
+"""Bucket factor indices per step: one for each bucket of each channel's scales."""
+BUCKET_MIN_COUNT = 64
+"""A bucket's factor is chosen only from at least this many sample sub-pixels (else it stays 1)."""
 COPY_ROW = CONTEXTS * MAX_NEIGHBOURS
 """Copy weights per step: for each context (:func:`~bbcodec.neighbour_copy.copy_context`), one for each number
 of distinct values among a sub-pixel's neighbours."""
@@ -79,10 +92,16 @@ def applies(model) -> bool:
 
 
 def rows(indices: tuple[int, ...]) -> list[tuple]:
-    """The stored indices as one (scale factors, offsets, copy weights) row per step; ValueError if they do not
-    make rows. Copy weights (:data:`~bbcodec.neighbour_copy.COPY_WEIGHTS`) follow :data:`COPY_MARK`, a row of
-    :data:`COPY_ROW` for every step, or for every step after the first (files before the first step could copy:
-    its weights None); without them, None."""
+    """The stored indices as one (scale factors, offsets, copy weights, bucket factors) row per step; ValueError
+    if they do not make rows. Copy weights (:data:`~bbcodec.neighbour_copy.COPY_WEIGHTS`) follow
+    :data:`COPY_MARK`, a row of :data:`COPY_ROW` for every step, or for every step after the first (files before
+    the first step could copy: its weights None); without them, None. Bucket factors follow
+    :data:`BUCKET_MARK`, a row of :data:`BUCKET_ROW` for every step (one tuple of factors a channel); without
+    them, None."""
+    buckets = ()
+    if BUCKET_MARK in indices:
+        split = indices.index(BUCKET_MARK)
+        indices, buckets = indices[:split], indices[split + 1:]
     laplace, copy = indices, ()
     if COPY_MARK in indices:
         split = indices.index(COPY_MARK)
@@ -95,11 +114,16 @@ def rows(indices: tuple[int, ...]) -> list[tuple]:
         raise ValueError(f"a calibration index out of range in {laplace}")
     if not all(0 <= i < len(COPY_WEIGHTS) for i in copy):
         raise ValueError(f"a copy weight index out of range in {copy}")
+    if buckets and (len(buckets) != BUCKET_ROW * steps or not all(0 <= i < len(SCALE_FACTORS) for i in buckets)):
+        raise ValueError(f"{len(buckets)} bucket factors for {steps} steps, or one out of range")
     weights = [tuple(COPY_WEIGHTS[i] for i in copy[start:start + COPY_ROW]) for start in range(0, len(copy), COPY_ROW)]
     weights = [None] * (steps - len(weights)) + weights
+    per_channel = len(SCALE_BUCKETS) + 1
+    factors = [tuple(tuple(SCALE_FACTORS[i] for i in buckets[start + c * per_channel:start + (c + 1) * per_channel])
+                     for c in range(3)) for start in range(0, len(buckets), BUCKET_ROW)] or [None] * steps
     return [(tuple(SCALE_FACTORS[i] for i in laplace[start:start + 3]),
              tuple(OFFSETS[i] for i in laplace[start + 3:start + ROW]),
-             weights[start // ROW]) for start in range(0, len(laplace), ROW)]
+             weights[start // ROW], factors[start // ROW]) for start in range(0, len(laplace), ROW)]
 
 
 def sample_tiles(pixels: np.ndarray, tile: int, count: int = SAMPLE_TILES) -> list[tuple[int, int]]:
@@ -111,13 +135,15 @@ def sample_tiles(pixels: np.ndarray, tile: int, count: int = SAMPLE_TILES) -> li
     return [corners[i] for i in np.linspace(0, len(corners) - 1, count).round().astype(int)]
 
 
-def choose(model, pixels: np.ndarray, tile: int, plane_level_sets: list | None = None) -> tuple[int, ...]:
+def choose(model, pixels: np.ndarray, tile: int, plane_level_sets: list | None = None,
+           buckets: bool = True) -> tuple[int, ...]:
     """The calibration (one row of :data:`ROW` indices per step, flattened; then copy weights where they pay:
     :func:`rows`) that makes ``pixels`` cheapest under ``model`` on a sample of its tiles, or () where it does
     not apply or would not pay for its bytes (a small image, a likelihood other than Laplace, a family without
     :meth:`~bbcodec.models.family.CodecModel.likelihood_given`). ``plane_level_sets``: the image planes' level
     sets (:func:`bbcodec.coding.level_sets.parse`), or None: the calibration is chosen for the pixels as
-    they are coded, among them."""
+    they are coded, among them. ``buckets``: whether bucket factors may be chosen (False: as before they
+    existed, for comparisons)."""
     if not applies(model):
         return ()
     corners = sample_tiles(pixels, tile)
@@ -127,6 +153,7 @@ def choose(model, pixels: np.ndarray, tile: int, plane_level_sets: list | None =
     planes = pixels[..., :3] if colour else np.repeat(pixels[..., :1], 3, axis=2)
     batch = torch.from_numpy(np.stack([planes[r:r + tile, c:c + tile] for r, c in corners]).transpose(0, 3, 1, 2))
     batch = batch.to(model.device)
+    per_sample = pixels.shape[0] * pixels.shape[1] / (len(corners) * tile * tile) / math.log(2.0)  # nats -> bits
     training = model.training
     grey = None if colour else model.grey_channel
     try:
@@ -141,13 +168,18 @@ def choose(model, pixels: np.ndarray, tile: int, plane_level_sets: list | None =
             laplace = tuple(i for row, _ in chosen for i in row)
             calibrated = [(distribution.calibrated([row]), values)   # the networks' outputs, not run again
                           for (distribution, values), row in zip(terms, rows(laplace))]
+            bucketed = [_choose_buckets(distribution, values, grey) for distribution, values in calibrated]
+            factors = (BUCKET_MARK,) + tuple(i for row, _ in bucketed for i in row)
+            bucket_gain = sum(saving for _, saving in bucketed) * per_sample - 8 * len(factors) if buckets else 0.0
+            if bucket_gain > 0:   # the copies are chosen against the Laplace as it will code
+                calibrated = [(distribution.calibrated([row]), values)
+                              for (distribution, values), row in zip(terms, rows(laplace + factors))]
             neighbours = likelihood.neighbours(batch) if hasattr(likelihood, "neighbours") else [None]
             copied = _choose_copy(calibrated, neighbours, grey)
     except NotImplementedError:
         return ()
     finally:
         model.train(training)
-    per_sample = pixels.shape[0] * pixels.shape[1] / (len(corners) * tile * tile) / math.log(2.0)  # nats -> bits
     if copied[0][1] * per_sample <= 8 * COPY_ROW:   # the first step's row is stored only where it pays for itself
         copied = copied[1:]
     laplace_gain = sum(saving for _, saving in chosen) * per_sample - 8 * len(laplace)
@@ -156,9 +188,9 @@ def choose(model, pixels: np.ndarray, tile: int, plane_level_sets: list | None =
     copy_gain = copy_saved * per_sample - 8 * len(copy)
     if copy_saved < COPY_MIN_SHARE * sum(nats for _, _, nats in copied):
         copy_gain = 0.0
-    if max(laplace_gain, laplace_gain + copy_gain) <= 0:   # not worth its bytes
+    if laplace_gain + max(copy_gain, 0.0) + max(bucket_gain, 0.0) <= 0:   # not worth its bytes
         return ()
-    return laplace + copy if copy_gain > 0 else laplace
+    return laplace + (copy if copy_gain > 0 else ()) + (factors if bucket_gain > 0 else ())
 
 
 def _choose_copy(terms: list, neighbours: list, grey: int | None) -> list[tuple[tuple[int, ...], float, float]]:
@@ -223,16 +255,43 @@ def _choose_step(distribution, x: torch.Tensor, grey: int | None) -> tuple[tuple
     saved = 0.0
     for channel in range(3) if grey is None else (grey,):
         values = x[:, channel]
-        # the continuous Laplace's best factor, mean(|residual| / scale), then the cheapest near it
-        estimate = float(((values.to(centres[channel].dtype) - centres[channel]).abs() / scale[:, channel]).mean())
-        start = min(range(len(SCALE_FACTORS)), key=lambda i: abs(math.log(SCALE_FACTORS[i] / max(estimate, 1e-3))))
-        candidates = _near(start, len(SCALE_FACTORS))
-        nats = _nats(distribution, channel, values, centres[channel], scale[:, channel],
-                     [SCALE_FACTORS[i] for i in candidates])
-        row[channel] = candidates[int(nats.argmin())]
+        row[channel], nats = _best_factor(distribution, channel, values, centres[channel], scale[:, channel])
         neutral = _nats(distribution, channel, values, model_centres[channel], scale[:, channel], (1.0,))[0]
-        saved += float(neutral - nats.min())
+        saved += float(neutral) - nats
     return tuple(row), saved
+
+
+def _choose_buckets(distribution, x: torch.Tensor, grey: int | None) -> tuple[tuple[int, ...], float]:
+    """One step's row of bucket factor indices (:data:`BUCKET_ROW`: each channel's buckets of
+    :data:`~bbcodec.distributions.SCALE_BUCKETS`) and the nats it saves on ``x``, given the step's
+    ``distribution`` as its calibration row leaves it; a bucket with fewer than :data:`BUCKET_MIN_COUNT`
+    sample sub-pixels keeps the factor 1."""
+    per_channel = len(SCALE_BUCKETS) + 1
+    row = [SCALE_FACTORS.index(1.0)] * BUCKET_ROW
+    scale, buckets = distribution.pixel_scale(), distribution.scale_buckets()
+    saved = 0.0
+    for channel in range(3) if grey is None else (grey,):
+        values, centre = x[:, channel], distribution.centre(channel, x)
+        for bucket in range(per_channel):
+            where = buckets[:, channel] == bucket
+            if int(where.sum()) < BUCKET_MIN_COUNT:
+                continue
+            chosen = _best_factor(distribution, channel, values[where], centre[where], scale[:, channel][where])
+            row[channel * per_channel + bucket] = chosen[0]
+            neutral = _nats(distribution, channel, values[where], centre[where], scale[:, channel][where], (1.0,))
+            saved += float(neutral[0]) - chosen[1]
+    return tuple(row), saved
+
+
+def _best_factor(distribution, channel: int, values, centre, scale) -> tuple[int, float]:
+    """The index in :data:`SCALE_FACTORS` of the factor on ``scale`` that codes ``channel``'s ``values`` cheapest
+    under ``distribution`` (the continuous Laplace's best factor, mean(|residual| / scale), then the cheapest
+    within SEARCH of it), and its nats."""
+    estimate = float(((values.to(centre.dtype) - centre).abs() / scale).mean())
+    start = min(range(len(SCALE_FACTORS)), key=lambda i: abs(math.log(SCALE_FACTORS[i] / max(estimate, 1e-3))))
+    candidates = _near(start, len(SCALE_FACTORS))
+    nats = _nats(distribution, channel, values, centre, scale, [SCALE_FACTORS[i] for i in candidates])
+    return candidates[int(nats.argmin())], float(nats.min())
 
 
 def _near(start: int, size: int) -> list[int]:

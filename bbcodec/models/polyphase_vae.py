@@ -195,8 +195,8 @@ class PolyphasePixels:
         def calibrated_phase(step, earlier):
             if step == 0:
                 return phase(step, earlier).calibrated(rows[:1])
-            factors, offsets, copy = rows[step]
-            distribution = phase(step, earlier).calibrated([(factors, offsets, None)])
+            factors, offsets, copy, buckets = rows[step]
+            distribution = phase(step, earlier).calibrated([(factors, offsets, None, buckets)])
             if copy is None or not any(copy):
                 return distribution
             return CopyOrLaplace(distribution, nearest_neighbours(earlier, self.steps[step][1], channels), copy)

@@ -49,7 +49,11 @@ checksum (its image checksum covers the pixels), and
 * ``level-sets.bbc``: the 64x64 crop of ``calibrated.bbc`` quantized to every
   fourth value, each plane coded among the values it takes
   (``pixel_level_sets``, :mod:`bbcodec.coding.level_sets`; since 2026-12-07's
-  fifth session).
+  fifth session);
+* ``bucketed.bbc``: a 128x192 crop of ``data/chelsea.png`` in 32-pixel tiles,
+  whose calibration also scales the Laplace's scales bucket by bucket
+  (:data:`~bbcodec.coding.calibration.BUCKET_MARK` and factors in
+  ``pixel_calibration``; since the same session).
 
 The script writes only the files that do not exist yet and never replaces one:
 a failing test means that a change broke the decoding of existing files; fix
@@ -132,6 +136,10 @@ def has_level_sets(header: dict) -> bool:
     return "pixel_level_sets" in header
 
 
+def bucketed(header: dict) -> bool:
+    return calibration.BUCKET_MARK in header.get("pixel_calibration", ())
+
+
 def copied(header: dict) -> bool:
     return calibration.COPY_MARK in header.get("pixel_calibration", ())
 
@@ -158,6 +166,8 @@ CASES = {  # name -> (what compress is given, the method its .bbc must have, the
                                has_checkpoints),
     "level-sets.bbc": (imageio.Image(chelsea(64, 64) & 0xFC, "RGB", format="PNG"), "bits-back", MODEL, EXACT,
                        has_level_sets),
+    "bucketed.bbc": (imageio.Image(chelsea(128, 192), "RGB", format="PNG"), "bits-back", MODEL,
+                     CoderSettings(arithmetic="exact", tile=32), bucketed),
 }
 
 
