@@ -17,7 +17,7 @@ from bbcodec.distributions import DiscretizedLogistic
 from bbcodec.errors import CorruptDataError
 from bbcodec.exact import tables
 from bbcodec.exact.logistic import ExactDiscretizedLogistic
-from bbcodec.exact.backend import ACT_LIMIT, ExactConv, exact_model, full_float32_products
+from bbcodec.exact.backend import ACT_LIMIT, ExactConv, exact_elu, exact_model, full_float32_products
 from bbcodec.models.config import VAEConfig
 from bbcodec.portability import float_platform
 from conftest import REPO_ROOT, make_model, shared_data_dir
@@ -87,6 +87,11 @@ def reference_net(net, ops, x: np.ndarray) -> np.ndarray:
                     -ACT_LIMIT, ACT_LIMIT)
     h = reference_conv(ops.exact_conv(net.head), reference_elu(h))
     return F.pixel_shuffle(torch.from_numpy(h), net.unfold).numpy() if net.unfold > 1 else h
+
+
+def test_elu_is_the_reference_on_every_activation():
+    every = np.arange(-ACT_LIMIT, ACT_LIMIT + 1)
+    assert np.array_equal(exact_elu(torch.from_numpy(every).double()).numpy(), reference_elu(every))
 
 
 def test_integer_networks_match_an_independent_int64_implementation(pixel_model):

@@ -36,6 +36,7 @@ integers, and for logistic pixels the exact table builder.
 """
 from __future__ import annotations
 
+import functools
 import math
 import os
 import weakref
@@ -48,7 +49,7 @@ from bbcodec.distributions import PIXEL_LEVELS, DiscretizedLaplace, GridGaussian
 from bbcodec.errors import BBCodecError
 from bbcodec.exact import sign_conv
 from bbcodec.exact.logistic import ExactDiscretizedLogistic
-from bbcodec.exact.tables import EXP, INPUT_BITS, SOFTPLUS, TANH, lookup
+from bbcodec.exact.tables import ELU_NEGATIVE, EXP, INPUT_BITS, SOFTPLUS, TANH, lookup, table
 
 ACT_BITS = INPUT_BITS            # activations: integers in units of 2**-10 (the tables' input unit)
 ACT_LIMIT = 1 << (ACT_BITS + 7)  # |activation| <= 128
@@ -143,8 +144,7 @@ class ExactConv:
             if self.sign_conv is not None and x.device.type == "cpu":
                 return self.sign_conv(x)
             x = exact_sign(x)
-        if (x.device.type == "cpu" and full_float32_products()
-                and float(x.abs().max()) * self.row_l1 < FLOAT32_EXACT):
+        if x.device.type == "cpu" and full_float32_products() and _largest(x) * self.row_l1 < FLOAT32_EXACT:
             with torch.backends.nnpack.flags(enabled=False):
                 return F.conv2d(x.float(), self.weights32, padding=self.padding).double()
         batch, channels, height, width = x.shape
@@ -167,6 +167,12 @@ class ExactConv:
         return sums.floor_().clamp_(-ACT_LIMIT, ACT_LIMIT)
 
 
+def _largest(x: torch.Tensor) -> float:
+    """max |x| in one pass (the smallest and largest value together)."""
+    low, high = torch.aminmax(x)
+    return max(-float(low), float(high))
+
+
 def full_float32_products() -> bool:
     """Whether float32 products and convolutions run in full float32 in this process. A program may allow
     bfloat16 or TF32 for them (``torch.set_float32_matmul_precision("medium")``, oneDNN's own
@@ -183,9 +189,17 @@ def full_float32_products() -> bool:
 
 
 def exact_elu(x: torch.Tensor) -> torch.Tensor:
-    """ELU in activation units: max(x, 0) plus the table of exp(x) - 1 at min(x, 0), whose entry at 0 is 0
-    (one lookup and an add, about twice as fast as choosing between the two halves)."""
-    return lookup("elu_negative", x).add_(x.clamp(min=0))
+    """ELU in activation units of an activation (|x| <= ACT_LIMIT: every conv output and residual sum is
+    saturated there): one lookup in :func:`_elu_table`, the table of exp(x) - 1 below 0 continued by x itself."""
+    position = x.to(dtype=torch.int64, copy=True)   # whole numbers: exact; changed in place below
+    return _elu_table(str(x.device)).take(position.clamp_(ELU_NEGATIVE.lo, ACT_LIMIT).sub_(ELU_NEGATIVE.lo))
+
+
+@functools.lru_cache(maxsize=None)
+def _elu_table(device: str) -> torch.Tensor:
+    """ELU at ELU_NEGATIVE.lo .. ACT_LIMIT: the negative half's table (its entry at 0 is 0), then 1 .. ACT_LIMIT."""
+    whole = np.concatenate([table("elu_negative"), np.arange(1, ACT_LIMIT + 1)])
+    return torch.from_numpy(whole.astype(np.float64)).to(device)
 
 
 def exact_sign(x: torch.Tensor) -> torch.Tensor:

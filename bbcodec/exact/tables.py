@@ -124,6 +124,8 @@ def lookup(name: str, index):
     range take the end values, except where the caller continues the
     function itself (see :mod:`bbcodec.exact.backend`).
     """
+    import torch
+
     spec = SPECS[name]
-    position = (index.clamp(spec.lo, spec.hi) - spec.lo).long()
-    return _table_tensor(name, str(index.device)).take(position)
+    position = index.to(dtype=torch.int64, copy=True)   # whole numbers: exact; a copy, changed in place below
+    return _table_tensor(name, str(index.device)).take(position.clamp_(spec.lo, spec.hi).sub_(spec.lo))
