@@ -1,4 +1,4 @@
-"""The per-image side information of 2026-12-07's fifth session, one piece at a time: each image's file without
+"""The per-image side information of 2026-12-07's seventh session, one piece at a time: each image's file without
 level sets and bucket factors, with level sets, and with both (what ``bbcodec compress`` does now), every file
 decoded and checked.
 

@@ -49,7 +49,7 @@ checksum (its image checksum covers the pixels), and
 * ``level-sets.bbc``: the 64x64 crop of ``calibrated.bbc`` quantized to every
   fourth value, each plane coded among the values it takes
   (``pixel_level_sets``, :mod:`bbcodec.coding.level_sets`; since 2026-12-07's
-  fifth session);
+  seventh session);
 * ``bucketed.bbc``: a 128x192 crop of ``data/chelsea.png`` in 32-pixel tiles,
   whose calibration also scales the Laplace's scales bucket by bucket
   (:data:`~bbcodec.coding.calibration.BUCKET_MARK` and factors in
