@@ -169,20 +169,10 @@ def choose(model, pixels: np.ndarray, tile: int, plane_level_sets: list | None =
             laplace = tuple(i for row, _ in chosen for i in row)
             calibrated = [(distribution.calibrated([row]), values)   # the networks' outputs, not run again
                           for (distribution, values), row in zip(terms, rows(laplace))]
-            bucketed = [_choose_buckets(distribution, values, grey) for distribution, values in calibrated]
-            factors = (BUCKET_MARK,) + tuple(i for row, _ in bucketed for i in row)
             neighbours = likelihood.neighbours(batch) if hasattr(likelihood, "neighbours") else [None]
             copied = _choose_copy(calibrated, neighbours, grey)
-            bucket_gain = 0.0
-            if buckets and sum(saving for _, saving in bucketed) * per_sample > 8 * len(factors):
-                # fitted on every sub-pixel, bucket factors can mislead the escapes that copies leave to the
-                # Laplace (Waterloo's frymire.png and horiz.png: files 4 % and 27 % larger): they are kept
-                # where the sample's cost with copies chosen against each Laplace says so
-                with_factors = _choose_copy([(distribution.calibrated([row]), values) for (distribution, values), row
-                                             in zip(terms, rows(laplace + factors))], neighbours, grey)
-                bucket_gain = (_copied_nats(copied) - _copied_nats(with_factors)) * per_sample - 8 * len(factors)
-                if bucket_gain > 0:
-                    copied = with_factors
+            factors, bucket_gain, copied = _choose_bucket_factors(terms, laplace, neighbours, copied, grey, per_sample) \
+                if buckets else ((), 0.0, copied)
     except NotImplementedError:
         return ()
     finally:
@@ -198,6 +188,24 @@ def choose(model, pixels: np.ndarray, tile: int, plane_level_sets: list | None =
     if laplace_gain + max(copy_gain, 0.0) + max(bucket_gain, 0.0) <= 0:   # not worth its bytes
         return ()
     return laplace + (copy if copy_gain > 0 else ()) + (factors if bucket_gain > 0 else ())
+
+
+def _choose_bucket_factors(terms: list, laplace: tuple, neighbours: list, copied: list, grey: int | None,
+                           per_sample: float) -> tuple[tuple[int, ...], float, list]:
+    """The stored bucket factors (:data:`BUCKET_MARK` and a row a step) for the steps' ``terms`` calibrated by
+    ``laplace``, the bits they save beyond their bytes, and the copy weights chosen with them (``copied``, those
+    chosen without them, where they do not pay). Fitted on every sub-pixel, bucket factors can mislead the
+    escapes that copies leave to the Laplace (Waterloo's frymire.png and horiz.png: files 4 % and 27 % larger),
+    so they are kept where the sample's cost with copies, chosen against each Laplace, says they pay."""
+    calibrated = [(distribution.calibrated([row]), values) for (distribution, values), row in zip(terms, rows(laplace))]
+    bucketed = [_choose_buckets(distribution, values, grey) for distribution, values in calibrated]
+    factors = (BUCKET_MARK,) + tuple(i for row, _ in bucketed for i in row)
+    if sum(saving for _, saving in bucketed) * per_sample <= 8 * len(factors):
+        return factors, 0.0, copied
+    with_factors = _choose_copy([(distribution.calibrated([row]), values) for (distribution, values), row
+                                 in zip(terms, rows(laplace + factors))], neighbours, grey)
+    gain = (_copied_nats(copied) - _copied_nats(with_factors)) * per_sample - 8 * len(factors)
+    return factors, gain, with_factors if gain > 0 else copied
 
 
 def _copied_nats(copied: list) -> float:
