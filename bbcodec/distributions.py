@@ -253,9 +253,10 @@ def level_ranks(levels: torch.Tensor, centre: torch.Tensor, scale: torch.Tensor)
     """A Laplace over pixel values (float64 ``centre`` and ``scale``, pixel units) as a Laplace over the ranks
     of the values a channel takes (``levels``: at least two, sorted, int64): the centre at its place between
     the two levels around it (linearly), the scale times the share of the values within LEVEL_REACH scales of
-    the centre and within the set's span that are levels. A channel that takes every other value thus codes its pixels in ranks at half
-    the scale instead of spending half its probability on values it never takes. Only searches, comparisons,
-    floor, ceil and correctly rounded float64 arithmetic: the same numbers on every machine."""
+    the centre and within the set's span that are levels. A channel that takes every other value thus codes
+    its pixels in ranks at half the scale instead of spending half its probability on values it never takes.
+    Only searches, comparisons, floor, ceil and correctly rounded float64 arithmetic: the same numbers on every
+    machine."""
     position = levels.to(centre.dtype)
     i = torch.searchsorted(position, centre).clamp(1, len(levels) - 1)
     low, high = position[i - 1], position[i]
