@@ -171,8 +171,8 @@ def choose(model, pixels: np.ndarray, tile: int, plane_level_sets: list | None =
                           for (distribution, values), row in zip(terms, rows(laplace))]
             neighbours = likelihood.neighbours(batch) if hasattr(likelihood, "neighbours") else [None]
             copied = _choose_copy(calibrated, neighbours, grey)
-            factors, bucket_gain, copied = _choose_bucket_factors(terms, laplace, neighbours, copied, grey, per_sample) \
-                if buckets else ((), 0.0, copied)
+            factors, bucket_gain, copied = ((), 0.0, copied) if not buckets else \
+                _choose_bucket_factors(terms, laplace, neighbours, copied, grey, per_sample)
     except NotImplementedError:
         return ()
     finally:
