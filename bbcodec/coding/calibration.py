@@ -172,7 +172,7 @@ def choose(model, pixels: np.ndarray, tile: int, plane_level_sets: list | None =
             neighbours = likelihood.neighbours(batch) if hasattr(likelihood, "neighbours") else [None]
             copied = _choose_copy(calibrated, neighbours, grey)
             factors, bucket_gain, copied = ((), 0.0, copied) if not buckets else \
-                _choose_bucket_factors(terms, laplace, neighbours, copied, grey, per_sample)
+                _choose_bucket_factors(terms, laplace, calibrated, neighbours, copied, grey, per_sample)
     except NotImplementedError:
         return ()
     finally:
@@ -190,14 +190,13 @@ def choose(model, pixels: np.ndarray, tile: int, plane_level_sets: list | None =
     return laplace + (copy if copy_gain > 0 else ()) + (factors if bucket_gain > 0 else ())
 
 
-def _choose_bucket_factors(terms: list, laplace: tuple, neighbours: list, copied: list, grey: int | None,
-                           per_sample: float) -> tuple[tuple[int, ...], float, list]:
+def _choose_bucket_factors(terms: list, laplace: tuple, calibrated: list, neighbours: list, copied: list,
+                           grey: int | None, per_sample: float) -> tuple[tuple[int, ...], float, list]:
     """The stored bucket factors (:data:`BUCKET_MARK` and a row a step) for the steps' ``terms`` calibrated by
-    ``laplace``, the bits they save beyond their bytes, and the copy weights chosen with them (``copied``, those
+    ``laplace`` (``calibrated``: the terms so calibrated), the bits they save beyond their bytes, and the copy weights chosen with them (``copied``, those
     chosen without them, where they do not pay). Fitted on every sub-pixel, bucket factors can mislead the
     escapes that copies leave to the Laplace (Waterloo's frymire.png and horiz.png: files 4 % and 27 % larger),
     so they are kept where the sample's cost with copies, chosen against each Laplace, says they pay."""
-    calibrated = [(distribution.calibrated([row]), values) for (distribution, values), row in zip(terms, rows(laplace))]
     bucketed = [_choose_buckets(distribution, values, grey) for distribution, values in calibrated]
     factors = (BUCKET_MARK,) + tuple(i for row, _ in bucketed for i in row)
     if sum(saving for _, saving in bucketed) * per_sample <= 8 * len(factors):

@@ -39,15 +39,15 @@ def applies(model) -> bool:
     return getattr(model.config, "pixel_distribution", None) == "laplace"
 
 
-def saved_bits(plane: np.ndarray) -> float:
-    """About how many bits coding ``plane`` (uint8) among its own values saves: for each pixel, -log2 of the
-    share of the values within :data:`NEAR` of its own (and within the plane's span) that the plane takes (a
-    likelihood spreads its mass over those), summed. On the USC-SIPI and Waterloo images this follows the
-    default model's saving closely (bench/README.md)."""
-    counts = np.bincount(plane.ravel(), minlength=256)
+def saved_bits(counts: np.ndarray) -> float:
+    """About how many bits coding a plane of this histogram (``counts``: pixels of each of the 256 values)
+    among its own values saves: for each pixel, -log2 of the share of the values within :data:`NEAR` of its
+    own (and within the plane's span) that the plane takes (a likelihood spreads its mass over those), summed.
+    On the USC-SIPI and Waterloo images this follows the default model's saving closely (bench/README.md)."""
     taken = (counts > 0).astype(np.float64)
+    used = np.flatnonzero(counts)
     span = np.zeros(256)
-    span[plane.min():int(plane.max()) + 1] = 1.0
+    span[used[0]:used[-1] + 1] = 1.0
     window = np.ones(2 * NEAR + 1)
     share = np.convolve(taken, window, "same") / np.maximum(np.convolve(span, window, "same"), 1.0)
     return float(-(counts[counts > 0] * np.log2(share[counts > 0])).sum())
@@ -60,12 +60,10 @@ def choose(model, pixels: np.ndarray) -> tuple[int, ...]:
         return ()
     flags, masks = 0, []
     for p in range(pixels.shape[2]):
-        plane = pixels[..., p]
-        if saved_bits(plane) > max(8 * (MASK_BYTES + 1), MIN_SAVING * plane.size):
+        counts = np.bincount(pixels[..., p].ravel(), minlength=256)
+        if saved_bits(counts) > max(8 * (MASK_BYTES + 1), MIN_SAVING * counts.sum()):
             flags |= 1 << p
-            taken = np.zeros(256, dtype=bool)
-            taken[np.unique(plane)] = True
-            masks.append(np.packbits(taken, bitorder="little"))
+            masks.append(np.packbits(counts > 0, bitorder="little"))
     return (flags, *(int(b) for mask in masks for b in mask)) if flags else ()
 
 

@@ -49,7 +49,7 @@ from bbcodec.distributions import PIXEL_LEVELS, DiscretizedLaplace, GridGaussian
 from bbcodec.errors import BBCodecError
 from bbcodec.exact import sign_conv
 from bbcodec.exact.logistic import ExactDiscretizedLogistic
-from bbcodec.exact.tables import ELU_NEGATIVE, EXP, INPUT_BITS, SOFTPLUS, TANH, lookup, table
+from bbcodec.exact.tables import ELU_NEGATIVE, EXP, INPUT_BITS, SOFTPLUS, TANH, lookup, table, take_clamped
 
 ACT_BITS = INPUT_BITS            # activations: integers in units of 2**-10 (the tables' input unit)
 ACT_LIMIT = 1 << (ACT_BITS + 7)  # |activation| <= 128
@@ -191,8 +191,7 @@ def full_float32_products() -> bool:
 def exact_elu(x: torch.Tensor) -> torch.Tensor:
     """ELU in activation units of an activation (|x| <= ACT_LIMIT: every conv output and residual sum is
     saturated there): one lookup in :func:`_elu_table`, the table of exp(x) - 1 below 0 continued by x itself."""
-    position = x.to(dtype=torch.int64, copy=True)   # whole numbers: exact; changed in place below
-    return _elu_table(str(x.device)).take(position.clamp_(ELU_NEGATIVE.lo, ACT_LIMIT).sub_(ELU_NEGATIVE.lo))
+    return take_clamped(_elu_table(str(x.device)), x, ELU_NEGATIVE.lo, ACT_LIMIT)
 
 
 @functools.lru_cache(maxsize=None)

@@ -124,8 +124,14 @@ def lookup(name: str, index):
     range take the end values, except where the caller continues the
     function itself (see :mod:`bbcodec.exact.backend`).
     """
+    spec = SPECS[name]
+    return take_clamped(_table_tensor(name, str(index.device)), index, spec.lo, spec.hi)
+
+
+def take_clamped(values, index, lo: int, hi: int):
+    """``values[i - lo]`` for each whole number i of ``index`` clamped to lo..hi (``values``: a table of the
+    inputs lo..hi); the index is converted to int64 once and clamped and shifted in place."""
     import torch
 
-    spec = SPECS[name]
     position = index.to(dtype=torch.int64, copy=True)   # whole numbers: exact; a copy, changed in place below
-    return _table_tensor(name, str(index.device)).take(position.clamp_(spec.lo, spec.hi).sub_(spec.lo))
+    return values.take(position.clamp_(lo, hi).sub_(lo))
