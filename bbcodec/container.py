@@ -404,7 +404,8 @@ _V2_OPTIONAL = (
     ("coder", Object((("coder", Choice(CODERS)), ("tile", Number()), ("max_batch", Number()),
                        ("arithmetic", Choice(ARITHMETICS)), ("start", Choice(STARTS, escape=FIRST_PREFIX))))),
     ("grid_bits", Number()), ("untouched_seed_words", Number()), ("entropy_coder", Text()),
-    ("float_platform", Text()), ("pixel_calibration", Bytes(limit=256)))  # Laplace rows, copy weights, bucket factors
+    ("float_platform", Text()),
+    ("pixel_calibration", Bytes(limit=448)))  # calibration rows, copies, buckets, error feedback
 """The header fields of version 2 and their codecs: the required ones, then those with a presence bit each
 (bit i: the i-th), in the order they are written (the ones small files have first: one byte of presence
 bits for a stored or kept file)."""

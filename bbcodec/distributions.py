@@ -316,21 +316,23 @@ class DiscretizedLaplace:
     ``level_sets`` (one entry a channel: the sorted int64 values the channel
     takes in the image, or None for all 256; see
     :mod:`bbcodec.coding.level_sets`), a channel's pixels are coded as their
-    ranks among its levels (:func:`level_ranks`). The network's transforms (exp of a
+    ranks among its levels (:func:`level_ranks`). With ``shift`` (pixel units, shaped like the mean: the error
+    feedback of :mod:`bbcodec.error_feedback`) each channel's centre moves by its sub-pixel's shift, after
+    the offsets. The network's transforms (exp of a
     log-scale, tanh of the coupling) are the model's business, so that the
     exact path (:mod:`bbcodec.exact`) can supply its own.
     """
 
     def __init__(self, mean: torch.Tensor, scale: torch.Tensor, coupling: torch.Tensor | None = None,
                  residual: bool = False, offsets: tuple[float, float, float] | None = None,
-                 level_sets: tuple[torch.Tensor | None, ...] | None = None):
+                 level_sets: tuple[torch.Tensor | None, ...] | None = None, shift: torch.Tensor | None = None):
         self.mean, self.scale, self.coupling, self.residual = mean, scale, coupling, residual
-        self.offsets, self.level_sets = offsets, level_sets
+        self.offsets, self.level_sets, self.shift = offsets, level_sets, shift
 
     def _with(self, **changes) -> "DiscretizedLaplace":
         """The same distribution with some constructor arguments changed."""
         fields = dict(mean=self.mean, scale=self.scale, coupling=self.coupling, residual=self.residual,
-                      offsets=self.offsets, level_sets=self.level_sets)
+                      offsets=self.offsets, level_sets=self.level_sets, shift=self.shift)
         return DiscretizedLaplace(**{**fields, **changes})
 
     def restricted(self, level_sets: tuple[torch.Tensor | None, ...]) -> "DiscretizedLaplace":
@@ -377,6 +379,8 @@ class DiscretizedLaplace:
             for earlier in range(channel):
                 weight = self.offsets[(channel - 1) * channel // 2 + earlier]
                 centre = centre + weight * (x[:, earlier].to(centre.dtype) - self.model_centre(earlier, x))
+        if self.shift is not None:
+            centre = centre + self.shift[:, channel]
         return centre
 
     def model_centre(self, channel: int, x: torch.Tensor) -> torch.Tensor:
@@ -422,13 +426,15 @@ class DiscretizedLaplace:
         coupling = self.coupling[:, :, :height, :width] if self.coupling is not None and whole else None
         return self._with(mean=self.mean[index], scale=self.scale[index], coupling=coupling,
                           offsets=self.offsets if whole else None,
-                          level_sets=self.level_sets[channels] if self.level_sets is not None else None)
+                          level_sets=self.level_sets[channels] if self.level_sets is not None else None,
+                          shift=self.shift[index] if self.shift is not None else None)
 
     def every_other(self, row: int, column: int) -> "DiscretizedLaplace":
         """The distribution of the pixels (row + 2i, column + 2j): one phase of a 2x2 polyphase split."""
         index = (slice(None), slice(None), slice(row, None, 2), slice(column, None, 2))
         coupling = self.coupling[index] if self.coupling is not None else None
-        return self._with(mean=self.mean[index], scale=self.scale[index], coupling=coupling)
+        shift = self.shift[index] if self.shift is not None else None
+        return self._with(mean=self.mean[index], scale=self.scale[index], coupling=coupling, shift=shift)
 
     # -- per-image calibration (bbcodec/coding/calibration.py) --------------------
     def calibrated(self, rows: list[tuple]):
@@ -437,15 +443,25 @@ class DiscretizedLaplace:
         weights, bucket factors) for its one coding step; copy weights not all 0 code its pixels in the order of
         a :class:`~bbcodec.neighbour_copy.CopyPyramid`, each able to copy the pixels decoded before it; bucket
         factors (None, or one factor for each bucket of :data:`SCALE_BUCKETS` of each channel) then multiply
-        each scale by its bucket's factor."""
+        each scale by its bucket's factor. The row's fifth entry, error feedback (:mod:`bbcodec.error_feedback`),
+        must be None: these pixels see no decoded pixel."""
         if len(rows) != 1:
             raise ValueError(f"a calibration of {len(rows)} steps for a likelihood of one")
-        factors, offsets, copy, buckets = rows[0]
+        factors, offsets, copy, buckets, feedback = rows[0]
+        if feedback is not None:
+            raise ValueError("error feedback for pixels that see no decoded pixel")
         column = torch.tensor(factors, dtype=self.scale.dtype, device=self.scale.device).view(1, -1, 1, 1)
         calibrated = self._with(scale=self.scale * column, offsets=offsets)
         if buckets is not None:
             calibrated = calibrated._with(scale=calibrated.scale * calibrated.bucket_factors(buckets))
         return copy_pyramid(calibrated, copy) if copy is not None and any(copy) else calibrated
+
+    def moved(self, shift: torch.Tensor | None, factors: torch.Tensor) -> "DiscretizedLaplace":
+        """The same distribution with each sub-pixel's centre moved by ``shift`` (pixel units; None: not moved)
+        and its scale multiplied by ``factors`` (dyadic: exact products); both shaped like the mean."""
+        if shift is not None and self.shift is not None:
+            shift = self.shift + shift
+        return self._with(scale=self.scale * factors, shift=self.shift if shift is None else shift)
 
     def scale_buckets(self) -> torch.Tensor:
         """Each scale's bucket of :data:`SCALE_BUCKETS` (0 below the first edge), shaped like the scales."""

@@ -36,8 +36,18 @@ def join_phases(phases: list[torch.Tensor]) -> torch.Tensor:
 def nearest_neighbours(earlier: torch.Tensor, phase: int, channels: int) -> torch.Tensor:
     """Phase ``phase``'s nearest decoded neighbours (:data:`NEAREST_NEIGHBOURS`), (N, B, C, h, w), from the
     ``earlier`` phases stacked on the channels (B, phase * C, h, w); past the last row or column, 0."""
-    shifted = []
-    for earlier_phase, down, right in NEAREST_NEIGHBOURS[phase]:
+    return torch.stack(neighbours(earlier, NEAREST_NEIGHBOURS[phase], channels))
+
+
+def neighbours(earlier: torch.Tensor, offsets, channels: int) -> list[torch.Tensor]:
+    """For each (earlier phase, row offset, column offset) of ``offsets``, that phase of ``earlier`` (phases of C
+    channels stacked on the channels) moved so that pixel (i, j) holds its pixel (i + row offset, j + column
+    offset): (B, C, h, w) each, 0 past the edges."""
+    moved = []
+    for earlier_phase, down, right in offsets:
         plane = earlier[:, earlier_phase * channels:(earlier_phase + 1) * channels]
-        shifted.append(F.pad(plane, (0, right, 0, down))[..., down:, right:])
-    return torch.stack(shifted)
+        height, width = plane.shape[-2:]
+        padded = F.pad(plane, (max(-right, 0), max(right, 0), max(-down, 0), max(down, 0)))
+        top, left = max(down, 0), max(right, 0)
+        moved.append(padded[..., top:top + height, left:left + width])
+    return moved

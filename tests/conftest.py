@@ -102,3 +102,20 @@ def other_model_file(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("models") / "other.safetensors"
     make_tiny_model(path, seed=1)
     return path
+
+
+@pytest.fixture(scope="session")
+def coupled_polyphase():
+    """A random two-level polyphase model with a linear path and residual coupling: what the per-image
+    calibration, level sets and error feedback apply to."""
+    from test_polyphase import LINEAR, make_polyphase
+    return make_polyphase(seed=5, config=LINEAR.replace(residual_coupling=True))
+
+
+@pytest.fixture(scope="session")
+def coupled_polyphase_file(coupled_polyphase, tmp_path_factory) -> Path:
+    """:func:`coupled_polyphase` saved as a model file."""
+    from bbcodec.models.export import save_model
+    path = tmp_path_factory.mktemp("coupled_polyphase") / "polyphase.safetensors"
+    save_model(coupled_polyphase, path)
+    return path

@@ -18,42 +18,32 @@ from test_topdown import SMALL as TOPDOWN
 from bbcodec.models.topdown_vae import TopDownVAE
 
 STEPS = 7  # the two-level polyphase likelihood: the coarsest image and three phases on each of two levels
-SIZES = tuple(STEPS * calibration.ROW + extra + buckets
+SIZES = tuple(STEPS * calibration.ROW + extra + buckets + feedback
               for extra in (0, 1 + calibration.COPY_ROW * (STEPS - 1), 1 + calibration.COPY_ROW * STEPS)
-              for buckets in (0, 1 + calibration.BUCKET_ROW * STEPS))
+              for buckets in (0, 1 + calibration.BUCKET_ROW * STEPS)
+              for feedback in (0, 1 + calibration.FEEDBACK_ROW * (STEPS - 1)))
 """What the field can hold: Laplace rows; and copy weights for the steps with decoded neighbours, or for all;
-and bucket factors."""
-
-
-@pytest.fixture(scope="module")
-def model():
-    return make_polyphase(seed=5, config=LINEAR.replace(residual_coupling=True))
-
-
-@pytest.fixture(scope="module")
-def model_path(model, tmp_path_factory):
-    path = tmp_path_factory.mktemp("calibration") / "polyphase.safetensors"
-    save_model(model, path)
-    return path
+and bucket factors; and error feedback."""
 
 
 def test_factors_and_offsets_are_exact_binary_fractions():
     assert calibration.SCALE_FACTORS[0] == 0.25 and calibration.SCALE_FACTORS[-1] == 2.0
     assert calibration.OFFSETS[0] == -1.0 and calibration.OFFSETS[-1] == 1.0
-    assert calibration.rows(calibration.NEUTRAL) == [((1.0, 1.0, 1.0), (0.0, 0.0, 0.0), None, None)]
+    assert calibration.rows(calibration.NEUTRAL) == [((1.0, 1.0, 1.0), (0.0, 0.0, 0.0), None, None, None)]
     assert all((f * 64).is_integer() for f in calibration.SCALE_FACTORS + calibration.OFFSETS)
     assert list(calibration.SCALE_FACTORS) == sorted(set(calibration.SCALE_FACTORS))
 
 
-def test_a_calibrated_likelihood_scales_each_step_and_moves_later_channels_with_earlier_residuals(model, rng):
+def test_a_calibrated_likelihood_scales_each_step_and_moves_later_channels_with_earlier_residuals(coupled_polyphase,
+                                                                                                   rng):
     x = torch.randint(0, 256, (2, 3, 16, 16), generator=rng, dtype=torch.uint8)
-    rows = [((0.5, 1.0, 2.0), (0.0, 0.0, 0.0), None, None)] * STEPS
-    rows[3] = ((1.25, 0.75, 1.0), (0.5, -0.25, 1.0), None, None)
+    rows = [((0.5, 1.0, 2.0), (0.0, 0.0, 0.0), None, None, None)] * STEPS
+    rows[3] = ((1.25, 0.75, 1.0), (0.5, -0.25, 1.0), None, None, None)
     with torch.no_grad():
-        likelihood = model.likelihood_given(x)
+        likelihood = coupled_polyphase.likelihood_given(x)
         plain, calibrated = likelihood.terms(x), likelihood.calibrated(rows).terms(x)
     for step, ((before, values), (after, _)) in enumerate(zip(plain, calibrated)):
-        factors, (a, b, c), _, _ = rows[step]
+        factors, (a, b, c), _, _, _ = rows[step]
         assert torch.allclose(after.scale, before.scale * torch.tensor(factors).view(1, 3, 1, 1))
         residual = [values[:, k].float() - before.centre(k, values) for k in (0, 1)]
         expected = [before.centre(0, values), before.centre(1, values) + a * residual[0],
@@ -64,11 +54,11 @@ def test_a_calibrated_likelihood_scales_each_step_and_moves_later_channels_with_
         likelihood.calibrated(rows[:2])
 
 
-def test_a_model_whose_scales_are_too_wide_gets_smaller_factors(model):
+def test_a_model_whose_scales_are_too_wide_gets_smaller_factors(coupled_polyphase):
     """An untrained model predicts scales of about half the pixel range; a smooth image wants far smaller."""
-    chosen = calibration.choose(model, smooth_pixels(64, 96), tile=32)
+    chosen = calibration.choose(coupled_polyphase, smooth_pixels(64, 96), tile=32)
     assert len(chosen) in SIZES
-    assert max(max(factors) for factors, _, _, _ in calibration.rows(chosen)) < 1.0
+    assert max(max(factors) for factors, _, _, _, _ in calibration.rows(chosen)) < 1.0
 
 
 def test_offsets_follow_residuals_that_are_alike_across_channels():
@@ -79,27 +69,27 @@ def test_offsets_follow_residuals_that_are_alike_across_channels():
     pixels[..., 2] = (pixels[..., 2] + rng.integers(0, 2, (64, 64))).astype(np.uint8)
     model = make_polyphase(seed=6, config=LINEAR)
     rows = calibration.rows(calibration.choose(model, pixels, tile=32))
-    assert all(offsets[0] >= 0.5 and offsets[1] + offsets[2] >= 0.5 for _, offsets, _, _ in rows[1:])
+    assert all(offsets[0] >= 0.5 and offsets[1] + offsets[2] >= 0.5 for _, offsets, _, _, _ in rows[1:])
 
 
-def test_nothing_is_chosen_where_it_cannot_pay_or_apply(model, tiny_model):
-    assert calibration.choose(model, smooth_pixels(20, 30), tile=32) == ()   # no whole tile
+def test_nothing_is_chosen_where_it_cannot_pay_or_apply(coupled_polyphase, tiny_model):
+    assert calibration.choose(coupled_polyphase, smooth_pixels(20, 30), tile=32) == ()   # no whole tile
     assert calibration.choose(tiny_model, smooth_pixels(64, 64), tile=32) == ()  # logistic pixels
 
 
 @pytest.mark.parametrize("arithmetic", ["exact", "float"])
 @pytest.mark.parametrize("channels", [3, 1])
-def test_calibrated_files_round_trip_and_are_smaller(model_path, arithmetic, channels):
+def test_calibrated_files_round_trip_and_are_smaller(coupled_polyphase_file, arithmetic, channels):
     pixels = smooth_pixels(64, 64)[..., :channels] if channels == 3 else smooth_pixels(64, 64, channels=1)
     image = imageio.Image(np.ascontiguousarray(pixels), "RGB" if channels == 3 else "L")
     settings = CoderSettings(tile=32, arithmetic=arithmetic)
-    plain = bbcodec.compress(image, model=str(model_path), settings=settings, calibrate=False)
-    calibrated = bbcodec.compress(image, model=str(model_path), settings=settings)
+    plain = bbcodec.compress(image, model=str(coupled_polyphase_file), settings=settings, calibrate=False)
+    calibrated = bbcodec.compress(image, model=str(coupled_polyphase_file), settings=settings)
     header = bbcodec.info(calibrated)
     assert len(header["pixel_calibration"]) in SIZES
     assert "pixel_calibration" not in bbcodec.info(plain)
     assert len(calibrated) < len(plain)
-    assert np.array_equal(bbcodec.decompress(calibrated, model=str(model_path)).pixels, image.pixels)
+    assert np.array_equal(bbcodec.decompress(calibrated, model=str(coupled_polyphase_file)).pixels, image.pixels)
 
 
 def test_the_top_down_family_is_calibrated_too(tmp_path):
@@ -118,16 +108,16 @@ def test_the_top_down_family_is_calibrated_too(tmp_path):
     (list(calibration.NEUTRAL) * 3, "3 steps"),          # three steps, the model has seven
     ([3, 3, 3, 20, 20, 20] * 7, "damaged|checksum"),     # another calibration: another decode, caught
 ])
-def test_a_forged_calibration_is_corrupt_data(model_path, values, message):
+def test_a_forged_calibration_is_corrupt_data(coupled_polyphase_file, values, message):
     image = imageio.Image(smooth_pixels(64, 64), "RGB")
-    data = bbcodec.compress(image, model=str(model_path), settings=CoderSettings(tile=32))
+    data = bbcodec.compress(image, model=str(coupled_polyphase_file), settings=CoderSettings(tile=32))
     with pytest.raises(CorruptDataError, match=message):
-        bbcodec.decompress(resigned(data, pixel_calibration=values), model=str(model_path))
+        bbcodec.decompress(resigned(data, pixel_calibration=values), model=str(coupled_polyphase_file))
 
 
-def test_the_field_holds_at_most_256_bytes():
-    assert max(SIZES) <= 256   # Laplace rows, copy weights and bucket factors of seven steps
+def test_the_field_holds_at_most_448_bytes():
+    assert max(SIZES) <= 448   # Laplace rows, copy weights, bucket factors and error feedback of seven steps
     header = {"width": 1, "height": 1, "channels": 3, "mode": "RGB", "method": "stored",
-              "pixel_calibration": [1] * 257}
-    with pytest.raises(ValueError, match="at most 256"):
+              "pixel_calibration": [1] * 449}
+    with pytest.raises(ValueError, match="at most 448"):
         container.to_bytes(container.Container(header, {"payload": b"abc"}))

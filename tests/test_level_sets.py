@@ -13,19 +13,11 @@ from bbcodec.coding import level_sets
 from bbcodec.coding.image import CoderSettings
 from bbcodec.distributions import DiscretizedLaplace, level_ranks
 from bbcodec.errors import CorruptDataError
-from bbcodec.models.export import save_model
 from roundtrip import check_roundtrip
 from test_exact import resigned, smooth_pixels
 from test_polyphase import LINEAR, make_polyphase
 
 EVERY_FOURTH = torch.arange(0, 256, 4)
-
-
-@pytest.fixture(scope="module")
-def model_path(tmp_path_factory):
-    path = tmp_path_factory.mktemp("level_sets") / "polyphase.safetensors"
-    save_model(make_polyphase(seed=5, config=LINEAR.replace(residual_coupling=True)), path)
-    return path
 
 
 def sparse_pixels(height: int, width: int, channels: int = 3) -> np.ndarray:
@@ -98,27 +90,28 @@ def test_malformed_sets_are_refused(stored, message):
 
 @pytest.mark.parametrize("arithmetic", ["exact", "float"])
 @pytest.mark.parametrize("channels, mode", [(3, "RGB"), (1, "L"), (4, "RGBA")])
-def test_files_with_level_sets_round_trip_and_are_smaller(model_path, arithmetic, channels, mode, monkeypatch):
+def test_files_with_level_sets_round_trip_and_are_smaller(coupled_polyphase_file, arithmetic, channels, mode,
+                                                          monkeypatch):
     image = imageio.Image(sparse_pixels(64, 64, channels), mode)
     settings = CoderSettings(tile=32, arithmetic=arithmetic)
-    with_sets = bbcodec.compress(image, model=str(model_path), settings=settings)
+    with_sets = bbcodec.compress(image, model=str(coupled_polyphase_file), settings=settings)
     assert len(bbcodec.info(with_sets)["pixel_level_sets"]) == 1 + channels * level_sets.MASK_BYTES
-    assert np.array_equal(bbcodec.decompress(with_sets, model=str(model_path)).pixels, image.pixels)
+    assert np.array_equal(bbcodec.decompress(with_sets, model=str(coupled_polyphase_file)).pixels, image.pixels)
     monkeypatch.setattr(level_sets, "choose", lambda model, pixels: ())
-    without = bbcodec.compress(image, model=str(model_path), settings=settings)
+    without = bbcodec.compress(image, model=str(coupled_polyphase_file), settings=settings)
     assert "pixel_level_sets" not in bbcodec.info(without)
     assert len(with_sets) < len(without)
 
 
-def test_forged_level_sets_are_corrupt_data(model_path, tiny_model):
+def test_forged_level_sets_are_corrupt_data(coupled_polyphase_file, tiny_model):
     image = imageio.Image(sparse_pixels(64, 64), "RGB")
-    data = bbcodec.compress(image, model=str(model_path), settings=CoderSettings(tile=32))
+    data = bbcodec.compress(image, model=str(coupled_polyphase_file), settings=CoderSettings(tile=32))
     stored = bbcodec.info(data)["pixel_level_sets"]
     fewer = stored[:1] + [b & 0x0F for b in stored[1:]]   # values the image takes left out: another decode
     for values, message in ((fewer, "damaged|checksum|outside"), (stored[:-1], "level sets"),
                             ([0b1000] + stored[1:33], "level sets")):
         with pytest.raises(CorruptDataError, match=message):
-            bbcodec.decompress(resigned(data, pixel_level_sets=values), model=str(model_path))
+            bbcodec.decompress(resigned(data, pixel_level_sets=values), model=str(coupled_polyphase_file))
     with pytest.raises(CorruptDataError, match="level sets for a likelihood"):   # logistic pixels
         CoderSettings(**container.Header.from_json(bbcodec.info(data)).coder_settings()).plane_level_sets(tiny_model, 3)
 

@@ -28,7 +28,15 @@ with the latents at their posterior means:
 * and the weights of copying a decoded neighbour's value exactly
   (:mod:`bbcodec.neighbour_copy`: drawings, text and screens repeat their
   neighbours' colours), one per number of distinct values among a
-  sub-pixel's neighbours, each the cheapest on the sample.
+  sub-pixel's neighbours, each the cheapest on the sample;
+
+* and, for a likelihood whose steps see decoded pixels, error feedback
+  (:mod:`bbcodec.error_feedback`, CALIC's error energy and bias
+  cancellation): for each step after the first and each channel, a weight on
+  its same-level neighbours' mean residual and a factor for each bucket of
+  its neighbours' error energy, chosen step by step in decoding order (each
+  step's features from the steps before it as they will be coded), a step's
+  row kept where it makes the step cheaper with its copies.
 
 The file stores one row of six indices per step (``CoderSettings.calibration``:
 R, G, B scale factors, then the offsets a', b', c'), then, where copying
@@ -38,7 +46,10 @@ of a :class:`~bbcodec.neighbour_copy.CopyPyramid`; its row is left out, as in
 files made before it could copy, where it does not pay for itself), when the
 sample says they save more than their bytes, then, where the bucket
 factors pay, :data:`BUCKET_MARK` and a row of :data:`BUCKET_ROW` factor
-indices for every step (R's buckets, then G's, then B's);
+indices for every step (R's buckets, then G's, then B's), then, where error
+feedback pays, :data:`FEEDBACK_MARK` and a row of :data:`FEEDBACK_ROW` indices
+for every step after the first (for R, G and B: the weight, then the energy
+buckets' factors);
 encoder and decoder apply them (``likelihood.calibrated``) before coding. Exact: every factor and offset is a
 dyadic rational, and applying it takes only correctly rounded float64
 multiplications and additions, the same on every machine. Only Laplace
@@ -51,8 +62,10 @@ import math
 import numpy as np
 import torch
 
+from bbcodec import error_feedback
 from bbcodec.coding.level_sets import for_model
 from bbcodec.distributions import SCALE_BUCKETS
+from bbcodec.error_feedback import BIASES, ENERGY_BUCKETS, ENERGY_EDGES
 from bbcodec.neighbour_copy import (CONTEXTS, COPY_WEIGHTS, MAX_NEIGHBOURS, CopyOrLaplace, copy_context,
                                     pyramid_copy_steps)
 
@@ -71,6 +84,11 @@ BUCKET_MARK = 254
 """The value that starts the bucket factors."""
 BUCKET_ROW = 3 * (len(SCALE_BUCKETS) + 1)
 """Bucket factor indices per step: one for each bucket of each channel's scales."""
+FEEDBACK_MARK = 253
+"""The value that starts the error feedback."""
+FEEDBACK_ROW = 3 * (1 + ENERGY_BUCKETS)
+"""Error feedback indices per step after the first: for each channel, the index of its weight in
+:data:`~bbcodec.error_feedback.BIASES`, then one in :data:`SCALE_FACTORS` for each energy bucket."""
 BUCKET_MIN_COUNT = 64
 """A bucket's factor is chosen only from at least this many sample sub-pixels (else it stays 1)."""
 COPY_ROW = CONTEXTS * MAX_NEIGHBOURS
@@ -93,12 +111,17 @@ def applies(model) -> bool:
 
 
 def rows(indices: tuple[int, ...]) -> list[tuple]:
-    """The stored indices as one (scale factors, offsets, copy weights, bucket factors) row per step; ValueError
-    if they do not make rows. Copy weights (:data:`~bbcodec.neighbour_copy.COPY_WEIGHTS`) follow
+    """The stored indices as one (scale factors, offsets, copy weights, bucket factors, error feedback) row per
+    step; ValueError if they do not make rows. Copy weights (:data:`~bbcodec.neighbour_copy.COPY_WEIGHTS`) follow
     :data:`COPY_MARK`, a row of :data:`COPY_ROW` for every step, or for every step after the first (files before
     the first step could copy: its weights None); without them, None. Bucket factors follow
     :data:`BUCKET_MARK`, a row of :data:`BUCKET_ROW` for every step (one tuple of factors a channel); without
-    them, None."""
+    them, None. Error feedback follows :data:`FEEDBACK_MARK`, a row of :data:`FEEDBACK_ROW` for every step after
+    the first (three weights, three tuples of energy factors; the first step's None); without it, None."""
+    feedback = None
+    if FEEDBACK_MARK in indices:
+        split = indices.index(FEEDBACK_MARK)
+        indices, feedback = indices[:split], indices[split + 1:]
     buckets = ()
     if BUCKET_MARK in indices:
         split = indices.index(BUCKET_MARK)
@@ -117,14 +140,34 @@ def rows(indices: tuple[int, ...]) -> list[tuple]:
         raise ValueError(f"a copy weight index out of range in {copy}")
     if buckets and (len(buckets) != BUCKET_ROW * steps or not all(0 <= i < len(SCALE_FACTORS) for i in buckets)):
         raise ValueError(f"{len(buckets)} bucket factors for {steps} steps, or one out of range")
+    if feedback is not None and (steps < 2 or len(feedback) != FEEDBACK_ROW * (steps - 1)
+                     or not all(0 <= i < len(table) for i, table in zip(feedback, _FEEDBACK_TABLES * (steps - 1)))):
+        raise ValueError(f"{len(feedback)} error feedback values for {steps} steps, or one out of range")
     weights = [tuple(COPY_WEIGHTS[i] for i in copy[start:start + COPY_ROW]) for start in range(0, len(copy), COPY_ROW)]
     weights = [None] * (steps - len(weights)) + weights
     per_channel = len(SCALE_BUCKETS) + 1
     factors = [tuple(tuple(SCALE_FACTORS[i] for i in buckets[start + c * per_channel:start + (c + 1) * per_channel])
                      for c in range(3)) for start in range(0, len(buckets), BUCKET_ROW)] or [None] * steps
+    fed_back = [None] + [_feedback_row(feedback[start:start + FEEDBACK_ROW])
+                         for start in range(0, len(feedback), FEEDBACK_ROW)] if feedback is not None else [None] * steps
     return [(tuple(SCALE_FACTORS[i] for i in laplace[start:start + 3]),
              tuple(OFFSETS[i] for i in laplace[start + 3:start + ROW]),
-             weights[start // ROW], factors[start // ROW]) for start in range(0, len(laplace), ROW)]
+             weights[start // ROW], factors[start // ROW], fed_back[start // ROW])
+            for start in range(0, len(laplace), ROW)]
+
+
+_FEEDBACK_TABLES = ((BIASES,) + (SCALE_FACTORS,) * ENERGY_BUCKETS) * 3
+"""The table of each index of a step's error feedback row."""
+_NEUTRAL_FEEDBACK = tuple(table.index(0.0 if table is BIASES else 1.0) for table in _FEEDBACK_TABLES)
+"""A step's error feedback row that changes nothing."""
+
+
+def _feedback_row(indices: tuple[int, ...]) -> tuple[tuple[float, ...], tuple[tuple[float, ...], ...]]:
+    """One step's stored error feedback as (a weight a channel, a tuple of energy factors a channel)."""
+    per_channel = 1 + ENERGY_BUCKETS
+    channels = [indices[c * per_channel:(c + 1) * per_channel] for c in range(3)]
+    return (tuple(BIASES[row[0]] for row in channels),
+            tuple(tuple(SCALE_FACTORS[i] for i in row[1:]) for row in channels))
 
 
 def sample_tiles(pixels: np.ndarray, tile: int, count: int = SAMPLE_TILES) -> list[tuple[int, int]]:
@@ -185,9 +228,62 @@ def choose(model, pixels: np.ndarray, tile: int, plane_level_sets: list | None =
     copy_gain = copy_saved * per_sample - 8 * len(copy)
     if copy_saved < COPY_MIN_SHARE * sum(nats for _, _, nats in copied):
         copy_gain = 0.0
-    if laplace_gain + max(copy_gain, 0.0) + max(bucket_gain, 0.0) <= 0:   # not worth its bytes
+    stored = laplace + (copy if copy_gain > 0 else ()) + (factors if bucket_gain > 0 else ())
+    feedback, feedback_gain = _choose_feedback(model, likelihood, batch, stored, grey, per_sample) \
+        if hasattr(likelihood, "choose_feedback") else ((), 0.0)
+    if laplace_gain + max(copy_gain, 0.0) + max(bucket_gain, 0.0) + feedback_gain <= 0:   # not worth its bytes
         return ()
-    return laplace + (copy if copy_gain > 0 else ()) + (factors if bucket_gain > 0 else ())
+    return stored + feedback
+
+
+def _choose_feedback(model, likelihood, batch: torch.Tensor, stored: tuple[int, ...], grey: int | None,
+                     per_sample: float) -> tuple[tuple[int, ...], float]:
+    """The stored error feedback (:data:`FEEDBACK_MARK` and a row a step after the first) for the sample ``batch``
+    under ``likelihood`` calibrated by ``stored``, chosen step by step in decoding order, and the bits it saves
+    beyond its bytes; ((), 0.0) where it does not pay."""
+    coded = slice(0, 3) if grey is None else slice(grey, grey + 1)
+    fed = likelihood.calibrated(rows(stored)).crop(coded, *batch.shape[-2:])
+    training = model.training
+    try:
+        with torch.no_grad():
+            model.eval()
+            chosen = fed.choose_feedback(batch[:, coded], lambda *step: _choose_feedback_step(*step, coded))
+    finally:
+        model.train(training)
+    indices = (FEEDBACK_MARK,) + tuple(i for _, row, _ in chosen for i in row)
+    gain = sum(saved for _, _, saved in chosen) * per_sample - 8 * len(indices)
+    return (indices, gain) if gain > 0 else ((), 0.0)
+
+
+def _choose_feedback_step(distribution, energy: torch.Tensor, bias: torch.Tensor | None, x: torch.Tensor,
+                          coded: slice) -> tuple[tuple | None, tuple[int, ...], float]:
+    """One step's error feedback (the row to apply, None for none; its stored indices; the nats it saves on its
+    pixels ``x``, copies included): each coded channel's weight on ``bias`` (the cheapest under the Laplace),
+    then its factor for each bucket of ``energy`` with at least :data:`BUCKET_MIN_COUNT` sample sub-pixels;
+    neutral where the step does not get cheaper."""
+    laplace = getattr(distribution, "laplace", distribution)
+    per_channel = 1 + ENERGY_BUCKETS
+    indices = list(_NEUTRAL_FEEDBACK)
+    scale = laplace.pixel_scale()
+    buckets = torch.bucketize(energy.contiguous(), torch.tensor(ENERGY_EDGES, dtype=energy.dtype))[:, 0]
+    for c, channel in enumerate(range(coded.start, coded.stop)):
+        values, centre = x[:, c], laplace.centre(c, x)
+        if bias is not None:
+            moved = centre + torch.tensor(BIASES, dtype=centre.dtype).view(-1, 1, 1, 1) * bias[:, c]
+            nats = -laplace.channel_log_prob(c, values, moved, scale[:, c]).double().flatten(1).sum(1)
+            indices[channel * per_channel] = int(nats.argmin())
+            centre = moved[int(nats.argmin())]
+        for bucket in range(ENERGY_BUCKETS):
+            where = buckets == bucket
+            if int(where.sum()) >= BUCKET_MIN_COUNT:
+                indices[channel * per_channel + 1 + bucket] = _best_factor(
+                    laplace, c, values[where], centre[where], scale[:, c][where])[0]
+    weights, factors = _feedback_row(tuple(indices))
+    applied = error_feedback.apply(distribution, energy, bias, (weights[coded], factors[coded]))
+    saved = float((applied.log_prob(x).double() - distribution.log_prob(x).double()).sum())
+    if saved <= 0:
+        return None, _NEUTRAL_FEEDBACK, 0.0
+    return (weights, factors), tuple(indices), saved
 
 
 def _choose_bucket_factors(terms: list, laplace: tuple, calibrated: list, neighbours: list, copied: list,

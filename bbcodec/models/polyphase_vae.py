@@ -66,6 +66,7 @@ from bbcodec.models.family import register
 from bbcodec.models.markov_vae import ConditionalNet, MarkovVAE, pixel_distribution, pixel_head_channels
 from bbcodec.nn import ResidualBlock, WNConv2d
 from bbcodec.nn.arithmetic import FLOAT
+from bbcodec import error_feedback
 from bbcodec.neighbour_copy import CopyOrLaplace
 from bbcodec.phases import NEAREST_NEIGHBOURS, PHASES, join_phases, nearest_neighbours, split_phases
 
@@ -172,50 +173,62 @@ class PolyphasePixels:
     the uint8 phases before it at its level stacked on the channels (None for
     the coarsest image). ``size``: the height and width the features cover
     (multiples of 2**levels). :meth:`crop` restricts the coded pixels to some
-    channels and the top-left ``height`` x ``width``.
+    channels and the top-left ``height`` x ``width``. ``feedback``: each step's
+    error feedback row (:mod:`bbcodec.error_feedback`; None for the first
+    step), or None for none.
     """
 
     def __init__(self, phase: Callable, channels: int, size: tuple[int, int], levels: int = 1,
-                 coded: slice | None = None, height: int | None = None, width: int | None = None):
+                 coded: slice | None = None, height: int | None = None, width: int | None = None,
+                 feedback: list | None = None):
         self.phase, self.channels, self.size, self.levels = phase, channels, size, levels
         self.steps = coding_steps(levels)
         self.coded = coded if coded is not None else slice(0, channels)
         self.height, self.width = height or size[0], width or size[1]
+        self.feedback = feedback
+
+    def _with(self, **changes) -> "PolyphasePixels":
+        """The same likelihood with some constructor arguments changed."""
+        fields = dict(phase=self.phase, channels=self.channels, size=self.size, levels=self.levels,
+                      coded=self.coded, height=self.height, width=self.width, feedback=self.feedback)
+        return PolyphasePixels(**{**fields, **changes})
 
     def calibrated(self, rows: list[tuple]) -> "PolyphasePixels":
         """The same likelihood with each step's distribution calibrated by its row of ``rows`` (one a step; see
         :meth:`DiscretizedLaplace.calibrated <bbcodec.distributions.DiscretizedLaplace.calibrated>`); a row whose
         copy weights are not all 0 also lets the step copy its decoded neighbours
         (:class:`~bbcodec.neighbour_copy.CopyOrLaplace`; the coarsest image, whose pixels have none decoded, its
-        own in the order of a :class:`~bbcodec.neighbour_copy.CopyPyramid`)."""
+        own in the order of a :class:`~bbcodec.neighbour_copy.CopyPyramid`); a row's error feedback (its fifth
+        entry; None for the first step) then moves and scales the step's Laplace (:mod:`bbcodec.error_feedback`)."""
         if len(rows) != len(self.steps):
             raise ValueError(f"a calibration of {len(rows)} steps for a likelihood of {len(self.steps)}")
+        if rows[0][4] is not None:
+            raise ValueError("error feedback for the coarsest image, whose pixels see no decoded pixel")
         phase, channels = self.phase, self.channels
 
         def calibrated_phase(step, earlier):
             if step == 0:
                 return phase(step, earlier).calibrated(rows[:1])
-            factors, offsets, copy, buckets = rows[step]
-            distribution = phase(step, earlier).calibrated([(factors, offsets, None, buckets)])
+            factors, offsets, copy, buckets, _ = rows[step]
+            distribution = phase(step, earlier).calibrated([(factors, offsets, None, buckets, None)])
             if copy is None or not any(copy):
                 return distribution
             return CopyOrLaplace(distribution, nearest_neighbours(earlier, self.steps[step][1], channels), copy)
 
-        return PolyphasePixels(calibrated_phase, self.channels, self.size, self.levels, self.coded, self.height,
-                               self.width)
+        feedback = [row[4] for row in rows] if any(row[4] is not None for row in rows) else None
+        return self._with(phase=calibrated_phase, feedback=feedback)
 
     def restricted(self, level_sets: tuple) -> "PolyphasePixels":
         """The same likelihood with every step coding each channel's pixels among its level set (see
         :meth:`DiscretizedLaplace.restricted <bbcodec.distributions.DiscretizedLaplace.restricted>`)."""
         phase = self.phase
-        return PolyphasePixels(lambda step, earlier: phase(step, earlier).restricted(level_sets), self.channels,
-                               self.size, self.levels, self.coded, self.height, self.width)
+        return self._with(phase=lambda step, earlier: phase(step, earlier).restricted(level_sets))
 
     def crop(self, channels: slice, height: int, width: int) -> "PolyphasePixels":
         """The same likelihood coding only ``channels`` of the top-left ``height`` x ``width`` pixels."""
         if channels.stop - channels.start not in (1, self.channels):
             raise ValueError("a polyphase likelihood codes one channel or all")
-        return PolyphasePixels(self.phase, self.channels, self.size, self.levels, channels, height, width)
+        return self._with(coded=channels, height=height, width=width)
 
     # -- helpers ---------------------------------------------------------------------
     def _full(self, x: torch.Tensor) -> torch.Tensor:
@@ -238,18 +251,64 @@ class PolyphasePixels:
             height, width = -(-height // 2), -(-width // 2)
         return -(-(height - k // 2) // 2), -(-(width - k % 2) // 2)
 
+    def _padded(self, values: torch.Tensor, level: int, channels: int) -> torch.Tensor:
+        """A step's ``values`` (B, C, rows, columns) in a phase of x^(level - 1) of ``channels`` channels, zeros
+        past them (a lone plane in every channel)."""
+        phase = values.new_zeros(len(values), channels, self.size[0] >> level, self.size[1] >> level)
+        phase[:, :, :values.shape[2], :values.shape[3]] = values
+        return phase
+
+    def _joined(self, steps: list[torch.Tensor]) -> torch.Tensor:
+        """The image of the steps' ``steps`` (one tensor each, as :meth:`_walk` gives their values), cut to the coded
+        pixels: the inverse of the split into steps."""
+        channels = steps[0].shape[1]
+        image = self._padded(steps[0], self.levels, channels)
+        for index, level in enumerate(range(self.levels, 0, -1)):   # x^(l-1) from x^(l) and phases 1-3 of level l
+            image = join_phases([image] + [self._padded(step, level, channels)
+                                           for step in steps[1 + 3 * index:4 + 3 * index]])
+        return image[:, :, :self.height, :self.width]
+
     def _step_given(self, step: int, earlier: list[torch.Tensor]):
         """Step ``step``'s distribution over all its channels and pixels, given the ``earlier`` phases (a list)."""
         return self.phase(step, torch.cat(earlier, dim=1) if earlier else None)
 
-    def _coded_step(self, step: int, earlier: list[torch.Tensor]):
-        """Step ``step``'s distribution, restricted to the coded channels and pixels."""
-        return self._step_given(step, earlier).crop(self.coded, *self._extent(*self.steps[step]))
+    def _known(self, pyramid: list[torch.Tensor], step: int) -> torch.Tensor:
+        """Step ``step``'s coded pixels of the ``pyramid`` of known pixels."""
+        level, k = self.steps[step]
+        rows, columns = self._extent(level, k)
+        return split_phases(pyramid[level - 1])[k][:, self.coded, :rows, :columns]
+
+    def _walk(self, values_of: Callable, feedback_of: Callable | None = None):
+        """Each step's distribution (restricted to the coded channels and pixels, its error feedback applied) and
+        its values, in decoding order: ``values_of(step, distribution)`` gives them (popped, drawn or known), and
+        the steps after it see them. ``feedback_of(step, distribution, energy, bias)`` gives each step's feedback
+        row (default: the stored rows)."""
+        if feedback_of is None and self.feedback is not None:
+            feedback_of = lambda step, *_: self.feedback[step]   # noqa: E731
+        phases, residuals = [], []
+        for step, (level, k) in enumerate(self.steps):
+            if k == 1 and step > 1:   # a finer level: its phase 0 is the image decoded so far
+                phases, residuals = [join_phases(phases)], [join_phases(residuals)] if residuals else []
+            extent = self._extent(level, k)
+            distribution = self._step_given(step, phases).crop(self.coded, *extent)
+            if feedback_of is not None and step > 0:
+                energy, bias = error_feedback.features(residuals, k, *extent)
+                row = feedback_of(step, distribution, energy, bias)
+                if row is not None:
+                    weights, factors = row
+                    distribution = error_feedback.apply(distribution, energy, bias,
+                                                        (weights[self.coded], factors[self.coded]))
+            values = values_of(step, distribution)
+            yield distribution, values
+            phases.append(self._padded(values, level, self.channels))
+            if feedback_of is not None:
+                residuals.append(self._padded(error_feedback.residuals(distribution, values), level,
+                                              1 + values.shape[1]))
 
     # -- training --------------------------------------------------------------------
     def terms(self, x: torch.Tensor) -> list:
         """(distribution, values) of each step for the pixels ``x``, all given the true earlier phases (teacher
-        forcing), over all channels and the padded size."""
+        forcing), over all channels and the padded size, without error feedback."""
         pyramid = self._pyramid(x)
         terms = []
         for step, (level, k) in enumerate(self.steps):
@@ -268,44 +327,41 @@ class PolyphasePixels:
     def log_prob(self, x: torch.Tensor) -> torch.Tensor:
         """Log probability (nats) of the coded pixels ``x`` per sub-pixel, all steps in one pass (teacher
         forcing); shaped like ``x``."""
-        log_probs = [distribution.log_prob(values) for distribution, values in self.terms(x)]
-        image = log_probs[0]                            # of x^(levels)
-        for level in range(self.levels):                # x^(l-1) from x^(l) and phases 1-3 of level l
-            image = join_phases([image] + log_probs[1 + 3 * level:4 + 3 * level])
-        return image[:, self.coded, :self.height, :self.width]
+        pyramid = self._pyramid(x)
+        return self._joined([distribution.log_prob(values) for distribution, values
+                             in self._walk(lambda step, _: self._known(pyramid, step))])
+
+    def choose_feedback(self, x: torch.Tensor, choose: Callable) -> list:
+        """What ``choose(distribution, energy, bias, values)`` returns for each step after the first, walked
+        over the pixels ``x`` in decoding order (teacher forcing): a step's error feedback row (three weights,
+        three tuples of factors; None: none) and anything else; each step sees the steps before it coded with
+        the rows chosen for them. The encoder's choice of rows (:mod:`bbcodec.coding.calibration`)."""
+        pyramid, chosen = self._pyramid(x), []
+
+        def feedback_of(step, distribution, energy, bias):
+            chosen.append(choose(distribution, energy, bias, self._known(pyramid, step)))
+            return chosen[-1][0]
+
+        for _ in self._walk(lambda step, _: self._known(pyramid, step), feedback_of):
+            pass
+        return chosen
 
     # -- coding ----------------------------------------------------------------------
     def push(self, ans, x: torch.Tensor) -> None:
         pyramid = self._pyramid(x)
-        for step in reversed(range(len(self.steps))):  # the decoder pops the coarsest image first
-            level, k = self.steps[step]
-            phases = split_phases(pyramid[level - 1])
-            rows, columns = self._extent(level, k)
-            self._coded_step(step, phases[:k]).push(ans, phases[k][:, self.coded, :rows, :columns])
+        steps = list(self._walk(lambda step, _: self._known(pyramid, step)))
+        for distribution, values in reversed(steps):   # the decoder pops the coarsest image first
+            distribution.push(ans, values)
 
     def pop(self, ans) -> torch.Tensor:
-        return self._in_order(lambda distribution: distribution.pop(ans))
+        return self._joined([values for _, values in self._walk(lambda _, distribution: distribution.pop(ans))])
 
     # -- sampling --------------------------------------------------------------------
     def sample(self, generator: torch.Generator | None = None) -> torch.Tensor:
         """uint8 pixels drawn step by step in decoding order, each step given the pixels drawn before it;
         shaped as :meth:`pop` decodes them (the coded channels and the top-left height x width pixels)."""
-        return self._in_order(lambda distribution: distribution.sample(generator))
-
-    def _in_order(self, draw: Callable) -> torch.Tensor:
-        """The coded pixels, each step's phase ``draw(distribution)`` (popped or sampled) in decoding order,
-        its distribution computed from the phases obtained before it."""
-        phases = []
-        for step, (level, k) in enumerate(self.steps):
-            if k == 1 and step > 1:   # a finer level: its phase 0 is the image decoded so far
-                phases = [join_phases(phases)]
-            values = draw(self._coded_step(step, phases))
-            rows, columns = self._extent(level, k)
-            phase = values.new_zeros(len(values), self.channels, self.size[0] >> level, self.size[1] >> level)
-            phase[:, :, :rows, :columns] = values
-            phases.append(phase)
-        planes = self.coded.stop - self.coded.start
-        return join_phases(phases)[:, :planes, :self.height, :self.width]
+        drawn = self._walk(lambda _, distribution: distribution.sample(generator))
+        return self._joined([values for _, values in drawn])
 
 
 class PolyphaseHead(nn.ModuleList):

@@ -53,7 +53,12 @@ checksum (its image checksum covers the pixels), and
 * ``bucketed.bbc``: a 128x192 crop of ``data/chelsea.png`` in 32-pixel tiles,
   whose calibration also scales the Laplace's scales bucket by bucket
   (:data:`~bbcodec.coding.calibration.BUCKET_MARK` and factors in
-  ``pixel_calibration``; since the same session).
+  ``pixel_calibration``; since the same session);
+* ``fed-back.bbc``: a 128x128 crop of ``data/chelsea.png`` whose calibration
+  also moves and scales each step's Laplace by its decoded neighbours'
+  residuals (error feedback, :mod:`bbcodec.error_feedback`;
+  :data:`~bbcodec.coding.calibration.FEEDBACK_MARK` and rows in
+  ``pixel_calibration``; since 2026-12-07's eighth session).
 
 The script writes only the files that do not exist yet and never replaces one:
 a failing test means that a change broke the decoding of existing files; fix
@@ -140,6 +145,10 @@ def bucketed(header: dict) -> bool:
     return calibration.BUCKET_MARK in header.get("pixel_calibration", ())
 
 
+def fed_back(header: dict) -> bool:
+    return calibration.FEEDBACK_MARK in header.get("pixel_calibration", ())
+
+
 def copied(header: dict) -> bool:
     return calibration.COPY_MARK in header.get("pixel_calibration", ())
 
@@ -168,6 +177,7 @@ CASES = {  # name -> (what compress is given, the method its .bbc must have, the
                        has_level_sets),
     "bucketed.bbc": (imageio.Image(chelsea(128, 192), "RGB", format="PNG"), "bits-back", MODEL,
                      CoderSettings(arithmetic="exact", tile=32), bucketed),
+    "fed-back.bbc": (imageio.Image(chelsea(128, 128), "RGB", format="PNG"), "bits-back", MODEL, EXACT, fed_back),
 }
 
 
