@@ -36,7 +36,6 @@ from __future__ import annotations
 
 import torch
 
-from bbcodec.neighbour_copy import CopyOrLaplace
 from bbcodec.phases import NEAREST_NEIGHBOURS, neighbours
 
 ENERGY_EDGES = (0.375, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0)
@@ -87,7 +86,7 @@ def apply(distribution, energy: torch.Tensor, bias: torch.Tensor | None, row: tu
     channel = torch.arange(len(factors), device=device).view(1, -1, 1, 1)
     shift = None if bias is None else bias * torch.tensor(weights, dtype=bias.dtype, device=device).view(1, -1, 1, 1)
     moved = laplace.moved(shift, table[channel, bucket])
-    return CopyOrLaplace(moved, distribution.neighbours, distribution.weights) if distribution is not laplace else moved
+    return distribution.escaping_to(moved) if distribution is not laplace else moved
 
 
 def _mean(tensors: list[torch.Tensor]) -> torch.Tensor:

@@ -97,6 +97,14 @@ class CopyOrLaplace:
         """:func:`distinct_neighbours` of every channel's neighbours, sorted once when first needed."""
         return distinct_neighbours(self.neighbours)
 
+    def escaping_to(self, laplace) -> "CopyOrLaplace":
+        """The same copies with their escapes coded by another ``laplace`` (the distinct neighbour values shared,
+        sorted once)."""
+        other = CopyOrLaplace(laplace, self.neighbours, self.weights)
+        if "distinct" in self.__dict__:
+            other.__dict__["distinct"] = self.distinct   # functools.cached_property's own slot
+        return other
+
     def crop(self, channels: slice, height: int, width: int) -> "CopyOrLaplace":
         return CopyOrLaplace(self.laplace.crop(channels, height, width),
                              self.neighbours[:, :, channels, :height, :width], self.weights)

@@ -269,10 +269,11 @@ def _choose_feedback_step(distribution, energy: torch.Tensor, bias: torch.Tensor
     for c, channel in enumerate(range(coded.start, coded.stop)):
         values, centre = x[:, c], laplace.centre(c, x)
         if bias is not None:
-            moved = centre + torch.tensor(BIASES, dtype=centre.dtype).view(-1, 1, 1, 1) * bias[:, c]
-            nats = -laplace.channel_log_prob(c, values, moved, scale[:, c]).double().flatten(1).sum(1)
-            indices[channel * per_channel] = int(nats.argmin())
-            centre = moved[int(nats.argmin())]
+            coarse = _best_offset(laplace, c, values, centre, bias[:, c], scale[:, c], BIASES.index(0.25), BIASES,
+                                  spacing=5)   # the cost is convex in the weight: every fifth first, then near it
+            weight = _best_offset(laplace, c, values, centre, bias[:, c], scale[:, c], coarse, BIASES)
+            indices[channel * per_channel] = weight
+            centre = centre + BIASES[weight] * bias[:, c]
         for bucket in range(ENERGY_BUCKETS):
             where = buckets == bucket
             if int(where.sum()) >= BUCKET_MIN_COUNT:
@@ -409,28 +410,30 @@ def _best_factor(distribution, channel: int, values, centre, scale) -> tuple[int
     return candidates[int(nats.argmin())], float(nats.min())
 
 
-def _near(start: int, size: int) -> list[int]:
-    """The indices within SEARCH of ``start`` in a table of ``size``."""
-    return list(range(max(start - SEARCH, 0), min(start + SEARCH + 1, size)))
+def _near(start: int, size: int, spacing: int = 1) -> list[int]:
+    """The indices within SEARCH steps of ``spacing`` of ``start`` in a table of ``size``."""
+    return [i for i in range(start - SEARCH * spacing, start + SEARCH * spacing + 1, spacing) if 0 <= i < size]
 
 
-def _least_squares(target: torch.Tensor, predictors: list[torch.Tensor]) -> list[int]:
-    """The indices in :data:`OFFSETS` nearest the least-squares weights of ``predictors`` for ``target`` (a start
-    for the search under the Laplace cost; 0 where the system is singular)."""
+def _least_squares(target: torch.Tensor, predictors: list[torch.Tensor], table: tuple = OFFSETS) -> list[int]:
+    """The indices in ``table`` (evenly spaced weights) nearest the least-squares weights of ``predictors`` for
+    ``target`` (a start for the search under the Laplace cost; the weight 0 where the system is singular)."""
     design = torch.stack([p.flatten().double() for p in predictors], dim=1)
     gram = design.T @ design
     if torch.linalg.matrix_rank(gram) < len(predictors):
-        return [OFFSETS.index(0.0)] * len(predictors)
+        return [table.index(0.0)] * len(predictors)
     weights = torch.linalg.solve(gram, design.T @ target.flatten().double())
-    step = OFFSETS[1] - OFFSETS[0]
-    return [min(max(round((float(w) - OFFSETS[0]) / step), 0), len(OFFSETS) - 1) for w in weights]
+    step = table[1] - table[0]
+    return [min(max(round((float(w) - table[0]) / step), 0), len(table) - 1) for w in weights]
 
 
-def _best_offset(distribution, channel: int, values, centre, residual, scale, start: int) -> int:
-    """The index of the offset in :data:`OFFSETS`, among those within SEARCH of ``start``, whose
-    ``centre + offset * residual`` codes ``channel``'s ``values`` cheapest under ``distribution``."""
-    candidates = _near(start, len(OFFSETS))
-    offsets = torch.tensor([OFFSETS[i] for i in candidates], dtype=centre.dtype, device=centre.device)
+def _best_offset(distribution, channel: int, values, centre, residual, scale, start: int,
+                 table: tuple = OFFSETS, spacing: int = 1) -> int:
+    """The index of the weight in ``table``, among those within SEARCH of ``start`` (every ``spacing``-th one and
+    SEARCH * ``spacing`` away at most), whose ``centre + weight * residual`` codes ``channel``'s ``values``
+    cheapest under ``distribution``."""
+    candidates = _near(start, len(table), spacing)
+    offsets = torch.tensor([table[i] for i in candidates], dtype=centre.dtype, device=centre.device)
     shifted = centre + offsets.view(-1, *([1] * centre.dim())) * residual
     nats = -distribution.channel_log_prob(channel, values, shifted, scale).double().flatten(1).sum(1)
     return candidates[int(nats.argmin())]

@@ -47,7 +47,11 @@ from the pixels decoded so far, exactly as the encoder computed them. Pixels
 outside the coded tile (the padding up to a multiple of the stride) are zero
 wherever a context network sees them, on both sides. A lone (grey, alpha)
 plane enters the context networks as three equal channels, as the posterior
-sees it, and only the model's ``grey_channel`` is coded.
+sees it, and only the model's ``grey_channel`` is coded. Where the file's
+calibration has error feedback, each step's Laplace is also moved and scaled
+by the residuals of the pixels decoded before it (:mod:`bbcodec.error_feedback`),
+which coding, decoding, sampling and scoring all compute in one walk over the
+steps (:meth:`PolyphasePixels._walk`).
 :meth:`PolyphasePixels.sample` draws the steps in the same order as pop decodes them.
 """
 from __future__ import annotations
