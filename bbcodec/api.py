@@ -30,6 +30,7 @@ from bbcodec.coding.chain import EncodedChain, leading_batches
 from bbcodec.coding.image import CoderSettings, decode_image, encode_image
 from bbcodec.errors import CorruptDataError, UnsupportedImageError
 from bbcodec.portability import decode_hint, float_platform
+from bbcodec.tiling import TileLayout
 
 PIXEL_METADATA = {"transparency"}
 SINGLE_BATCH_SHARE = 0.02
@@ -77,8 +78,7 @@ def compress(source, *, model: str = zoo.DEFAULT_MODEL, settings: CoderSettings 
     (an image with level sets is coded twice, its calibration chosen with and without them: :func:`_fitted`).
 
     ``model`` is a model name, file or hash (:func:`bbcodec.zoo.load`);
-    ``progress(tiles)`` is called as tiles are coded
-    (``settings.layout(height, width, channels).tile_count`` gives the total).
+    ``progress(tiles)`` is called as tiles are coded (:func:`coding_layout`'s ``tile_count`` gives the total).
     ``stats``, if given, is filled with the file's ``method`` and the coder's accounting, in bits:
     ``payload_bits`` (what a bits-back or stored file stores), ``net_bits`` (the stack's growth,
     what bits-back promises) and ``initial_bits`` (the seed bits the first pops consumed), all for
@@ -99,6 +99,12 @@ def compress(source, *, model: str = zoo.DEFAULT_MODEL, settings: CoderSettings 
     if stats is not None:
         stats.update(coded, method=info(chosen)["method"])
     return chosen
+
+
+def coding_layout(image: imageio.Image, *, model: str = zoo.DEFAULT_MODEL,
+                  settings: CoderSettings = CoderSettings()) -> TileLayout:
+    """How :func:`compress` tiles ``image`` with ``model`` and ``settings`` (an ``auto`` tile: the model's)."""
+    return settings.resolve(zoo.load(model)[0]).layout(image.height, image.width, image.channels)
 
 
 def _image_header(image: imageio.Image, **fields) -> Header:

@@ -21,12 +21,15 @@ def main() -> None:
     parser.add_argument("--image", default="../shared/data/photos/041.png")
     parser.add_argument("--crop", default="256x384", help="HEIGHTxWIDTH from the top left")
     parser.add_argument("-m", "--model", default="default")
+    parser.add_argument("--calibrated", action="store_true",
+                        help="code with the image's calibration (chosen before the clock starts), as compress does")
     args = parser.parse_args()
     sys.path.insert(0, args.checkout)
     import numpy as np
     import torch
 
     from bbcodec import imageio, zoo
+    from bbcodec.coding import calibration
     from bbcodec.coding.image import CoderSettings, decode_image, encode_image
 
     torch.set_num_threads(1)
@@ -35,6 +38,8 @@ def main() -> None:
     model, digest = zoo.load(args.model)
     settings = CoderSettings(arithmetic="exact")
     encode_image(model, pixels[:64, :64], settings)
+    if args.calibrated:
+        settings = CoderSettings(arithmetic="exact", calibration=calibration.choose(model, pixels, settings.tile))
     start = time.process_time()
     encoded = encode_image(model, pixels, settings)
     encode_seconds = time.process_time() - start

@@ -26,7 +26,8 @@ from bbcodec.coding.image import CoderSettings
 from bbcodec.errors import BBCodecError
 from bbcodec.training.data import IMAGE_SUFFIXES, load_mnist_images, read_npz
 from bbcodec_cli.codec import DEVICES, image_file_name, threads_option
-from bbcodec_cli.common import CLIError, error_message, fail_cleanly, resolve_device_option, resolve_model_option
+from bbcodec_cli.common import (CLIError, error_message, fail_cleanly, resolve_device_option, resolve_model_option,
+                                tile_option)
 from bbcodec_cli.each import bars_wanted
 from bbcodec_cli.files import atomic_write, new_file, same_file
 from bbcodec_cli.parallel import cores_for, set_torch_threads
@@ -82,7 +83,7 @@ def _array_members(path: Path, npz_key: str | None):
 @click.option("--chunk", type=click.IntRange(1, archive.MAX_CHUNK_SUBPIXELS), default=archive.DEFAULT_CHUNK_SUBPIXELS,
               show_default=True, help="sub-pixels per chunk: larger costs fewer initial bits, smaller makes "
                                       "extracting one image faster")
-@click.option("--tile", type=click.IntRange(8, 1024), default=CoderSettings.tile, show_default=True)
+@tile_option
 @click.option("--npz-key", default=None, help="the array of an .npz input (default: test_x, or its only array)")
 @click.option("-f", "--force", is_flag=True, help="overwrite an existing archive")
 @click.option("-q", "--quiet", is_flag=True, help="no progress bar and no summary line")

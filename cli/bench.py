@@ -18,7 +18,7 @@ from bbcodec.archive import DEFAULT_CHUNK_SUBPIXELS, MAX_CHUNK_SUBPIXELS
 from bbcodec.coding.bitsback import CODERS
 from bbcodec.coding.image import ARITHMETIC, CoderSettings
 from bbcodec_cli import parallel
-from bbcodec_cli.common import DEVICES, CLIError, fail_cleanly, resolve_device_option, resolve_model_option
+from bbcodec_cli.common import DEVICES, CLIError, fail_cleanly, resolve_device_option, resolve_model_option, tile_option
 
 CODEC_HELP = ("classical codecs, comma-separated, from: " + ", ".join(benchmark.ALL_KEYS)
               + "; or 'default' (all but avif), 'all', 'none'")
@@ -39,7 +39,7 @@ CODEC_HELP = ("classical codecs, comma-separated, from: " + ", ".join(benchmark.
 @click.option("--npz-key", help="array in .npz files [default: test_x, or the only one]")
 @click.option("--coder", type=click.Choice(["auto", *sorted(CODERS)]), default="auto", show_default=True,
               help="bits-back order (auto: the model's own, bitswap for a Markov chain, topdown for a top-down VAE)")
-@click.option("--tile", type=click.IntRange(8, 1024), default=CoderSettings().tile, show_default=True)
+@tile_option
 @click.option("--arithmetic", type=click.Choice(["auto", *ARITHMETIC]), default="auto", show_default=True,
               help="how the network computes the coder's probabilities (as for compress)")
 @click.option("--calibrate/--no-calibrate", default=True, show_default=True,

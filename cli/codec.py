@@ -38,7 +38,8 @@ from bbcodec.coding.bitsback import CODERS
 from bbcodec.coding.image import ARITHMETIC, CoderSettings
 from bbcodec.errors import BBCodecError
 from bbcodec.portability import float_platform
-from bbcodec_cli.common import DEVICES, CLIError, error_message, resolve_device_option, resolve_model_option, shown_name
+from bbcodec_cli.common import (DEVICES, CLIError, error_message, resolve_device_option, resolve_model_option, shown_name,
+                                tile_option)
 from bbcodec_cli import parallel
 from bbcodec_cli.each import ERR, OUT, VERBOSE, bars_wanted, expand, job, refuse_folder, run_each
 from bbcodec_cli.files import (STDIO, SUFFIX, check_stdout, check_target, input_stat, read_input, verify_written,
@@ -156,7 +157,7 @@ no_limits_option = click.option("--no-limits", is_flag=True,
 @click.option("-m", "--model", default=None, help="model name, .safetensors file or hash (default: the shipped model)")
 @click.option("--coder", type=click.Choice(["auto", *sorted(CODERS)]), default="auto", show_default=True,
               help="bits-back order (auto: the model's own, bitswap for a Markov chain, topdown for a top-down VAE)")
-@click.option("--tile", type=click.IntRange(8, 1024), default=CoderSettings.tile, show_default=True)
+@tile_option
 @click.option("--arithmetic", type=click.Choice(["auto", *ARITHMETIC]), default="auto", show_default=True,
               help="exact (auto): integer networks, the file decodes on any machine; float: faster, but the "
                    "file decodes only on the same kind of machine (CPU, kernels, torch version)")
@@ -221,8 +222,8 @@ def compress_action(output, to_stdout, force, remove, device, model, coder, tile
                     calibrate, verify, bars):
     """The per-file action of compress (see :mod:`bbcodec_cli.each`)."""
     # Batches as large as the decoder's work limit allows (only very large tiles need smaller ones).
-    settings = CoderSettings(coder=coder, tile=tile, max_batch=container.batch_limit(tile, CoderSettings.max_batch),
-                             arithmetic=arithmetic)
+    max_batch = CoderSettings.max_batch if tile == "auto" else container.batch_limit(tile, CoderSettings.max_batch)
+    settings = CoderSettings(coder=coder, tile=tile, max_batch=max_batch, arithmetic=arithmetic)
     tiles = _TileBar(bars is not None, nested=bars == "nested")
 
     @_timed
@@ -234,7 +235,7 @@ def compress_action(output, to_stdout, force, remove, device, model, coder, tile
         like = input_stat(name)
         raw = read_input(name)
         image = imageio.read_image(raw)
-        layout = settings.layout(image.height, image.width, image.channels)
+        layout = api.coding_layout(image, model=model, settings=settings)
         problem = container.work_limit_problem(layout)
         if problem:  # never write a file that decoders refuse by default
             raise BBCodecError(problem)

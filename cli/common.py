@@ -263,3 +263,27 @@ def resolve_model_option(spec: str | None, required: bool) -> str | None:
     except BBCodecError as error:
         raise CLIError(error_message(error)) from None
     return spec
+
+
+class TileSide(click.ParamType):
+    """A tile side in pixels, 8 to 1024, or ``auto`` (the model family's own)."""
+
+    name = "auto|8..1024"
+
+    def convert(self, value, param, ctx):
+        if value == "auto" or isinstance(value, int) and 8 <= value <= 1024:
+            return value
+        try:
+            side = int(value)
+        except (TypeError, ValueError):
+            side = None
+        if side is None or not 8 <= side <= 1024:
+            self.fail(f"{value!r} is not auto or a side from 8 to 1024", param, ctx)
+        return side
+
+
+def tile_option(command):
+    """The ``--tile`` option of the commands that code images."""
+    return click.option("--tile", type=TileSide(), default="auto", show_default=True,
+                        help="side of the square tiles images are coded in (auto: the model's own, 128 for the "
+                             "polyphase default)")(command)

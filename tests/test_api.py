@@ -155,6 +155,18 @@ def test_bits_back_is_exact_for_every_plane_layout(model_file, mode, shape):
     assert_same_image(bbcodec.decompress(data, model=str(model_file)), image)
 
 
+def test_an_auto_tile_is_the_model_family_s_own(tiny_model, coupled_polyphase, coupled_polyphase_file):
+    assert CoderSettings().resolve(tiny_model).tile == 64 and CoderSettings().resolve(coupled_polyphase).tile == 128
+    assert CoderSettings(tile=32).resolve(coupled_polyphase).tile == 32
+    with pytest.raises(ValueError, match="resolve the tile"):
+        CoderSettings().layout(64, 64, 3)
+    with pytest.raises(ValueError, match="tile must be"):
+        CoderSettings(tile=4)
+    values = np.random.default_rng(0).integers(0, 16, (20, 20, 3)).astype(np.uint8) * 16 + 8   # 16 levels
+    image = imageio.Image(values, "RGB")
+    assert bbcodec.info(bbcodec.compress(image, model=str(coupled_polyphase_file)))["coder"]["tile"] == 128
+
+
 @pytest.mark.parametrize("settings", [CoderSettings(coder="bbans", tile=8, start="no-bits-back"),
                                       CoderSettings(tile=16, max_batch=2, start="bits-back"),
                                       CoderSettings(tile=24, max_batch=1)], ids=str)

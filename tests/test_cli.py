@@ -343,6 +343,7 @@ def test_output_suffix_chooses_a_lossless_format_or_is_refused(model_file):
     (["decompress", "--bogus", "a.bbc"], "No such option"),
     (["compress", "--device", "tpu", "a.png"], "Invalid value"),
     (["compress", "--tile", "4", "a.png"], "Invalid value"),
+    (["compress", "--tile", "big", "a.png"], "not auto or a side"),
     (["info", "-", "-"], "only once"),
 ], ids=lambda v: " ".join(v) if isinstance(v, list) else None)
 def test_usage_errors_exit_2_and_touch_nothing(args, fragment):

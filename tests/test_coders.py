@@ -178,7 +178,7 @@ def test_small_images_on_one_chain_start_with_several_batches_without_bits_back(
     pops, so ``start="auto"`` codes several first digits without bits back; the chain is smaller than with
     none or one, and decodes."""
     net = zoo.load("mnist")[0]
-    settings = CoderSettings(coder="bitswap", arithmetic="exact")
+    settings = CoderSettings(coder="bitswap", arithmetic="exact").resolve(net)
     model = coding_model(net, settings.arithmetic)
     digits = drawn_digits(10)
     steps = chain_steps(model, [d.shape for d in digits], settings, grows_batches=False)

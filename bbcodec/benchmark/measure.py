@@ -68,9 +68,9 @@ def image_nelbo_bits(model, pixels: np.ndarray, settings: CoderSettings = CoderS
     say (a file's own).
 
     This is the trained (float) model's bound, whatever arithmetic the coder uses."""
-    coder = settings.resolve(model).coder
+    settings = settings.resolve(model)
     rows, sets = settings.calibration_rows(model), settings.plane_level_sets(model, pixels.shape[2])
-    nats = sum(coded_cost(view, cut_batch(pixels, group, batch, model.device), coder).nats
+    nats = sum(coded_cost(view, cut_batch(pixels, group, batch, model.device), settings.coder).nats
                for view, group, batch in tile_views(model, settings.layout(*pixels.shape), rows, sets))
     return nats / math.log(2.0)
 
@@ -198,8 +198,10 @@ def measure_archive(spec: str, images: list[np.ndarray], chunk_subpixels: int, d
     that came back different). The size is the whole archive's, header, entries and checksums included.
     """
     settings = replace(settings, arithmetic="exact")  # archives are always exact
-    result = ArchiveResult(f"bbcodec {model_label(spec)}", zoo.load(spec)[1],
-                           f"{settings.coder}, tile {settings.tile}, {settings.arithmetic}", chunk_subpixels)
+    net, digest = zoo.load(spec)
+    resolved = settings.resolve(net)
+    result = ArchiveResult(f"bbcodec {model_label(spec)}", digest,
+                           f"{resolved.coder}, tile {resolved.tile}, {resolved.arithmetic}", chunk_subpixels)
     members = [Member(f"{number:05d}", _image(pixels)) for number, pixels in enumerate(images)]
     buffer = io.BytesIO()
     try:

@@ -22,6 +22,7 @@ import torch
 from bbcodec.coding import calibration, level_sets as level_sets_
 from bbcodec.coding.bitsback import CODERS
 from bbcodec.coding.chain import STARTS, EncodedChain, decode_steps, encode_steps, is_start
+from bbcodec.container import batch_limit
 from bbcodec.errors import BBCodecError, CorruptDataError
 from bbcodec.tiling import TileLayout
 
@@ -52,6 +53,10 @@ class CoderSettings:
     model's family codes with (its ``coders``), or ``"auto"``: the family's
     first. Files store the resolved name.
 
+    ``tile`` is the side of the square tiles the image is coded in (8 to
+    1024 pixels), or ``"auto"``: the family's ``default_tile``. Files store
+    the resolved side.
+
     ``calibration``: the per-image calibration of the pixel likelihood
     (:mod:`bbcodec.coding.calibration`: a row of scale-factor and offset
     indices per coding step, flattened); () for none. The header stores it in
@@ -64,7 +69,7 @@ class CoderSettings:
     """
 
     coder: str = "auto"
-    tile: int = 64
+    tile: int | str = "auto"
     max_batch: int = 16
     arithmetic: str = "auto"
     start: str = "auto"
@@ -74,8 +79,8 @@ class CoderSettings:
     def __post_init__(self):
         if self.coder not in CODERS and self.coder != "auto":
             raise ValueError(f"unknown coder {self.coder!r} (one of {', '.join(CODERS)}, auto)")
-        if not (8 <= self.tile <= 1024 and 1 <= self.max_batch <= 256):
-            raise ValueError(f"tile must be 8..1024 and max_batch 1..256, got {self.tile}, {self.max_batch}")
+        if not ((self.tile == "auto" or 8 <= self.tile <= 1024) and 1 <= self.max_batch <= 256):
+            raise ValueError(f"tile must be 8..1024 or auto and max_batch 1..256, got {self.tile}, {self.max_batch}")
         if self.arithmetic not in ARITHMETIC + ("auto",):
             raise ValueError(f"unknown arithmetic {self.arithmetic!r} (one of {', '.join(ARITHMETIC)}, auto)")
         if not (is_start(self.start) or self.start == "auto"):
@@ -85,10 +90,16 @@ class CoderSettings:
 
     def resolve(self, model) -> "CoderSettings":
         """These settings decided for ``model``: ``auto`` arithmetic is exact (every model supports it), an
-        ``auto`` coder the first of the model's family; a BBCodecError if the family cannot use the coder."""
+        ``auto`` coder the first of the model's family, an ``auto`` tile the family's ``default_tile`` (in
+        batches within the decoder's work limit); a BBCodecError if the family cannot use the coder."""
         coder = model.coders[0] if self.coder == "auto" and model.coders else self.coder
         check_coder(model, coder)
-        return replace(self, coder=coder, arithmetic="exact" if self.arithmetic == "auto" else self.arithmetic)
+        tile, max_batch = self.tile, self.max_batch
+        if tile == "auto":
+            tile = model.default_tile
+            max_batch = batch_limit(tile, max_batch)
+        return replace(self, coder=coder, arithmetic="exact" if self.arithmetic == "auto" else self.arithmetic,
+                       tile=tile, max_batch=max_batch)
 
     def to_dict(self) -> dict:
         """The settings as the header's ``coder`` object (without ``calibration`` and ``level_sets``)."""
@@ -121,7 +132,9 @@ class CoderSettings:
             raise CorruptDataError(f"corrupt .bbc header (level sets: {error})") from None
 
     def layout(self, height: int, width: int, channels: int) -> TileLayout:
-        """How an image of this size is tiled and batched with these settings."""
+        """How an image of this size is tiled and batched with these settings (resolved: :meth:`resolve`)."""
+        if self.tile == "auto":
+            raise ValueError("resolve the tile before coding (CoderSettings.resolve)")
         return TileLayout(height, width, channels, self.tile, self.max_batch)
 
 

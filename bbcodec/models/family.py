@@ -81,6 +81,9 @@ class CodecModel(nn.Module):
     Markov chain of latents takes Bit-Swap or BB-ANS."""
     without_coders: ClassVar[str] = "codes no files"
     """What a family without ``coders`` does instead, for the one-line refusal to code a file with it."""
+    default_tile: ClassVar[int] = 64
+    """The tile side (pixels) its images are coded in unless a user says otherwise
+    (:class:`~bbcodec.coding.image.CoderSettings`, ``tile="auto"``)."""
 
     def __init__(self, config):
         super().__init__()
