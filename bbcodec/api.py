@@ -125,6 +125,7 @@ def _coded_file(image: imageio.Image, model: str, settings: CoderSettings, strip
     net = net.to(device)
     pixels = image.pixels
     settings = settings.resolve(net)
+    settings = replace(settings, tile=_covering_tile(settings.tile, image.height, image.width))
     problem = container.work_limit_problem(settings.layout(image.height, image.width, image.channels))
     if problem:  # never write a file that the decoder's default limits would refuse
         raise UnsupportedImageError(problem)
@@ -155,6 +156,16 @@ def _coded_file(image: imageio.Image, model: str, settings: CoderSettings, strip
     accounting = {"payload_bits": encoded.stored_bits, "net_bits": encoded.net_bits,
                   "initial_bits": encoded.initial_bits}
     return chosen, accounting
+
+
+def _covering_tile(tile: int, height: int, width: int) -> int:
+    """``tile``, or where it covers the whole image, the smallest power of two from 64 up that does: the same one
+    tile (and no whole-tile sample for a calibration below 64 pixels, as with 64), a header byte less for
+    images up to 64 pixels."""
+    side = 64
+    while side < max(height, width):
+        side *= 2
+    return min(tile, side) if tile >= max(height, width) else tile
 
 
 def _fitted(net, pixels: np.ndarray, settings: CoderSettings) -> list[CoderSettings]:

@@ -162,9 +162,10 @@ def test_an_auto_tile_is_the_model_family_s_own(tiny_model, coupled_polyphase, c
         CoderSettings().layout(64, 64, 3)
     with pytest.raises(ValueError, match="tile must be"):
         CoderSettings(tile=4)
-    values = np.random.default_rng(0).integers(0, 16, (20, 20, 3)).astype(np.uint8) * 16 + 8   # 16 levels
-    image = imageio.Image(values, "RGB")
-    assert bbcodec.info(bbcodec.compress(image, model=str(coupled_polyphase_file)))["coder"]["tile"] == 128
+    values = np.random.default_rng(0).integers(0, 16, (72, 40, 3)).astype(np.uint8) * 16 + 8   # 16 levels
+    for height, tile in ((72, 128), (20, 64)):   # a tile that covers the image is written as a short one
+        data = bbcodec.compress(imageio.Image(values[:height].copy(), "RGB"), model=str(coupled_polyphase_file))
+        assert bbcodec.info(data)["coder"]["tile"] == tile
 
 
 @pytest.mark.parametrize("settings", [CoderSettings(coder="bbans", tile=8, start="no-bits-back"),
