@@ -38,8 +38,8 @@ from bbcodec.coding.bitsback import CODERS
 from bbcodec.coding.image import ARITHMETIC, CoderSettings
 from bbcodec.errors import BBCodecError
 from bbcodec.portability import float_platform
-from bbcodec_cli.common import (DEVICES, CLIError, error_message, resolve_device_option, resolve_model_option, shown_name,
-                                tile_option)
+from bbcodec_cli.common import (DEVICES, CLIError, error_message, resolve_device_option, resolve_model_option,
+                                shown_name, tile_option)
 from bbcodec_cli import parallel
 from bbcodec_cli.each import ERR, OUT, VERBOSE, bars_wanted, expand, job, refuse_folder, run_each
 from bbcodec_cli.files import (STDIO, SUFFIX, check_stdout, check_target, input_stat, read_input, verify_written,

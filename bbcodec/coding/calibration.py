@@ -290,8 +290,8 @@ def _choose_feedback_step(distribution, energy: torch.Tensor, bias: torch.Tensor
 def _choose_bucket_factors(terms: list, laplace: tuple, calibrated: list, neighbours: list, copied: list,
                            grey: int | None, per_sample: float) -> tuple[tuple[int, ...], float, list]:
     """The stored bucket factors (:data:`BUCKET_MARK` and a row a step) for the steps' ``terms`` calibrated by
-    ``laplace`` (``calibrated``: the terms so calibrated), the bits they save beyond their bytes, and the copy weights chosen with them (``copied``, those
-    chosen without them, where they do not pay). Fitted on every sub-pixel, bucket factors can mislead the
+    ``laplace`` (``calibrated``: the terms so calibrated), the bits they save beyond their bytes, and the copy
+    weights chosen with them (``copied``, those chosen without them, where they do not pay). Fitted on every sub-pixel, bucket factors can mislead the
     escapes that copies leave to the Laplace (Waterloo's frymire.png and horiz.png: files 4 % and 27 % larger),
     so they are kept where the sample's cost with copies, chosen against each Laplace, says they pay."""
     bucketed = [_choose_buckets(distribution, values, grey) for distribution, values in calibrated]
@@ -415,16 +415,16 @@ def _near(start: int, size: int, spacing: int = 1) -> list[int]:
     return [i for i in range(start - SEARCH * spacing, start + SEARCH * spacing + 1, spacing) if 0 <= i < size]
 
 
-def _least_squares(target: torch.Tensor, predictors: list[torch.Tensor], table: tuple = OFFSETS) -> list[int]:
-    """The indices in ``table`` (evenly spaced weights) nearest the least-squares weights of ``predictors`` for
-    ``target`` (a start for the search under the Laplace cost; the weight 0 where the system is singular)."""
+def _least_squares(target: torch.Tensor, predictors: list[torch.Tensor]) -> list[int]:
+    """The indices in :data:`OFFSETS` nearest the least-squares weights of ``predictors`` for ``target`` (a start
+    for the search under the Laplace cost; 0 where the system is singular)."""
     design = torch.stack([p.flatten().double() for p in predictors], dim=1)
     gram = design.T @ design
     if torch.linalg.matrix_rank(gram) < len(predictors):
-        return [table.index(0.0)] * len(predictors)
+        return [OFFSETS.index(0.0)] * len(predictors)
     weights = torch.linalg.solve(gram, design.T @ target.flatten().double())
-    step = table[1] - table[0]
-    return [min(max(round((float(w) - table[0]) / step), 0), len(table) - 1) for w in weights]
+    step = OFFSETS[1] - OFFSETS[0]
+    return [min(max(round((float(w) - OFFSETS[0]) / step), 0), len(OFFSETS) - 1) for w in weights]
 
 
 def _best_offset(distribution, channel: int, values, centre, residual, scale, start: int,

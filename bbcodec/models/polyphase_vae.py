@@ -64,13 +64,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from bbcodec import error_feedback
 from bbcodec.errors import BBCodecError, shorten
 from bbcodec.models.config import VAEConfig, check_integers
 from bbcodec.models.family import register
 from bbcodec.models.markov_vae import ConditionalNet, MarkovVAE, pixel_distribution, pixel_head_channels
 from bbcodec.nn import ResidualBlock, WNConv2d
 from bbcodec.nn.arithmetic import FLOAT
-from bbcodec import error_feedback
 from bbcodec.neighbour_copy import CopyOrLaplace
 from bbcodec.phases import NEAREST_NEIGHBOURS, PHASES, join_phases, nearest_neighbours, split_phases
 
