@@ -222,6 +222,18 @@ class PolyphasePixels:
         feedback = [row[4] for row in rows] if any(row[4] is not None for row in rows) else None
         return self._with(phase=calibrated_phase, feedback=feedback)
 
+    def remembering(self) -> "PolyphasePixels":
+        """The same likelihood remembering each step's distribution the first time it is computed: for several
+        teacher-forced passes over the same pixels (the encoder's choice of a calibration), never for coding."""
+        phase, remembered = self.phase, {}
+
+        def remembered_phase(step, earlier):
+            if step not in remembered:
+                remembered[step] = phase(step, earlier)
+            return remembered[step]
+
+        return self._with(phase=remembered_phase)
+
     def restricted(self, level_sets: tuple) -> "PolyphasePixels":
         """The same likelihood with every step coding each channel's pixels among its level set (see
         :meth:`DiscretizedLaplace.restricted <bbcodec.distributions.DiscretizedLaplace.restricted>`)."""
