@@ -160,8 +160,9 @@ def test_an_auto_tile_is_the_model_family_s_own(tiny_model, coupled_polyphase, c
     assert CoderSettings(tile=32).resolve(coupled_polyphase).tile == 32
     with pytest.raises(ValueError, match="resolve the tile"):
         CoderSettings().layout(64, 64, 3)
-    with pytest.raises(ValueError, match="tile must be"):
-        CoderSettings(tile=4)
+    for wrong in (4, "big"):
+        with pytest.raises(ValueError, match="tile must be"):
+            CoderSettings(tile=wrong)
     values = np.random.default_rng(0).integers(0, 16, (72, 40, 3)).astype(np.uint8) * 16 + 8   # 16 levels
     for height, tile in ((72, 128), (20, 64)):   # a tile that covers the image is written as a short one
         data = bbcodec.compress(imageio.Image(values[:height].copy(), "RGB"), model=str(coupled_polyphase_file))

@@ -79,7 +79,8 @@ class CoderSettings:
     def __post_init__(self):
         if self.coder not in CODERS and self.coder != "auto":
             raise ValueError(f"unknown coder {self.coder!r} (one of {', '.join(CODERS)}, auto)")
-        if not ((self.tile == "auto" or 8 <= self.tile <= 1024) and 1 <= self.max_batch <= 256):
+        side = self.tile == "auto" or isinstance(self.tile, int) and 8 <= self.tile <= 1024
+        if not (side and 1 <= self.max_batch <= 256):
             raise ValueError(f"tile must be 8..1024 or auto and max_batch 1..256, got {self.tile}, {self.max_batch}")
         if self.arithmetic not in ARITHMETIC + ("auto",):
             raise ValueError(f"unknown arithmetic {self.arithmetic!r} (one of {', '.join(ARITHMETIC)}, auto)")
