@@ -468,11 +468,13 @@ class DiscretizedLaplace:
         edges = torch.tensor(SCALE_BUCKETS, dtype=self.scale.dtype, device=self.scale.device)
         return torch.bucketize(self.pixel_scale().contiguous(), edges)
 
-    def bucket_factors(self, buckets: tuple[tuple[float, ...], ...]) -> torch.Tensor:
-        """The factor of each scale's bucket, one row of factors a channel (dyadic fractions: exact products)."""
+    def bucket_factors(self, buckets: tuple[tuple[float, ...], ...], which: torch.Tensor | None = None) -> torch.Tensor:
+        """The factor of each sub-pixel's bucket, one row of factors a channel (dyadic fractions: exact products):
+        the bucket of its scale (:meth:`scale_buckets`), or ``which`` (bucket indices that broadcast to the
+        scales: the error feedback's energy buckets)."""
         table = torch.tensor(buckets, dtype=self.scale.dtype, device=self.scale.device)   # (channels, buckets)
         channel = torch.arange(self.scale.shape[1], device=self.scale.device).view(1, -1, 1, 1)
-        return table[channel, self.scale_buckets()]
+        return table[channel, self.scale_buckets() if which is None else which]
 
     def terms(self, x: torch.Tensor) -> list[tuple["DiscretizedLaplace", torch.Tensor]]:
         """The (distribution, values) of each coding step of ``x``: here one, itself."""

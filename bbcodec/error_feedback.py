@@ -80,13 +80,15 @@ def apply(distribution, energy: torch.Tensor, bias: torch.Tensor | None, row: tu
     :data:`ENERGY_BUCKETS` factors for each of its channels)."""
     weights, factors = row
     laplace = getattr(distribution, "laplace", distribution)
-    dtype, device = laplace.scale.dtype, laplace.scale.device
-    table = torch.tensor(factors, dtype=dtype, device=device)   # (channels, buckets)
-    bucket = torch.bucketize(energy.contiguous(), torch.tensor(ENERGY_EDGES, dtype=energy.dtype, device=device))
-    channel = torch.arange(len(factors), device=device).view(1, -1, 1, 1)
+    device = laplace.scale.device
     shift = None if bias is None else bias * torch.tensor(weights, dtype=bias.dtype, device=device).view(1, -1, 1, 1)
-    moved = laplace.moved(shift, table[channel, bucket])
+    moved = laplace.moved(shift, laplace.bucket_factors(factors, energy_buckets(energy)))
     return distribution.escaping_to(moved) if distribution is not laplace else moved
+
+
+def energy_buckets(energy: torch.Tensor) -> torch.Tensor:
+    """Each sub-pixel's bucket of :data:`ENERGY_EDGES` (0 below the first edge), shaped like ``energy``."""
+    return torch.bucketize(energy.contiguous(), torch.tensor(ENERGY_EDGES, dtype=energy.dtype, device=energy.device))
 
 
 def _mean(tensors: list[torch.Tensor]) -> torch.Tensor:

@@ -65,7 +65,7 @@ import torch
 from bbcodec import error_feedback
 from bbcodec.coding.level_sets import for_model
 from bbcodec.distributions import SCALE_BUCKETS
-from bbcodec.error_feedback import BIASES, ENERGY_BUCKETS, ENERGY_EDGES
+from bbcodec.error_feedback import BIASES, ENERGY_BUCKETS
 from bbcodec.neighbour_copy import (CONTEXTS, COPY_WEIGHTS, MAX_NEIGHBOURS, CopyOrLaplace, copy_context,
                                     pyramid_copy_steps)
 
@@ -273,7 +273,7 @@ def _choose_feedback_step(distribution, energy: torch.Tensor, bias: torch.Tensor
     per_channel = 1 + ENERGY_BUCKETS
     indices = list(_NEUTRAL_FEEDBACK)
     scale = laplace.pixel_scale()
-    buckets = torch.bucketize(energy.contiguous(), torch.tensor(ENERGY_EDGES, dtype=energy.dtype))[:, 0]
+    buckets = error_feedback.energy_buckets(energy)[:, 0]
     for c, channel in enumerate(range(coded.start, coded.stop)):
         values, centre = x[:, c], laplace.centre(c, x)
         if bias is not None:
@@ -282,11 +282,8 @@ def _choose_feedback_step(distribution, energy: torch.Tensor, bias: torch.Tensor
             weight = _best_offset(laplace, c, values, centre, bias[:, c], scale[:, c], coarse, BIASES)
             indices[channel * per_channel] = weight
             centre = centre + BIASES[weight] * bias[:, c]
-        for bucket in range(ENERGY_BUCKETS):
-            where = buckets == bucket
-            if int(where.sum()) >= BUCKET_MIN_COUNT:
-                indices[channel * per_channel + 1 + bucket] = _best_factor(
-                    laplace, c, values[where], centre[where], scale[:, c][where])[0]
+        indices[channel * per_channel + 1:(channel + 1) * per_channel] = _factor_per_bucket(
+            laplace, c, values, centre, scale[:, c], buckets, ENERGY_BUCKETS)[0]
     weights, factors = _feedback_row(tuple(indices))
     applied = error_feedback.apply(distribution, energy, bias, (weights[coded], factors[coded]))
     saved = float((applied.log_prob(x).double() - distribution.log_prob(x).double()).sum())
@@ -299,9 +296,10 @@ def _choose_bucket_factors(terms: list, laplace: tuple, calibrated: list, neighb
                            grey: int | None, per_sample: float) -> tuple[tuple[int, ...], float, list]:
     """The stored bucket factors (:data:`BUCKET_MARK` and a row a step) for the steps' ``terms`` calibrated by
     ``laplace`` (``calibrated``: the terms so calibrated), the bits they save beyond their bytes, and the copy
-    weights chosen with them (``copied``, those chosen without them, where they do not pay). Fitted on every sub-pixel, bucket factors can mislead the
-    escapes that copies leave to the Laplace (Waterloo's frymire.png and horiz.png: files 4 % and 27 % larger),
-    so they are kept where the sample's cost with copies, chosen against each Laplace, says they pay."""
+    weights chosen with them (``copied``, those chosen without them, where they do not pay). Fitted on every
+    sub-pixel, bucket factors can mislead the escapes that copies leave to the Laplace (Waterloo's frymire.png
+    and horiz.png: files 4 % and 27 % larger), so they are kept where the sample's cost with copies, chosen
+    against each Laplace, says they pay."""
     bucketed = [_choose_buckets(distribution, values, grey) for distribution, values in calibrated]
     factors = (BUCKET_MARK,) + tuple(i for row, _ in bucketed for i in row)
     if sum(saving for _, saving in bucketed) * per_sample <= 8 * len(factors):
@@ -395,16 +393,27 @@ def _choose_buckets(distribution, x: torch.Tensor, grey: int | None) -> tuple[tu
     scale, buckets = distribution.pixel_scale(), distribution.scale_buckets()
     saved = 0.0
     for channel in range(3) if grey is None else (grey,):
-        values, centre = x[:, channel], distribution.centre(channel, x)
-        for bucket in range(per_channel):
-            where = buckets[:, channel] == bucket
-            if int(where.sum()) < BUCKET_MIN_COUNT:
-                continue
-            chosen = _best_factor(distribution, channel, values[where], centre[where], scale[:, channel][where])
-            row[channel * per_channel + bucket] = chosen[0]
-            neutral = _nats(distribution, channel, values[where], centre[where], scale[:, channel][where], (1.0,))
-            saved += float(neutral[0]) - chosen[1]
+        factors, nats = _factor_per_bucket(distribution, channel, x[:, channel], distribution.centre(channel, x),
+                                           scale[:, channel], buckets[:, channel], per_channel)
+        row[channel * per_channel:(channel + 1) * per_channel] = factors
+        saved += nats
     return tuple(row), saved
+
+
+def _factor_per_bucket(distribution, channel: int, values, centre, scale, buckets,
+                       count: int) -> tuple[list[int], float]:
+    """For each of ``count`` buckets (``buckets``: each sub-pixel's, shaped like ``values``), the index in
+    :data:`SCALE_FACTORS` of the factor on ``scale`` that codes ``channel``'s ``values`` there cheapest under
+    ``distribution`` (1 for a bucket of fewer than :data:`BUCKET_MIN_COUNT` sample sub-pixels), and the nats
+    the factors save."""
+    factors, saved = [SCALE_FACTORS.index(1.0)] * count, 0.0
+    for bucket in range(count):
+        where = buckets == bucket
+        if int(where.sum()) < BUCKET_MIN_COUNT:
+            continue
+        factors[bucket], nats = _best_factor(distribution, channel, values[where], centre[where], scale[where])
+        saved += float(_nats(distribution, channel, values[where], centre[where], scale[where], (1.0,))[0]) - nats
+    return factors, saved
 
 
 def _best_factor(distribution, channel: int, values, centre, scale) -> tuple[int, float]:
