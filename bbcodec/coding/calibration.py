@@ -224,40 +224,34 @@ def choose(model, pixels: np.ndarray, tile: int, plane_level_sets: list | None =
             copied = _choose_copy(calibrated, neighbours, grey)
             factors, bucket_gain, copied = ((), 0.0, copied) if not buckets else \
                 _choose_bucket_factors(terms, laplace, calibrated, neighbours, copied, grey, per_sample)
+            if copied[0][1] * per_sample <= 8 * COPY_ROW:   # the first step's row is stored only where it pays
+                copied = copied[1:]
+            laplace_gain = sum(saving for _, saving in chosen) * per_sample - 8 * len(laplace)
+            copy = (COPY_MARK,) + tuple(i for row, _, _ in copied for i in row) if copied else ()
+            copy_saved = sum(saving for _, saving, _ in copied)
+            copy_gain = copy_saved * per_sample - 8 * len(copy)
+            if copy_saved < COPY_MIN_SHARE * sum(nats for _, _, nats in copied):
+                copy_gain = 0.0
+            stored = laplace + (copy if copy_gain > 0 else ()) + (factors if bucket_gain > 0 else ())
+            feedback, feedback_gain = _choose_feedback(likelihood, batch, stored, grey, per_sample) \
+                if hasattr(likelihood, "choose_feedback") else ((), 0.0)
     except NotImplementedError:
         return ()
     finally:
         model.train(training)
-    if copied[0][1] * per_sample <= 8 * COPY_ROW:   # the first step's row is stored only where it pays for itself
-        copied = copied[1:]
-    laplace_gain = sum(saving for _, saving in chosen) * per_sample - 8 * len(laplace)
-    copy = (COPY_MARK,) + tuple(i for row, _, _ in copied for i in row) if copied else ()
-    copy_saved = sum(saving for _, saving, _ in copied)
-    copy_gain = copy_saved * per_sample - 8 * len(copy)
-    if copy_saved < COPY_MIN_SHARE * sum(nats for _, _, nats in copied):
-        copy_gain = 0.0
-    stored = laplace + (copy if copy_gain > 0 else ()) + (factors if bucket_gain > 0 else ())
-    feedback, feedback_gain = _choose_feedback(model, likelihood, batch, stored, grey, per_sample) \
-        if hasattr(likelihood, "choose_feedback") else ((), 0.0)
     if laplace_gain + max(copy_gain, 0.0) + max(bucket_gain, 0.0) + feedback_gain <= 0:   # not worth its bytes
         return ()
     return stored + feedback
 
 
-def _choose_feedback(model, likelihood, batch: torch.Tensor, stored: tuple[int, ...], grey: int | None,
+def _choose_feedback(likelihood, batch: torch.Tensor, stored: tuple[int, ...], grey: int | None,
                      per_sample: float) -> tuple[tuple[int, ...], float]:
     """The stored error feedback (:data:`FEEDBACK_MARK` and a row a step after the first) for the sample ``batch``
     under ``likelihood`` calibrated by ``stored``, chosen step by step in decoding order, and the bits it saves
     beyond its bytes; ((), 0.0) where it does not pay."""
     coded = slice(0, 3) if grey is None else slice(grey, grey + 1)
     fed = likelihood.calibrated(rows(stored)).crop(coded, *batch.shape[-2:])
-    training = model.training
-    try:
-        with torch.no_grad():
-            model.eval()
-            chosen = fed.choose_feedback(batch[:, coded], lambda *step: _choose_feedback_step(*step, coded))
-    finally:
-        model.train(training)
+    chosen = fed.choose_feedback(batch[:, coded], lambda *step: _choose_feedback_step(*step, coded))
     indices = (FEEDBACK_MARK,) + tuple(i for _, row, _ in chosen for i in row)
     gain = sum(saved for _, _, saved in chosen) * per_sample - 8 * len(indices)
     return (indices, gain) if gain > 0 else ((), 0.0)
