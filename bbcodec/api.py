@@ -24,7 +24,7 @@ import numpy as np
 
 from bbcodec import container, imageio, zoo
 from bbcodec.container import META_PREFIX, Header, digest_matches, short_digest
-from bbcodec.coding.ans import ENTROPY_CODER
+from bbcodec.coding.ans import ENTROPY_CODER, WORD_BITS
 from bbcodec.coding import calibration, level_sets
 from bbcodec.coding.chain import EncodedChain, leading_batches
 from bbcodec.coding.image import CoderSettings, decode_image, encode_image
@@ -34,15 +34,16 @@ from bbcodec.tiling import TileLayout
 
 PIXEL_METADATA = {"transparency"}
 SINGLE_BATCH_SHARE = 0.02
-"""Where the initial bits are more than this share of a bits-back payload (or the chain started without bits back),
-the image is coded again in batches of one tile and without bits back throughout, and the smallest code kept (the
-header's ``max_batch`` and ``start``). Tile batches double (1, 2, 4, ...) so that large images code fast, and each
-batch's bits-back pops are paid by what the batches before it pushed; where the pixels cost little next to the
-latents' posterior entropy (drawings, screens, small images), a batch twice the size of the last pops more than the
-last pushed, and the difference comes from the seed as initial bits (``waterloo/horiz.png`` with a two-level
-polyphase model: 17,891 bytes, 4,973 in batches of one). In batches of one each pop is paid by the push just before
-it; without bits back nothing is popped, and where the latents' KL outweighs what they tell the pixels that is
-smaller still (``waterloo/circles.png`` with the default of 2026-12-07: 0.48 -> 0.08 bits per sub-pixel)."""
+"""Where the initial bits are more than this share of a bits-back payload (or the chain started without bits back), the
+image is coded again in batches of one tile and without bits back throughout where those could pay (see
+:func:`_encoded`), and the smallest code kept (the header's ``max_batch`` and ``start``). Tile batches double (1, 2,
+4, ...) so that large images code fast, and each batch's bits-back pops are paid by what the batches before it
+pushed; where the pixels cost little next to the latents' posterior entropy (drawings, screens, small images), a
+batch twice the size of the last pops more than the last pushed, and the difference comes from the seed as initial
+bits (``waterloo/horiz.png`` with a two-level polyphase model: 17,891 bytes, 4,973 in batches of one). In batches of
+one each pop is paid by the push just before it; without bits back nothing is popped, and where the latents' KL
+outweighs what they tell the pixels that is smaller still (``waterloo/circles.png`` with the default of 2026-12-07:
+0.48 -> 0.08 bits per sub-pixel)."""
 
 
 def pixel_checksum(pixels: np.ndarray) -> str:
@@ -190,20 +191,23 @@ def _file(header: Header, sections: dict[str, bytes]) -> bytes:
 
 
 def _encoded(net, pixels: np.ndarray, settings: CoderSettings, progress) -> tuple[EncodedChain, CoderSettings]:
-    """The image's chain and the settings that made it: as ``settings`` ask or, where the latents cost more than
-    they return (:data:`SINGLE_BATCH_SHARE`), the smallest of that, (with ``start`` auto) no bits back throughout
-    and batches of one tile. Batches of one only save initial bits (the stack's growth, one posterior sample per
-    latent, does not depend on the batches), so they are tried only where that could beat the best so far."""
+    """The image's chain and the settings that made it: as ``settings`` ask or, where the latents cost more than they
+    return (:data:`SINGLE_BATCH_SHARE`), the smallest of that, (with ``start`` auto) no bits back throughout and
+    batches of one tile. No bits back throughout is not tried where ``start`` auto has coded the first batch alone
+    without bits back: it found the second batch cheaper with bits back than without (trying it and batches of one
+    anyway made photos 041-049, USC-SIPI misc and Waterloo 0.007-0.012 % smaller for 72 % more coding time;
+    bench/README.md, "Coded once"). Batches of one only save initial bits (the stack's growth, one posterior sample
+    per latent, does not depend on the batches), so they are tried only where there are some to save."""
     encoded = encode_image(net, pixels, settings, progress)
-    thrifty = encoded.initial_bits <= SINGLE_BATCH_SHARE * encoded.stored_bits and encoded.start == "bits-back"
-    if thrifty or len(encoded.stack_words) == 1:  # one batch: its start was chosen both ways already
-        return encoded, settings
-    tries = [(encoded, settings)]
     batches = len(encoded.stack_words)
-    if settings.start == "auto" and leading_batches(encoded.start, batches) < batches:  # else it is that chain
+    leading = leading_batches(encoded.start, batches)
+    tries = [(encoded, settings)]
+    if encoded.initial_bits <= SINGLE_BATCH_SHARE * encoded.stored_bits and leading == 0 or batches == 1:
+        return encoded, settings   # one batch: its start was chosen both ways already
+    if settings.start == "auto" and leading != 1 and leading < batches:   # (all of them: it is that chain)
         throughout = replace(settings, start="no-bits-back-throughout")
         tries.append((encode_image(net, pixels, throughout), throughout))
-    if settings.max_batch > 1 and min(tried.stored_bits for tried, _ in tries) > encoded.net_bits:
+    if settings.max_batch > 1 and min(tried.stored_bits for tried, _ in tries) > encoded.net_bits + WORD_BITS:
         single = replace(settings, max_batch=1)
         tries.append((encode_image(net, pixels, single), single))
     return min(tries, key=lambda tried: tried[0].stored_bits)

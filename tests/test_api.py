@@ -20,7 +20,7 @@ from PIL import Image as PILImage
 from PIL import PngImagePlugin
 
 import bbcodec
-from bbcodec.coding.chain import STARTS, is_start
+from bbcodec.coding.chain import STARTS, EncodedChain, is_start
 from bbcodec import api, container, imageio, zoo
 from bbcodec.coding.image import CoderSettings, encode_image
 from bbcodec.errors import BBCodecError, CorruptDataError, UnsupportedImageError
@@ -218,6 +218,29 @@ def test_a_code_that_is_mostly_initial_bits_is_made_again(model_file):
     coder = bbcodec.info(data)["coder"]
     assert coder["max_batch"] == 1 or coder["start"] == "no-bits-back-throughout"
     assert_same_image(bbcodec.decompress(data, model=str(model_file)), image)
+
+
+@pytest.mark.parametrize("start, initial_words, codings", [
+    ("no-bits-back", 1, 1),     # its own trial found the second batch cheaper with bits back; no initial bits
+    ("no-bits-back", 400, 2),   # a later batch popped into the seed: batches of one may save that
+    ("no-bits-back-first-2", 1, 2),   # latents that may not pay for themselves: without bits back throughout
+    ("bits-back", 400, 3),      # the first batch's pops came from the seed: both others may pay
+    ("bits-back", 1, 1),        # thrifty
+])
+def test_which_chains_an_image_is_coded_again_as(monkeypatch, start, initial_words, codings):
+    """The encoder codes an image again without bits back throughout unless its chain coded only the first batch
+    without bits back (it found the second cheaper with bits back), and in batches of one only where there are
+    initial bits to save."""
+    calls = []
+
+    def chain(net, pixels, settings, progress=None):
+        calls.append(settings)
+        return EncodedChain(np.zeros(1000, np.uint32), untouched_seed_words=500 - initial_words, seed_words=500,
+                            stack_words=[600, 900, 1500], start=start if len(calls) == 1 else "bits-back")
+
+    monkeypatch.setattr(api, "encode_image", chain)
+    api._encoded(None, None, CoderSettings(start="auto"), None)
+    assert len(calls) == codings
 
 
 def test_colour_under_zero_alpha_is_kept(model_file):
