@@ -61,7 +61,7 @@ def _image_and_file(source, original: bytes | None) -> tuple[imageio.Image, byte
     return imageio.read_image(data), data
 
 
-def compress(source, *, model: str = zoo.DEFAULT_MODEL, settings: CoderSettings = CoderSettings(),
+def compress(source, *, model: str = zoo.AUTO_MODEL, settings: CoderSettings = CoderSettings(),
              strip_metadata: bool = False, device: str = "cpu", progress=None, stats: dict | None = None,
              original: bytes | None = None, calibrate: bool = True) -> bytes:
     """Compress an image file (path, bytes or file object) or :class:`~bbcodec.imageio.Image` to .bbc bytes.
@@ -78,7 +78,8 @@ def compress(source, *, model: str = zoo.DEFAULT_MODEL, settings: CoderSettings 
     among them (:mod:`bbcodec.coding.level_sets`): a few bytes in the header, where they pay for themselves
     (an image with level sets is coded twice, its calibration chosen with and without them: :func:`_fitted`).
 
-    ``model`` is a model name, file or hash (:func:`bbcodec.zoo.load`);
+    ``model`` is a model name, file or hash (:func:`bbcodec.zoo.load`), or ``"auto"``: the default model, and for
+    a small image each of the shipped models made for them, the smallest file kept (:func:`bbcodec.zoo.choices`);
     ``progress(tiles)`` is called as tiles are coded (:func:`coding_layout`'s ``tile_count`` gives the total).
     ``stats``, if given, is filled with the file's ``method`` and the coder's accounting, in bits:
     ``payload_bits`` (what a bits-back or stored file stores), ``net_bits`` (the stack's growth,
@@ -94,7 +95,10 @@ def compress(source, *, model: str = zoo.DEFAULT_MODEL, settings: CoderSettings 
     if lossy:
         chosen, coded = _kept_file(image, original), {"payload_bits": None, "net_bits": None, "initial_bits": None}
     else:
-        chosen, coded = _coded_file(image, model, settings, strip_metadata, device, progress, calibrate)
+        names = zoo.choices(model, image.height * image.width)   # the progress bar follows the first
+        chosen, coded = min((_coded_file(image, name, settings, strip_metadata, device,
+                                         progress if index == 0 else None, calibrate)
+                             for index, name in enumerate(names)), key=lambda pair: len(pair[0]))
         if original is not None and not strip_metadata and len(chosen) >= len(original):
             chosen = _kept_file(image, original)  # the code does not beat the file: the file itself
     if stats is not None:
@@ -102,7 +106,7 @@ def compress(source, *, model: str = zoo.DEFAULT_MODEL, settings: CoderSettings 
     return chosen
 
 
-def coding_layout(image: imageio.Image, *, model: str = zoo.DEFAULT_MODEL,
+def coding_layout(image: imageio.Image, *, model: str = zoo.AUTO_MODEL,
                   settings: CoderSettings = CoderSettings()) -> TileLayout:
     """How :func:`compress` tiles ``image`` with ``model`` and ``settings`` (an ``auto`` tile: the model's)."""
     return settings.resolve(zoo.load(model)[0]).layout(image.height, image.width, image.channels)
@@ -231,8 +235,9 @@ def info(source) -> dict:
 def decompress(source, *, model: str | None = None, device: str = "cpu", progress=None) -> imageio.Image:
     """Decode a .bbc file (bytes, path or file object) to an :class:`~bbcodec.imageio.Image`.
 
-    The pixel checksum and, in files written since it exists, the image checksum are verified. The model is found by the hash in the file
-    (its first bytes in format versions 2 and 3) unless ``model`` names one.
+    The pixel checksum and, in files written since it exists, the image checksum are verified. The model is found
+    by the hash in the file (its first bytes in format versions 2 and 3) unless ``model`` names one (``"auto"``, a
+    choice of :func:`compress`, names none).
     """
     box = container.from_bytes(_bbc_bytes(source))
     header = Header.from_json(box.header)
@@ -298,7 +303,7 @@ def _coder_settings(header: Header) -> CoderSettings:
 
 
 def _decode_bits_back(header: Header, payload, checkpoints, model, device, progress):
-    net, loaded = zoo.load(model) if model else zoo.by_hash(header.model)
+    net, loaded = zoo.load(model) if model and model != zoo.AUTO_MODEL else zoo.by_hash(header.model)
     if not header.names_model(loaded):
         raise CorruptDataError(f"this file was made with model {header.model[:16]}, not {loaded[:16]}")
     settings = _coder_settings(header)

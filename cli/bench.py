@@ -27,7 +27,7 @@ CODEC_HELP = ("classical codecs, comma-separated, from: " + ", ".join(benchmark.
 @click.command("bench")
 @click.argument("paths", nargs=-1)
 @click.option("-m", "--model", "models", multiple=True,
-              help="bbcodec model (name, file or hash); repeat for several [default: default]")
+              help="bbcodec model (name, file or hash, or auto as compress has it); repeat for several [default: auto]")
 @click.option("--codecs", default="default", show_default=True, help=CODEC_HELP)
 @click.option("--chain", is_flag=True, help="also code each set of equal-sized images as ONE bits-back chain")
 @click.option("--chain-batch", type=click.IntRange(1, 4096), default=1, show_default=True,
@@ -86,7 +86,7 @@ def bench(paths, models, codecs, chain, chain_batch, archive, archive_chunk, lim
         keys = benchmark.parse_codec_keys(codecs)
     except ValueError as error:
         raise click.BadParameter(str(error), param_hint="--codecs") from None
-    specs = [resolve_model_option(spec, required=True) for spec in (models or (zoo.DEFAULT_MODEL,))]
+    specs = [resolve_model_option(spec, required=True) for spec in (models or (zoo.AUTO_MODEL,))]
     device = resolve_device_option(device)
     sets = benchmark.open_sets(paths, limit=limit, npz_key=npz_key)
     chosen, notes = benchmark.classical_codecs(keys)

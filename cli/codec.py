@@ -33,7 +33,7 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
-from bbcodec import api, container, imageio
+from bbcodec import api, container, imageio, zoo
 from bbcodec.coding.bitsback import CODERS
 from bbcodec.coding.image import ARITHMETIC, CoderSettings
 from bbcodec.errors import BBCodecError
@@ -154,7 +154,9 @@ no_limits_option = click.option("--no-limits", is_flag=True,
 @click.command()
 @click.argument("files", nargs=-1, required=True)
 @with_options(common_output)
-@click.option("-m", "--model", default=None, help="model name, .safetensors file or hash (default: the shipped model)")
+@click.option("-m", "--model", default=zoo.AUTO_MODEL, show_default=True,
+              help="model name, .safetensors file or hash; auto: the shipped default, and for an image of at most "
+                   "64x64 pixels also the shipped models made for small images, the smallest file kept")
 @click.option("--coder", type=click.Choice(["auto", *sorted(CODERS)]), default="auto", show_default=True,
               help="bits-back order (auto: the model's own, bitswap for a Markov chain, topdown for a top-down VAE)")
 @tile_option

@@ -1088,6 +1088,7 @@ def test_models_info_remove_and_names_of_shipped_models(model_file, tmp_path):
     assert "origin: shipped" in ok("models", "info", "default").stdout
     assert_error(run("models", "add", "--name", "default", model_file), None, "shipped model", "--name")
     assert_error(run("models", "remove", "default"), None, "shipped model", "models add")
+    assert_error(run("models", "add", "--name", "auto", model_file), None, "auto", "--name")
     assert ok("models", "remove", "tiny").stdout.startswith("removed tiny")
     assert user_lines(ok("models").stdout) == []
     assert_error(run("models", "remove", "tiny"), None, "no model named 'tiny'")

@@ -39,6 +39,29 @@ def test_the_default_and_every_shipped_model_load_with_distinct_hashes():
     assert len({entry.hash for entry in SHIPPED}) == len(SHIPPED)
 
 
+def test_auto_chooses_among_the_shipped_models_for_small_images_and_loads_the_default():
+    assert zoo.choices(zoo.AUTO_MODEL, zoo.AUTO_PIXELS) == zoo.AUTO_CHOICES
+    assert zoo.choices(zoo.AUTO_MODEL, zoo.AUTO_PIXELS + 1) == (zoo.DEFAULT_MODEL,)
+    assert zoo.choices("mnist", 1) == ("mnist",)
+    assert set(zoo.AUTO_CHOICES) <= {entry.name for entry in SHIPPED}
+    assert zoo.load(zoo.AUTO_MODEL)[1] == zoo.load(zoo.DEFAULT_MODEL)[1]
+
+
+def test_auto_keeps_the_smaller_file_of_its_choices_and_it_decodes():
+    """A 28x28 grey digit-like image: auto writes the smaller of the default's and the mnist model's files, which
+    decodes by the model it names (also when auto is given to the decoder)."""
+    pixels = np.zeros((28, 28, 1), np.uint8)
+    pixels[6:22, 12:16] = 255
+    pixels[6:9, 9:16] = 200
+    image = bbcodec.imageio.Image(pixels, "L")
+    auto = bbcodec.compress(image)
+    each = {name: bbcodec.compress(image, model=name) for name in zoo.AUTO_CHOICES}
+    assert len(auto) == min(len(data) for data in each.values())
+    assert len({len(data) for data in each.values()}) == 2
+    for model in (None, zoo.AUTO_MODEL):
+        assert np.array_equal(bbcodec.decompress(auto, model=model).pixels, pixels)
+
+
 def golden_files(entry) -> list[Path]:
     return sorted(GOLDEN.glob(f"{entry.hash[:12]}*.bbc"))
 

@@ -99,8 +99,9 @@ def measure_model(result: ModelResult, spec: str, pixels: np.ndarray, path: Path
     except BBCodecError as failure:  # the checksum or the seed check caught a wrong decode
         decode_seconds, exact, error = 0.0, False, f"{type(failure).__name__}: {failure}"
     result.add(pixels.size, size, encode_seconds, decode_seconds, exact)
-    model, _ = zoo.load(spec)
     header = api.info(data)
+    chosen = header.get("model") if spec == zoo.AUTO_MODEL else None   # the model auto chose for this image
+    model, _ = zoo.by_hash(chosen) if chosen else zoo.load(spec)
     calibrated = replace(settings, calibration=tuple(header.get("pixel_calibration") or ()),
                          level_sets=tuple(header.get("pixel_level_sets") or ()))
     result.nelbo_bits += image_nelbo_bits(model.to(device), pixels, calibrated)

@@ -21,6 +21,16 @@ from bbcodec.modelfile import MAX_MODEL_BYTES, identify
 from bbcodec.safeio import atomic_write, read_regular
 
 DEFAULT_MODEL = "default"
+AUTO_MODEL = "auto"
+"""Not a model but a choice among the shipped ones (:func:`choices`), what ``compress`` uses unless told; where one
+model is loaded for it (a layout, an archive's one chain), the default."""
+AUTO_CHOICES = (DEFAULT_MODEL, "mnist")
+"""The shipped models that :data:`AUTO_MODEL` codes a small image with, the smallest file kept: on the first 100
+MNIST test digits as files, the default costs 3.70 bits per sub-pixel, the mnist model 2.29 (PNG 2.73; on CIFAR-subset
+images the mnist model stores 98 of 100 raw); bench/README.md, "A model chosen for each small image"."""
+AUTO_PIXELS = 64 * 64
+"""The largest image (in pixels) that :data:`AUTO_MODEL` codes with every model of :data:`AUTO_CHOICES`; a larger one
+is coded with the default alone (coding it again would double the time for models made for small images)."""
 SUFFIX = ".safetensors"
 
 
@@ -101,9 +111,19 @@ def locate(spec: str):
     return next((location for name, location, _ in _model_files() if name == spec), None)
 
 
+def choices(spec: str, pixels: int) -> tuple[str, ...]:
+    """The models ``compress`` codes an image of ``pixels`` pixels with for the model ``spec``, keeping the smallest
+    file: :data:`AUTO_CHOICES` for :data:`AUTO_MODEL` and an image of at most :data:`AUTO_PIXELS` pixels, else the
+    one model ``spec`` loads (:func:`load`)."""
+    if spec == AUTO_MODEL:
+        return AUTO_CHOICES if pixels <= AUTO_PIXELS else (DEFAULT_MODEL,)
+    return (spec,)
+
+
 def load(spec: str = DEFAULT_MODEL):
-    """(model, hash) for a model name, a file path, or a (prefix of a) model hash."""
-    location = locate(spec)
+    """(model, hash) for a model name, a file path, or a (prefix of a) model hash; :data:`AUTO_MODEL`: the
+    default."""
+    location = locate(DEFAULT_MODEL if spec == AUTO_MODEL else spec)
     if location is not None:
         return load_bytes(_read(location))
     if len(spec) >= 8 and _is_hex(spec):
@@ -139,8 +159,8 @@ def add(path, name: str | None = None) -> ModelEntry:
     name = name or Path(path).name.removesuffix(SUFFIX)
     if not name or name.startswith(".") or "/" in name or os.sep in name:
         raise BBCodecError(f"model name {name!r} must be a plain file name")
-    if any(entry_name == name for entry_name, _, shipped in _model_files() if shipped):
-        raise BBCodecError(f"{name!r} is the name of a shipped model; choose another with --name")
+    if name == AUTO_MODEL or any(entry_name == name for entry_name, _, shipped in _model_files() if shipped):
+        raise BBCodecError(f"{name!r} is the name of a shipped model or of auto; choose another with --name")
     folder = user_model_dir()
     folder.mkdir(parents=True, exist_ok=True)
     target = folder / (name + SUFFIX)
