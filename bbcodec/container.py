@@ -109,6 +109,9 @@ MAX_HEADER_BYTES = 1 << 20
 MAX_TILE_BATCHES = 1 << 15
 """Most network passes (batches of tiles) a bits-back file may ask of the decoder, all planes together.
 The default tiling (64x64 tiles, batches of up to 16) of a 2^26-pixel RGBA image takes about 2,100."""
+MAX_CALIBRATION = 448
+"""Most bytes a calibration of the pixel likelihood takes (rows, copies, buckets, error feedback):
+:mod:`bbcodec.coding.calibration`."""
 MAX_BATCH_PIXELS = 1 << 20
 """Most pixels in one pass (tile height x tile width x tiles in the batch), e.g. 16 tiles of 256x256 or
 one of 1024x1024 (the default: 16 of 64x64). A pass of this size takes a few seconds with the default
@@ -405,7 +408,7 @@ _V2_OPTIONAL = (
                        ("arithmetic", Choice(ARITHMETICS)), ("start", Choice(STARTS, escape=FIRST_PREFIX))))),
     ("grid_bits", Number()), ("untouched_seed_words", Number()), ("entropy_coder", Text()),
     ("float_platform", Text()),
-    ("pixel_calibration", Bytes(limit=448)))  # calibration rows, copies, buckets, error feedback
+    ("pixel_calibration", Bytes(limit=MAX_CALIBRATION)))
 """The header fields of version 2 and their codecs: the required ones, then those with a presence bit each
 (bit i: the i-th), in the order they are written (the ones small files have first: one byte of presence
 bits for a stored or kept file)."""

@@ -160,10 +160,46 @@ def test_a_chunk_whose_batch_sizes_do_not_fit_its_images_is_refused_and_the_rest
         box.decode_chunk(box.chunks[1])
 
 
-@pytest.mark.parametrize("version", [1, 2])
+def calibrated_members() -> list[archive.Member]:
+    """Images a random polyphase model codes better with a calibration (it is far from calibrated for them)."""
+    return [archive.Member(f"rgb/{i:02d}", imageio.Image(binary_pixels(16, 16, 3, seed=i), "RGB")) for i in range(24)]
+
+
+def test_a_version_4_chunk_codes_its_images_with_one_calibration(coupled_polyphase_file, monkeypatch):
+    """The encoder chooses one calibration on the chunk's images and writes it in the chunk; the reader codes
+    with it: the archive reads back exactly and is smaller than the same archive without one."""
+    from bbcodec.coding.calibration import choose_for_images
+
+    members = calibrated_members()
+    model = bbcodec.load_model(str(coupled_polyphase_file))[0]
+    assert choose_for_images(model, [m.image.pixels for m in members])
+    calibrated = packed(members, coupled_polyphase_file)
+    box = archive.Archive(calibrated, model=str(coupled_polyphase_file))
+    assert box.header.version == 4 and all(same_image(image, m.image) for (_, image), m in zip(box, members))
+    monkeypatch.setattr(archive.writer, "choose_for_images", lambda net, images: ())
+    assert len(calibrated) < len(packed(members, coupled_polyphase_file))
+
+
+def test_a_chunk_whose_calibration_is_damaged_is_refused_and_the_rest_stays_readable(
+        coupled_polyphase_file, monkeypatch):
+    from bbcodec.archive import layout
+
+    members = calibrated_members()
+    honest = layout.calibration_bytes
+    forged = iter([False, True])
+    monkeypatch.setattr(archive.writer, "calibration_bytes",
+                        lambda indices: honest((250,) * len(indices) if next(forged) else indices))
+    box = archive.Archive(packed(members, coupled_polyphase_file, chunk_subpixels=12 * 768),
+                          model=str(coupled_polyphase_file))
+    assert len(box.chunks) == 2 and dict(box.decode_chunk(box.chunks[0])).keys() == {m.name for m in members[:12]}
+    with pytest.raises(CorruptDataError, match="chunk 2: corrupt .*calibration"):
+        box.decode_chunk(box.chunks[1])
+
+
+@pytest.mark.parametrize("version", [1, 2, 3])
 def test_an_archive_of_an_earlier_version_reads_back(model_file, opened, monkeypatch, version):
-    """Version 1 archives (a zlib stream, a 16-byte digest, a batch per image) and version 2 (batches that grow
-    by a fixed share of the images before) are still read."""
+    """Version 1 archives (a zlib stream, a 16-byte digest, a batch per image), version 2 (batches that grow
+    by a fixed share of the images before) and version 3 (no calibration) are still read."""
     monkeypatch.setattr(archive.writer, "VERSION", version)
     members = [archive.Member(f"grey/{i:02d}", imageio.Image(binary_pixels(8, 8, 1, seed=i), "L")) for i in range(40)]
     data = packed(members, model_file)

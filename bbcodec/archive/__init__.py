@@ -10,7 +10,9 @@ codes it (its tiles and plane groups), except that runs of images of one
 shape share batches that grow with the stack: in version 2 by a fixed share
 of the images before (:data:`~bbcodec.archive.layout.BATCH_GROWTH`), in
 version 3 as large as the stack pays for, chosen while coding and listed in
-the chunk (:func:`bbcodec.coding.chain.encode_growing`). Its first batches
+the chunk (:func:`bbcodec.coding.chain.encode_growing`); since version 4 a chunk's images are coded with one
+calibration of the pixel likelihood chosen on a sample of them
+(:func:`bbcodec.coding.calibration.choose_for_images`), as a file's image is with its own. Its first batches
 are coded without bits back while that is cheaper (the chain's start:
 :func:`bbcodec.coding.chain.encode_steps`; in version 3 they are one batch). One image is extracted by
 decoding its chunk alone, and a damaged chunk loses its own images only: the
@@ -19,13 +21,14 @@ extracting one image (bench/README.md, "Archives").
 
 Layout (varints are LEB128, texts their UTF-8 length and bytes: :mod:`bbcodec.wire`)::
 
-    header   b"\\xbbBBA", version (1, 2 or 3), model id (the first 16 bytes of its hash), coder, tile, max batch,
+    header   b"\\xbbBBA", version (1 to 4), model id (the first 16 bytes of its hash), coder, tile, max batch,
              arithmetic (one byte, two varints, one byte), grid bits, entropy coder (text), CRC-32
     chunk    b"BBCK", body size (varint), body, CRC-32 of the body
              body: entries size, compressed entries; method (bits-back or stored); for bits-back
              the untouched seed words, the start kept, the stack size after each batch (their count
-             and their compressed changes), in version 3 the images of each batch (their count and
-             the compressed varints); the payload (size, bytes); the files kept as they are
+             and their compressed changes), since version 3 the images of each batch (their count and
+             the compressed varints), in version 4 the chunk's calibration of the pixel likelihood (its
+             length, its indices; none: 0); the payload (size, bytes); the files kept as they are
              (size, bytes each); a BLAKE2b digest of the entries and every image's pixels or kept file
     end      b"BBCE", chunks, images (varints), CRC-32 of the end record
 

@@ -19,7 +19,7 @@ from bbcodec.errors import CorruptDataError
 from bbcodec.wire import Choice, Malformed, Reader, crc32, text, varint
 
 MAGIC = b"\xbbBBA"
-VERSION = 3
+VERSION = 4
 
 
 @dataclass(frozen=True)
@@ -30,12 +30,16 @@ class ChunkFormat:
     deflate_bits: int   # zlib's wbits for the entries and the stack sizes: 15 a zlib stream, -15 raw deflate
     grows_batches: bool  # whether runs of images of one shape share batches (chain_steps)
     stores_batches: bool = False  # whether the encoder chose those batches and the chunk lists them
+    calibrates: bool = False  # whether a bits-back chunk carries a calibration of the pixel likelihood
 
 
-FORMATS = {1: ChunkFormat(16, 15, False), 2: ChunkFormat(8, -15, True), 3: ChunkFormat(8, -15, True, True)}
+FORMATS = {1: ChunkFormat(16, 15, False), 2: ChunkFormat(8, -15, True), 3: ChunkFormat(8, -15, True, True),
+           4: ChunkFormat(8, -15, True, True, True)}
 """Every archive version a reader reads: version 2 (2026-12-07) has a shorter digest, no zlib framing (a
 digit's chunk is some 30 bytes smaller) and growing batches; version 3 (2026-12-07) batches as large as the
-stack pays for, chosen while coding and listed in the chunk (:func:`grouped_steps`)."""
+stack pays for, chosen while coding and listed in the chunk (:func:`grouped_steps`); version 4 (2026-12-08) one
+calibration of the pixel likelihood for each chunk's images
+(:func:`bbcodec.coding.calibration.choose_for_images`; none where it does not pay)."""
 CHUNK_MAGIC = b"BBCK"
 END_MAGIC = b"BBCE"
 SUFFIX = ".bba"
@@ -128,11 +132,11 @@ class ChainStep:
 
 
 def image_steps(model, shapes: list[tuple[int, int, int]], settings: CoderSettings) -> list[tuple[ChainStep, bool]]:
-    """Each image's own batches (its tiles and plane groups) in coding order, and whether the image is that one
-    batch alone (then it may share a batch with images of its shape)."""
-    steps = []
+    """Each image's own batches (its tiles and plane groups, calibrated by ``settings.calibration``) in coding
+    order, and whether the image is that one batch alone (then it may share a batch with images of its shape)."""
+    steps, rows = [], settings.calibration_rows(model)
     for index, shape in enumerate(shapes):
-        views = list(tile_views(model, settings.layout(*shape)))
+        views = list(tile_views(model, settings.layout(*shape), rows))
         steps += [(ChainStep(view, ((group, batch, index),)), len(views) == 1) for view, group, batch in views]
     return steps
 
@@ -238,6 +242,16 @@ def read_batch_sizes(reader: Reader, wbits: int) -> list[int]:
     if values.offset != len(data):
         raise Malformed("trailing bytes after the batch sizes")
     return sizes
+
+
+def calibration_bytes(calibration: tuple[int, ...]) -> bytes:
+    """Version 4's calibration of a bits-back chunk: its length, then its indices (bytes)."""
+    return varint(len(calibration)) + bytes(calibration)
+
+
+def read_calibration(reader: Reader) -> tuple[int, ...]:
+    """The calibration :func:`calibration_bytes` wrote (its indices are checked when the chunk is decoded)."""
+    return tuple(reader.take(reader.uint(container.MAX_CALIBRATION + 1)))
 
 
 def stack_sizes_bytes(sizes, wbits: int) -> bytes:

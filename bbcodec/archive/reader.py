@@ -11,7 +11,7 @@ from bbcodec import container, imageio, zoo
 from bbcodec.archive.entries import Description, read_entries
 from bbcodec.archive.layout import (CHUNK_MAGIC, END_MAGIC, MAX_ENTRIES_BYTES, METHODS, START, ArchiveHeader,
                                     chain_steps, content_digest, grouped_seed_length, grouped_steps, image_steps,
-                                    inflated, read_batch_sizes, read_stack_sizes)
+                                    inflated, read_batch_sizes, read_calibration, read_stack_sizes)
 from bbcodec.coding.ans import ENTROPY_CODER
 from bbcodec.coding.chain import EncodedChain, decode_steps
 from bbcodec.coding.image import check_coder, coding_model
@@ -143,6 +143,7 @@ class Archive:
                 form = self.header.format
                 stack = read_stack_sizes(reader, form.deflate_bits)
                 sizes = read_batch_sizes(reader, form.deflate_bits) if form.stores_batches else None
+                calibration = read_calibration(reader) if form.calibrates else ()
             payload = reader.take(reader.uint(len(body) + 1))
             files = {index: reader.take(reader.uint(len(body) + 1))
                      for index, (_, description) in enumerate(chunk.members) if description.kept}
@@ -153,7 +154,7 @@ class Archive:
             pixels = _split_stored(payload, shapes, chunk.index)
         else:
             encoded = EncodedChain(_words(payload, chunk.index), untouched, stack_words=stack, start=start)
-            pixels = self._decode(encoded, shapes, sizes, chunk.index)
+            pixels = self._decode(encoded, shapes, sizes, calibration, chunk.index)
         contents = dict(zip(coded, pixels)) | files
         if content_digest(chunk.entries, [contents[i] for i in range(len(chunk.members))], len(digest)) != digest:
             raise CorruptDataError(f"chunk {chunk.index + 1}: decoded images do not match its checksum "
@@ -178,24 +179,24 @@ class Archive:
             self._coder = coding_model(net.to(self.device), header.settings.arithmetic)
         return self._coder
 
-    def _decode(self, encoded: EncodedChain, shapes, sizes: list[int] | None, index: int):
-        header = self.header
+    def _decode(self, encoded: EncodedChain, shapes, sizes: list[int] | None, calibration: tuple, index: int):
+        header, settings = self.header, replace(self.header.settings, calibration=calibration)
         for shape in shapes:
-            problem = container.work_limit_problem(header.settings.layout(*shape))
+            problem = container.work_limit_problem(settings.layout(*shape))
             if problem:
                 raise container.WorkLimitError(f"chunk {index + 1}: refusing to decode: {problem}")
         coder = self._coding_model()
         seed = None
-        if sizes is None:
-            steps = chain_steps(coder, shapes, header.settings, header.format.grows_batches)
-        else:
-            units, max_batch = image_steps(coder, shapes, header.settings), header.settings.max_batch
-            try:
-                steps, seed = grouped_steps(units, sizes, max_batch), grouped_seed_length(units, max_batch)
-            except Malformed as problem:
-                raise CorruptDataError(f"chunk {index + 1}: corrupt ({problem})") from None
         try:
-            decoded = decode_steps([(step.view, step.shape()) for step in steps], encoded, header.settings.coder,
+            if sizes is None:
+                steps = chain_steps(coder, shapes, settings, header.format.grows_batches)
+            else:
+                units, max_batch = image_steps(coder, shapes, settings), settings.max_batch
+                steps, seed = grouped_steps(units, sizes, max_batch), grouped_seed_length(units, max_batch)
+        except (Malformed, CorruptDataError) as problem:
+            raise CorruptDataError(f"chunk {index + 1}: corrupt ({problem})") from None
+        try:
+            decoded = decode_steps([(step.view, step.shape()) for step in steps], encoded, settings.coder,
                                    seed_length=seed)
         except CorruptDataError as error:
             raise CorruptDataError(f"chunk {index + 1}: {error}") from None

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import struct
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Iterable
 
 import numpy as np
@@ -10,10 +10,11 @@ import numpy as np
 from bbcodec import container, zoo
 from bbcodec.archive.entries import ArchiveError, Member, check_name, entries_bytes, entries_of
 from bbcodec.archive.layout import (CHUNK_MAGIC, DEFAULT_CHUNK_SUBPIXELS, END_MAGIC, MAX_CHUNK_SUBPIXELS, START,
-                                    VERSION, ArchiveHeader, batch_sizes_bytes, chain_steps, content_digest,
-                                    deflated, group_limits, grouped_seed_length, grouped_steps, image_steps,
-                                    stack_sizes_bytes)
+                                    VERSION, ArchiveHeader, batch_sizes_bytes, calibration_bytes, chain_steps,
+                                    content_digest, deflated, group_limits, grouped_seed_length, grouped_steps,
+                                    image_steps, stack_sizes_bytes)
 from bbcodec.coding.ans import ENTROPY_CODER
+from bbcodec.coding.calibration import choose_for_images
 from bbcodec.coding.chain import encode_growing, encode_steps
 from bbcodec.coding.image import CoderSettings, coding_model
 from bbcodec.errors import UnsupportedImageError
@@ -87,14 +88,17 @@ def _write(target, data: bytes, report: PackReport) -> None:
 
 def _write_chunk(target, net, header: ArchiveHeader, chunk: list[Member], report: PackReport, progress) -> None:
     """One chunk: its members on one chain (or raw), except those whose code is larger than the file they came
-    from, which the chunk keeps as those files' bytes (then the others are coded again without them)."""
+    from, which the chunk keeps as those files' bytes (then the others are coded again without them); from
+    version 4 with one calibration of the pixel likelihood for its images, where it pays."""
     settings, form = header.settings, header.format
+    if form.calibrates:
+        settings = replace(settings, calibration=choose_for_images(net, [m.image.pixels for m in chunk]))
     model = coding_model(net, settings.arithmetic)
-    encoded, steps, sizes = _chain(model, chunk, header)
+    encoded, steps, sizes = _chain(model, chunk, header, settings)
     kept = _costlier_than_their_files(encoded, steps, chunk)
     coded = [m for i, m in enumerate(chunk) if i not in kept]
     if kept:
-        encoded, _, sizes = _chain(model, coded, header)
+        encoded, _, sizes = _chain(model, coded, header, settings)
     entries = entries_bytes(entries_of(chunk, kept))
     raw = sum(m.image.pixels.size for m in coded)
     if encoded is not None and encoded.stored_bits // 8 < raw:
@@ -102,6 +106,8 @@ def _write_chunk(target, net, header: ArchiveHeader, chunk: list[Member], report
                   stack_sizes_bytes(encoded.stack_words, form.deflate_bits)]
         if form.stores_batches:
             method.append(batch_sizes_bytes(sizes, form.deflate_bits))
+        if form.calibrates:
+            method.append(calibration_bytes(settings.calibration))
         payload = encoded.payload.astype("<u4").tobytes()
     else:
         method, payload = [bytes([1])], b"".join(np.ascontiguousarray(m.image.pixels).tobytes() for m in coded)
@@ -120,12 +126,13 @@ def _write_chunk(target, net, header: ArchiveHeader, chunk: list[Member], report
         progress(len(chunk))
 
 
-def _chain(model, members: list[Member], header: ArchiveHeader):
-    """The members' images on one chain, its steps and, in version 3, how many of the images' own batches each
-    step joins (None, [] and None for no members)."""
+def _chain(model, members: list[Member], header: ArchiveHeader, settings: CoderSettings):
+    """The members' images on one chain coded with ``settings`` (the header's, and the chunk's calibration), its
+    steps and, since version 3, how many of the images' own batches each step joins (None, [] and None for no
+    members)."""
     if not members:
         return None, [], None
-    images, settings = [m.image.pixels for m in members], header.settings
+    images = [m.image.pixels for m in members]
     shapes = [image.shape for image in images]
     if header.format.stores_batches:
         units = image_steps(model, shapes, settings)

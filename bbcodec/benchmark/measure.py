@@ -21,6 +21,7 @@ from bbcodec.benchmark.codecs import Codec, classical_codecs, measure_classical,
 from bbcodec.benchmark.results import ArchiveResult, ChainResult, CodecResult, ModelResult, Report, SetResult
 from bbcodec.benchmark.sets import ImageSet
 from bbcodec.coding.bitsback import coded_cost
+from bbcodec.coding.calibration import choose_for_images
 from bbcodec.coding.chain import decode_steps, encode_steps
 from bbcodec.coding.flow_coder import decode_images, encode_images
 from bbcodec.coding.image import CoderSettings, TileView, coding_model, cut_batch, tile_views
@@ -119,9 +120,10 @@ def model_label(spec: str) -> str:
     return Path(spec).stem if spec.endswith(zoo.SUFFIX) or "/" in spec or os.sep in spec else spec
 
 
-def chain_steps(model, images: list[np.ndarray], batch: int, device: str):
+def chain_steps(model, images: list[np.ndarray], batch: int, device: str, calibration: list | None = None):
     """(coder view, uint8 batch (B, C, H, W)) for a chain of equal-sized images: batches of
-    1, 2, 4, ... up to ``batch`` images, each plane group (RGB, alpha, grey) a step of its own."""
+    1, 2, 4, ... up to ``batch`` images, each plane group (RGB, alpha, grey) a step of its own; ``calibration``:
+    the rows every view is calibrated by (None: none)."""
     height, width, channels = images[0].shape
     steps, start = [], 0
     for size in batch_sizes(len(images), batch):
@@ -129,22 +131,27 @@ def chain_steps(model, images: list[np.ndarray], batch: int, device: str):
         start += size
         for group in plane_groups(channels):
             x = torch.from_numpy(np.ascontiguousarray(block[:, group])).to(device)
-            steps.append((TileView(model, group.stop - group.start, height, width), x))
+            steps.append((TileView(model, group.stop - group.start, height, width, calibration), x))
     return steps
 
 
 def measure_chain(spec: str, images: list[np.ndarray], batch: int, device: str,
-                  settings: CoderSettings = CoderSettings(), progress=None) -> ChainResult:
+                  settings: CoderSettings = CoderSettings(), progress=None, calibrate: bool = True) -> ChainResult:
     """Code all ``images`` (equal sizes) on one chain, decode it and check every image.
 
-    The chain is coded with the files' coder and arithmetic (``settings``);
-    its −ELBO is the model's own (float) bound on the same batches.
+    The chain is coded with the files' coder and arithmetic (``settings``) and, with ``calibrate``, one
+    calibration of the pixel likelihood for all its images (:func:`~bbcodec.coding.calibration.choose_for_images`,
+    as an archive's chunk carries one), whose bytes count in its size; its −ELBO is the model's own (float)
+    bound on the same batches, so calibrated.
     """
     model, digest = zoo.load(spec)
     model = model.to(device)
     settings = settings.resolve(model)
+    if calibrate and not settings.calibration:
+        settings = replace(settings, calibration=choose_for_images(model, images))
+    rows = settings.calibration_rows(model)
     coder = coding_model(model, settings.arithmetic)
-    steps = chain_steps(coder, images, batch, device)
+    steps = chain_steps(coder, images, batch, device, rows)
     result = ChainResult(f"bbcodec {model_label(spec)}", digest, f"{settings.coder}, {settings.arithmetic}", batch,
                          len(images), int(sum(im.size for im in images)))
     start = time.perf_counter()
@@ -158,9 +165,10 @@ def measure_chain(spec: str, images: list[np.ndarray], batch: int, device: str,
     except BBCodecError:
         result.exact = False
     result.decode_seconds = time.perf_counter() - start
-    result.stored_bits, result.net_bits = encoded.stored_bits, encoded.net_bits
-    result.initial_bits = encoded.initial_bits
-    result.nelbo_bits = sum(coded_cost(TileView(model, view.channels, view.height, view.width), x,
+    result.calibration_bytes = len(settings.calibration)
+    result.stored_bits = encoded.stored_bits + 8 * result.calibration_bytes
+    result.net_bits, result.initial_bits = encoded.net_bits, encoded.initial_bits
+    result.nelbo_bits = sum(coded_cost(TileView(model, view.channels, view.height, view.width, rows), x,
                                        settings.coder).nats for view, x in steps) / math.log(2.0)
     return result
 
@@ -321,7 +329,8 @@ def run(sets: list[ImageSet], models=(zoo.DEFAULT_MODEL,), codecs: list[Codec] |
                         try:
                             result = (measure_flow_chain(spec, image_set.images, chain_batch, device)
                                       if spec in flows else
-                                      measure_chain(spec, image_set.images, chain_batch, device, settings))
+                                      measure_chain(spec, image_set.images, chain_batch, device, settings,
+                                                    calibrate=calibrate))
                         except BBCodecError as refused:  # a flow refuses images it cannot code
                             out.notes.append(f"chain not measured with bbcodec {model_label(spec)}: {refused}")
                             continue

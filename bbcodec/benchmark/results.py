@@ -110,7 +110,8 @@ class ModelResult(CodecResult):
 
 @dataclass
 class ChainResult(Throughput):
-    """Every image of a set coded on one bits-back chain (payload only, no container: the papers' count)."""
+    """Every image of a set coded on one bits-back chain (payload only, no container: the papers' count, and the
+    calibration's bytes where it has one)."""
 
     codec: str
     model_hash: str
@@ -125,6 +126,7 @@ class ChainResult(Throughput):
     encode_seconds: float = 0.0
     decode_seconds: float = 0.0
     exact: bool = False
+    calibration_bytes: int = 0     # one calibration for the whole chain, counted in stored_bits (none before it)
 
     @property
     def bits_per_subpixel(self) -> float:

@@ -118,7 +118,7 @@ class CoderSettings:
         try:
             return calibration.rows(self.calibration)
         except ValueError as error:
-            raise CorruptDataError(f"corrupt .bbc header (calibration: {error})") from None
+            raise CorruptDataError(f"corrupt calibration ({error})") from None
 
     def plane_level_sets(self, model, planes: int) -> list | None:
         """Each plane's level set (:func:`bbcodec.coding.level_sets.parse`), or None without any; a

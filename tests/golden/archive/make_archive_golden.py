@@ -1,4 +1,4 @@
-"""Add the golden archives (``bbcodec pack``'s format, versions 1 to 3). Read this before running it.
+"""Add the golden archives (``bbcodec pack``'s format, versions 1 to 4). Read this before running it.
 
     python tests/golden/archive/make_archive_golden.py        # from the repository root
 
@@ -23,7 +23,12 @@ the file) beside a coded crop of ``data/chelsea.png``. Those two are version 1; 
 and version 3
 
 * ``grouped-v3.bba``: the same images in batches the encoder chose and listed in the chunk
-  (``bbcodec.coding.chain.encode_growing``).
+  (``bbcodec.coding.chain.encode_growing``);
+
+and version 4
+
+* ``calibrated-v4.bba``: 32 16x16 crops of ``data/chelsea.png`` in one chunk with its own calibration of the
+  pixel likelihood (``bbcodec.coding.calibration.choose_for_images``; the script checks there is one).
 
 The script writes only what does not exist yet and never replaces a file: a
 failing test means that a change broke reading existing archives; fix the
@@ -42,6 +47,7 @@ import numpy as np
 from PIL import Image, PngImagePlugin
 
 from bbcodec import archive, imageio, zoo
+from bbcodec.coding.calibration import choose_for_images
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[2]
@@ -80,6 +86,17 @@ def growing_members() -> list[archive.Member]:
     return grey[:20] + [members()[0]] + grey[20:]
 
 
+def crop_members() -> list[archive.Member]:
+    photo = imageio.read_image((ROOT / "data" / "chelsea.png").read_bytes()).pixels
+    return [archive.Member(f"crop/{i:02d}", imageio.Image(np.ascontiguousarray(
+        photo[(i // 8) * 16:(i // 8) * 16 + 16, (i % 8) * 16:(i % 8) * 16 + 16]), "RGB")) for i in range(32)]
+
+
+def calibrated(report) -> bool:
+    net = zoo.load(MODEL)[0]
+    return report.chunks == 1 and bool(choose_for_images(net, [m.image.pixels for m in crop_members()]))
+
+
 CASES = {  # archive -> (members, chunk sub-pixels, what its report must show)
     "mixed.bba": (members, CHUNK_SUBPIXELS, lambda r: r.stored_chunks > 0 and r.chunks >= 3),
     "kept.bba": (kept_members, archive.DEFAULT_CHUNK_SUBPIXELS, lambda r: r.kept_files == 1 and r.chunks == 1),
@@ -87,6 +104,7 @@ CASES = {  # archive -> (members, chunk sub-pixels, what its report must show)
                        lambda r: r.chunks == 1 and r.stored_chunks == 0),
     "grouped-v3.bba": (growing_members, archive.DEFAULT_CHUNK_SUBPIXELS,
                        lambda r: r.chunks == 1 and r.stored_chunks == 0),
+    "calibrated-v4.bba": (crop_members, archive.DEFAULT_CHUNK_SUBPIXELS, calibrated),
 }
 
 
