@@ -37,7 +37,7 @@ FORMATS = {1: ChunkFormat(16, 15, False), 2: ChunkFormat(8, -15, True), 3: Chunk
            4: ChunkFormat(8, -15, True, True, True)}
 """Every archive version a reader reads: version 2 (2026-12-07) has a shorter digest, no zlib framing (a
 digit's chunk is some 30 bytes smaller) and growing batches; version 3 (2026-12-07) batches as large as the
-stack pays for, chosen while coding and listed in the chunk (:func:`grouped_steps`); version 4 (2026-12-08) one
+stack pays for, chosen while coding and listed in the chunk (:func:`grouped_steps`); version 4 (2026-12-07) one
 calibration of the pixel likelihood for each chunk's images
 (:func:`bbcodec.coding.calibration.choose_for_images`; none where it does not pay)."""
 CHUNK_MAGIC = b"BBCK"
