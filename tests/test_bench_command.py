@@ -255,3 +255,29 @@ def test_a_flow_gives_chain_rows_next_to_a_vae_and_only_with_chain(model_file, n
     assert len(digits["chains"]) == 1 and any("bbcodec flow" in note for note in digits["notes"])
     refused = run(npz, "-m", flow, "--codecs", "png")
     assert refused.exit_code == 1 and "--chain" in refused.stderr and "flow chains" in refused.stderr
+
+
+def test_bench_measures_auto_with_the_model_each_file_names(workdir):
+    """Without -m the bench measures auto, as compress codes: each small grey image with the smaller of the
+    shipped choices; its −ELBO is that of the model each file names."""
+    y, x = np.mgrid[:28, :28]
+    ring = 255 * np.exp(-(np.hypot(y - 14, x - 14) - 7) ** 2 / 3)             # the default codes it smaller
+    bar = 255 * np.exp(-(x - 14) ** 2 / 4) * ((y > 5) & (y < 23))            # the mnist model does
+    digits = np.stack([ring, bar]).clip(0, 255).astype(np.uint8)
+    header = b"".join(n.to_bytes(4, "big") for n in (0x803, 2, 28, 28))
+    (workdir / "digits-idx3-ubyte").write_bytes(header + digits.tobytes())
+    result = run(workdir / "digits-idx3-ubyte", "--codecs", "none", "--json", "out.json", "-q")
+    assert result.exit_code == 0, result.output
+    (measured,) = json.loads((workdir / "out.json").read_text())["sets"][0]["codecs"]
+    assert measured["codec"] == "bbcodec auto" and measured["verified"] == 2 and "mnist" in measured["settings"]
+    images = [digit[:, :, None] for digit in digits]
+    files = [measure.api.compress(measure._image(pixels), strip_metadata=True) for pixels in images]
+    assert measured["file_bytes"] == sum(len(data) for data in files)
+    headers = [measure.api.info(data) for data in files]
+    assert [header["model"][:12] for header in headers] == [measure.zoo.find(name).hash[:12]
+                                                           for name in ("default", "mnist")]
+    settings = [measure.CoderSettings(calibration=tuple(header.get("pixel_calibration") or ()),
+                                      level_sets=tuple(header.get("pixel_level_sets") or ())) for header in headers]
+    expected = sum(measure.image_nelbo_bits(measure.zoo.by_hash(header["model"])[0], pixels, setting)
+                   for pixels, header, setting in zip(images, headers, settings))
+    assert measured["nelbo_bits"] == pytest.approx(expected, rel=0.01)   # one posterior sample each

@@ -240,8 +240,12 @@ def measure_archive(spec: str, images: list[np.ndarray], chunk_subpixels: int, d
 def _model_result(spec: str, model, digest: str, settings: CoderSettings) -> ModelResult:
     """An empty result for ``spec``, labelled with the settings as its files will be coded."""
     resolved = settings.resolve(model)
+    chosen = f"model {digest[:12]}"
+    if spec == zoo.AUTO_MODEL:
+        chosen = (f"model {digest[:12]} ({zoo.DEFAULT_MODEL}; up to {zoo.AUTO_PIXELS:,} pixels the smallest of "
+                  f"{', '.join(zoo.AUTO_CHOICES)})")
     return ModelResult(f"bbcodec {model_label(spec)}", f"bbcodec:{model_label(spec)}",
-                       f"model {digest[:12]}, {resolved.coder}, tile {resolved.tile}, {resolved.arithmetic} arithmetic",
+                       f"{chosen}, {resolved.coder}, tile {resolved.tile}, {resolved.arithmetic} arithmetic",
                        model_hash=digest)
 
 
