@@ -155,8 +155,8 @@ no_limits_option = click.option("--no-limits", is_flag=True,
 @click.argument("files", nargs=-1, required=True)
 @with_options(common_output)
 @click.option("-m", "--model", default=zoo.AUTO_MODEL, show_default=True,
-              help="model name, .safetensors file or hash; auto: the shipped default, and for an image of at most "
-                   "64x64 pixels also the shipped models made for small images, the smallest file kept")
+              help=f"model name, .safetensors file or hash; auto: the shipped default, and for an image of at most "
+                   f"{zoo.AUTO_PIXELS:,} pixels also the shipped models made for small images, the smallest file kept")
 @click.option("--coder", type=click.Choice(["auto", *sorted(CODERS)]), default="auto", show_default=True,
               help="bits-back order (auto: the model's own, bitswap for a Markov chain, topdown for a top-down VAE)")
 @tile_option
