@@ -436,12 +436,15 @@ def _factor_per_bucket(distribution, channel: int, values, centre, scale, bucket
     ``distribution`` (1 for a bucket of fewer than :data:`BUCKET_MIN_COUNT` sample sub-pixels), and the nats
     the factors save."""
     factors, saved = [SCALE_FACTORS.index(1.0)] * count, 0.0
-    for bucket in range(count):
-        where = buckets == bucket
-        if int(where.sum()) < BUCKET_MIN_COUNT:
+    order = torch.argsort(buckets.flatten(), stable=True)   # each bucket's sub-pixels together, in their order
+    values, centre, scale = (tensor.flatten()[order] for tensor in (values, centre, scale))
+    end = 0
+    for bucket, size in enumerate(torch.bincount(buckets.flatten(), minlength=count).tolist()):
+        part, end = slice(end, end + size), end + size
+        if size < BUCKET_MIN_COUNT:
             continue
-        factors[bucket], nats = _best_factor(distribution, channel, values[where], centre[where], scale[where])
-        saved += float(_nats(distribution, channel, values[where], centre[where], scale[where], (1.0,))[0]) - nats
+        factors[bucket], nats = _best_factor(distribution, channel, values[part], centre[part], scale[part])
+        saved += float(_nats(distribution, channel, values[part], centre[part], scale[part], (1.0,))[0]) - nats
     return factors, saved
 
 
