@@ -109,7 +109,7 @@ def compress(source, *, model: str = zoo.AUTO_MODEL, settings: CoderSettings = C
 def coding_layout(image: imageio.Image, *, model: str = zoo.AUTO_MODEL,
                   settings: CoderSettings = CoderSettings()) -> TileLayout:
     """How :func:`compress` tiles ``image`` with ``model`` and ``settings`` (an ``auto`` tile: the model's)."""
-    return settings.resolve(zoo.load(model)[0]).layout(image.height, image.width, image.channels)
+    return settings.for_encoding(zoo.load(model)[0]).layout(image.height, image.width, image.channels)
 
 
 def _image_header(image: imageio.Image, **fields) -> Header:
@@ -129,7 +129,7 @@ def _coded_file(image: imageio.Image, model: str, settings: CoderSettings, strip
     net, digest = zoo.load(model)
     net = net.to(device)
     pixels = image.pixels
-    settings = settings.resolve(net)
+    settings = settings.for_encoding(net)
     settings = replace(settings, tile=_covering_tile(settings.tile, image.height, image.width))
     problem = container.work_limit_problem(settings.layout(image.height, image.width, image.channels))
     if problem:  # never write a file that the decoder's default limits would refuse

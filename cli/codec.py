@@ -223,9 +223,7 @@ def _summary(name: str, size_in: int, size_out: int, pixels: int, seconds: float
 def compress_action(output, to_stdout, force, remove, device, model, coder, tile, arithmetic, strip_metadata,
                     calibrate, verify, bars):
     """The per-file action of compress (see :mod:`bbcodec_cli.each`)."""
-    # Batches as large as the decoder's work limit allows (only very large tiles need smaller ones).
-    max_batch = CoderSettings.max_batch if tile == "auto" else container.batch_limit(tile, CoderSettings.max_batch)
-    settings = CoderSettings(coder=coder, tile=tile, max_batch=max_batch, arithmetic=arithmetic)
+    settings = CoderSettings(coder=coder, tile=tile, arithmetic=arithmetic)
     tiles = _TileBar(bars is not None, nested=bars == "nested")
 
     @_timed

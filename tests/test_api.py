@@ -169,6 +169,15 @@ def test_an_auto_tile_is_the_model_family_s_own(tiny_model, coupled_polyphase, c
         assert bbcodec.info(data)["coder"]["tile"] == tile
 
 
+def test_an_encoder_keeps_its_batches_within_the_work_limit_and_a_decoder_takes_a_file_s_as_they_are(tiny_model):
+    """Every encoder (compress, pack, the bench) shrinks the batches of very large tiles to the decoder's work limit
+    (``for_encoding``); ``resolve``, which the decoder also runs on a file's settings, leaves them as they are."""
+    assert CoderSettings(tile=1024).for_encoding(tiny_model).max_batch == 1
+    assert CoderSettings(tile=256).for_encoding(tiny_model).max_batch == 16
+    assert CoderSettings().for_encoding(tiny_model) == CoderSettings().resolve(tiny_model)
+    assert CoderSettings(tile=1024).resolve(tiny_model).max_batch == 16
+
+
 @pytest.mark.parametrize("settings", [CoderSettings(coder="bbans", tile=8, start="no-bits-back"),
                                       CoderSettings(tile=16, max_batch=2, start="bits-back"),
                                       CoderSettings(tile=24, max_batch=1)], ids=str)

@@ -51,7 +51,7 @@ def pack(members: Iterable[Member], target, *, model: str = zoo.DEFAULT_MODEL,
         raise ValueError(f"chunk_subpixels must be 1..{MAX_CHUNK_SUBPIXELS}")
     net, digest = zoo.load(model)
     net = net.to(device)
-    settings = settings.resolve(net)
+    settings = settings.for_encoding(net)
     if settings.arithmetic != "exact":
         raise ArchiveError("archives are coded in exact arithmetic, so that they decode on every machine")
     header = ArchiveHeader(digest, settings, net.config.grid_bits, ENTROPY_CODER, VERSION)

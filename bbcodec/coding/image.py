@@ -91,16 +91,19 @@ class CoderSettings:
 
     def resolve(self, model) -> "CoderSettings":
         """These settings decided for ``model``: ``auto`` arithmetic is exact (every model supports it), an
-        ``auto`` coder the first of the model's family, an ``auto`` tile the family's ``default_tile`` (in
-        batches within the decoder's work limit); a BBCodecError if the family cannot use the coder."""
+        ``auto`` coder the first of the model's family, an ``auto`` tile the family's ``default_tile``; a
+        BBCodecError if the family cannot use the coder."""
         coder = model.coders[0] if self.coder == "auto" and model.coders else self.coder
         check_coder(model, coder)
-        tile, max_batch = self.tile, self.max_batch
-        if tile == "auto":
-            tile = model.default_tile
-            max_batch = batch_limit(tile, max_batch)
         return replace(self, coder=coder, arithmetic="exact" if self.arithmetic == "auto" else self.arithmetic,
-                       tile=tile, max_batch=max_batch)
+                       tile=model.default_tile if self.tile == "auto" else self.tile)
+
+    def for_encoding(self, model) -> "CoderSettings":
+        """These settings as :meth:`resolve` decides them for coding with ``model``, in batches no larger than the
+        decoder's work limit allows for a pass of its tiles (:func:`~bbcodec.container.batch_limit`: only very large
+        tiles need smaller ones). Only an encoder shrinks them: a file's own settings are decoded as they are."""
+        resolved = self.resolve(model)
+        return replace(resolved, max_batch=batch_limit(resolved.tile, resolved.max_batch))
 
     def to_dict(self) -> dict:
         """The settings as the header's ``coder`` object (without ``calibration`` and ``level_sets``)."""
