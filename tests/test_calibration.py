@@ -1,12 +1,15 @@
 """Per-image calibration of the pixel likelihood (bbcodec.coding.calibration): chosen, stored, applied exactly."""
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
 
 import bbcodec
-from bbcodec import container, imageio
+from bbcodec import container, imageio, zoo
 from bbcodec.coding import calibration
 from bbcodec.coding.image import CoderSettings
 from bbcodec.distributions import DiscretizedLaplace
@@ -121,3 +124,49 @@ def test_the_field_holds_at_most_448_bytes():
               "pixel_calibration": [1] * 449}
     with pytest.raises(ValueError, match="at most 448"):
         container.to_bytes(container.Container(header, {"payload": b"abc"}))
+
+
+def test_a_stored_calibration_may_name_one_shipped_with_the_model():
+    presets = ((1, 2, 3), (4, 5, 6))
+    assert calibration.expanded(calibration.preset(1), presets) == (4, 5, 6)
+    assert calibration.expanded(calibration.NEUTRAL, presets) == calibration.NEUTRAL   # its own indices
+    for forged in (calibration.preset(2), calibration.preset(0) + (0,), (calibration.PRESET_MARK,)):
+        with pytest.raises(ValueError, match="names shipped calibration"):
+            calibration.expanded(forged, presets)
+
+
+def test_a_small_image_is_coded_with_a_shipped_calibration_where_that_is_smaller(coupled_polyphase_file,
+                                                                                 monkeypatch):
+    """An image smaller than a tile has no calibration of its own; one fitted on images like it and shipped with
+    the model costs two header bytes, and compress keeps it where the file is smaller."""
+    model, _ = zoo.load(str(coupled_polyphase_file))
+    fitted = calibration.choose_on(model, torch.from_numpy(smooth_pixels(64, 64).transpose(2, 0, 1).copy())[None],
+                                   weight=1e4)
+    monkeypatch.setattr(model, "calibration_presets", (calibration.NEUTRAL * STEPS, fitted))
+    image = imageio.Image(smooth_pixels(24, 24), "RGB")
+    settings = CoderSettings(tile=32)
+    plain = bbcodec.compress(image, model=str(coupled_polyphase_file), settings=settings, calibrate=False)
+    data = bbcodec.compress(image, model=str(coupled_polyphase_file), settings=settings)
+    assert bbcodec.info(data)["pixel_calibration"] == [calibration.PRESET_MARK, 1]
+    assert len(data) < len(plain)
+    assert np.array_equal(bbcodec.decompress(data, model=str(coupled_polyphase_file)).pixels, image.pixels)
+    with pytest.raises(CorruptDataError, match="names shipped calibration"):
+        bbcodec.decompress(resigned(data, pixel_calibration=[calibration.PRESET_MARK, 2]),
+                           model=str(coupled_polyphase_file))
+    monkeypatch.setattr(model, "calibration_presets", ())   # a model without it: the file is refused
+    with pytest.raises(CorruptDataError, match="names shipped calibration"):
+        bbcodec.decompress(data, model=str(coupled_polyphase_file))
+
+
+def test_the_shipped_calibrations_fit_their_models():
+    """Each calibration in bbcodec/zoo/calibrations.json belongs to a shipped model that can be calibrated, and
+    makes one row per step of its likelihood."""
+    shipped = {entry.hash: entry for entry in zoo.installed() if entry.shipped}
+    for digest in json.loads((Path(zoo.__file__).parent / zoo.PRESETS).read_text())["presets"]:
+        model, _ = zoo.load(digest)
+        assert digest in shipped and calibration.applies(model) and model.calibration_presets
+        for preset in model.calibration_presets:
+            rows = calibration.rows(preset)
+            with torch.no_grad():
+                x = torch.zeros(1, 3, 32, 32, dtype=torch.uint8)
+                model.eval().likelihood_given(x).calibrated(rows)   # as many rows as it has steps

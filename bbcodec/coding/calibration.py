@@ -97,6 +97,14 @@ of distinct values among a sub-pixel's neighbours."""
 COPY_MIN_SHARE = 0.01
 """Copy weights are stored only where the sample says they save this share of their steps' bits: on photos
 the sample's small savings (0.05 % on Waterloo's peppers3) came out as small losses in the file."""
+PRESET_MARK = 252
+"""A stored calibration of two values, this mark and k, stands for calibration k shipped with the model's weights
+(its ``calibration_presets``: :func:`bbcodec.zoo.calibration_presets`), two header bytes instead of hundreds: an
+image too small to pay for a calibration of its own can still be coded with one (:func:`expanded`). No calibration
+of the model's own starts with it (it starts with a row of Laplace indices)."""
+PRESET_PIXELS = 128 * 128
+"""The largest image (in pixels) that the encoder also codes with each of its model's shipped calibrations, keeping
+the smallest file (a larger one pays for its own)."""
 SAMPLE_TILES = 24
 """Tiles of 64 pixels (spread evenly over the image) whose costs choose the calibration; of larger tiles, fewer
 (:func:`sample_tiles`)."""
@@ -114,6 +122,21 @@ def applies(model) -> bool:
     """Whether ``model``'s likelihood can be calibrated: Laplace pixels of three channels."""
     config = model.config
     return getattr(config, "pixel_distribution", None) == "laplace" and getattr(config, "image_channels", 0) == 3
+
+
+def preset(number: int) -> tuple[int, int]:
+    """The stored calibration that names the model's shipped calibration ``number`` (:data:`PRESET_MARK`)."""
+    return PRESET_MARK, number
+
+
+def expanded(indices: tuple[int, ...], presets: tuple[tuple[int, ...], ...]) -> tuple[int, ...]:
+    """The indices a stored calibration stands for: the shipped calibration of ``presets`` that it names, or its
+    own; ValueError if it names one that ``presets`` do not have."""
+    if indices[:1] != (PRESET_MARK,):
+        return indices
+    if len(indices) != 2 or not 0 <= indices[1] < len(presets):
+        raise ValueError(f"it names shipped calibration {indices[1:]} of a model that has {len(presets)}")
+    return presets[indices[1]]
 
 
 def rows(indices: tuple[int, ...]) -> list[tuple]:

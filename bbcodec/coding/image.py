@@ -59,7 +59,9 @@ class CoderSettings:
 
     ``calibration``: the per-image calibration of the pixel likelihood
     (:mod:`bbcodec.coding.calibration`: a row of scale-factor and offset
-    indices per coding step, flattened); () for none. The header stores it in
+    indices per coding step, flattened, or a shipped calibration of the
+    model named by :func:`~bbcodec.coding.calibration.preset`); () for none.
+    The header stores it in
     a field of its own (``pixel_calibration``), not with the rest
     (:meth:`to_dict`).
 
@@ -119,7 +121,7 @@ class CoderSettings:
         if not calibration.applies(model):
             raise CorruptDataError("a calibration of a likelihood that has none (only Laplace pixels of RGB)")
         try:
-            return calibration.rows(self.calibration)
+            return calibration.rows(calibration.expanded(self.calibration, model.calibration_presets))
         except ValueError as error:
             raise CorruptDataError(f"corrupt calibration ({error})") from None
 

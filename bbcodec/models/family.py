@@ -81,6 +81,10 @@ class CodecModel(nn.Module):
     Markov chain of latents takes Bit-Swap or BB-ANS."""
     without_coders: ClassVar[str] = "codes no files"
     """What a family without ``coders`` does instead, for the one-line refusal to code a file with it."""
+    calibration_presets: tuple[tuple[int, ...], ...] = ()
+    """The calibrations of the pixel likelihood shipped for these weights, which a file may name by number
+    (:func:`bbcodec.coding.calibration.preset`); set by the zoo when it loads a model whose hash has some
+    (:func:`bbcodec.zoo.calibration_presets`)."""
     default_tile: ClassVar[int] = 64
     """The tile side (pixels) its images are coded in unless a user says otherwise
     (:class:`~bbcodec.coding.image.CoderSettings`, ``tile="auto"``)."""

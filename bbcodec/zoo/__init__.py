@@ -7,10 +7,15 @@ and hashes (:mod:`bbcodec.modelfile`), without torch; a model is built (and
 fully checked) only when it is loaded. Shipped models load through ``importlib.resources``, so nothing is
 ever downloaded. User models live in ``$BBCODEC_MODELS`` (default
 ``~/.local/share/bbcodec/models``).
+
+Beside the models, ``calibrations.json`` ships calibrations of the pixel
+likelihood for some models' weights, by their hash (:func:`calibration_presets`),
+which files name by position: a list only ever grows at the end.
 """
 from __future__ import annotations
 
 import functools
+import json
 import os
 from dataclasses import dataclass
 from importlib import resources
@@ -32,6 +37,7 @@ AUTO_PIXELS = 64 * 64
 """The largest image (in pixels) that :data:`AUTO_MODEL` codes with every model of :data:`AUTO_CHOICES`; a larger one
 is coded with the default alone (coding it again would double the time for models made for small images)."""
 SUFFIX = ".safetensors"
+PRESETS = "calibrations.json"
 
 
 @dataclass(frozen=True)
@@ -67,7 +73,17 @@ def _model_files():
 def _load_bytes(data: bytes):
     from bbcodec.models.export import model_from_bytes  # torch: only once a model is built
 
-    return model_from_bytes(data), _identify(data)
+    model, digest = model_from_bytes(data), _identify(data)
+    model.calibration_presets = calibration_presets(digest)
+    return model, digest
+
+
+@functools.lru_cache(maxsize=8)
+def calibration_presets(digest: str) -> tuple[tuple[int, ...], ...]:
+    """The calibrations shipped for the model weights of hash ``digest`` (their stored indices:
+    :mod:`bbcodec.coding.calibration`), in the order files name them; () for none."""
+    shipped = json.loads(resources.files(__name__).joinpath(PRESETS).read_text())["presets"]
+    return tuple(tuple(preset["indices"]) for preset in shipped.get(digest, ()))
 
 
 @functools.lru_cache(maxsize=64)

@@ -58,7 +58,11 @@ checksum (its image checksum covers the pixels), and
   also moves and scales each step's Laplace by its decoded neighbours'
   residuals (error feedback, :mod:`bbcodec.error_feedback`;
   :data:`~bbcodec.coding.calibration.FEEDBACK_MARK` and rows in
-  ``pixel_calibration``; since 2026-12-07's eighth session).
+  ``pixel_calibration``; since 2026-12-07's eighth session);
+* ``preset.bbc``: a 32x32 crop of ``data/chelsea.png`` whose calibration is the
+  default's first shipped one, named by
+  :data:`~bbcodec.coding.calibration.PRESET_MARK` and its number
+  (``bbcodec/zoo/calibrations.json``; since 2026-12-07's tenth session).
 
 The script writes only the files that do not exist yet and never replaces one:
 a failing test means that a change broke the decoding of existing files; fix
@@ -149,6 +153,10 @@ def fed_back(header: dict) -> bool:
     return calibration.FEEDBACK_MARK in header.get("pixel_calibration", ())
 
 
+def names_preset(header: dict) -> bool:
+    return header.get("pixel_calibration", [None])[0] == calibration.PRESET_MARK
+
+
 def copied(header: dict) -> bool:
     return calibration.COPY_MARK in header.get("pixel_calibration", ())
 
@@ -178,6 +186,8 @@ CASES = {  # name -> (what compress is given, the method its .bbc must have, the
     "bucketed.bbc": (imageio.Image(chelsea(128, 192), "RGB", format="PNG"), "bits-back", MODEL,
                      CoderSettings(arithmetic="exact", tile=32), bucketed),
     "fed-back.bbc": (imageio.Image(chelsea(128, 128), "RGB", format="PNG"), "bits-back", MODEL, EXACT, fed_back),
+    "preset.bbc": (imageio.Image(chelsea(32, 32), "RGB", format="PNG"), "bits-back", MODEL,
+                   CoderSettings(arithmetic="exact", calibration=calibration.preset(0)), names_preset),
 }
 
 
