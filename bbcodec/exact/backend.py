@@ -304,6 +304,10 @@ class InArithmetic:
     def device(self) -> torch.device:
         return self.ops.device
 
+    @property
+    def calibration_presets(self) -> tuple:
+        return self.model.calibration_presets
+
     def to(self, device) -> "InArithmetic":
         self.ops.to(device)
         return self
