@@ -177,9 +177,8 @@ def _fitted(net, pixels: np.ndarray, settings: CoderSettings) -> list[CoderSetti
     """The settings with the image's level sets and calibration where ``settings`` has none: chosen for the
     pixels as they are coded (among the level sets); where there are level sets, also with the calibration
     chosen for the pixels as they are, since the sample can mislead (USC-SIPI's gray21.512.png: 0.229 against
-    0.086 bits per sub-pixel), so that the encoder keeps the smaller code of the two; and for an image of at most
-    :data:`~bbcodec.coding.calibration.PRESET_PIXELS`, also with each calibration shipped for the model (one too
-    small to pay for its own bytes)."""
+    0.086 bits per sub-pixel), so that the encoder keeps the smaller code of the two; and for an image small enough
+    (:data:`~bbcodec.coding.calibration.PRESET_SHARE`), also with each calibration shipped for the model."""
     if not settings.level_sets:
         settings = replace(settings, level_sets=level_sets.choose(net, pixels))
     if settings.calibration:
@@ -188,9 +187,9 @@ def _fitted(net, pixels: np.ndarray, settings: CoderSettings) -> list[CoderSetti
     tries = [replace(settings, calibration=calibration.choose(net, pixels, settings.tile, sets))]
     if sets is not None:
         tries.append(replace(settings, calibration=calibration.choose(net, pixels, settings.tile)))
-    if pixels.shape[0] * pixels.shape[1] <= calibration.PRESET_PIXELS:
-        tries += [replace(settings, calibration=calibration.preset(k)) for k in range(len(net.calibration_presets))]
-    return tries
+    shipped = calibration.presets_worth_trying([tried.calibration for tried in tries], net.calibration_presets,
+                                               pixels.size)
+    return tries + [replace(settings, calibration=named) for named in shipped]
 
 
 def _file(header: Header, sections: dict[str, bytes]) -> bytes:

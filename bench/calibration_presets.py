@@ -18,6 +18,7 @@ import argparse
 import io
 import json
 import os
+import re
 import time
 from pathlib import Path
 
@@ -50,6 +51,13 @@ def file_bits(images: np.ndarray, model_name: str) -> tuple[float, int]:
         total += len(data)
         named += (bbcodec.info(data).get("pixel_calibration") or [None])[0] == calibration.PRESET_MARK
     return 8 * total / images.size, named
+
+
+def shipped_json(presets: dict) -> str:
+    """The shipped calibrations as JSON, each calibration's indices on one line."""
+    text = json.dumps(presets, indent=1)
+    return re.sub(r"\[\s*(\d[\d,\s]*?)\s*\]", lambda m: "[" + ", ".join(m.group(1).split()).replace(",,", ",") + "]",
+                  text) + "\n"
 
 
 def main() -> None:
@@ -86,7 +94,7 @@ def main() -> None:
         presets = json.loads(PRESETS.read_text())
         entry = {"fitted_on": f"{result['set']}: {result['fitted_on']}", "indices": list(fitted)}
         presets["presets"].setdefault(digest, []).append(entry)
-        PRESETS.write_text(json.dumps(presets, indent=1) + "\n")
+        PRESETS.write_text(shipped_json(presets))
         print(f"appended as shipped calibration {len(presets['presets'][digest]) - 1} of {digest[:12]}")
 
 

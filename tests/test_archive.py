@@ -180,6 +180,25 @@ def test_a_version_4_chunk_codes_its_images_with_one_calibration(coupled_polypha
     assert len(calibrated) < len(packed(members, coupled_polyphase_file))
 
 
+def test_a_small_chunk_names_a_shipped_calibration_where_its_chain_is_smaller(coupled_polyphase_file, monkeypatch):
+    """A chunk of four 16x16 images pays hundreds of bytes for a calibration of its own; one shipped with the
+    model (fitted on images like them) costs two, and the writer keeps the smaller chain; the reader finds it by
+    the model."""
+    from bbcodec.coding import calibration
+
+    members = calibrated_members()
+    model = bbcodec.load_model(str(coupled_polyphase_file))[0]
+    shipped = calibration.choose_for_images(model, [m.image.pixels for m in members])
+    monkeypatch.setattr(model, "calibration_presets", (shipped,))
+    small = packed(members, coupled_polyphase_file, chunk_subpixels=4 * 768)
+    box = archive.Archive(small, model=str(coupled_polyphase_file))
+    assert all(same_image(image, m.image) for (_, image), m in zip(box, members))
+    monkeypatch.setattr(model, "calibration_presets", ())
+    assert len(small) < len(packed(members, coupled_polyphase_file, chunk_subpixels=4 * 768))
+    with pytest.raises(CorruptDataError, match="names shipped calibration"):
+        box.decode_chunk(box.chunks[0])
+
+
 def test_a_chunk_whose_calibration_is_damaged_is_refused_and_the_rest_stays_readable(
         coupled_polyphase_file, monkeypatch):
     from bbcodec.archive import layout

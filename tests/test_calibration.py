@@ -135,6 +135,15 @@ def test_a_stored_calibration_may_name_one_shipped_with_the_model():
             calibration.expanded(forged, presets)
 
 
+def test_shipped_calibrations_are_tried_where_a_calibration_costs_a_share_of_the_raw_bytes():
+    shipped = ((0,) * 332,)
+    cifar, thumbnail, photo = 32 * 32 * 3, 128 * 128 * 3, 256 * 256 * 3
+    assert calibration.presets_worth_trying([()], shipped, cifar) == [calibration.preset(0)]   # none of its own
+    assert calibration.presets_worth_trying([(0,) * 400, ()], shipped, thumbnail) == [calibration.preset(0)]
+    assert calibration.presets_worth_trying([(0,) * 417], shipped, photo) == []
+    assert calibration.presets_worth_trying([()], (), cifar) == []                             # a model without
+
+
 def test_a_small_image_is_coded_with_a_shipped_calibration_where_that_is_smaller(coupled_polyphase_file,
                                                                                  monkeypatch):
     """An image smaller than a tile has no calibration of its own; one fitted on images like it and shipped with

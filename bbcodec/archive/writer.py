@@ -14,7 +14,7 @@ from bbcodec.archive.layout import (CHUNK_MAGIC, DEFAULT_CHUNK_SUBPIXELS, END_MA
                                     content_digest, deflated, group_limits, grouped_seed_length, grouped_steps,
                                     image_steps, stack_sizes_bytes)
 from bbcodec.coding.ans import ENTROPY_CODER
-from bbcodec.coding.calibration import choose_for_images
+from bbcodec.coding.calibration import choose_for_images, presets_worth_trying
 from bbcodec.coding.chain import encode_growing, encode_steps
 from bbcodec.coding.image import CoderSettings, coding_model
 from bbcodec.errors import UnsupportedImageError
@@ -91,10 +91,11 @@ def _write_chunk(target, net, header: ArchiveHeader, chunk: list[Member], report
     from, which the chunk keeps as those files' bytes (then the others are coded again without them); from
     version 4 with one calibration of the pixel likelihood for its images, where it pays."""
     settings, form = header.settings, header.format
-    if form.calibrates:
-        settings = replace(settings, calibration=choose_for_images(net, [m.image.pixels for m in chunk]))
     model = coding_model(net, settings.arithmetic)
-    encoded, steps, sizes = _chain(model, chunk, header, settings)
+    if form.calibrates:
+        encoded, steps, sizes, settings = _calibrated_chain(net, model, chunk, header, settings)
+    else:
+        encoded, steps, sizes = _chain(model, chunk, header, settings)
     kept = _costlier_than_their_files(encoded, steps, chunk)
     coded = [m for i, m in enumerate(chunk) if i not in kept]
     if kept:
@@ -124,6 +125,17 @@ def _write_chunk(target, net, header: ArchiveHeader, chunk: list[Member], report
     report.subpixels += sum(m.image.pixels.size for m in chunk)
     if progress:
         progress(len(chunk))
+
+
+def _calibrated_chain(net, model, chunk: list[Member], header: ArchiveHeader, settings: CoderSettings):
+    """As :func:`_chain`, with the settings it coded with: the chunk's images coded with one calibration chosen for
+    them and, for a chunk small enough (:data:`~bbcodec.coding.calibration.PRESET_SHARE`), with each shipped for
+    the model, the smallest chain with its calibration's bytes kept."""
+    own = choose_for_images(net, [m.image.pixels for m in chunk])
+    tries = [own] + presets_worth_trying([own], net.calibration_presets, sum(m.image.pixels.size for m in chunk))
+    coded = [(*_chain(model, chunk, header, replace(settings, calibration=c)), replace(settings, calibration=c))
+             for c in tries]
+    return min(coded, key=lambda tried: (tried[0].stored_bits if tried[0] else 0) + 8 * len(tried[3].calibration))
 
 
 def _chain(model, members: list[Member], header: ArchiveHeader, settings: CoderSettings):
