@@ -13,7 +13,7 @@ from bbcodec import container, imageio, zoo
 from bbcodec.coding import calibration
 from bbcodec.coding.image import CoderSettings
 from bbcodec.distributions import DiscretizedLaplace
-from bbcodec.errors import CorruptDataError
+from bbcodec.errors import BBCodecError, CorruptDataError
 from bbcodec.models.export import save_model
 from test_exact import resigned, smooth_pixels
 from test_polyphase import LINEAR, make_polyphase
@@ -179,3 +179,14 @@ def test_the_shipped_calibrations_fit_their_models():
             with torch.no_grad():
                 x = torch.zeros(1, 3, 32, 32, dtype=torch.uint8)
                 model.eval().likelihood_given(x).calibrated(rows)   # as many rows as it has steps
+
+
+def test_a_damaged_list_of_shipped_calibrations_is_one_clear_error(monkeypatch, tmp_path):
+    (tmp_path / zoo.PRESETS).write_text('{"presets": [')
+    monkeypatch.setattr(zoo.resources, "files", lambda package: tmp_path)
+    zoo.calibration_presets.cache_clear()
+    try:
+        with pytest.raises(BBCodecError, match="cannot be read .*reinstall bbcodec"):
+            zoo.calibration_presets("470ad5d8de9a")
+    finally:
+        zoo.calibration_presets.cache_clear()

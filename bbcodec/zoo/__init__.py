@@ -82,8 +82,11 @@ def _load_bytes(data: bytes):
 def calibration_presets(digest: str) -> tuple[tuple[int, ...], ...]:
     """The calibrations shipped for the model weights of hash ``digest`` (their stored indices:
     :mod:`bbcodec.coding.calibration`), in the order files name them; () for none."""
-    shipped = json.loads(resources.files(__name__).joinpath(PRESETS).read_text())["presets"]
-    return tuple(tuple(preset["indices"]) for preset in shipped.get(digest, ()))
+    try:
+        shipped = json.loads(resources.files(__name__).joinpath(PRESETS).read_text())["presets"]
+        return tuple(tuple(preset["indices"]) for preset in shipped.get(digest, ()))
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        raise BBCodecError(f"the package's {PRESETS} cannot be read ({error}): reinstall bbcodec") from None
 
 
 @functools.lru_cache(maxsize=64)
