@@ -121,3 +121,18 @@ def test_the_field_holds_a_set_for_each_of_four_planes():
               "pixel_level_sets": [1] * 130}
     with pytest.raises(ValueError, match="at most 129"):
         container.to_bytes(container.Container(header, {"payload": b"abc"}))
+
+
+def test_a_small_image_is_also_coded_without_level_sets_that_do_not_pay(coupled_polyphase_file, monkeypatch):
+    """An estimate that says a plane's set pays can be wrong (MNIST digits under the mnist model); where the set's
+    bytes are a large share of the image's, compress also codes it without and keeps the smaller file, header
+    bytes counted."""
+    from bbcodec import api
+
+    every_value = (1,) + (255,) * level_sets.MASK_BYTES   # a set of all 256 values saves nothing
+    monkeypatch.setattr(api.level_sets, "choose", lambda net, pixels: every_value)
+    image = imageio.Image(smooth_pixels(32, 32, channels=1), "L")
+    data = bbcodec.compress(image, model=str(coupled_polyphase_file), settings=CoderSettings(tile=32))
+    header = bbcodec.info(data)
+    assert header["method"] == "bits-back" and "pixel_level_sets" not in header
+    assert np.array_equal(bbcodec.decompress(data, model=str(coupled_polyphase_file)).pixels, image.pixels)

@@ -129,7 +129,7 @@ def _write_chunk(target, net, header: ArchiveHeader, chunk: list[Member], report
 
 def _calibrated_chain(net, model, chunk: list[Member], header: ArchiveHeader, settings: CoderSettings):
     """As :func:`_chain`, with the settings it coded with: the chunk's images coded with one calibration chosen for
-    them and, for a chunk small enough (:data:`~bbcodec.coding.calibration.PRESET_SHARE`), with each shipped for
+    them and, for a chunk small enough (:data:`~bbcodec.coding.calibration.SIDE_SHARE`), with each shipped for
     the model, the smallest chain with its calibration's bytes kept."""
     own = choose_for_images(net, [m.image.pixels for m in chunk])
     tries = [own] + presets_worth_trying([own], net.calibration_presets, sum(m.image.pixels.size for m in chunk))

@@ -102,12 +102,13 @@ PRESET_MARK = 252
 (its ``calibration_presets``: :func:`bbcodec.zoo.calibration_presets`), two header bytes instead of hundreds: an
 image too small to pay for a calibration of its own can still be coded with one (:func:`expanded`). No calibration
 of the model's own starts with it (it starts with a row of Laplace indices)."""
-PRESET_SHARE = 0.005
-"""An image, or a chunk of images coded together, is also coded with each shipped calibration of its model (the
-smallest code kept) where a calibration's bytes (its own, or where none pays, a shipped one's) are more than this
-share of its raw bytes: a CIFAR-subset image, a 128x128 thumbnail, ten CIFAR-subset images together; not a 256x256
-image, whose own calibration always won on thumbnails of photos (bench/README.md, "Calibrations shipped with a
-model")."""
+SIDE_SHARE = 0.005
+"""Where side information would take more than this share of the raw bytes of an image, or of a chunk of images
+coded together, the encoder also codes it otherwise and keeps the smallest code: with each shipped calibration of
+its model where a calibration's bytes (its own, or where none pays, a shipped one's) are over it (a CIFAR-subset
+image, a 128x128 thumbnail, ten CIFAR-subset images together; not a 256x256 image, whose own calibration always
+won on thumbnails of photos: bench/README.md, "Calibrations shipped with a model"), and without its level sets
+where theirs are (:func:`bbcodec.api.compress`: an MNIST digit)."""
 SAMPLE_TILES = 24
 """Tiles of 64 pixels (spread evenly over the image) whose costs choose the calibration; of larger tiles, fewer
 (:func:`sample_tiles`)."""
@@ -135,9 +136,9 @@ def preset(number: int) -> tuple[int, int]:
 def presets_worth_trying(own: tuple[tuple[int, ...], ...], presets: tuple[tuple[int, ...], ...],
                          subpixels: int) -> list[tuple[int, int]]:
     """The stored calibrations naming each of ``presets`` (a model's shipped calibrations) that an image or chunk of
-    ``subpixels`` sub-pixels is worth coding with besides its own calibrations ``own`` (:data:`PRESET_SHARE`)."""
+    ``subpixels`` sub-pixels is worth coding with besides its own calibrations ``own`` (:data:`SIDE_SHARE`)."""
     yardstick = max(map(len, own), default=0) or max(map(len, presets), default=0)
-    return [preset(k) for k in range(len(presets))] if yardstick > PRESET_SHARE * subpixels else []
+    return [preset(k) for k in range(len(presets))] if yardstick > SIDE_SHARE * subpixels else []
 
 
 def expanded(indices: tuple[int, ...], presets: tuple[tuple[int, ...], ...]) -> tuple[int, ...]:
