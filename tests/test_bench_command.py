@@ -279,5 +279,7 @@ def test_bench_measures_auto_with_the_model_each_file_names(workdir):
     settings = [measure.CoderSettings(calibration=tuple(header.get("pixel_calibration") or ()),
                                       level_sets=tuple(header.get("pixel_level_sets") or ())) for header in headers]
     expected = sum(measure.image_nelbo_bits(measure.zoo.by_hash(header["model"])[0], pixels, setting)
-                   for pixels, header, setting in zip(images, headers, settings))
-    assert measured["nelbo_bits"] == pytest.approx(expected, rel=0.01)   # one posterior sample each
+                   for _ in range(4) for pixels, header, setting in zip(images, headers, settings)) / 4
+    # the bench takes one posterior sample an image (about 1.5 % apart on the calibrated ring); one model for both
+    # images would be 9 % (the default) or 40 % (mnist) away
+    assert measured["nelbo_bits"] == pytest.approx(expected, rel=0.04)
