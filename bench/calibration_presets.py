@@ -5,10 +5,12 @@ training images of an .npz set (its ``train_x``, spread evenly; never its test i
 ``--files`` test images (``test_x``) one per file as ``bbcodec.compress`` does, once with the model's shipped
 calibrations only and once with the fitted one added (the encoder keeps the smaller file), decodes every file
 and compares its pixels. With ``--write`` it appends the calibration to ``bbcodec/zoo/calibrations.json`` under
-the model's hash; a shipped one is never changed (files name it by position).
+the model's hash unless it is shipped already; a shipped one is never changed (files name it by position). The fit
+runs the float model, so another kind of machine may fit a slightly different calibration: measure there without
+``--write``. The default's calibration 0 (2026-12-08; ``bash bench/train_zoo.sh calibrations``):
 
     python bench/calibration_presets.py ../shared/data/cifar10-subset/cifar10_subset_uint8_nhwc.npz \\
-        --fit 512 --files 200 --json bench/results/calibration_preset_cifar.json
+        --fit 2048 --files 200 --json bench/results/calibration_preset_cifar.json --write
 
 One torch thread; the load average is recorded.
 """
@@ -90,7 +92,9 @@ def main() -> None:
     print(json.dumps(result, indent=1))
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=1) + "\n")
-    if args.write:
+    if args.write and fitted in shipped:
+        print(f"already shipped as calibration {shipped.index(fitted)} of {digest[:12]}: nothing written")
+    elif args.write:
         presets = json.loads(PRESETS.read_text())
         entry = {"fitted_on": f"{result['set']}: {result['fitted_on']}", "indices": list(fitted)}
         presets["presets"].setdefault(digest, []).append(entry)

@@ -4,6 +4,7 @@
 #   bash bench/train_zoo.sh default [RUNS]                     # the shipped default (multiscale-residual's stages)
 #   bash bench/train_zoo.sh default-v2|default-v2-float|mnist-v2  # from the repository root, venv active
 #   bash bench/train_zoo.sh mnist [RUNS]
+#   bash bench/train_zoo.sh calibrations                       # the calibrations shipped for small images
 #   bash bench/train_zoo.sh photo-polyphase [OUT [--resume]]  # a longer run of the polyphase preset (not shipped)
 #   bash bench/train_zoo.sh multiscale [RUNS]                  # the two-level polyphase likelihood
 #   bash bench/train_zoo.sh multiscale-wide [RUNS]             # the same with context networks of 64 channels
@@ -118,6 +119,11 @@ case "${1:-}" in
         ;;
     default-v2) natural default "" 6 float32 default-v2 ;;    # the default of 2026-11-24 to 2026-12-07
     default-v2-float) natural default-float --float 8 float16 default-v2-float ;;
+    calibrations)  # bbcodec/zoo/calibrations.json: the default's calibration 0 (2026-12-08), for small images;
+        # --write appends only a calibration not shipped yet (bench/README.md, "Calibrations shipped with a model")
+        python bench/calibration_presets.py "$D"/cifar10-subset/cifar10_subset_uint8_nhwc.npz --fit 2048 --files 200 \
+            --json bench/results/calibration_preset_cifar.json --write
+        ;;
     mnist)  # since 2026-12-07: the two-level polyphase likelihood, narrower, held-out digits from the training set
         bbcodec train "$D"/mnist/train-images-idx3-ubyte.gz --preset photo-multiscale --set hidden_channels=32 \
             --set latent_channels=8 --set linear_prediction=true --crop 28 --batch-size 64 --steps 3000 \
@@ -148,5 +154,5 @@ case "${1:-}" in
     flowpp) flowpp "${2:-runs}" binary "${@:3}" ;;
     flowpp-float) flowpp "${2:-runs}" float --float "${@:3}" ;;
     flowpp-deep) flowpp "${2:-runs}" deep --set blocks_per_net=4 "${@:3}" ;;  # twice the binary blocks a network
-    *) echo "usage: bash bench/train_zoo.sh default|default-v2|default-v2-float|mnist|mnist-v2|photo-polyphase|multiscale|multiscale-wide|multiscale-linear|multiscale-linear-float|multiscale-residual|multiscale-residual-float|multiscale-residual-longer|topdown|topdown-float|topdown-signs|flowpp|flowpp-float|flowpp-deep" >&2; exit 2 ;;
+    *) echo "usage: bash bench/train_zoo.sh default|calibrations|default-v2|default-v2-float|mnist|mnist-v2|photo-polyphase|multiscale|multiscale-wide|multiscale-linear|multiscale-linear-float|multiscale-residual|multiscale-residual-float|multiscale-residual-longer|topdown|topdown-float|topdown-signs|flowpp|flowpp-float|flowpp-deep" >&2; exit 2 ;;
 esac
