@@ -133,7 +133,7 @@ def preset(number: int) -> tuple[int, int]:
     return PRESET_MARK, number
 
 
-def presets_worth_trying(own: tuple[tuple[int, ...], ...], presets: tuple[tuple[int, ...], ...],
+def presets_worth_trying(own: list[tuple[int, ...]], presets: tuple[tuple[int, ...], ...],
                          subpixels: int) -> list[tuple[int, int]]:
     """The stored calibrations naming each of ``presets`` (a model's shipped calibrations) that an image or chunk of
     ``subpixels`` sub-pixels is worth coding with besides its own calibrations ``own`` (:data:`SIDE_SHARE`)."""
